@@ -1,0 +1,5 @@
+"""Allow ``python -m chatd``."""
+
+from chatd.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,78 @@
+"""What the backends share: their settings and the server interface tests and the CLI use."""
+
+from __future__ import annotations
+
+import socket
+import time
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from chatd.core import Hub, ServerConfig
+
+PAUSE_FLUSH_S = 0.1
+"""How long a peer must pause after bytes with no newline before they count as a line."""
+
+CLOSE_LINGER_S = 5.0
+"""How long a closing connection may take to drain its queue before it is cut."""
+
+SHUTDOWN_GRACE_S = 2.0
+"""How long shutdown waits for goodbye messages to drain before closing sockets."""
+
+
+@dataclass(frozen=True, slots=True)
+class BackendSettings:
+    """Transport-level settings, next to the core's ``ServerConfig``."""
+
+    host: str = "127.0.0.1"
+    port: int = 6667
+    sendq_bytes: int = 1 << 20
+    config: ServerConfig = field(default_factory=ServerConfig)
+
+
+class ChatServer(Protocol):
+    """A server that can run in a thread of a test or as the process's main loop."""
+
+    address: tuple[str, int]
+
+    def bind(self) -> None: ...
+
+    def serve_forever(self) -> None: ...
+
+    def shutdown(self) -> None: ...
+
+
+def make_hub(settings: BackendSettings) -> Hub:
+    return Hub(settings.config, time.monotonic, time.time)
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A listening TCP socket; raises OSError (for the CLI to report) when the port is taken."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(1024)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def tune_accepted(sock: socket.socket) -> None:
+    """We coalesce writes ourselves, so Nagle only adds latency; keepalive finds dead plain peers."""
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+
+
+def create_server(backend: str, settings: BackendSettings) -> ChatServer:
+    """The server for ``backend`` ("selectors" or "threads"); raises ValueError otherwise."""
+    if backend == "selectors":
+        from chatd.backends.selectors_server import SelectorsServer
+
+        return SelectorsServer(settings)
+    if backend == "threads":
+        from chatd.backends.threaded_server import ThreadedServer
+
+        return ThreadedServer(settings)
+    raise ValueError(f"unknown backend {backend!r}")

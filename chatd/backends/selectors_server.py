@@ -1,0 +1,314 @@
+"""The default backend: one thread, non-blocking sockets, one selector.
+
+Per loop turn: wait for readiness (the timeout is the nearest timer deadline),
+read and hand complete lines to the hub, run due timers, then flush every
+connection that got output this turn with one ``send`` each. ``EVENT_WRITE`` is
+asked for only while a connection has bytes the kernel would not take.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import heapq
+import logging
+import selectors
+import socket
+import time
+from collections.abc import Callable
+
+from chatd.backends.base import (
+    CLOSE_LINGER_S,
+    PAUSE_FLUSH_S,
+    SHUTDOWN_GRACE_S,
+    BackendSettings,
+    listen,
+    make_hub,
+    tune_accepted,
+)
+from chatd.core import Client
+from chatd.protocol.framing import LineReader
+
+log = logging.getLogger("chatd")
+
+RECV_BYTES = 65536
+ACCEPTS_PER_TURN = 64
+
+
+class Connection:
+    """One socket, its buffers and its place in the loop. Implements the core's Transport."""
+
+    __slots__ = (
+        "client",
+        "closed",
+        "closing",
+        "fd",
+        "loop",
+        "outbox",
+        "pending",
+        "reader",
+        "reads",
+        "sock",
+        "wants_write",
+    )
+
+    def __init__(self, loop: SelectorsServer, sock: socket.socket) -> None:
+        self.loop = loop
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.reader = LineReader()
+        self.outbox = bytearray()
+        self.pending = False
+        self.wants_write = False
+        self.closing = False
+        self.closed = False
+        self.reads = 0
+        self.client: Client | None = None
+
+    # Transport contract ----------------------------------------------------------
+
+    def write(self, data: bytes) -> bool:
+        if self.closing:
+            return True
+        outbox = self.outbox
+        if len(outbox) + len(data) > self.loop.sendq_bytes:
+            return False
+        outbox += data
+        if not self.pending:
+            self.pending = True
+            self.loop.pending.append(self)
+        return True
+
+    def close(self, farewell: bytes = b"", *, abort: bool = False) -> None:
+        if self.closing:
+            return
+        self.closing = True
+        if abort:
+            self.outbox.clear()
+        self.outbox += farewell
+        if abort:
+            self.flush()
+            self.drop()
+            return
+        self.loop.call_later(CLOSE_LINGER_S, self.drop)
+        if not self.pending:
+            self.pending = True
+            self.loop.pending.append(self)
+
+    # loop side ---------------------------------------------------------------------
+
+    def on_readable(self) -> None:
+        try:
+            data = self.sock.recv(RECV_BYTES)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as error:
+            self.lost(error.strerror or "Connection error")
+            return
+        if not data:
+            self.lost("Connection closed")
+            return
+        lines = self.reader.feed(data)
+        client = self.client
+        assert client is not None
+        if lines:
+            self.loop.hub.receive(client, lines)
+        if self.reader.pending and client.accepts_unterminated and not self.closing:
+            self.reads += 1
+            reads = self.reads
+            self.loop.call_later(PAUSE_FLUSH_S, lambda: self.flush_partial(reads))
+
+    def flush_partial(self, reads: int) -> None:
+        """The peer paused after bytes with no newline: treat them as a line."""
+        client = self.client
+        if self.closing or reads != self.reads or client is None or not client.accepts_unterminated:
+            return
+        if self.reader.pending:
+            self.loop.hub.receive(client, [self.reader.take_partial()])
+
+    def flush(self) -> None:
+        """Send as much of the outbox as the kernel takes now; never blocks."""
+        self.pending = False
+        if self.closed:
+            return
+        outbox = self.outbox
+        if outbox:
+            try:
+                sent = self.sock.send(outbox)
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            except OSError as error:
+                self.lost(error.strerror or "Write error")
+                return
+            del outbox[:sent]
+        if outbox:
+            if not self.wants_write:
+                self.wants_write = True
+                self.loop.selector.modify(self.sock, selectors.EVENT_READ | selectors.EVENT_WRITE, self)
+        else:
+            if self.wants_write:
+                self.wants_write = False
+                self.loop.selector.modify(self.sock, selectors.EVENT_READ, self)
+            if self.closing:
+                self.drop()
+
+    def lost(self, reason: str) -> None:
+        """The peer went away or the socket failed: tell the hub, then drop the socket."""
+        if self.client is not None:
+            self.loop.hub.disconnect(self.client, reason)
+        self.drop()
+
+    def drop(self) -> None:
+        """Close the socket now. Idempotent."""
+        if self.closed:
+            return
+        self.closed = True
+        self.closing = True
+        self.outbox.clear()
+        self.loop.forget(self)
+        with contextlib.suppress(OSError):
+            self.sock.close()
+
+
+class SelectorsServer:
+    """A chat server on one selector loop; ``shutdown`` may be called from any thread."""
+
+    def __init__(self, settings: BackendSettings) -> None:
+        self.settings = settings
+        self.sendq_bytes = settings.sendq_bytes
+        self.hub = make_hub(settings)
+        self.selector = selectors.DefaultSelector()
+        self.pending: list[Connection] = []
+        self.connections: dict[int, Connection] = {}
+        self._timers: list[tuple[float, int, Callable[[], None]]] = []
+        self._timer_seq = 0
+        self._listener: socket.socket | None = None
+        self._waker_r, self._waker_w = socket.socketpair()
+        self._waker_r.setblocking(False)
+        self._waker_w.setblocking(False)
+        self._stopping = False
+        self.address: tuple[str, int] = (settings.host, settings.port)
+
+    def bind(self) -> None:
+        listener = listen(self.settings.host, self.settings.port)
+        listener.setblocking(False)
+        self._listener = listener
+        self.address = listener.getsockname()[:2]
+        self.selector.register(listener, selectors.EVENT_READ, None)
+        self.selector.register(self._waker_r, selectors.EVENT_READ, self._waker_r)
+
+    def shutdown(self) -> None:
+        self._stopping = True
+        with contextlib.suppress(OSError):
+            self._waker_w.send(b"x")
+
+    def call_later(self, delay_s: float, callback: Callable[[], None]) -> None:
+        self._timer_seq += 1
+        heapq.heappush(self._timers, (time.monotonic() + delay_s, self._timer_seq, callback))
+
+    def forget(self, connection: Connection) -> None:
+        self.connections.pop(connection.fd, None)
+        with contextlib.suppress(KeyError, ValueError):
+            self.selector.unregister(connection.sock)
+
+    def serve_forever(self) -> None:
+        if self._listener is None:
+            self.bind()
+        hub_deadline: float | None = None
+        try:
+            while not self._stopping:
+                timeout = self._timeout(hub_deadline)
+                for key, mask in self.selector.select(timeout):
+                    data = key.data
+                    if data is None:
+                        self._accept()
+                    elif data is self._waker_r:
+                        self._drain_waker()
+                    else:
+                        if mask & selectors.EVENT_READ and not data.closed:
+                            data.on_readable()
+                        if mask & selectors.EVENT_WRITE and not data.closed:
+                            data.flush()
+                self._run_timers()
+                if hub_deadline is None or hub_deadline <= time.monotonic():
+                    hub_deadline = self.hub.run_timers()
+                self._flush_pending()
+        finally:
+            self._close_all()
+
+    def _timeout(self, hub_deadline: float | None) -> float | None:
+        deadlines = [d for d in (hub_deadline, self._timers[0][0] if self._timers else None) if d is not None]
+        if not deadlines:
+            return None
+        return max(0.0, min(deadlines) - time.monotonic())
+
+    def _accept(self) -> None:
+        assert self._listener is not None
+        for _ in range(ACCEPTS_PER_TURN):
+            try:
+                sock, address = self._listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as error:
+                log.warning("accept failed: %s", error)
+                return
+            sock.setblocking(False)
+            tune_accepted(sock)
+            connection = Connection(self, sock)
+            self.connections[connection.fd] = connection
+            self.selector.register(sock, selectors.EVENT_READ, connection)
+            host = address[0]
+            log.info("connection from %s:%s", host, address[1])
+            connection.client = self.hub.connect(connection, host)
+
+    def _drain_waker(self) -> None:
+        try:
+            while self._waker_r.recv(4096):
+                pass
+        except (BlockingIOError, InterruptedError):
+            pass
+
+    def _run_timers(self) -> None:
+        timers = self._timers
+        now = time.monotonic()
+        while timers and timers[0][0] <= now:
+            _, _, callback = heapq.heappop(timers)
+            callback()
+
+    def _flush_pending(self) -> None:
+        pending = self.pending
+        while pending:
+            self.pending = []
+            for connection in pending:
+                connection.flush()
+            pending = self.pending
+
+    def _close_all(self) -> None:
+        """Say goodbye to everyone, let the goodbyes drain for a moment, then close."""
+        self.hub.shutdown()
+        self._flush_pending()
+        deadline = time.monotonic() + SHUTDOWN_GRACE_S
+        while any(not c.closed for c in self.connections.values()) and time.monotonic() < deadline:
+            for key, mask in self.selector.select(0.05):
+                if isinstance(key.data, Connection) and not key.data.closed:
+                    if mask & selectors.EVENT_WRITE:
+                        key.data.flush()
+                    if mask & selectors.EVENT_READ:
+                        self._discard_input(key.data)
+        for connection in list(self.connections.values()):
+            connection.drop()
+        if self._listener is not None:
+            self.selector.unregister(self._listener)
+            self._listener.close()
+        self.selector.close()
+        self._waker_r.close()
+        self._waker_w.close()
+
+    @staticmethod
+    def _discard_input(connection: Connection) -> None:
+        try:
+            if not connection.sock.recv(RECV_BYTES):
+                connection.drop()
+        except (BlockingIOError, InterruptedError):
+            pass
+        except OSError:
+            connection.drop()

@@ -1,0 +1,254 @@
+"""The reference backend: one reader thread per client, the hub under one lock.
+
+Delivery never lets a slow reader hold up anyone else: a write first tries a
+non-blocking ``send``; what the kernel does not take goes into the connection's
+bounded outbox, drained by a writer thread of its own started on first need.
+Writers block only on their own socket and never hold the hub lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import select
+import socket
+import threading
+import time
+
+from chatd.backends.base import (
+    CLOSE_LINGER_S,
+    PAUSE_FLUSH_S,
+    SHUTDOWN_GRACE_S,
+    BackendSettings,
+    listen,
+    make_hub,
+    tune_accepted,
+)
+from chatd.core import Client
+from chatd.protocol.framing import LineReader
+
+log = logging.getLogger("chatd")
+
+RECV_BYTES = 65536
+
+
+class ThreadedConnection:
+    """One client socket with its reader thread and, when needed, a writer thread."""
+
+    def __init__(self, server: ThreadedServer, sock: socket.socket, peer: str) -> None:
+        self.server = server
+        self.sock = sock
+        self.peer = peer
+        self.client: Client | None = None
+        self.reader = LineReader()
+        self.outbox = bytearray()
+        self.cond = threading.Condition(threading.Lock())
+        self.writer: threading.Thread | None = None
+        self.closing = False
+        self.closed = False
+
+    # Transport contract (called with the hub lock held) ----------------------------
+
+    def write(self, data: bytes) -> bool:
+        with self.cond:
+            if self.closing:
+                return True
+            if not self.outbox and self.writer is None:
+                try:
+                    sent = self.sock.send(data, socket.MSG_DONTWAIT)
+                except (BlockingIOError, InterruptedError):
+                    sent = 0
+                except OSError:
+                    return True  # the reader will see the failure and report it
+                if sent == len(data):
+                    return True
+                data = data[sent:]
+            if len(self.outbox) + len(data) > self.server.sendq_bytes:
+                return False
+            self.outbox += data
+            self._ensure_writer()
+            self.cond.notify()
+            return True
+
+    def close(self, farewell: bytes = b"", *, abort: bool = False) -> None:
+        with self.cond:
+            if self.closing:
+                return
+            self.closing = True
+            if abort:
+                self.outbox.clear()
+                with contextlib.suppress(OSError):
+                    self.sock.send(farewell, socket.MSG_DONTWAIT)
+                self._shutdown_socket()
+                return
+            self.outbox += farewell
+            self._ensure_writer()
+            self.cond.notify()
+
+    # threads -----------------------------------------------------------------------
+
+    def _ensure_writer(self) -> None:
+        if self.writer is None:
+            self.writer = threading.Thread(target=self._write_loop, name=f"chatd-writer-{self.peer}", daemon=True)
+            self.writer.start()
+
+    def _write_loop(self) -> None:
+        """Drain the outbox with blocking sends; on close, drain then shut the socket."""
+        linger_deadline: float | None = None
+        while True:
+            with self.cond:
+                while not self.outbox and not self.closing:
+                    self.cond.wait()
+                chunk = bytes(self.outbox)
+                self.outbox.clear()
+                closing = self.closing
+            if chunk:
+                if closing and linger_deadline is None:
+                    linger_deadline = time.monotonic() + CLOSE_LINGER_S
+                    self.sock.settimeout(CLOSE_LINGER_S)
+                try:
+                    self.sock.sendall(chunk)
+                except OSError:
+                    self._shutdown_socket()
+                    return
+                continue
+            if closing:
+                self._shutdown_socket()
+                return
+
+    def _shutdown_socket(self) -> None:
+        """Wake the reader (it sees EOF) and make further sends fail."""
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
+
+    def read_loop(self) -> None:
+        """Read, frame, and hand lines to the hub under its lock until the peer goes."""
+        server = self.server
+        reason = "Connection closed"
+        poller = select.poll()
+        poller.register(self.sock, select.POLLIN)
+        try:
+            while True:
+                client = self.client
+                assert client is not None
+                # The classroom client never sends a newline: a pause ends its line.
+                if self.reader.pending and client.accepts_unterminated and not poller.poll(PAUSE_FLUSH_S * 1000):
+                    with server.lock:
+                        server.hub.receive(client, [self.reader.take_partial()])
+                    continue
+                try:
+                    data = self.sock.recv(RECV_BYTES)
+                except OSError as error:
+                    reason = error.strerror or "Connection error"
+                    break
+                if not data:
+                    break
+                lines = self.reader.feed(data)
+                if lines:
+                    with server.lock:
+                        server.hub.receive(client, lines)
+        finally:
+            with server.lock:
+                if self.client is not None:
+                    server.hub.disconnect(self.client, reason)
+            self.drop()
+
+    def drop(self) -> None:
+        with self.cond:
+            self.closing = True
+            self.closed = True
+            self.outbox.clear()
+            self.cond.notify()
+        self._shutdown_socket()
+        self.server.forget(self)
+        with contextlib.suppress(OSError):
+            self.sock.close()
+        log.info("closed connection from %s", self.peer)
+
+
+class ThreadedServer:
+    """Thread-per-connection chat server; ``shutdown`` may be called from any thread."""
+
+    def __init__(self, settings: BackendSettings) -> None:
+        self.settings = settings
+        self.sendq_bytes = settings.sendq_bytes
+        self.hub = make_hub(settings)
+        self.lock = threading.Lock()
+        self.connections: set[ThreadedConnection] = set()
+        self._connections_lock = threading.Lock()
+        self._listener: socket.socket | None = None
+        self._stopping = threading.Event()
+        self._timer_wake = threading.Event()
+        self.address: tuple[str, int] = (settings.host, settings.port)
+
+    def bind(self) -> None:
+        self._listener = listen(self.settings.host, self.settings.port)
+        self.address = self._listener.getsockname()[:2]
+
+    def shutdown(self) -> None:
+        self._stopping.set()
+        self._timer_wake.set()
+        if self._listener is not None:
+            with contextlib.suppress(OSError):
+                self._listener.shutdown(socket.SHUT_RDWR)
+
+    def forget(self, connection: ThreadedConnection) -> None:
+        with self._connections_lock:
+            self.connections.discard(connection)
+
+    def serve_forever(self) -> None:
+        if self._listener is None:
+            self.bind()
+        assert self._listener is not None
+        timer_thread = threading.Thread(target=self._timer_loop, name="chatd-timers", daemon=True)
+        timer_thread.start()
+        try:
+            while not self._stopping.is_set():
+                try:
+                    sock, address = self._listener.accept()
+                except OSError:
+                    if self._stopping.is_set():
+                        break
+                    log.warning("accept failed", exc_info=True)
+                    time.sleep(0.05)
+                    continue
+                self._start_connection(sock, address)
+        finally:
+            self._stopping.set()
+            self._timer_wake.set()
+            self._close_all()
+            timer_thread.join()
+
+    def _start_connection(self, sock: socket.socket, address: tuple[str, int]) -> None:
+        tune_accepted(sock)
+        peer = f"{address[0]}:{address[1]}"
+        log.info("connection from %s", peer)
+        connection = ThreadedConnection(self, sock, peer)
+        with self._connections_lock:
+            self.connections.add(connection)
+        with self.lock:
+            connection.client = self.hub.connect(connection, address[0])
+        threading.Thread(target=connection.read_loop, name=f"chatd-reader-{peer}", daemon=True).start()
+
+    def _timer_loop(self) -> None:
+        while not self._stopping.is_set():
+            with self.lock:
+                deadline = self.hub.run_timers()
+            wait = 1.0 if deadline is None else max(0.0, deadline - time.monotonic())
+            self._timer_wake.wait(min(wait, 1.0))
+
+    def _close_all(self) -> None:
+        with self.lock:
+            self.hub.shutdown()
+        deadline = time.monotonic() + SHUTDOWN_GRACE_S
+        while time.monotonic() < deadline:
+            with self._connections_lock:
+                if not self.connections:
+                    break
+            time.sleep(0.02)
+        with self._connections_lock:
+            leftovers = list(self.connections)
+        for connection in leftovers:
+            connection.drop()
+        if self._listener is not None:
+            self._listener.close()

@@ -1,0 +1,146 @@
+"""The ``chatd`` command: options (each also from ``CHATD_<NAME>``), logging, signals."""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import logging
+import os
+import signal
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from chatd import __version__
+from chatd.backends import BACKENDS, BackendSettings, create_server
+from chatd.core import ServerConfig
+
+log = logging.getLogger("chatd")
+
+
+class _OneLineParser(argparse.ArgumentParser):
+    """Report bad options in one line, as ``chatd: error: ...``, and exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:
+    def convert(text: str) -> Any:
+        value = kind(text)
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be greater than 0, got {text}")
+        return value
+
+    convert.__name__ = kind.__name__
+    return convert
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 65535, got {text}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _OneLineParser(
+        prog="chatd",
+        description="A chat server speaking the IRC client protocol and a plain line mode "
+        "(first line is your name, then one message per line). "
+        "Every option can also be set with an environment variable CHATD_<OPTION>, "
+        "e.g. CHATD_PORT=6668; a command-line option wins.",
+    )
+
+    def option(flag: str, help_text: str, **kwargs: Any) -> None:
+        dest = flag.lstrip("-").replace("-", "_")
+        env_name = "CHATD_" + dest.upper()
+        default = kwargs.pop("default", None)
+        if env_name in os.environ:
+            default = os.environ[env_name]
+        shown = "" if kwargs.get("action") else " (default: %(default)s)"
+        parser.add_argument(flag, dest=dest, default=default, help=f"{help_text}{shown} [env {env_name}]", **kwargs)
+
+    option("--host", "address to listen on; 0.0.0.0 serves the network", default="127.0.0.1")
+    option("--port", "TCP port to listen on; 0 picks a free one", type=_port, default=6667)
+    option("--backend", "I/O model", choices=BACKENDS, default="selectors")
+    option("--name", "server name shown to clients", default="chatd")
+    option("--network", "network name in RPL_ISUPPORT", default="chatd")
+    option("--motd-file", "file whose lines form the message of the day", default=None)
+    option("--password", "connection password clients must give with PASS", default=None)
+    option("--sendq", "bytes queued for a client before it is disconnected", type=_positive(int), default=1 << 20)
+    option(
+        "--ping-interval", "seconds of silence before the server pings a client", type=_positive(float), default=120.0
+    )
+    option("--ping-timeout", "seconds to wait for any reply to a ping", type=_positive(float), default=60.0)
+    option("--max-clients", "most simultaneous connections", type=_positive(int), default=10_000)
+    option("--plain-channel", "channel plain-mode clients talk in", default="#lobby")
+    option("--log-level", "logging threshold", choices=("debug", "info", "warning", "error"), default="info")
+    parser.add_argument("--version", action="version", version=f"chatd {__version__}")
+    return parser
+
+
+def parse_settings(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, BackendSettings]:
+    """Options to settings; exits 2 with one line on anything invalid."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    # Values from the environment arrive as strings; run them through the same checks.
+    for action in parser._actions:
+        value = getattr(args, action.dest, None)
+        if isinstance(value, str) and action.type is not None:
+            try:
+                setattr(args, action.dest, action.type(value))
+            except (ValueError, argparse.ArgumentTypeError) as error:
+                parser.error(f"argument {action.option_strings[0]}: invalid value {value!r}: {error}")
+        if action.choices and value is not None and value not in action.choices:
+            parser.error(f"argument {action.option_strings[0]}: invalid choice {value!r}")
+    from chatd.protocol.casemap import is_channel_name
+
+    if not is_channel_name(args.plain_channel):
+        parser.error(f"argument --plain-channel: not a channel name: {args.plain_channel!r}")
+    motd: tuple[str, ...] | None = None
+    if args.motd_file:
+        try:
+            motd = tuple(Path(args.motd_file).read_text(encoding="utf-8", errors="replace").splitlines())
+        except OSError as error:
+            parser.error(f"argument --motd-file: cannot read {args.motd_file}: {error.strerror}")
+    config = ServerConfig(
+        name=args.name,
+        network=args.network,
+        motd_lines=motd,
+        password=args.password,
+        ping_interval_s=args.ping_interval,
+        ping_timeout_s=args.ping_timeout,
+        max_clients=args.max_clients,
+        plain_channel=args.plain_channel,
+        created=datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
+    )
+    return args, BackendSettings(host=args.host, port=args.port, sendq_bytes=args.sendq, config=config)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args, settings = parse_settings(argv)
+    logging.basicConfig(
+        level=getattr(logging, args.log_level.upper()),
+        format="%(asctime)s %(levelname)s %(message)s",
+        stream=sys.stderr,
+    )
+    server = create_server(args.backend, settings)
+    try:
+        server.bind()
+    except OSError as error:
+        print(f"chatd: cannot listen on {settings.host}:{settings.port}: {error.strerror or error}", file=sys.stderr)
+        return 1
+
+    def stop(signum: int, _frame: object) -> None:
+        log.info("received %s, shutting down", signal.Signals(signum).name)
+        server.shutdown()
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    host, port = server.address
+    log.info("chatd %s listening on %s:%s (backend %s)", __version__, host, port, args.backend)
+    server.serve_forever()
+    log.info("stopped")
+    return 0

@@ -1,0 +1,124 @@
+"""One connected client as the core sees it, and the transport contract it writes through."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from enum import Enum
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from chatd.core.channel import Channel
+
+
+class Transport(Protocol):
+    """What a backend gives the core for one connection.
+
+    ``write`` must not block and must not reorder data; it returns False, queuing
+    nothing, when the connection's send queue would pass its bound. ``close``
+    flushes what is queued plus ``farewell`` and then closes; with ``abort`` it
+    drops what is queued, makes one non-blocking attempt at ``farewell`` and closes
+    at once. Neither calls back into the core.
+    """
+
+    def write(self, data: bytes) -> bool: ...
+
+    def close(self, farewell: bytes = b"", *, abort: bool = False) -> None: ...
+
+
+class Mode(Enum):
+    """How a connection speaks: unknown until its first line, then IRC or plain text."""
+
+    UNDECIDED = "undecided"
+    IRC = "irc"
+    PLAIN = "plain"
+
+
+class Client:
+    """Per-connection state: identity, registration progress, channels, liveness."""
+
+    __slots__ = (
+        "_on_overflow",
+        "_write",
+        "away",
+        "cap_negotiating",
+        "channels",
+        "connected_at",
+        "gone",
+        "host",
+        "id",
+        "key",
+        "last_seen",
+        "mode",
+        "nick",
+        "password",
+        "ping_sent_at",
+        "prefix",
+        "realname",
+        "registered",
+        "signon",
+        "transport",
+        "user",
+        "user_modes",
+    )
+
+    def __init__(
+        self,
+        client_id: int,
+        transport: Transport,
+        host: str,
+        now: float,
+        signon: float,
+        on_overflow: Callable[[Client], None],
+    ) -> None:
+        self.id = client_id
+        self.transport = transport
+        self._write = transport.write
+        self._on_overflow = on_overflow
+        self.host = host
+        self.mode = Mode.UNDECIDED
+        self.nick: str | None = None
+        self.key: str | None = None
+        self.user: str | None = None
+        self.realname = ""
+        self.password: str | None = None
+        self.prefix = "*"
+        self.registered = False
+        self.cap_negotiating = False
+        self.away: str | None = None
+        self.user_modes: set[str] = set()
+        self.channels: dict[str, Channel] = {}
+        self.connected_at = now
+        self.signon = signon
+        self.last_seen = now
+        self.ping_sent_at: float | None = None
+        self.gone = False
+
+    def __repr__(self) -> str:
+        return f"<Client {self.id} {self.nick or '*'}@{self.host}>"
+
+    @property
+    def plain(self) -> bool:
+        return self.mode is Mode.PLAIN
+
+    @property
+    def accepts_unterminated(self) -> bool:
+        """True while a pause after bare bytes should count as the end of a line.
+
+        The original classroom client sends its name and messages without any
+        newline; until a connection shows itself as IRC, and for plain clients
+        always, the backend flushes a partial line after a short pause.
+        """
+        return self.mode is not Mode.IRC
+
+    @property
+    def display_nick(self) -> str:
+        """The nick as numerics address it: ``*`` until one is chosen."""
+        return self.nick or "*"
+
+    def update_prefix(self) -> None:
+        self.prefix = f"{self.nick}!{self.user or '~u'}@{self.host}"
+
+    def send(self, data: bytes) -> None:
+        """Queue bytes for this client; past its send queue it is marked for disconnection."""
+        if not self.gone and not self._write(data):
+            self._on_overflow(self)

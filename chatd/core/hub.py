@@ -1,0 +1,423 @@
+"""The hub: all chat state of one server, and the four calls a backend makes into it.
+
+Invariants:
+- ``clients_by_key`` holds every client that has claimed a nick, keyed by its
+  case-mapped nick; ``channels`` holds every channel with at least one member.
+- A client whose send queue overflowed is only marked during a fan-out and is
+  disconnected after the command that overflowed it finishes (``_reap``), never in
+  the middle of iterating a channel.
+- Every line sent to a client leaves through ``Client.send`` in the order the hub
+  produced it, so replies keep the order of the commands that caused them.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+from collections.abc import Callable, Iterable
+
+from chatd import __version__
+from chatd.core.channel import Channel
+from chatd.core.client import Client, Mode, Transport
+from chatd.core.commands import dispatch
+from chatd.core.config import ServerConfig
+from chatd.core.plain import handle_plain_line, start_plain
+from chatd.protocol import numerics as n
+from chatd.protocol.casemap import (
+    CASEMAPPING,
+    CHANNEL_TYPES,
+    MAX_CHANNEL_LENGTH,
+    MAX_NICK_LENGTH,
+    irc_lower,
+)
+from chatd.protocol.framing import OVERLONG, decode_line
+from chatd.protocol.message import format_message, parse
+
+log = logging.getLogger("chatd")
+
+TOPIC_LENGTH = 390
+REGISTRATION_VERBS = frozenset({"CAP", "PASS", "NICK", "USER"})
+
+
+class Hub:
+    """Chat state and protocol logic, driven by a backend; never blocks, never does I/O."""
+
+    def __init__(
+        self,
+        config: ServerConfig,
+        clock: Callable[[], float],
+        wall_clock: Callable[[], float],
+    ) -> None:
+        self.config = config
+        self.clock = clock
+        self.wall_clock = wall_clock
+        self.clients: dict[int, Client] = {}
+        self.clients_by_key: dict[str, Client] = {}
+        self.channels: dict[str, Channel] = {}
+        self.max_seen_clients = 0
+        self._next_id = 0
+        self._timers: list[tuple[float, int, Client]] = []
+        self._doomed: list[Client] = []
+        self.isupport = self._build_isupport()
+
+    # ---- the backend's calls -------------------------------------------------
+
+    def connect(self, transport: Transport, host: str) -> Client:
+        """Register a new connection; a full server answers it with ERROR and closes it."""
+        now = self.clock()
+        self._next_id += 1
+        client = Client(self._next_id, transport, host, now, self.wall_clock(), self._doomed.append)
+        if len(self.clients) >= self.config.max_clients:
+            client.gone = True
+            transport.close(b"ERROR :Closing Link: " + host.encode() + b" (Server is full)\r\n")
+            return client
+        self.clients[client.id] = client
+        self.max_seen_clients = max(self.max_seen_clients, len(self.clients))
+        self._schedule(now + self.config.ping_interval_s, client)
+        return client
+
+    def receive(self, client: Client, lines: Iterable[bytes | object]) -> None:
+        """Handle complete lines from a client, in order; lines may include ``OVERLONG``."""
+        if client.gone:
+            return
+        client.last_seen = self.clock()
+        for raw in lines:
+            if client.gone:
+                break
+            try:
+                if raw is OVERLONG:
+                    self.reply(client, n.ERR_INPUTTOOLONG, "Input line was too long")
+                    continue
+                assert isinstance(raw, bytes)
+                text = decode_line(raw)
+                if client.mode is Mode.PLAIN:
+                    handle_plain_line(self, client, text)
+                    continue
+                message = parse(text)
+                if client.mode is Mode.UNDECIDED:
+                    if not message.command:
+                        continue
+                    if message.command not in REGISTRATION_VERBS:
+                        start_plain(self, client, text)
+                        continue
+                    client.mode = Mode.IRC
+                if message.command:
+                    dispatch(self, client, message)
+            except Exception:
+                log.debug("error handling a line from %r", client, exc_info=True)
+                self.quit(client, "Internal error")
+        self._reap()
+
+    def disconnect(self, client: Client, reason: str) -> None:
+        """The connection ended from below (EOF, reset): tell peers, forget the client."""
+        if client.gone:
+            return
+        self._remove(client, reason)
+        self._reap()
+
+    def run_timers(self) -> float | None:
+        """Ping idle clients, drop silent ones; return the next deadline, or None."""
+        now = self.clock()
+        timers = self._timers
+        while timers and timers[0][0] <= now:
+            _, _, client = heapq.heappop(timers)
+            if not client.gone:
+                self._check_liveness(client, now)
+        self._reap()
+        return timers[0][0] if timers else None
+
+    def shutdown(self, message: str = "Server shutting down") -> None:
+        """Say goodbye to every client and close each connection after its queue drains."""
+        farewell = format_message("ERROR", message).encode() + b"\r\n"
+        for client in list(self.clients.values()):
+            client.gone = True
+            client.transport.close(farewell)
+        self.clients.clear()
+        self.clients_by_key.clear()
+        self.channels.clear()
+        self._timers.clear()
+
+    # ---- sending ---------------------------------------------------------------
+
+    def send_line(self, client: Client, line: str) -> None:
+        client.send(line.encode() + b"\r\n")
+
+    def reply(self, client: Client, numeric: str, *params: str) -> None:
+        """Send a numeric from the server, addressed to the client's nick (``*`` before one)."""
+        self.send_line(client, format_message(numeric, client.display_nick, *params, source=self.config.name))
+
+    def notice(self, client: Client, text: str) -> None:
+        self.send_line(client, format_message("NOTICE", client.display_nick, text, source=self.config.name))
+
+    def send_to_channel(
+        self,
+        channel: Channel,
+        line: str,
+        plain_line: str | None,
+        skip: Client | None = None,
+    ) -> None:
+        """Fan one message out to a channel's members, encoding it once per codec.
+
+        IRC members get ``line``; plain members get ``plain_line`` (nothing when None).
+        """
+        data = line.encode() + b"\r\n"
+        plain_data: bytes | None = None
+        for member in channel.members:
+            if member is skip:
+                continue
+            if member.mode is Mode.PLAIN:
+                if plain_line is None:
+                    continue
+                if plain_data is None:
+                    plain_data = plain_line.encode() + b"\n"
+                member.send(plain_data)
+            else:
+                member.send(data)
+
+    def send_to_peers(self, client: Client, line: str, plain_line: str | None, include_self: bool) -> None:
+        """Send one message once to everyone who shares a channel with ``client``."""
+        data = line.encode() + b"\r\n"
+        plain_data = plain_line.encode() + b"\n" if plain_line is not None else None
+        seen: set[Client] = set()
+        if include_self:
+            seen.add(client)
+            if client.mode is Mode.PLAIN:
+                if plain_data is not None:
+                    client.send(plain_data)
+            else:
+                client.send(data)
+        else:
+            seen.add(client)
+        for channel in client.channels.values():
+            for member in channel.members:
+                if member in seen:
+                    continue
+                seen.add(member)
+                if member.mode is Mode.PLAIN:
+                    if plain_data is not None:
+                        member.send(plain_data)
+                else:
+                    member.send(data)
+
+    # ---- lookups -------------------------------------------------------------
+
+    def find_client(self, nick: str) -> Client | None:
+        return self.clients_by_key.get(irc_lower(nick))
+
+    def find_channel(self, name: str) -> Channel | None:
+        return self.channels.get(irc_lower(name))
+
+    def registered_count(self) -> int:
+        return sum(1 for client in self.clients.values() if client.registered)
+
+    # ---- state changes shared by several commands ------------------------------
+
+    def claim_nick(self, client: Client, nick: str) -> None:
+        """Move ``client`` to ``nick`` in the nick table (the caller checked it is free)."""
+        if client.key is not None:
+            self.clients_by_key.pop(client.key, None)
+        client.nick = nick
+        client.key = irc_lower(nick)
+        self.clients_by_key[client.key] = client
+        client.update_prefix()
+
+    def join(self, client: Client, name: str) -> Channel:
+        """Add ``client`` to a channel (creating it), announce it and send topic and names."""
+        key = irc_lower(name)
+        channel = self.channels.get(key)
+        if channel is None:
+            channel = self.channels[key] = Channel(name, key, self.wall_clock())
+        channel.add(client)
+        client.channels[key] = channel
+        self.send_to_channel(
+            channel,
+            format_message("JOIN", channel.name, source=client.prefix),
+            f"* {client.nick} has joined {channel.name}",
+        )
+        if client.mode is Mode.IRC:
+            if channel.topic:
+                self.send_topic(client, channel)
+            self.send_names(client, channel)
+        return channel
+
+    def leave(self, client: Client, channel: Channel) -> None:
+        """Remove a member from a channel; an empty channel ceases to exist."""
+        channel.remove(client)
+        client.channels.pop(channel.key, None)
+        if not channel.members:
+            self.channels.pop(channel.key, None)
+
+    def send_topic(self, client: Client, channel: Channel) -> None:
+        if not channel.topic:
+            self.reply(client, n.RPL_NOTOPIC, channel.name, "No topic is set")
+            return
+        self.reply(client, n.RPL_TOPIC, channel.name, channel.topic)
+        self.reply(client, n.RPL_TOPICWHOTIME, channel.name, channel.topic_by, str(int(channel.topic_at)))
+
+    def send_names(self, client: Client, channel: Channel) -> None:
+        """353 lines (split to fit 512 bytes) and one 366."""
+        header = f":{self.config.name} {n.RPL_NAMREPLY} {client.display_nick} = {channel.name} :"
+        budget = 510 - len(header.encode())
+        batch: list[str] = []
+        used = 0
+        for member in channel.members:
+            entry = channel.prefix_of(member) + (member.nick or "")
+            cost = len(entry.encode()) + 1
+            if batch and used + cost > budget:
+                self.send_line(client, header + " ".join(batch))
+                batch, used = [], 0
+            batch.append(entry)
+            used += cost
+        if batch:
+            self.send_line(client, header + " ".join(batch))
+        self.reply(client, n.RPL_ENDOFNAMES, channel.name, "End of /NAMES list")
+
+    def quit(self, client: Client, reason: str, *, error: str | None = None, abort: bool = False) -> None:
+        """End a client the server decided to end: peers see QUIT, the client gets ERROR."""
+        if client.gone:
+            return
+        farewell_text = error if error is not None else f"Closing Link: {client.host} ({reason})"
+        if client.mode is Mode.PLAIN:
+            farewell = f"* {farewell_text}\n".encode()
+        else:
+            farewell = format_message("ERROR", farewell_text).encode() + b"\r\n"
+        self._remove(client, reason)
+        client.transport.close(farewell, abort=abort)
+
+    # ---- registration ----------------------------------------------------------
+
+    def try_complete_registration(self, client: Client) -> None:
+        """Welcome the client once NICK and USER are in and capability negotiation ended."""
+        if client.registered or client.nick is None or client.user is None or client.cap_negotiating:
+            return
+        password = self.config.password
+        if password is not None and client.password != password:
+            self.reply(client, n.ERR_PASSWDMISMATCH, "Password incorrect")
+            self.quit(client, "Bad password", error="Closing Link: Bad password")
+            return
+        client.registered = True
+        self.welcome(client)
+
+    def welcome(self, client: Client) -> None:
+        config = self.config
+        log.info("registered %s from %s", client.prefix, client.host)
+        self.reply(client, n.RPL_WELCOME, f"Welcome to the {config.network} IRC Network {client.prefix}")
+        self.reply(client, n.RPL_YOURHOST, f"Your host is {config.name}, running version chatd-{__version__}")
+        self.reply(client, n.RPL_CREATED, f"This server was created {config.created}")
+        self.send_line(
+            client,
+            format_message(
+                n.RPL_MYINFO,
+                client.display_nick,
+                config.name,
+                f"chatd-{__version__}",
+                "iow",
+                "ntov",
+                "ov",
+                source=config.name,
+            ),
+        )
+        tokens = self.isupport
+        for start in range(0, len(tokens), 12):
+            self.reply(client, n.RPL_ISUPPORT, *tokens[start : start + 12], "are supported by this server")
+        self.send_lusers(client)
+        self.send_motd(client)
+
+    def send_lusers(self, client: Client) -> None:
+        users = self.registered_count()
+        unknown = len(self.clients) - users
+        operators = sum(1 for c in self.clients.values() if "o" in c.user_modes)
+        self.reply(client, n.RPL_LUSERCLIENT, f"There are {users} users and 0 invisible on 1 servers")
+        if operators:
+            self.reply(client, n.RPL_LUSEROP, str(operators), "operator(s) online")
+        if unknown:
+            self.reply(client, n.RPL_LUSERUNKNOWN, str(unknown), "unknown connection(s)")
+        self.reply(client, n.RPL_LUSERCHANNELS, str(len(self.channels)), "channels formed")
+        self.reply(client, n.RPL_LUSERME, f"I have {users} clients and 0 servers")
+        top = str(self.max_seen_clients)
+        self.reply(client, n.RPL_LOCALUSERS, str(users), top, f"Current local users {users}, max {top}")
+        self.reply(client, n.RPL_GLOBALUSERS, str(users), top, f"Current global users {users}, max {top}")
+
+    def send_motd(self, client: Client) -> None:
+        lines = self.config.motd_lines
+        if lines is None:
+            self.reply(client, n.ERR_NOMOTD, "MOTD File is missing")
+            return
+        self.reply(client, n.RPL_MOTDSTART, f"- {self.config.name} Message of the day - ")
+        for line in lines:
+            self.reply(client, n.RPL_MOTD, f"- {line}")
+        self.reply(client, n.RPL_ENDOFMOTD, "End of /MOTD command.")
+
+    # ---- internals -------------------------------------------------------------
+
+    def _build_isupport(self) -> list[str]:
+        tokens = {
+            "AWAYLEN": "390",
+            "CASEMAPPING": CASEMAPPING,
+            "CHANLIMIT": f"{CHANNEL_TYPES}:",
+            "CHANMODES": ",,,nt",
+            "CHANNELLEN": str(MAX_CHANNEL_LENGTH),
+            "CHANTYPES": CHANNEL_TYPES,
+            "KICKLEN": "390",
+            "MODES": "4",
+            "NETWORK": self.config.network,
+            "NICKLEN": str(MAX_NICK_LENGTH),
+            "PREFIX": "(ov)@+",
+            "TOPICLEN": str(TOPIC_LENGTH),
+        }
+        tokens.update(self.config.isupport_extra)
+        return [f"{key}={value}" if value else key for key, value in sorted(tokens.items())]
+
+    def _schedule(self, deadline: float, client: Client) -> None:
+        heapq.heappush(self._timers, (deadline, client.id, client))
+
+    def _check_liveness(self, client: Client, now: float) -> None:
+        """One timer firing: ping an idle client, or drop one that did not answer in time.
+
+        Activity only updates ``last_seen``; timers are re-armed lazily here, so the
+        per-line path never touches the heap. Plain clients cannot answer PING and are
+        left to TCP.
+        """
+        interval = self.config.ping_interval_s
+        if client.ping_sent_at is not None and client.last_seen < client.ping_sent_at:
+            deadline = client.ping_sent_at + self.config.ping_timeout_s
+            if now >= deadline:
+                self.quit(client, f"Ping timeout: {now - client.last_seen:.0f} seconds")
+            else:
+                self._schedule(deadline, client)
+            return
+        client.ping_sent_at = None
+        if client.mode is Mode.PLAIN:
+            return
+        idle_until = client.last_seen + interval
+        if now < idle_until:
+            self._schedule(idle_until, client)
+            return
+        client.ping_sent_at = now
+        self.send_line(client, format_message("PING", self.config.name))
+        self._schedule(now + self.config.ping_timeout_s, client)
+
+    def _remove(self, client: Client, reason: str) -> None:
+        """Forget a client and tell everyone who shared a channel with it."""
+        client.gone = True
+        self.clients.pop(client.id, None)
+        if client.key is not None and self.clients_by_key.get(client.key) is client:
+            del self.clients_by_key[client.key]
+        if client.registered or client.mode is Mode.PLAIN:
+            self.send_to_peers(
+                client,
+                format_message("QUIT", reason, source=client.prefix),
+                f"* {client.nick} has quit ({reason})",
+                include_self=False,
+            )
+            log.info("%s left: %s", client.prefix, reason)
+        for channel in list(client.channels.values()):
+            self.leave(client, channel)
+
+    def _reap(self) -> None:
+        """Disconnect clients whose send queue overflowed during the last command."""
+        doomed = self._doomed
+        while doomed:
+            client = doomed.pop()
+            if not client.gone:
+                self.quit(client, "SendQ exceeded", error="SendQ exceeded", abort=True)

@@ -1,0 +1,100 @@
+"""Line framing with a bound: bytes from a socket in, complete lines out.
+
+Invariants:
+- The buffer never holds more than ``max_line_bytes`` bytes of an unfinished line;
+  a peer cannot grow server memory by never sending a newline.
+- A line whose body (after any IRCv3 tags) passes 510 bytes, or whose whole length
+  passes the buffer bound, is reported once as ``OVERLONG`` and its bytes are
+  dropped up to and including the next newline; the connection goes on.
+- ``\\r\\n`` and ``\\n`` both end a line, split anywhere across reads.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+
+class _Overlong:
+    """Marker type for a line that exceeded the limit."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "OVERLONG"
+
+
+OVERLONG: Final = _Overlong()
+
+# RFC 2812 allows 512 bytes including CRLF; IRCv3 adds up to 8191 bytes of tags before them.
+MAX_LINE_BYTES: Final = 512
+MAX_BODY_BYTES: Final = MAX_LINE_BYTES - 2
+MAX_TAGS_BYTES: Final = 8191
+
+
+def _body_too_long(line: bytes) -> bool:
+    """True when the part after the tags exceeds 510 bytes (512 with CRLF)."""
+    if len(line) <= MAX_BODY_BYTES:
+        return False
+    if line[:1] != b"@":
+        return True
+    space = line.find(b" ")
+    return space < 0 or len(line) - space - 1 > MAX_BODY_BYTES
+
+
+def decode_line(line: bytes) -> str:
+    """Decode a wire line: UTF-8, falling back to Latin-1 so that no byte sequence fails.
+
+    Latin-1 maps every byte to a character, so legacy clients' text survives as
+    readable (if mis-encoded) characters instead of an exception.
+    """
+    try:
+        return line.decode("utf-8")
+    except UnicodeDecodeError:
+        return line.decode("latin-1")
+
+
+class LineReader:
+    """Accumulates received bytes and yields complete lines without terminators."""
+
+    __slots__ = ("_buffer", "_max_line_bytes", "_skipping")
+
+    def __init__(self, max_line_bytes: int = MAX_TAGS_BYTES + 1 + MAX_LINE_BYTES) -> None:
+        self._buffer = bytearray()
+        self._max_line_bytes = max_line_bytes
+        self._skipping = False
+
+    @property
+    def pending(self) -> bool:
+        """True when bytes of an unterminated line are buffered."""
+        return bool(self._buffer)
+
+    def feed(self, data: bytes) -> list[bytes | _Overlong]:
+        """Add received bytes; return the lines they completed, in order."""
+        lines: list[bytes | _Overlong] = []
+        buffer = self._buffer
+        start = 0
+        while True:
+            end = data.find(b"\n", start)
+            if end < 0:
+                break
+            if self._skipping:
+                self._skipping = False
+            else:
+                buffer += data[start:end]
+                line = bytes(buffer[:-1] if buffer.endswith(b"\r") else buffer)
+                lines.append(OVERLONG if _body_too_long(line) else line)
+            buffer.clear()
+            start = end + 1
+        if not self._skipping:
+            buffer += data[start:]
+            if len(buffer) > self._max_line_bytes:
+                buffer.clear()
+                self._skipping = True
+                lines.append(OVERLONG)
+        return lines
+
+    def take_partial(self) -> bytes | _Overlong:
+        """Return and forget the unterminated bytes, as a line (for peers that never send newlines)."""
+        partial = bytes(self._buffer).rstrip(b"\r")
+        self._buffer.clear()
+        return OVERLONG if _body_too_long(partial) else partial

@@ -1,0 +1,166 @@
+"""Test clients that talk to a real chatd over real sockets, waiting with deadlines, never sleeps."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from chatd.backends import BackendSettings, create_server
+from chatd.core import ServerConfig
+from chatd.protocol.message import Message, parse
+
+DEADLINE_S = 10.0
+
+
+class LineClient:
+    """A blocking socket with line reading under a deadline."""
+
+    def __init__(self, address: tuple[str, int]) -> None:
+        self.sock = socket.create_connection(address, timeout=DEADLINE_S)
+        self.buffer = b""
+        self.lines: list[str] = []
+
+    def send_raw(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def read_line(self, timeout: float = DEADLINE_S) -> str | None:
+        """The next line without its terminator, or None at EOF. Raises TimeoutError."""
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self.buffer:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"no complete line within {timeout}s; have {self.buffer!r}")
+            self.sock.settimeout(remaining)
+            try:
+                data = self.sock.recv(65536)
+            except TimeoutError:
+                continue
+            except ConnectionResetError:
+                data = b""
+            if not data:
+                if self.buffer:
+                    line, self.buffer = self.buffer, b""
+                    return line.decode("utf-8", "replace")
+                return None
+            self.buffer += data
+        raw, self.buffer = self.buffer.split(b"\n", 1)
+        line = raw.rstrip(b"\r").decode("utf-8", "replace")
+        self.lines.append(line)
+        return line
+
+    def wait_for_line(self, predicate: Callable[[str], bool], timeout: float = DEADLINE_S) -> str:
+        deadline = time.monotonic() + timeout
+        while True:
+            line = self.read_line(max(0.0, deadline - time.monotonic()))
+            if line is None:
+                raise EOFError(f"connection closed; saw {self.lines[-10:]!r}")
+            if predicate(line):
+                return line
+
+    def wait_closed(self, timeout: float = DEADLINE_S) -> list[str]:
+        """Read until EOF; return the lines seen on the way."""
+        seen = []
+        deadline = time.monotonic() + timeout
+        while True:
+            line = self.read_line(max(0.0, deadline - time.monotonic()))
+            if line is None:
+                return seen
+            seen.append(line)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class IrcClient(LineClient):
+    """An IRC test client: send commands, wait for parsed messages."""
+
+    def __init__(self, address: tuple[str, int], nick: str | None = None) -> None:
+        super().__init__(address)
+        self.nick = nick
+        if nick is not None:
+            self.register(nick)
+
+    def send(self, line: str) -> None:
+        self.send_raw(line.encode() + b"\r\n")
+
+    def register(self, nick: str, user: str = "u") -> list[Message]:
+        self.nick = nick
+        self.send(f"NICK {nick}")
+        self.send(f"USER {user} 0 * :Real {nick}")
+        return self.until("376", "422")
+
+    def expect(self, *commands: str, timeout: float = DEADLINE_S) -> Message:
+        """Skip messages until one with a command in ``commands``; answer server PINGs."""
+        deadline = time.monotonic() + timeout
+        while True:
+            line = self.read_line(max(0.0, deadline - time.monotonic()))
+            if line is None:
+                raise EOFError(f"connection closed waiting for {commands}; saw {self.lines[-10:]!r}")
+            message = parse(line)
+            if message.command in commands:
+                return message
+            if message.command == "PING" and "PING" not in commands:
+                self.send(f"PONG :{message.param(0)}")
+
+    def until(self, *commands: str, timeout: float = DEADLINE_S) -> list[Message]:
+        """All messages up to and including the first whose command is in ``commands``."""
+        seen: list[Message] = []
+        deadline = time.monotonic() + timeout
+        while True:
+            line = self.read_line(max(0.0, deadline - time.monotonic()))
+            if line is None:
+                raise EOFError(f"connection closed waiting for {commands}; saw {self.lines[-10:]!r}")
+            message = parse(line)
+            seen.append(message)
+            if message.command in commands:
+                return seen
+
+    def sync(self) -> list[Message]:
+        """Everything the server sent before the answer to a fresh PING (replies keep order)."""
+        token = f"sync{time.monotonic_ns()}"
+        self.send(f"PING {token}")
+        seen: list[Message] = []
+        while True:
+            message = self.expect_any()
+            if message.command == "PONG" and message.params[-1] == token:
+                return seen
+            seen.append(message)
+
+    def expect_any(self) -> Message:
+        line = self.read_line()
+        if line is None:
+            raise EOFError(f"connection closed; saw {self.lines[-10:]!r}")
+        return parse(line)
+
+
+class RunningServer:
+    """A chatd server in a thread of the test process."""
+
+    def __init__(self, backend: str, settings: BackendSettings) -> None:
+        self.backend = backend
+        self.server = create_server(backend, settings)
+        self.server.bind()
+        self.address = self.server.address
+        self.thread = threading.Thread(target=self.server.serve_forever, name=f"chatd-{backend}", daemon=True)
+
+    def client(self, nick: str | None = None) -> IrcClient:
+        return IrcClient(self.address, nick)
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.thread.join(timeout=DEADLINE_S)
+        assert not self.thread.is_alive(), "server did not stop"
+
+
+@contextmanager
+def running_server(backend: str, sendq_bytes: int = 1 << 20, **config: object) -> Iterator[RunningServer]:
+    settings = BackendSettings(host="127.0.0.1", port=0, sendq_bytes=sendq_bytes, config=ServerConfig(**config))
+    server = RunningServer(backend, settings)
+    server.thread.start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -1,0 +1,101 @@
+"""PRIVMSG, NOTICE, QUIT, WHO, WHOIS, AWAY — over both backends."""
+
+from __future__ import annotations
+
+from tests.helpers import RunningServer
+
+
+def test_channel_message_reaches_members_but_not_sender(server: RunningServer) -> None:
+    a, b, c = server.client("a"), server.client("b"), server.client("c")
+    for client in (a, b, c):
+        client.send("JOIN #talk")
+        client.expect("366")
+    a.send("PRIVMSG #talk :hello, world")
+    for other in (b, c):
+        message = other.expect("PRIVMSG")
+        assert message.source == "a!~u@127.0.0.1" and message.params == ("#talk", "hello, world")
+    assert [m for m in a.sync() if m.command == "PRIVMSG"] == []
+
+
+def test_private_message_and_notice(server: RunningServer) -> None:
+    a, b = server.client("a"), server.client("b")
+    a.send("PRIVMSG B :psst")
+    assert b.expect("PRIVMSG").params == ("b", "psst")
+    a.send("NOTICE b :fyi")
+    assert b.expect("NOTICE").params == ("b", "fyi")
+
+
+def test_privmsg_errors(server: RunningServer) -> None:
+    a = server.client("a")
+    a.send("PRIVMSG")
+    assert a.expect("411")
+    a.send("PRIVMSG a")
+    assert a.expect("412")
+    a.send("PRIVMSG nobody :hi")
+    assert a.expect("401").params[1] == "nobody"
+    a.send("PRIVMSG #nowhere :hi")
+    assert a.expect("403").params[1] == "#nowhere"
+    owner = server.client("owner")
+    owner.send("JOIN #closed")
+    owner.expect("366")
+    a.send("PRIVMSG #closed :let me in")
+    assert a.expect("404").params[1] == "#closed"
+
+
+def test_notice_never_triggers_errors(server: RunningServer) -> None:
+    a = server.client("a")
+    a.send("NOTICE nobody :hi")
+    a.send("NOTICE #nowhere :hi")
+    a.send("NOTICE")
+    a.send("NOTICE a")
+    errors = [m for m in a.sync() if m.command.isdigit()]
+    assert errors == []
+
+
+def test_quit_reason_seen_by_channel_peers(server: RunningServer) -> None:
+    a, b = server.client("a"), server.client("b")
+    for client in (a, b):
+        client.send("JOIN #q")
+        client.expect("366")
+    a.send("QUIT :gone fishing")
+    closing = a.wait_closed()
+    assert any(line.startswith("ERROR") for line in closing)
+    quit_message = b.expect("QUIT")
+    assert quit_message.source.startswith("a!") and quit_message.params == ("Quit: gone fishing",)
+
+
+def test_who_and_whois(server: RunningServer) -> None:
+    a, b = server.client("a"), server.client("b")
+    a.send("JOIN #w")
+    a.expect("366")
+    b.send("JOIN #w")
+    b.expect("366")
+    b.send("WHO #w")
+    replies = b.until("315")
+    rows = [m.params for m in replies if m.command == "352"]
+    assert ("b", "#w", "~u", "127.0.0.1", "chatd", "a", "H@", "0 Real a") in rows
+    assert any(row[5] == "b" and row[6] == "H" for row in rows)
+    assert replies[-1].params[1] == "#w"
+    b.send("WHOIS a")
+    whois = b.until("318")
+    by_command = {m.command: m.params for m in whois}
+    assert by_command["311"] == ("b", "a", "~u", "127.0.0.1", "*", "Real a")
+    assert by_command["319"] == ("b", "a", "@#w")
+    assert by_command["312"][1:3] == ("a", "chatd")
+    b.send("WHOIS ghost")
+    assert b.expect("401").params[1] == "ghost"
+    assert b.expect("318")
+
+
+def test_away(server: RunningServer) -> None:
+    a, b = server.client("a"), server.client("b")
+    a.send("AWAY :at lunch")
+    assert a.expect("306")
+    b.send("PRIVMSG a :there?")
+    assert b.expect("301").params[1:] == ("a", "at lunch")
+    b.send("WHOIS a")
+    assert "301" in [m.command for m in b.until("318")]
+    a.send("AWAY")
+    assert a.expect("305")
+    b.send("PRIVMSG a :back?")
+    assert [m for m in b.sync() if m.command == "301"] == []
