@@ -1,0 +1,657 @@
+"""The sans-I/O client state: server lines in, events and buffers out.
+
+Invariants:
+- No I/O here. Lines the protocol obliges us to send (PONG, a retry nick during
+  registration, rejoining channels after a reconnect) come back as ``SendLine``
+  events for the connection to write, so the whole client logic is testable
+  by feeding strings.
+- Buffers are keyed by the case-mapped name (``irc_lower``); the server buffer has
+  the key ``""`` and is always first. Buffers keep creation order, which is the
+  order of ``/buffer N`` and Alt-N.
+- Every string stored in a ``BufferLine`` went through ``safe_text``: the UI and the
+  headless printer never see raw control characters from the network.
+- A buffer keeps at most ``MAX_BUFFER_LINES`` lines, so a chatty channel left open
+  all day cannot grow the client without bound.
+- ``wanted_channels`` is what the user asked to be in (command line, /join,
+  minus /part and kicks); it survives a lost connection and is rejoined on 001.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Final
+
+from chatc.text import mentions, safe_text
+from chatd.protocol import numerics as n
+from chatd.protocol.casemap import irc_lower
+from chatd.protocol.message import Message, format_message, parse
+
+MAX_BUFFER_LINES: Final = 5000
+SERVER_KEY: Final = ""
+CTCP_DELIM: Final = "\x01"
+# JOIN lines are batched with commas; stay well inside the 512-byte line limit.
+MAX_JOIN_LINE_BYTES: Final = 400
+
+# Replies to commands the user typed: shown in the buffer the user is looking at.
+_ACTIVE_BUFFER_NUMERICS: Final = frozenset(
+    {
+        n.RPL_AWAY, n.RPL_UNAWAY, n.RPL_NOWAWAY, n.RPL_WHOISUSER, n.RPL_WHOISSERVER, n.RPL_ENDOFWHO,
+        n.RPL_WHOISIDLE, n.RPL_ENDOFWHOIS, n.RPL_WHOISCHANNELS, n.RPL_LISTSTART, n.RPL_LIST, n.RPL_LISTEND,
+        n.RPL_CHANNELMODEIS, n.RPL_WHOREPLY, n.RPL_USERHOST, n.RPL_ISON, n.RPL_VERSION, n.RPL_TIME,
+        "313", "330", "338", "378", "671",
+    }
+)  # fmt: skip
+
+
+# ---- events ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SendLine:
+    """A line the connection must send on the state's behalf."""
+
+    line: str
+
+
+@dataclass(frozen=True, slots=True)
+class Registered:
+    """The server accepted us (001); ``nick`` is the nick it gave us."""
+
+    nick: str
+
+
+@dataclass(frozen=True, slots=True)
+class MessageReceived:
+    """A PRIVMSG, NOTICE or CTCP ACTION, already sanitised; ``buffer`` is the display name."""
+
+    buffer: str
+    sender: str
+    text: str
+    kind: str  # "privmsg", "notice" or "action"
+    own: bool = False
+    highlight: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Joined:
+    channel: str
+    nick: str
+    own: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Parted:
+    """A nick left a channel by PART or KICK (``kicked_by`` set)."""
+
+    channel: str
+    nick: str
+    reason: str
+    own: bool
+    kicked_by: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Quit:
+    nick: str
+    reason: str
+    channels: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class NickChanged:
+    old: str
+    new: str
+    own: bool
+
+
+@dataclass(frozen=True, slots=True)
+class TopicChanged:
+    channel: str
+    topic: str
+    by: str
+
+
+@dataclass(frozen=True, slots=True)
+class ServerText:
+    """Informational text from the server (numerics, MOTD, server notices)."""
+
+    buffer: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorReply:
+    """An error numeric (4xx/5xx) or an ``ERROR`` line; ``code`` is the numeric or ``ERROR``."""
+
+    code: str
+    text: str
+
+
+Event = (
+    SendLine | Registered | MessageReceived | Joined | Parted | Quit | NickChanged | TopicChanged | ServerText
+    | ErrorReply
+)  # fmt: skip
+
+
+# ---- buffers --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class BufferLine:
+    """One displayed line. ``kind`` picks the rendering: privmsg, action, notice, join, part,
+    quit, nick, topic, mode, info or error."""
+
+    time: float
+    kind: str
+    text: str
+    nick: str = ""
+    own: bool = False
+    highlight: bool = False
+
+
+@dataclass(slots=True)
+class Buffer:
+    """A conversation: the server, one channel, or one private query."""
+
+    name: str
+    kind: str  # "server", "channel" or "query"
+    lines: deque[BufferLine] = field(default_factory=lambda: deque(maxlen=MAX_BUFFER_LINES))
+    unread: int = 0
+    highlighted: bool = False
+    joined: bool = False
+    topic: str = ""
+    nicks: dict[str, str] = field(default_factory=dict)  # case-mapped key -> nick as shown
+    prefixes: dict[str, str] = field(default_factory=dict)  # case-mapped key -> "@", "+", ...
+
+    @property
+    def key(self) -> str:
+        return SERVER_KEY if self.kind == "server" else irc_lower(self.name)
+
+    def sorted_nicks(self) -> list[str]:
+        """Nicks with their status prefix, operators first, then alphabetical (case-mapped)."""
+
+        def rank(key: str) -> tuple[int, str]:
+            prefix = self.prefixes.get(key, "")
+            return (0 if "@" in prefix or "~" in prefix or "&" in prefix else 1 if prefix else 2, key)
+
+        return [self.prefixes.get(key, "")[:1] + self.nicks[key] for key in sorted(self.nicks, key=rank)]
+
+
+def _nick_of(source: str | None) -> str:
+    return (source or "").split("!", 1)[0]
+
+
+class ClientState:
+    """Everything the client knows about its session with one server.
+
+    Feed it each received line (``feed``) and each lost connection
+    (``connection_lost``); it returns events and keeps the buffers. Not thread-safe;
+    one owner (the asyncio loop) calls it.
+    """
+
+    def __init__(
+        self,
+        nick: str,
+        channels: Iterable[str] = (),
+        *,
+        username: str = "chatc",
+        realname: str = "chatc user",
+        password: str | None = None,
+        server_name: str = "server",
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.wanted_nick = nick
+        self.nick = nick
+        self.username = username
+        self.realname = realname
+        self.password = password
+        self.clock = clock
+        self.registered = False
+        self.network = server_name
+        self.chantypes = "#&"
+        self.prefix_symbols = "~&@%+"
+        self.prefix_modes = "qaohv"
+        self.wanted_channels: dict[str, str] = {}
+        for channel in channels:
+            self.wanted_channels[irc_lower(channel)] = channel
+        self.buffers: dict[str, Buffer] = {SERVER_KEY: Buffer(server_name, "server")}
+        self.active_key = SERVER_KEY
+        self._names_incoming: dict[str, dict[str, str]] = {}
+        self._nick_attempts = 0
+
+    # ---- queries ------------------------------------------------------------------
+
+    def is_channel(self, name: str) -> bool:
+        return bool(name) and name[0] in self.chantypes
+
+    def is_me(self, nick: str) -> bool:
+        return irc_lower(nick) == irc_lower(self.nick)
+
+    @property
+    def buffer_list(self) -> list[Buffer]:
+        return list(self.buffers.values())
+
+    @property
+    def active(self) -> Buffer:
+        return self.buffers[self.active_key]
+
+    def buffer(self, name: str) -> Buffer | None:
+        return self.buffers.get(irc_lower(name))
+
+    def channel_names(self) -> list[str]:
+        return [buf.name for buf in self.buffers.values() if buf.kind == "channel"]
+
+    # ---- changes the UI makes -----------------------------------------------------
+
+    def set_active(self, key: str) -> Buffer:
+        """Show buffer ``key``; its unread count and highlight are cleared."""
+        buf = self.buffers[key]
+        self.active_key = key
+        buf.unread = 0
+        buf.highlighted = False
+        return buf
+
+    def open_buffer(self, name: str) -> Buffer:
+        """The buffer for a channel or nick, created (at the end of the list) if needed."""
+        key = irc_lower(name)
+        buf = self.buffers.get(key)
+        if buf is None:
+            buf = Buffer(safe_text(name), "channel" if self.is_channel(name) else "query")
+            self.buffers[key] = buf
+        return buf
+
+    def close_buffer(self, key: str) -> None:
+        """Forget a buffer (never the server buffer); the active one falls back to the server."""
+        if key == SERVER_KEY:
+            return
+        self.buffers.pop(key, None)
+        if self.active_key == key:
+            self.set_active(SERVER_KEY)
+
+    def clear_buffer(self, key: str) -> None:
+        self.buffers[key].lines.clear()
+
+    def add_line(self, buf: Buffer, kind: str, text: str, nick: str = "", *, own: bool = False,
+                 highlight: bool = False) -> BufferLine:  # fmt: skip
+        """Append a line (sanitising it); unread counts only rise for conversation in other buffers."""
+        line = BufferLine(self.clock(), kind, safe_text(text), safe_text(nick), own, highlight)
+        buf.lines.append(line)
+        if buf.key != self.active_key and kind in ("privmsg", "action", "notice") and not own:
+            buf.unread += 1
+            buf.highlighted = buf.highlighted or highlight
+        return line
+
+    def info(self, text: str, key: str | None = None, kind: str = "info") -> None:
+        """A local notice (from the client itself) in buffer ``key``, by default the active one."""
+        self.add_line(self.buffers.get(self.active_key if key is None else key, self.buffers[SERVER_KEY]), kind, text)
+
+    def record_own_message(self, target: str, text: str, kind: str = "privmsg") -> MessageReceived:
+        """Show a message we sent: servers do not echo our own PRIVMSGs back to us."""
+        buf = self.open_buffer(target)
+        self.add_line(buf, kind, text, self.nick, own=True)
+        return MessageReceived(buf.name, self.nick, safe_text(text), kind, own=True)
+
+    # ---- connection lifecycle -----------------------------------------------------
+
+    def registration_lines(self) -> list[str]:
+        """The lines that open a session; also resets what a new connection must relearn."""
+        self.registered = False
+        self.nick = self.wanted_nick
+        self._nick_attempts = 0
+        lines = []
+        if self.password:
+            lines.append(format_message("PASS", self.password))
+        lines.append(format_message("NICK", self.nick))
+        lines.append(format_message("USER", self.username, "0", "*", self.realname))
+        return lines
+
+    def connection_lost(self, reason: str) -> list[Event]:
+        """The socket is gone: no channel is joined any more, but the wish to be in them stays."""
+        self.registered = False
+        self._names_incoming.clear()
+        for buf in self.buffers.values():
+            if buf.kind == "channel" and buf.joined:
+                buf.joined = False
+                buf.nicks.clear()
+                buf.prefixes.clear()
+            self.add_line(buf, "error", f"Disconnected: {reason}")
+        return [ErrorReply("DISCONNECTED", safe_text(reason))]
+
+    def rejoin_lines(self) -> list[str]:
+        """JOIN lines for every wanted channel, batched with commas under the line limit."""
+        lines: list[str] = []
+        batch: list[str] = []
+        for channel in self.wanted_channels.values():
+            if batch and len(",".join([*batch, channel]).encode()) > MAX_JOIN_LINE_BYTES:
+                lines.append(format_message("JOIN", ",".join(batch)))
+                batch = []
+            batch.append(channel)
+        if batch:
+            lines.append(format_message("JOIN", ",".join(batch)))
+        return lines
+
+    # ---- server lines -------------------------------------------------------------
+
+    def feed(self, line: str) -> list[Event]:
+        """Handle one received line (without terminator); returns what happened, in order."""
+        message = parse(line)
+        if not message.command:
+            return []
+        handler = _HANDLERS.get(message.command)
+        if handler is not None:
+            return handler(self, message)
+        if message.command.isdigit() and len(message.command) == 3:
+            return self._numeric(message)
+        text = " ".join(message.params)
+        self.add_line(self.buffers[SERVER_KEY], "info", f"{message.command} {text}".strip(), _nick_of(message.source))
+        return [ServerText(self.buffers[SERVER_KEY].name, safe_text(text))]
+
+    def _ping(self, message: Message) -> list[Event]:
+        return [SendLine(format_message("PONG", message.param(0) or "chatc"))]
+
+    def _error(self, message: Message) -> list[Event]:
+        text = message.param(0, "closing link")
+        self.add_line(self.buffers[SERVER_KEY], "error", f"Server closed the link: {text}")
+        return [ErrorReply("ERROR", safe_text(text))]
+
+    def _privmsg(self, message: Message) -> list[Event]:
+        sender = _nick_of(message.source)
+        target = message.param(0)
+        text = message.param(1)
+        notice = message.command == "NOTICE"
+        kind = "notice" if notice else "privmsg"
+        events: list[Event] = []
+        if text.startswith(CTCP_DELIM):
+            body = text.strip(CTCP_DELIM)
+            verb, _, argument = body.partition(" ")
+            verb = verb.upper()
+            if verb == "ACTION":
+                kind, text = "action", argument
+            elif notice:
+                text = f"CTCP {verb} reply: {argument}"
+            else:
+                events.extend(self._ctcp_reply(sender, verb, argument))
+                self.add_line(self.buffers[SERVER_KEY], "info", f"CTCP {verb} from {sender}")
+                return events
+        own = self.is_me(sender)
+        if self.is_channel(target.lstrip(self.prefix_symbols)):
+            buf = self.open_buffer(target.lstrip(self.prefix_symbols))
+        elif not self.registered or "!" not in (message.source or "") or not sender:
+            buf = self.buffers[SERVER_KEY]  # server notices, pre-registration AUTH notices
+        else:
+            buf = self.open_buffer(target if own else sender)
+        highlight = not own and (buf.kind == "query" or mentions(text, self.nick))
+        self.add_line(buf, kind, text, sender, own=own, highlight=highlight)
+        events.append(MessageReceived(buf.name, safe_text(sender), safe_text(text), kind, own, highlight))
+        return events
+
+    def _ctcp_reply(self, sender: str, verb: str, argument: str) -> list[Event]:
+        """Answer the CTCP queries every client answers; stay silent on the rest."""
+        answers = {"VERSION": "chatc", "PING": argument, "CLIENTINFO": "ACTION CLIENTINFO PING VERSION"}
+        if verb not in answers or not sender:
+            return []
+        body = f"{verb} {answers[verb]}".strip()
+        try:
+            return [SendLine(format_message("NOTICE", sender, f"{CTCP_DELIM}{body}{CTCP_DELIM}"))]
+        except ValueError:
+            return []
+
+    def _join(self, message: Message) -> list[Event]:
+        nick = _nick_of(message.source)
+        events: list[Event] = []
+        for channel in message.param(0).split(","):
+            if not channel:
+                continue
+            buf = self.open_buffer(channel)
+            key = irc_lower(nick)
+            own = self.is_me(nick)
+            if own:
+                buf.joined = True
+                buf.nicks.clear()
+                buf.prefixes.clear()
+                self.wanted_channels[buf.key] = channel
+            buf.nicks[key] = nick
+            self.add_line(buf, "join", f"{nick} has joined {channel}", nick, own=own)
+            events.append(Joined(buf.name, safe_text(nick), own))
+        return events
+
+    def _left(self, channel: str, nick: str, reason: str, kicked_by: str = "") -> list[Event]:
+        buf = self.buffer(channel)
+        own = self.is_me(nick)
+        if buf is None:
+            return []
+        key = irc_lower(nick)
+        buf.nicks.pop(key, None)
+        buf.prefixes.pop(key, None)
+        if own:
+            buf.joined = False
+            buf.nicks.clear()
+            buf.prefixes.clear()
+            self.wanted_channels.pop(buf.key, None)
+        if kicked_by:
+            text = f"{nick} was kicked from {buf.name} by {kicked_by}" + (f" ({reason})" if reason else "")
+        else:
+            text = f"{nick} has left {buf.name}" + (f" ({reason})" if reason else "")
+        self.add_line(buf, "part", text, nick, own=own)
+        return [Parted(buf.name, safe_text(nick), safe_text(reason), own, safe_text(kicked_by))]
+
+    def _part(self, message: Message) -> list[Event]:
+        events: list[Event] = []
+        for channel in message.param(0).split(","):
+            events.extend(self._left(channel, _nick_of(message.source), message.param(1)))
+        return events
+
+    def _kick(self, message: Message) -> list[Event]:
+        return self._left(message.param(0), message.param(1), message.param(2), _nick_of(message.source))
+
+    def _quit(self, message: Message) -> list[Event]:
+        nick = _nick_of(message.source)
+        key = irc_lower(nick)
+        reason = message.param(0)
+        channels = []
+        for buf in self.buffers.values():
+            if key in buf.nicks or (buf.kind == "query" and buf.key == key):
+                buf.nicks.pop(key, None)
+                buf.prefixes.pop(key, None)
+                self.add_line(buf, "quit", f"{nick} has quit" + (f" ({reason})" if reason else ""), nick)
+                if buf.kind == "channel":
+                    channels.append(buf.name)
+        return [Quit(safe_text(nick), safe_text(reason), tuple(channels))]
+
+    def _nick(self, message: Message) -> list[Event]:
+        old = _nick_of(message.source)
+        new = message.param(0)
+        old_key, new_key = irc_lower(old), irc_lower(new)
+        own = self.is_me(old)
+        if own:
+            self.nick = new
+            self.wanted_nick = new
+            self.add_line(self.buffers[SERVER_KEY], "nick", f"You are now known as {new}", new, own=True)
+        for buf in list(self.buffers.values()):
+            if old_key in buf.nicks:
+                del buf.nicks[old_key]
+                buf.nicks[new_key] = new
+                if old_key in buf.prefixes:
+                    buf.prefixes[new_key] = buf.prefixes.pop(old_key)
+                self.add_line(buf, "nick", f"{old} is now known as {new}", new, own=own)
+        query = self.buffers.get(old_key)
+        if query is not None and query.kind == "query" and (new_key == old_key or new_key not in self.buffers):
+            self._rename_buffer(old_key, new_key, new)
+            self.add_line(query, "nick", f"{old} is now known as {new}", new)
+        return [NickChanged(safe_text(old), safe_text(new), own)]
+
+    def _rename_buffer(self, old_key: str, new_key: str, name: str) -> None:
+        """Rename in place, keeping the buffer's position in the list (buffer numbers must not jump)."""
+        renamed: dict[str, Buffer] = {}
+        for key, buf in self.buffers.items():
+            if key == old_key:
+                buf.name = safe_text(name)
+                renamed[new_key] = buf
+            else:
+                renamed[key] = buf
+        self.buffers = renamed
+        if self.active_key == old_key:
+            self.active_key = new_key
+
+    def _topic(self, message: Message) -> list[Event]:
+        buf = self.open_buffer(message.param(0))
+        by = _nick_of(message.source)
+        buf.topic = safe_text(message.param(1))
+        self.add_line(buf, "topic", f"{by} changed the topic to: {message.param(1)}", by)
+        return [TopicChanged(buf.name, buf.topic, safe_text(by))]
+
+    def _mode(self, message: Message) -> list[Event]:
+        target = message.param(0)
+        by = _nick_of(message.source) or "server"
+        changes = " ".join(message.params[1:])
+        if self.is_channel(target):
+            buf = self.open_buffer(target)
+            self._apply_prefix_modes(buf, message.params[1:])
+        else:
+            buf = self.buffers[SERVER_KEY]
+        self.add_line(buf, "mode", f"{by} sets mode {changes} on {target}", by)
+        return [ServerText(buf.name, safe_text(f"mode {changes} {target}"))]
+
+    def _apply_prefix_modes(self, buf: Buffer, params: tuple[str, ...]) -> None:
+        """Keep the @/+ shown in the nick list in step with +o/-o/+v/-v."""
+        if not params:
+            return
+        args = list(params[1:])
+        adding = True
+        for char in params[0]:
+            if char in "+-":
+                adding = char == "+"
+                continue
+            if char in self.prefix_modes:
+                if not args:
+                    return
+                key = irc_lower(args.pop(0))
+                symbol = self.prefix_symbols[self.prefix_modes.index(char)]
+                current = buf.prefixes.get(key, "").replace(symbol, "")
+                if adding:
+                    current = "".join(s for s in self.prefix_symbols if s in current + symbol)
+                buf.prefixes[key] = current
+            elif char in "bkelIjf" and args and (adding or char != "l"):
+                args.pop(0)  # list and parameter modes consume an argument we do not track
+
+    # ---- numerics -----------------------------------------------------------------
+
+    def _numeric(self, message: Message) -> list[Event]:
+        code = message.command
+        params = message.params[1:]  # params[0] is our nick (or "*")
+        special = _NUMERIC_HANDLERS.get(code)
+        if special is not None:
+            return special(self, message)
+        text = " ".join(params)
+        if code[0] in "45":
+            self.add_line(self.active, "error", text)
+            events: list[Event] = [ErrorReply(code, safe_text(text))]
+            if not self.registered and code in (n.ERR_NICKNAMEINUSE, n.ERR_ERRONEUSNICKNAME, "437"):
+                events.extend(self._retry_nick())
+            return events
+        buf = self.active if code in _ACTIVE_BUFFER_NUMERICS else self.buffers[SERVER_KEY]
+        self.add_line(buf, "info", text)
+        return [ServerText(buf.name, safe_text(text))]
+
+    def _retry_nick(self) -> list[Event]:
+        """During registration a taken nick would stall us: try ``nick_``, then ``nick__``, then numbered."""
+        self._nick_attempts += 1
+        base = self.wanted_nick if self._nick_attempts < 3 else "chatc"
+        suffix = "_" * self._nick_attempts if self._nick_attempts < 3 else str(self._nick_attempts)
+        self.nick = (base[: 30 - len(suffix)] + suffix) if base else f"chatc{self._nick_attempts}"
+        self.add_line(self.buffers[SERVER_KEY], "info", f"Trying nick {self.nick}")
+        return [SendLine(format_message("NICK", self.nick))]
+
+    def _welcome(self, message: Message) -> list[Event]:
+        self.registered = True
+        self.nick = message.param(0, self.nick)
+        if message.source:
+            self.buffers[SERVER_KEY].name = safe_text(message.source)
+        self.add_line(self.buffers[SERVER_KEY], "info", message.param(1))
+        events: list[Event] = [Registered(safe_text(self.nick))]
+        events.extend(SendLine(line) for line in self.rejoin_lines())
+        return events
+
+    def _isupport(self, message: Message) -> list[Event]:
+        for token in message.params[1:-1]:
+            name, _, value = token.partition("=")
+            if name == "CHANTYPES" and value:
+                self.chantypes = value
+            elif name == "NETWORK" and value:
+                self.network = safe_text(value)
+            elif name == "PREFIX" and value.startswith("(") and ")" in value:
+                modes, symbols = value[1:].split(")", 1)
+                if len(modes) == len(symbols):
+                    self.prefix_modes, self.prefix_symbols = modes, symbols
+        self.add_line(self.buffers[SERVER_KEY], "info", " ".join(message.params[1:]))
+        return []
+
+    def _topic_reply(self, message: Message) -> list[Event]:
+        buf = self.open_buffer(message.param(1))
+        if message.command == n.RPL_TOPIC:
+            buf.topic = safe_text(message.param(2))
+            self.add_line(buf, "topic", f"Topic for {buf.name}: {message.param(2)}")
+            return [TopicChanged(buf.name, buf.topic, "")]
+        buf.topic = ""
+        self.add_line(buf, "topic", f"No topic is set for {buf.name}")
+        return []
+
+    def _topic_who_time(self, message: Message) -> list[Event]:
+        buf = self.buffer(message.param(1))
+        if buf is not None:
+            when = message.param(3)
+            stamp = time.strftime("%Y-%m-%d %H:%M", time.localtime(int(when))) if when.isdigit() else when
+            self.add_line(buf, "topic", f"Topic set by {_nick_of(message.param(2))} on {stamp}")
+        return []
+
+    def _names_reply(self, message: Message) -> list[Event]:
+        key = irc_lower(message.param(2))
+        collected = self._names_incoming.setdefault(key, {})
+        for entry in message.param(3).split():
+            bare = entry.lstrip(self.prefix_symbols)
+            if bare:
+                collected[_nick_of(bare)] = entry[: len(entry) - len(bare)]
+        return []
+
+    def _end_of_names(self, message: Message) -> list[Event]:
+        channel = message.param(1)
+        collected = self._names_incoming.pop(irc_lower(channel), {})
+        buf = self.buffer(channel)
+        if buf is not None and buf.kind == "channel" and buf.joined:
+            buf.nicks = {irc_lower(nick): nick for nick in collected}
+            buf.prefixes = {irc_lower(nick): prefix for nick, prefix in collected.items() if prefix}
+            shown = buf.sorted_nicks()
+        else:
+            buf = self.active
+            shown = [prefix[:1] + nick for nick, prefix in collected.items()]
+        text = f"Names on {channel} ({len(shown)}): " + " ".join(shown)
+        self.add_line(buf, "info", text)
+        return [ServerText(buf.name, safe_text(text))]
+
+
+_HANDLERS: Final[dict[str, Callable[[ClientState, Message], list[Event]]]] = {
+    "PING": ClientState._ping,
+    "ERROR": ClientState._error,
+    "PRIVMSG": ClientState._privmsg,
+    "NOTICE": ClientState._privmsg,
+    "JOIN": ClientState._join,
+    "PART": ClientState._part,
+    "KICK": ClientState._kick,
+    "QUIT": ClientState._quit,
+    "NICK": ClientState._nick,
+    "TOPIC": ClientState._topic,
+    "MODE": ClientState._mode,
+}
+
+_NUMERIC_HANDLERS: Final[dict[str, Callable[[ClientState, Message], list[Event]]]] = {
+    n.RPL_WELCOME: ClientState._welcome,
+    n.RPL_ISUPPORT: ClientState._isupport,
+    n.RPL_TOPIC: ClientState._topic_reply,
+    n.RPL_NOTOPIC: ClientState._topic_reply,
+    n.RPL_TOPICWHOTIME: ClientState._topic_who_time,
+    n.RPL_NAMREPLY: ClientState._names_reply,
+    n.RPL_ENDOFNAMES: ClientState._end_of_names,
+}
