@@ -18,8 +18,13 @@ DEADLINE_S = 10.0
 class LineClient:
     """A blocking socket with line reading under a deadline."""
 
-    def __init__(self, address: tuple[str, int]) -> None:
-        self.sock = socket.create_connection(address, timeout=DEADLINE_S)
+    def __init__(self, address: tuple[str, int], receive_buffer: int | None = None) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        if receive_buffer is not None:
+            # Before connect, so the advertised window stays small: a reader that never reads.
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+        self.sock.settimeout(DEADLINE_S)
+        self.sock.connect(address)
         self.buffer = b""
         self.lines: list[str] = []
 
@@ -77,8 +82,8 @@ class LineClient:
 class IrcClient(LineClient):
     """An IRC test client: send commands, wait for parsed messages."""
 
-    def __init__(self, address: tuple[str, int], nick: str | None = None) -> None:
-        super().__init__(address)
+    def __init__(self, address: tuple[str, int], nick: str | None = None, receive_buffer: int | None = None) -> None:
+        super().__init__(address, receive_buffer)
         self.nick = nick
         if nick is not None:
             self.register(nick)

@@ -44,6 +44,7 @@ class Connection:
         "fd",
         "loop",
         "outbox",
+        "peer",
         "pending",
         "reader",
         "reads",
@@ -51,9 +52,10 @@ class Connection:
         "wants_write",
     )
 
-    def __init__(self, loop: SelectorsServer, sock: socket.socket) -> None:
+    def __init__(self, loop: SelectorsServer, sock: socket.socket, peer: str) -> None:
         self.loop = loop
         self.sock = sock
+        self.peer = peer
         self.fd = sock.fileno()
         self.reader = LineReader()
         self.outbox = bytearray()
@@ -167,6 +169,7 @@ class Connection:
         self.loop.forget(self)
         with contextlib.suppress(OSError):
             self.sock.close()
+        log.info("closed connection from %s", self.peer)
 
 
 class SelectorsServer:
@@ -253,12 +256,12 @@ class SelectorsServer:
                 return
             sock.setblocking(False)
             tune_accepted(sock)
-            connection = Connection(self, sock)
+            peer = f"{address[0]}:{address[1]}"
+            connection = Connection(self, sock, peer)
             self.connections[connection.fd] = connection
             self.selector.register(sock, selectors.EVENT_READ, connection)
-            host = address[0]
-            log.info("connection from %s:%s", host, address[1])
-            connection.client = self.hub.connect(connection, host)
+            log.info("connection from %s", peer)
+            connection.client = self.hub.connect(connection, address[0])
 
     def _drain_waker(self) -> None:
         try:

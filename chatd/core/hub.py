@@ -300,7 +300,7 @@ class Hub:
 
     def welcome(self, client: Client) -> None:
         config = self.config
-        log.info("registered %s from %s", client.prefix, client.host)
+        log.debug("registered %s", client.prefix)
         self.reply(client, n.RPL_WELCOME, f"Welcome to the {config.network} IRC Network {client.prefix}")
         self.reply(client, n.RPL_YOURHOST, f"Your host is {config.name}, running version chatd-{__version__}")
         self.reply(client, n.RPL_CREATED, f"This server was created {config.created}")
@@ -410,7 +410,7 @@ class Hub:
                 f"* {client.nick} has quit ({reason})",
                 include_self=False,
             )
-            log.info("%s left: %s", client.prefix, reason)
+            log.debug("%s left: %s", client.prefix, reason)
         for channel in list(client.channels.values()):
             self.leave(client, channel)
 
