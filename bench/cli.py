@@ -1,0 +1,187 @@
+"""The ``chatd-bench`` command (also ``python -m bench``): choose, run, report."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NoReturn
+
+from bench import report
+from bench.contenders import CONTENDER_NAMES, find
+from bench.loadgen import raise_nofile_limit
+from bench.progress import Progress
+from bench.scenarios import SCENARIOS, Plan, Row, cases_for, run_case
+
+DEFAULT_SERVERS = CONTENDER_NAMES
+QUICK_SERVERS = ("selectors", "threads")
+
+
+class _OneLineParser(argparse.ArgumentParser):
+    """Bad input gives one line and exit status 2, never a traceback."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _names(allowed: Sequence[str], what: str):  # type: ignore[no-untyped-def]
+    def convert(text: str) -> list[str]:
+        names = [name.strip() for name in text.split(",") if name.strip()]
+        unknown = [name for name in names if name not in allowed]
+        if unknown or not names:
+            raise argparse.ArgumentTypeError(
+                f"unknown {what} {', '.join(unknown) or text!r}; choose from {', '.join(allowed)}"
+            )
+        return names
+
+    return convert
+
+
+def _counts(text: str) -> tuple[int, ...]:
+    try:
+        counts = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if not counts or any(c < 2 or c > 5000 for c in counts):
+        raise argparse.ArgumentTypeError(f"each count must be between 2 and 5000, got {text!r}")
+    return counts
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _OneLineParser(
+        prog="chatd-bench",
+        description="Benchmark chatd's backends against each other and against peer IRC servers. "
+        "Every server is started on a free 127.0.0.1 port and stopped after; a run is failed "
+        "when any message is lost or duplicated.",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="small sizes, under a minute: a correctness smoke run (selectors and threads)",
+    )
+    parser.add_argument(
+        "--servers",
+        type=_names(CONTENDER_NAMES, "server"),
+        help=f"comma-separated servers (default: all of {', '.join(CONTENDER_NAMES)})",
+    )
+    parser.add_argument(
+        "--scenarios",
+        type=_names(SCENARIOS, "scenario"),
+        help=f"comma-separated scenarios (default: {', '.join(SCENARIOS)})",
+    )
+    parser.add_argument(
+        "--clients",
+        type=_counts,
+        help="comma-separated channel sizes for fanout, blast and pairs (default 10,100,500,1000)",
+    )
+    parser.add_argument(
+        "--idle", type=_counts_idle, help="comma-separated idle client counts (default 1000,5000,10000)"
+    )
+    parser.add_argument(
+        "--procs",
+        type=_positive_int,
+        default=1,
+        help="load generator processes (default 1; more when one cannot keep up)",
+    )
+    parser.add_argument("--duration", type=float, default=None, help="seconds per closed-loop run (default 3)")
+    parser.add_argument("--out", type=Path, help="directory for results.json and PNG plots")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    return parser
+
+
+def _counts_idle(text: str) -> tuple[int, ...]:
+    try:
+        counts = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if not counts or any(c < 1 or c > 15000 for c in counts):
+        raise argparse.ArgumentTypeError(f"each count must be between 1 and 15000, got {text!r}")
+    return counts
+
+
+def make_plan(args: argparse.Namespace) -> Plan:
+    plan = Plan.quick_plan(args.procs) if args.quick else Plan(processes=args.procs)
+    changes = {}
+    if args.clients:
+        changes["clients"] = args.clients
+    if args.idle:
+        changes["idle_counts"] = args.idle
+    if args.duration is not None:
+        changes["duration_s"] = args.duration
+    if changes:
+        from dataclasses import replace
+
+        plan = replace(plan, **changes)
+    return plan
+
+
+def run(
+    servers: Sequence[str],
+    scenarios: Sequence[str],
+    plan: Plan,
+    progress: Progress | None = None,
+) -> tuple[list[Row], dict[str, str]]:
+    """Run every case on every available server; return the rows and the skipped servers."""
+    raise_nofile_limit()
+    contenders = find(list(servers))
+    skipped = {c.name: reason for c in contenders if (reason := c.missing())}
+    runnable = [c for c in contenders if c.name not in skipped]
+    cases = cases_for(list(scenarios), plan)
+    total = len(runnable) * len(cases)
+    rows: list[Row] = []
+    if progress:
+        progress.start(total)
+    for case in cases:
+        for contender in runnable:
+            if progress:
+                progress.step(f"{case.scenario} N={case.clients} {contender.name}")
+            rows.append(run_case(contender, case, plan))
+    if progress:
+        progress.finish()
+    return rows, skipped
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.duration is not None and not 0.1 <= args.duration <= 120:
+        build_parser().error("argument --duration: must be between 0.1 and 120 seconds")
+    plan = make_plan(args)
+    servers = args.servers or (QUICK_SERVERS if args.quick else DEFAULT_SERVERS)
+    scenarios = args.scenarios or SCENARIOS
+    if args.out is not None:
+        try:
+            args.out.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            print(f"chatd-bench: cannot create {args.out}: {error.strerror}", file=sys.stderr)
+            return 2
+    progress = None if args.no_progress else Progress(sys.stderr)
+    started = time.monotonic()
+    try:
+        rows, skipped = run(servers, scenarios, plan, progress)
+    except KeyboardInterrupt:
+        print("chatd-bench: interrupted", file=sys.stderr)
+        return 130
+    print(report.table(rows, skipped))
+    print(
+        f"\n{len(rows)} runs in {time.monotonic() - started:.0f}s on {report.machine()['cpus']} CPUs"
+        f"{' (quick: correctness only)' if plan.quick else ''}"
+    )
+    if args.out is not None:
+        settings = {"plan": {k: getattr(plan, k) for k in plan.__dataclass_fields__}}
+        report.write_json(args.out / "results.json", rows, skipped, settings)
+        for path in report.write_plots(args.out, rows):
+            print(f"wrote {path}")
+        print(f"wrote {args.out / 'results.json'}")
+    return 0 if all(row.ok for row in rows) else 1

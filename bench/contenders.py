@@ -1,0 +1,209 @@
+"""The servers the bench measures, each started as a subprocess on a free loopback port.
+
+Every contender is a separate process so its CPU time and memory can be read from
+/proc without the generator's cost mixed in. A peer that is not installed is
+reported as skipped with the reason, never as an error.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.loadgen import raise_nofile_limit
+from bench.procstat import free_port
+
+HOST = "127.0.0.1"
+START_TIMEOUT_S = 15.0
+STOP_TIMEOUT_S = 5.0
+BENCH_MAX_CLIENTS = 19_000
+"""chatd's client cap for the bench: room for 10k idle clients plus the conversation."""
+
+
+@dataclass(frozen=True, slots=True)
+class Contender:
+    """How to find and start one server; ``kind`` picks the command line."""
+
+    name: str
+    kind: str
+    backend: str = ""
+    description: str = ""
+
+    @property
+    def is_chatd(self) -> bool:
+        return self.kind == "chatd"
+
+    @property
+    def has_sendq(self) -> bool:
+        """Whether the server cuts a client whose queue passes a bound (chatd's --sendq)."""
+        return self.kind in ("chatd", "ngircd")
+
+    def missing(self) -> str | None:
+        """Why this contender cannot run here, or None when it can."""
+        if self.kind == "miniircd" and shutil.which("miniircd") is None:
+            return "miniircd not installed (pip install miniircd)"
+        if self.kind == "ngircd" and _ngircd_path() is None:
+            return "ngircd not installed (apt-get install ngircd)"
+        if self.kind == "irc" and importlib.util.find_spec("irc") is None:
+            return "irc package not installed (pip install irc)"
+        if self.kind == "chatd" and self.backend == "asyncio":
+            try:
+                from chatd.backends import base
+
+                if "asyncio" not in getattr(base, "ALL_BACKENDS", ()):
+                    return "this chatd has no asyncio backend"
+            except ImportError:
+                return "chatd not importable"
+        return None
+
+    def settings(self, sendq_bytes: int) -> str:
+        """The settings this contender runs with, for the report."""
+        if self.kind == "chatd":
+            return f"--backend {self.backend} --sendq {sendq_bytes} (TCP_NODELAY on)"
+        if self.kind == "bare":
+            return "no sendq bound, TCP_NODELAY on"
+        if self.kind == "ngircd":
+            return "MaxPenaltyTime=0 (flood control off), built-in write buffer limits"
+        if self.kind == "miniircd":
+            return "defaults (select, no sendq bound, Nagle on)"
+        return "defaults (thread per connection, Nagle on)"
+
+
+CONTENDERS: tuple[Contender, ...] = (
+    Contender("selectors", "chatd", "selectors", "chatd, one selectors event loop"),
+    Contender("threads", "chatd", "threads", "chatd, a thread per connection"),
+    Contender("asyncio", "chatd", "asyncio", "chatd core on an asyncio backend (uvloop when installed)"),
+    Contender("bare", "bare", "", "bare selectors fan-out loop, minimal IRC (the practical limit)"),
+    Contender("miniircd", "miniircd", "", "miniircd (Python, select)"),
+    Contender("ngircd", "ngircd", "", "ngircd (C, event loop)"),
+    Contender("irc.server", "irc", "", "irc.server from the irc package (Python, threads)"),
+)
+CONTENDER_NAMES = tuple(c.name for c in CONTENDERS)
+
+
+def _ngircd_path() -> str | None:
+    return shutil.which("ngircd") or next(
+        (p for p in ("/usr/sbin/ngircd", "/usr/local/sbin/ngircd") if os.access(p, os.X_OK)), None
+    )
+
+
+NGIRCD_CONFIG = """\
+[Global]
+Name = bench.local
+Info = chatd bench peer
+Listen = {host}
+Ports = {port}
+PidFile = {tmp}/ngircd.pid
+MotdPhrase = bench
+{identity}
+[Limits]
+MaxConnections = 0
+MaxConnectionsIP = 0
+MaxJoins = 0
+MaxNickLength = 30
+MaxPenaltyTime = 0
+PingTimeout = 600
+PongTimeout = 600
+[Options]
+DNS = no
+Ident = no
+PAM = no
+"""
+
+
+class RunningServer:
+    """A started contender: its pid, port and the subprocess to stop."""
+
+    def __init__(self, contender: Contender, sendq_bytes: int) -> None:
+        self.contender = contender
+        self.port = free_port(HOST)
+        self.tmp = tempfile.TemporaryDirectory(prefix="chatd-bench-")
+        self.log_path = Path(self.tmp.name) / "server.log"
+        command = self._command(sendq_bytes)
+        self.log = self.log_path.open("wb")
+        self.process = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            preexec_fn=raise_nofile_limit,
+            cwd=self.tmp.name,
+        )
+        self.pid = self.process.pid
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return (HOST, self.port)
+
+    def _command(self, sendq_bytes: int) -> list[str]:
+        c = self.contender
+        port = str(self.port)
+        if c.kind == "chatd":
+            return [
+                sys.executable, "-m", "chatd", "--host", HOST, "--port", port, "--backend", c.backend,
+                "--sendq", str(sendq_bytes), "--log-level", "warning", "--max-clients", str(BENCH_MAX_CLIENTS),
+                "--ping-interval", "600",
+            ]  # fmt: skip
+        if c.kind == "bare":
+            return [sys.executable, "-m", "bench.bare_loop", "--host", HOST, "--port", port]
+        if c.kind == "miniircd":
+            command = [shutil.which("miniircd") or "miniircd", "--listen", HOST, "--ports", port]
+            if os.geteuid() == 0:
+                command += ["--setuid", "root"]
+            return command
+        if c.kind == "ngircd":
+            identity = "ServerUID = 0\nServerGID = 0\n" if os.geteuid() == 0 else ""
+            config = Path(self.tmp.name) / "ngircd.conf"
+            config.write_text(NGIRCD_CONFIG.format(host=HOST, port=port, tmp=self.tmp.name, identity=identity))
+            return [_ngircd_path() or "ngircd", "-n", "-f", str(config)]
+        if c.kind == "irc":
+            return [sys.executable, "-m", "irc.server", "-a", HOST, "-p", port, "-l", "ERROR"]
+        raise ValueError(f"unknown contender kind {c.kind!r}")
+
+    def wait_ready(self) -> None:
+        """Return once the port accepts connections; raise RuntimeError if the server died or hung."""
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{self.contender.name} exited with {self.process.returncode}: {self.log_tail()}")
+            try:
+                with socket.create_connection(self.address, timeout=0.5):
+                    return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError(f"{self.contender.name} did not accept connections within {START_TIMEOUT_S:.0f}s")
+
+    def log_tail(self) -> str:
+        with contextlib.suppress(OSError):
+            return self.log_path.read_text(errors="replace")[-300:].strip().replace("\n", " | ")
+        return ""
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL after a grace period; idempotent."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(STOP_TIMEOUT_S)
+        self.log.close()
+        self.tmp.cleanup()
+
+
+def find(names: list[str]) -> list[Contender]:
+    by_name = {c.name: c for c in CONTENDERS}
+    return [by_name[name] for name in names]
