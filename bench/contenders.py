@@ -69,7 +69,8 @@ class Contender:
     def settings(self, sendq_bytes: int) -> str:
         """The settings this contender runs with, for the report."""
         if self.kind == "chatd":
-            return f"--backend {self.backend} --sendq {sendq_bytes} (TCP_NODELAY on)"
+            flags = " ".join([f"--backend {self.backend} --sendq {sendq_bytes}", *chatd_extra_flags()])
+            return f"{flags} (TCP_NODELAY on)"
         if self.kind == "bare":
             return "no sendq bound, TCP_NODELAY on"
         if self.kind == "ngircd":
@@ -89,6 +90,16 @@ CONTENDERS: tuple[Contender, ...] = (
     Contender("irc.server", "irc", "", "irc.server from the irc package (Python, threads)"),
 )
 CONTENDER_NAMES = tuple(c.name for c in CONTENDERS)
+
+
+def chatd_extra_flags() -> list[str]:
+    """Options that turn off chatd's flood control when this chatd has it (senders here are floods)."""
+    try:
+        from chatd.cli import build_parser
+    except ImportError:
+        return []
+    options = {flag for action in build_parser()._actions for flag in action.option_strings}
+    return ["--flood-rate", "0"] if "--flood-rate" in options else []
 
 
 def _ngircd_path() -> str | None:
@@ -152,7 +163,7 @@ class RunningServer:
             return [
                 sys.executable, "-m", "chatd", "--host", HOST, "--port", port, "--backend", c.backend,
                 "--sendq", str(sendq_bytes), "--log-level", "warning", "--max-clients", str(BENCH_MAX_CLIENTS),
-                "--ping-interval", "600",
+                "--ping-interval", "600", *chatd_extra_flags(),
             ]  # fmt: skip
         if c.kind == "bare":
             return [sys.executable, "-m", "bench.bare_loop", "--host", HOST, "--port", port]
