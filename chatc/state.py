@@ -352,6 +352,9 @@ class ClientState:
     def _ping(self, message: Message) -> list[Event]:
         return [SendLine(format_message("PONG", message.param(0) or "chatc"))]
 
+    def _ignore(self, message: Message) -> list[Event]:
+        return []
+
     def _error(self, message: Message) -> list[Event]:
         text = message.param(0, "closing link")
         self.add_line(self.buffers[SERVER_KEY], "error", f"Server closed the link: {text}")
@@ -546,7 +549,7 @@ class ClientState:
         if special is not None:
             return special(self, message)
         text = " ".join(params)
-        if code[0] in "45":
+        if code[0] in "45" and code != n.ERR_NOMOTD:  # a missing MOTD is no error to the user
             self.add_line(self.active, "error", text)
             events: list[Event] = [ErrorReply(code, safe_text(text))]
             if not self.registered and code in (n.ERR_NICKNAMEINUSE, n.ERR_ERRONEUSNICKNAME, "437"):
@@ -634,6 +637,7 @@ class ClientState:
 
 _HANDLERS: Final[dict[str, Callable[[ClientState, Message], list[Event]]]] = {
     "PING": ClientState._ping,
+    "PONG": ClientState._ignore,
     "ERROR": ClientState._error,
     "PRIVMSG": ClientState._privmsg,
     "NOTICE": ClientState._privmsg,

@@ -1,0 +1,140 @@
+"""Command line of chatc: options, then the full-screen UI on a terminal or the headless mode on a pipe.
+
+Every option also reads ``CHATC_<NAME>`` from the environment (as chatd does); the
+command line wins. Bad input ends with one line on stderr and exit status 2, never a
+traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import os
+import sys
+from collections.abc import Sequence
+
+from chatc import __version__
+from chatc.connection import ServerAddress
+from chatc.state import ClientState
+from chatd.protocol.casemap import is_valid_nick, nick_from_plain_name
+
+EXIT_USAGE = 2
+PROMPT_FOR_PASSWORD = "\0prompt"
+
+
+def _port(value: str) -> int:
+    try:
+        port = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {value!r}") from None
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port out of range 1-65535: {port}")
+    return port
+
+
+def _nick(value: str) -> str:
+    if not is_valid_nick(value):
+        raise argparse.ArgumentTypeError(f"not a valid nick: {value!r} (letters, digits and []\\`_^{{|}}-)")
+    return value
+
+
+def _channel(value: str) -> str:
+    channel = value if value[:1] in "#&" else "#" + value
+    if len(channel) < 2 or any(char in channel for char in " ,\x07\0\r\n:"):
+        raise argparse.ArgumentTypeError(f"not a valid channel name: {value!r}")
+    return channel
+
+
+def build_parser() -> argparse.ArgumentParser:
+    env = os.environ
+    parser = argparse.ArgumentParser(
+        prog="chatc",
+        description="Terminal chat client for chatd and any IRC server. Full-screen on a terminal; "
+        "when stdin is not a terminal, sends each input line to --channel and prints what arrives.",
+    )
+    parser.add_argument("--host", default=env.get("CHATC_HOST", "127.0.0.1"), help="server host (default 127.0.0.1)")
+    parser.add_argument("--port", type=_port, default=env.get("CHATC_PORT", "6667"), help="server port (default 6667)")
+    parser.add_argument(
+        "--nick", type=_nick, default=env.get("CHATC_NICK"), help="nick to use (default: asks, suggesting login name)"
+    )
+    parser.add_argument(
+        "--channel",
+        type=_channel,
+        action="append",
+        default=None,
+        help="channel to join; repeat for more. The first one receives headless input",
+    )
+    parser.add_argument(
+        "--password",
+        nargs="?",
+        const=PROMPT_FOR_PASSWORD,
+        default=env.get("CHATC_PASSWORD"),
+        help="server password (PASS); without a value it is asked for (or read from CHATC_PASSWORD)",
+    )
+    parser.add_argument(
+        "--headless", action="store_true", help="no UI even on a terminal (the default when stdin is not one)"
+    )
+    # Transport options (--tls, --tls-insecure) belong here and in ServerAddress.
+    parser.add_argument("--version", action="version", version=f"chatc {__version__}")
+    return parser
+
+
+def _default_nick() -> str:
+    try:
+        login = getpass.getuser()
+    except (KeyError, OSError):
+        login = "guest"
+    return nick_from_plain_name(login)
+
+
+def _ask_nick(default: str) -> str | None:
+    """Ask on the terminal; None when the user gives up (Ctrl-C / Ctrl-D)."""
+    from prompt_toolkit import prompt
+
+    while True:
+        try:
+            answer = prompt("Nick: ", default=default).strip()
+        except (EOFError, KeyboardInterrupt):
+            return None
+        if is_valid_nick(answer):
+            return answer
+        print(f"not a valid nick: {answer!r}", file=sys.stderr)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    channels: list[str] = args.channel or []
+    interactive = sys.stdin.isatty() and sys.stdout.isatty() and not args.headless
+
+    password = args.password
+    if password == PROMPT_FOR_PASSWORD:
+        password = os.environ.get("CHATC_PASSWORD")
+        if password is None:
+            if not sys.stdin.isatty():
+                parser.error("--password without a value needs a terminal or CHATC_PASSWORD")
+            try:
+                password = getpass.getpass("Password: ")
+            except (EOFError, KeyboardInterrupt):
+                return EXIT_USAGE
+
+    nick = args.nick
+    if nick is None:
+        nick = _ask_nick(_default_nick()) if interactive else _default_nick()
+        if nick is None:
+            return EXIT_USAGE
+
+    address = ServerAddress(args.host, args.port)
+    state = ClientState(nick, channels, password=password or None, server_name=args.host)
+    try:
+        if interactive:
+            from chatc.ui import run_ui
+
+            return run_ui(address, state)
+        from chatc.headless import run_headless
+
+        if hasattr(sys.stdout, "reconfigure"):
+            sys.stdout.reconfigure(errors="replace")
+        return run_headless(address, state, channels[0] if channels else None, sys.stdin.buffer, sys.stdout, sys.stderr)
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,290 @@
+"""The asyncio connection: socket bytes to the client state and back, with reconnect and backoff.
+
+Invariants:
+- Only this module touches the socket. Every received line goes through
+  ``ClientState.feed`` in order; ``SendLine`` events are written before the events
+  are handed to the listener, so a PONG or a rejoin never waits behind the UI.
+- Lines are written in the order ``send`` was called, paced by a token bucket
+  (``burst_lines`` at once, then ``rate_lines_per_s``): servers cut clients that
+  flood them (chatd after a backlog of 200 lines, "Excess Flood"), and a pasted file
+  must not end the session. Only protocol duties (PONG, registration retries,
+  rejoins) skip the queue. Nothing is queued while no connection is up (``send``
+  says so by returning False): a new server session must not replay stale lines.
+- After ``quit`` no reconnect happens, whatever the server does.
+- The reconnect delay doubles from ``backoff_initial_s`` up to ``backoff_max_s`` and
+  resets after a successful registration; a little jitter keeps many clients of a
+  restarted server from coming back in lockstep.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import os
+import random
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Final
+
+from chatc.state import ClientState, Event, Registered, SendLine
+from chatd.protocol.framing import OVERLONG, LineReader, decode_line
+from chatd.protocol.message import format_message, parse
+
+READ_CHUNK_BYTES: Final = 65536
+CONNECT_TIMEOUT_S: Final = 10.0
+# Below chatd's own limit (10 at once, then 4 per second), so its backlog stays empty.
+BURST_LINES: Final = 8
+RATE_LINES_PER_S: Final = 3.0
+
+
+@dataclass(frozen=True, slots=True)
+class ServerAddress:
+    """Where to connect. TLS options will live here too, so callers need not change."""
+
+    host: str
+    port: int
+
+
+class ConnectionClosed(Exception):
+    """Raised by waits that cannot finish because the connection is gone."""
+
+
+class Connection:
+    """One client connection, reconnected until ``quit`` when ``reconnect`` is set.
+
+    Call ``run()`` as a task; the other methods are called from the same event loop.
+    ``on_events`` receives each batch of state events; ``on_status`` a short text
+    such as ``connected`` or ``disconnected, retrying in 4s``.
+    """
+
+    def __init__(
+        self,
+        address: ServerAddress,
+        state: ClientState,
+        on_events: Callable[[list[Event]], None] = lambda events: None,
+        on_status: Callable[[str], None] = lambda status: None,
+        *,
+        reconnect: bool = True,
+        backoff_initial_s: float = 1.0,
+        backoff_max_s: float = 60.0,
+        burst_lines: int = BURST_LINES,
+        rate_lines_per_s: float = RATE_LINES_PER_S,
+    ) -> None:
+        self.address = address
+        self.state = state
+        self.on_events = on_events
+        self.on_status = on_status
+        self.reconnect = reconnect
+        self.backoff_initial_s = backoff_initial_s
+        self.backoff_max_s = backoff_max_s
+        self.status = "idle"
+        self.last_error = ""
+        self._writer: asyncio.StreamWriter | None = None
+        self._quitting = False
+        self._wake = asyncio.Event()
+        self._registered = asyncio.Event()
+        self._closed = asyncio.Event()
+        self._pongs: dict[str, asyncio.Future[None]] = {}
+        self._ping_tokens = itertools.count(1)
+        self.burst_lines = burst_lines
+        self.rate_lines_per_s = rate_lines_per_s
+        self._queue: deque[str] = deque()
+        self._queue_changed = asyncio.Event()
+
+    @property
+    def connected(self) -> bool:
+        return self._writer is not None
+
+    def _set_status(self, status: str) -> None:
+        self.status = status
+        self.on_status(status)
+
+    # ---- the loop -----------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Connect, serve, and (if configured) reconnect until ``quit``; returns when done."""
+        delay = self.backoff_initial_s
+        while not self._quitting:
+            self._set_status("connecting")
+            try:
+                reader, writer = await asyncio.wait_for(
+                    asyncio.open_connection(self.address.host, self.address.port), CONNECT_TIMEOUT_S
+                )
+            except (OSError, TimeoutError) as exc:
+                why = os.strerror(exc.errno) if exc.errno else str(exc) or "timed out"
+                reason = f"cannot connect to {self.address.host}:{self.address.port}: {why}"
+                self.last_error = reason
+                self.state.info(reason, kind="error")
+                self.on_events([])
+            else:
+                reason = await self._session(reader, writer)
+                if self.state.registered or self._registered.is_set():
+                    delay = self.backoff_initial_s
+                self.last_error = reason
+                self._dispatch(self.state.connection_lost(reason))
+            self._registered.clear()
+            if self._quitting or not self.reconnect:
+                break
+            wait_s = delay * random.uniform(0.8, 1.2)
+            self._set_status(f"disconnected, retrying in {wait_s:.0f}s")
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), wait_s)
+            delay = min(delay * 2, self.backoff_max_s)
+        self._set_status("closed" if self._quitting else "disconnected")
+        self._closed.set()
+
+    async def _session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> str:
+        """Register and read until the connection ends; returns why it ended."""
+        self._writer = writer
+        self._set_status("registering")
+        framing = LineReader()
+        reason = "connection closed by server"
+        pacer = asyncio.create_task(self._pace(writer))
+        try:
+            for line in self.state.registration_lines():
+                self._write(line)
+            while True:
+                data = await reader.read(READ_CHUNK_BYTES)
+                if not data:
+                    break
+                for raw in framing.feed(data):
+                    if raw is OVERLONG or not isinstance(raw, bytes):
+                        continue
+                    self._received(decode_line(raw))
+        except (OSError, asyncio.IncompleteReadError) as exc:
+            reason = f"connection lost: {exc.strerror or exc}" if isinstance(exc, OSError) else "connection lost"
+        finally:
+            self._writer = None
+            pacer.cancel()
+            if self._queue:
+                self.state.info(f"{len(self._queue)} queued lines were not sent", kind="error")
+                self._queue.clear()
+            self._queue_changed.set()  # wake anyone waiting for the queue: it will not drain now
+            for future in self._pongs.values():
+                if not future.done():
+                    future.set_exception(ConnectionClosed(reason))
+            self._pongs.clear()
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+        return reason
+
+    async def _pace(self, writer: asyncio.StreamWriter) -> None:
+        """Write queued lines under the token bucket; sleeping here is the pacing itself."""
+        loop = asyncio.get_running_loop()
+        tokens = float(self.burst_lines)
+        stamp = loop.time()
+        while True:
+            if not self._queue:
+                self._queue_changed.clear()
+                await self._queue_changed.wait()
+                continue
+            now = loop.time()
+            tokens = min(float(self.burst_lines), tokens + (now - stamp) * self.rate_lines_per_s)
+            stamp = now
+            if tokens < 1.0:
+                await asyncio.sleep((1.0 - tokens) / self.rate_lines_per_s)
+                continue
+            tokens -= 1.0
+            self._write(self._queue.popleft())
+            self._queue_changed.set()
+            with contextlib.suppress(OSError):
+                await writer.drain()
+
+    def _received(self, line: str) -> None:
+        message = parse(line)
+        if message.command == "PONG":
+            future = self._pongs.pop(message.params[-1] if message.params else "", None)
+            if future is not None and not future.done():
+                future.set_result(None)
+            return
+        self._dispatch(self.state.feed(line))
+
+    def _dispatch(self, events: list[Event]) -> None:
+        for event in events:
+            if isinstance(event, SendLine):
+                self._write(event.line)
+            elif isinstance(event, Registered):
+                self._registered.set()
+                self._set_status("connected")
+        self.on_events(events)
+
+    def _write(self, line: str) -> bool:
+        if self._writer is None or self._writer.is_closing():
+            return False
+        self._writer.write(line.encode("utf-8", "surrogateescape") + b"\r\n")
+        return True
+
+    # ---- calls from the UI or headless driver ---------------------------------------
+
+    def send(self, line: str) -> bool:
+        """Queue ``line`` for the server; False when there is no connection to send it on."""
+        if self._writer is None or self._writer.is_closing():
+            return False
+        self._queue.append(line)
+        self._queue_changed.set()
+        return True
+
+    @property
+    def queued(self) -> int:
+        """Lines waiting for their turn under the pacing."""
+        return len(self._queue)
+
+    def seconds_to_drain(self) -> float:
+        """How long the queue takes to leave at the paced rate (for timeouts that must cover it)."""
+        return len(self._queue) / self.rate_lines_per_s
+
+    async def wait_queue_below(self, limit: int) -> None:
+        """Wait until fewer than ``limit`` lines are queued, or the connection is gone."""
+        while len(self._queue) >= limit and self._writer is not None:
+            self._queue_changed.clear()
+            await self._queue_changed.wait()
+
+    async def wait_registered(self) -> None:
+        """Return once registered; raises ``ConnectionClosed`` if the connection ends first."""
+        registered = asyncio.ensure_future(self._registered.wait())
+        closed = asyncio.ensure_future(self._closed.wait())
+        try:
+            await asyncio.wait({registered, closed}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            registered.cancel()
+            closed.cancel()
+        if not self._registered.is_set():
+            raise ConnectionClosed(self.last_error or "connection closed")
+
+    async def sync(self) -> None:
+        """Return once the server has answered a PING sent now, so it has processed all we sent.
+
+        Servers answer in order, so the PONG proves every earlier line was handled.
+        Raises ``ConnectionClosed`` if the connection ends first.
+        """
+        token = f"chatc-sync-{next(self._ping_tokens)}"
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pongs[token] = future
+        if not self.send(format_message("PING", token)):
+            self._pongs.pop(token, None)
+            raise ConnectionClosed(self.last_error or "not connected")
+        await future
+
+    async def quit(self, reason: str = "chatc", timeout_s: float = 5.0) -> None:
+        """Send QUIT, wait (up to ``timeout_s``) for the server to close, and stop reconnecting."""
+        self._quitting = True
+        self._wake.set()
+        writer = self._writer
+        if writer is not None and self.send(format_message("QUIT", reason)):
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._closed.wait(), timeout_s + self.seconds_to_drain())
+            if not self._closed.is_set():
+                writer.close()  # the server did not close in time: stop waiting for it
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._closed.wait(), timeout_s)
+
+    async def wait_closed(self) -> None:
+        await self._closed.wait()
+
+    def reconnect_now(self) -> None:
+        """Skip the rest of the backoff wait (the user asked to reconnect)."""
+        self._wake.set()

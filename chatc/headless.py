@@ -1,0 +1,125 @@
+"""chatc without a UI, for scripts and pipes (in the spirit of suckless ``ii``).
+
+Each stdin line is a message to the ``--channel`` (or a ``/command``); each message
+received is printed to stdout as one line: ``#room <alice> hello``, ``#room * alice
+waves`` for actions, ``#room -alice- text`` for notices, with the buffer name first
+(a nick for private messages). Errors go to stderr.
+
+At end of input it makes sure nothing is lost: a PING/PONG round trip proves the
+server processed every line we sent (servers answer in order), then it sends QUIT
+and waits for the server to close the connection before exiting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import BinaryIO, Final, TextIO
+
+from chatc.commands import CommandError, interpret
+from chatc.connection import Connection, ConnectionClosed, ServerAddress
+from chatc.state import ClientState, ErrorReply, Event, MessageReceived
+from chatd.protocol.framing import decode_line
+
+# Stop reading input while this many lines wait for their turn, so a huge pipe stays in the pipe.
+MAX_QUEUED_LINES: Final = 64
+SYNC_TIMEOUT_S: Final = 30.0
+
+
+def format_event(event: MessageReceived) -> str:
+    """One output line for a received message; the text is already sanitised by the state."""
+    if event.kind == "action":
+        return f"{event.buffer} * {event.sender} {event.text}"
+    if event.kind == "notice":
+        return f"{event.buffer} -{event.sender}- {event.text}"
+    return f"{event.buffer} <{event.sender}> {event.text}"
+
+
+def _start_stdin_reader(stdin: BinaryIO, queue: asyncio.Queue[str | None], loop: asyncio.AbstractEventLoop) -> None:
+    """Read stdin in a thread: a blocking read works for pipes, files and ttys alike, unlike add_reader."""
+
+    def pump() -> None:
+        try:
+            for raw in iter(stdin.readline, b""):
+                loop.call_soon_threadsafe(queue.put_nowait, decode_line(raw.rstrip(b"\r\n")))
+        except (OSError, ValueError):
+            pass
+        finally:
+            loop.call_soon_threadsafe(queue.put_nowait, None)
+
+    threading.Thread(target=pump, name="chatc-stdin", daemon=True).start()
+
+
+class HeadlessClient:
+    """Drives one connection from an input stream; see the module docstring for the contract."""
+
+    def __init__(
+        self, address: ServerAddress, state: ClientState, channel: str | None, stdout: TextIO, stderr: TextIO
+    ) -> None:
+        self.state = state
+        self.channel = channel
+        self.stdout = stdout
+        self.stderr = stderr
+        self.failed = False
+        self.quitting = False
+        self.connection = Connection(address, state, self._on_events, reconnect=False)
+
+    def _on_events(self, events: list[Event]) -> None:
+        for event in events:
+            if isinstance(event, MessageReceived) and not event.own:
+                self.stdout.write(format_event(event) + "\n")
+                self.stdout.flush()
+            elif isinstance(event, ErrorReply) and not (self.quitting and event.code in ("ERROR", "DISCONNECTED")):
+                self.error(f"{event.code} {event.text}")
+
+    def error(self, text: str) -> None:
+        self.stderr.write(f"chatc: {text}\n")
+        self.stderr.flush()
+
+    async def run(self, stdin: BinaryIO) -> int:
+        """Returns the exit status: 0 when every line was sent and the server confirmed it."""
+        runner = asyncio.create_task(self.connection.run())
+        try:
+            await self.connection.wait_registered()
+        except ConnectionClosed as exc:
+            self.error(str(exc))
+            await runner
+            return 1
+        if self.channel:
+            self.state.set_active(self.state.open_buffer(self.channel).key)  # so /me and /topic know where
+        queue: asyncio.Queue[str | None] = asyncio.Queue()
+        _start_stdin_reader(stdin, queue, asyncio.get_running_loop())
+        quit_reason = "chatc"
+        while (line := await queue.get()) is not None:
+            try:
+                outcome = interpret(self.state, line, target=self.channel)
+            except CommandError as exc:
+                self.error(str(exc))
+                self.failed = True
+                continue
+            for out_line in outcome.lines:
+                if not self.connection.send(out_line):
+                    self.error(f"connection lost, not sent: {out_line}")
+                    await runner
+                    return 1
+            await self.connection.wait_queue_below(MAX_QUEUED_LINES)
+            if outcome.quit_reason is not None:
+                quit_reason = outcome.quit_reason
+                break
+        try:
+            await asyncio.wait_for(self.connection.sync(), SYNC_TIMEOUT_S + self.connection.seconds_to_drain())
+        except (ConnectionClosed, TimeoutError) as exc:
+            self.error(f"the server did not confirm our lines: {exc or 'timed out'}")
+            self.failed = True
+        self.quitting = True
+        await self.connection.quit(quit_reason)
+        await runner
+        return 1 if self.failed else 0
+
+
+def run_headless(
+    address: ServerAddress, state: ClientState, channel: str | None, stdin: BinaryIO, stdout: TextIO, stderr: TextIO
+) -> int:
+    """Run until end of input; returns the process exit status."""
+    client = HeadlessClient(address, state, channel, stdout, stderr)
+    return asyncio.run(client.run(stdin))

@@ -1,0 +1,206 @@
+"""chatc without a terminal, end to end: ``python -m chatc`` as a subprocess with pipes, against a real chatd."""
+
+from __future__ import annotations
+
+import os
+import queue
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import DEADLINE_S, IrcClient, RunningServer
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class ChatcProcess:
+    """A headless chatc with its stdout read by a thread, so tests can wait for lines with a deadline."""
+
+    def __init__(self, *args: str) -> None:
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONIOENCODING": "utf-8"}
+        for name in ("CHATC_HOST", "CHATC_PORT", "CHATC_NICK", "CHATC_PASSWORD"):
+            env.pop(name, None)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "chatc", *args],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            cwd=ROOT,
+            env=env,
+        )
+        self.lines: queue.Queue[str | None] = queue.Queue()
+        self.seen: list[str] = []
+        self._stderr: list[bytes] = []
+        threading.Thread(target=self._pump, daemon=True).start()
+        self._stderr_thread = threading.Thread(target=self._pump_stderr, daemon=True)
+        self._stderr_thread.start()
+
+    def _pump_stderr(self) -> None:
+        assert self.proc.stderr is not None
+        self._stderr.extend(self.proc.stderr)
+
+    def _pump(self) -> None:
+        assert self.proc.stdout is not None
+        for raw in self.proc.stdout:
+            self.lines.put(raw.decode("utf-8").rstrip("\n"))
+        self.lines.put(None)
+
+    def write(self, text: str) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(text.encode("utf-8"))
+        self.proc.stdin.flush()
+
+    def close_input(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+
+    def wait_line(self, wanted: str) -> None:
+        deadline = time.monotonic() + DEADLINE_S
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"chatc never printed {wanted!r}; printed {self.seen!r}")
+            try:
+                line = self.lines.get(timeout=remaining)
+            except queue.Empty:
+                continue
+            if line is None:
+                raise EOFError(f"chatc exited before printing {wanted!r}; printed {self.seen!r}")
+            self.seen.append(line)
+            if line == wanted:
+                return
+
+    def finish(self) -> tuple[int, str]:
+        """Exit status and stderr, waiting (with a deadline) for the process to end."""
+        if self.proc.stdin is not None and not self.proc.stdin.closed:
+            self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=DEADLINE_S)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise
+        self._stderr_thread.join(timeout=DEADLINE_S)
+        return self.proc.returncode, b"".join(self._stderr).decode("utf-8", "replace")
+
+
+@pytest.fixture
+def peer(server: RunningServer) -> Iterator[IrcClient]:
+    client = server.client("peer")
+    client.send("JOIN #t")
+    client.expect("366")
+    yield client
+    client.close()
+
+
+def start_chatc(server: RunningServer, nick: str = "bot", *extra: str) -> ChatcProcess:
+    host, port = server.address
+    return ChatcProcess("--host", host, "--port", str(port), "--nick", nick, "--channel", "#t", *extra)
+
+
+def wait_joined(peer: IrcClient, nick: str) -> None:
+    peer.wait_for_line(lambda line: line.startswith(f":{nick}!") and " JOIN " in line)
+
+
+def test_every_piped_line_arrives_in_order_before_chatc_exits(server: RunningServer, peer: IrcClient) -> None:
+    # More than chatc's burst, so its pacing is exercised; few enough to stay quick at 3 lines/s.
+    texts = [f"line {i} ünïcödé" for i in range(20)]
+    chatc = start_chatc(server)
+    wait_joined(peer, "bot")
+    chatc.write("".join(text + "\n" for text in texts))
+    chatc.close_input()
+    received = []
+    while len(received) < len(texts):
+        message = peer.expect("PRIVMSG")
+        received.append(message.params[-1])
+    assert received == texts
+    peer.wait_for_line(lambda line: line.startswith(":bot!") and " QUIT " in line)
+    status, stderr = chatc.finish()
+    assert status == 0, stderr
+    assert "Traceback" not in stderr
+
+
+def test_incoming_messages_are_printed_one_per_line_and_sanitised(server: RunningServer, peer: IrcClient) -> None:
+    chatc = start_chatc(server)
+    wait_joined(peer, "bot")
+    peer.send("PRIVMSG #t :hello bot")
+    chatc.wait_line("#t <peer> hello bot")
+    peer.send("PRIVMSG #t :\x01ACTION waves\x01")
+    chatc.wait_line("#t * peer waves")
+    peer.send("PRIVMSG bot :psst \x1b[2Jgotcha")
+    chatc.wait_line("peer <peer> psst ^[[2Jgotcha")
+    peer.send("NOTICE #t :heads up")
+    chatc.wait_line("#t -peer- heads up")
+    chatc.close_input()
+    status, stderr = chatc.finish()
+    assert status == 0, stderr
+
+
+def test_slash_commands_work_from_a_pipe(server: RunningServer, peer: IrcClient) -> None:
+    chatc = start_chatc(server)
+    wait_joined(peer, "bot")
+    chatc.write("/msg peer private hello\n/me dances\n/notice peer pipes are fine\n/quit done here\n")
+    assert peer.expect("PRIVMSG").params == ("peer", "private hello")
+    assert peer.expect("PRIVMSG").params == ("#t", "\x01ACTION dances\x01")
+    assert peer.expect("NOTICE").params == ("peer", "pipes are fine")
+    quit_message = peer.expect("QUIT")
+    assert quit_message.source is not None and quit_message.source.startswith("bot!")
+    assert "done here" in quit_message.params[-1]
+    status, stderr = chatc.finish()
+    assert status == 0, stderr
+
+
+def test_bad_input_lines_are_reported_and_make_the_exit_status_nonzero(
+    server: RunningServer, peer: IrcClient
+) -> None:
+    chatc = start_chatc(server)
+    wait_joined(peer, "bot")
+    chatc.write("/nosuchcommand\nstill sent\n")
+    chatc.close_input()
+    assert peer.expect("PRIVMSG").params == ("#t", "still sent")
+    status, stderr = chatc.finish()
+    assert status == 1
+    assert "Unknown command /nosuchcommand" in stderr
+    assert "Traceback" not in stderr
+
+
+def test_a_taken_nick_is_replaced_so_registration_never_stalls(server: RunningServer, peer: IrcClient) -> None:
+    chatc = start_chatc(server, "peer")
+    wait_joined(peer, "peer_")
+    chatc.write("hi from the other peer\n")
+    chatc.close_input()
+    message = peer.expect("PRIVMSG")
+    assert message.source is not None and message.source.startswith("peer_!")
+    status, stderr = chatc.finish()
+    assert status == 0, stderr
+
+
+def test_unreachable_server_gives_a_clear_error_and_nonzero_exit() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    chatc = ChatcProcess("--port", str(port), "--nick", "bot", "--channel", "#t")
+    chatc.close_input()
+    status, stderr = chatc.finish()
+    assert status == 1
+    assert f"cannot connect to 127.0.0.1:{port}" in stderr
+    assert "Traceback" not in stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["--port", "abc"], ["--port", "70000"], ["--nick", "1bad"], ["--channel", "#a,b"], ["--bogus"]],
+)
+def test_bad_arguments_exit_2_with_one_message(args: list[str]) -> None:
+    chatc = ChatcProcess(*args)
+    chatc.close_input()
+    status, stderr = chatc.finish()
+    assert status == 2
+    assert "chatc: error:" in stderr
+    assert "Traceback" not in stderr
