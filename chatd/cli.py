@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from chatd import __version__
-from chatd.backends import BACKENDS, BackendSettings, create_server
+from chatd.backends import BackendSettings, create_server
+from chatd.backends.base import ALL_BACKENDS
 from chatd.core import ServerConfig
 
 log = logging.getLogger("chatd")
@@ -31,6 +32,17 @@ def _positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:
         value = kind(text)
         if value <= 0:
             raise argparse.ArgumentTypeError(f"must be greater than 0, got {text}")
+        return value
+
+    convert.__name__ = kind.__name__
+    return convert
+
+
+def _non_negative(kind: Callable[[str], Any]) -> Callable[[str], Any]:
+    def convert(text: str) -> Any:
+        value = kind(text)
+        if value < 0:
+            raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
         return value
 
     convert.__name__ = kind.__name__
@@ -64,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     option("--host", "address to listen on; 0.0.0.0 serves the network", default="127.0.0.1")
     option("--port", "TCP port to listen on; 0 picks a free one", type=_port, default=6667)
-    option("--backend", "I/O model", choices=BACKENDS, default="selectors")
+    option("--backend", "I/O model", choices=ALL_BACKENDS, default="selectors")
     option("--name", "server name shown to clients", default="chatd")
     option("--network", "network name in RPL_ISUPPORT", default="chatd")
     option("--motd-file", "file whose lines form the message of the day", default=None)
@@ -75,6 +87,31 @@ def build_parser() -> argparse.ArgumentParser:
     )
     option("--ping-timeout", "seconds to wait for any reply to a ping", type=_positive(float), default=60.0)
     option("--max-clients", "most simultaneous connections", type=_positive(int), default=10_000)
+    option(
+        "--max-per-ip",
+        "most connections from one address (loopback exempt); 0 for no limit",
+        type=_non_negative(int),
+        default=32,
+    )
+    option("--register-timeout", "seconds a new connection has to register", type=_positive(float), default=60.0)
+    option(
+        "--flood-burst",
+        "lines a client may send at once before flood control slows it",
+        type=_positive(int),
+        default=10,
+    )
+    option(
+        "--flood-rate",
+        "lines per second a client may send after its burst; 0 turns flood control off",
+        type=_non_negative(float),
+        default=4.0,
+    )
+    option(
+        "--flood-limit",
+        "lines a client may send beyond its rate before it is cut with Excess Flood",
+        type=_positive(int),
+        default=200,
+    )
     option("--plain-channel", "channel plain-mode clients talk in", default="#lobby")
     option("--log-level", "logging threshold", choices=("debug", "info", "warning", "error"), default="info")
     parser.add_argument("--version", action="version", version=f"chatd {__version__}")
@@ -113,6 +150,11 @@ def parse_settings(argv: Sequence[str] | None = None) -> tuple[argparse.Namespac
         ping_interval_s=args.ping_interval,
         ping_timeout_s=args.ping_timeout,
         max_clients=args.max_clients,
+        max_per_ip=args.max_per_ip,
+        register_timeout_s=args.register_timeout,
+        flood_burst=args.flood_burst,
+        flood_rate=args.flood_rate,
+        flood_excess_limit=args.flood_limit,
         plain_channel=args.plain_channel,
         created=datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
     )

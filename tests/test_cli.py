@@ -141,3 +141,23 @@ def test_connect_and_disconnect_are_logged(backend: str) -> None:
             if "closed connection" in line or time.monotonic() > deadline:
                 break
         assert len([line for line in seen if "connection from 127.0.0.1" in line]) == 2
+
+
+def test_shutdown_flushes_messages_already_accepted(backend: str) -> None:
+    with chatd_process("--backend", backend, "--flood-rate", "0") as (process, port):
+        address = ("127.0.0.1", port)
+        sender = IrcClient(address, "sender")
+        receiver = IrcClient(address, "receiver", receive_buffer=4096)
+        for client in (sender, receiver):
+            client.send("JOIN #last")
+            client.until("366")
+        count = 500
+        for i in range(count):
+            sender.send(f"PRIVMSG #last :{i} " + "q" * 100)
+        sender.sync()  # the server has taken every message before it is told to stop
+        process.send_signal(signal.SIGTERM)
+        lines = receiver.wait_closed()
+        numbers = [int(line.split(" :", 1)[1].split()[0]) for line in lines if " PRIVMSG " in line]
+        assert numbers == list(range(count))
+        assert lines[-1] == "ERROR :Server shutting down"
+        assert process.wait(DEADLINE_S) == 0

@@ -33,7 +33,7 @@ def test_invalid_utf8_is_relayed_without_crashing(backend: str) -> None:
 
 def test_slow_reader_is_cut_at_sendq_while_others_keep_receiving(backend: str) -> None:
     sendq = 64 * 1024
-    with running_server(backend, sendq_bytes=sendq) as server:
+    with running_server(backend, sendq_bytes=sendq, flood_rate=0) as server:
         sender, reader = server.client("sender"), server.client("reader")
         sleeper = IrcClient(server.address, "sleeper", receive_buffer=4096)
         for client in (sender, reader, sleeper):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import socket
 import time
 from dataclasses import dataclass, field
@@ -16,7 +17,13 @@ CLOSE_LINGER_S = 5.0
 """How long a closing connection may take to drain its queue before it is cut."""
 
 SHUTDOWN_GRACE_S = 2.0
-"""How long shutdown waits for goodbye messages to drain before closing sockets."""
+"""How long shutdown waits for queued messages and goodbyes to drain before closing sockets."""
+
+ACCEPT_BACKOFF_MIN_S = 0.05
+ACCEPT_BACKOFF_MAX_S = 1.0
+"""Out of descriptors (EMFILE): stop accepting for a while, doubling up to the max, instead of spinning."""
+
+RESOURCE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,8 +72,16 @@ def tune_accepted(sock: socket.socket) -> None:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
 
 
+ALL_BACKENDS = ("selectors", "threads", "asyncio")
+"""Every backend ``create_server`` knows; the shared test suite runs over ``BACKENDS`` only."""
+
+
 def create_server(backend: str, settings: BackendSettings) -> ChatServer:
-    """The server for ``backend`` ("selectors" or "threads"); raises ValueError otherwise."""
+    """The server for ``backend`` (one of ``ALL_BACKENDS``); raises ValueError otherwise."""
+    if backend == "asyncio":
+        from chatd.backends.asyncio_server import AsyncioServer
+
+        return AsyncioServer(settings)
     if backend == "selectors":
         from chatd.backends.selectors_server import SelectorsServer
 

@@ -17,8 +17,11 @@ import time
 from collections.abc import Callable
 
 from chatd.backends.base import (
+    ACCEPT_BACKOFF_MAX_S,
+    ACCEPT_BACKOFF_MIN_S,
     CLOSE_LINGER_S,
     PAUSE_FLUSH_S,
+    RESOURCE_ERRNOS,
     SHUTDOWN_GRACE_S,
     BackendSettings,
     listen,
@@ -42,8 +45,10 @@ class Connection:
         "closed",
         "closing",
         "fd",
+        "interest",
         "loop",
         "outbox",
+        "paused",
         "peer",
         "pending",
         "reader",
@@ -61,6 +66,8 @@ class Connection:
         self.outbox = bytearray()
         self.pending = False
         self.wants_write = False
+        self.paused = False
+        self.interest = selectors.EVENT_READ
         self.closing = False
         self.closed = False
         self.reads = 0
@@ -113,7 +120,7 @@ class Connection:
         client = self.client
         assert client is not None
         if lines:
-            self.loop.hub.receive(client, lines)
+            self.throttle(self.loop.hub.receive(client, lines))
         if self.reader.pending and client.accepts_unterminated and not self.closing:
             self.reads += 1
             reads = self.reads
@@ -125,7 +132,41 @@ class Connection:
         if self.closing or reads != self.reads or client is None or not client.accepts_unterminated:
             return
         if self.reader.pending:
-            self.loop.hub.receive(client, [self.reader.take_partial()])
+            self.throttle(self.loop.hub.receive(client, [self.reader.take_partial()]))
+
+    def throttle(self, until: float | None) -> None:
+        """Flood control: stop reading until ``until``, then let the hub resume its backlog."""
+        if until is None or self.closed:
+            if self.paused and not self.closed:
+                self.paused = False
+                self.update_interest()
+            return
+        if not self.paused:
+            self.paused = True
+            self.update_interest()
+        self.loop.call_at(until, self.resume)
+
+    def resume(self) -> None:
+        if self.client is not None and not self.closed:
+            self.throttle(self.loop.hub.resume(self.client))
+
+    def update_interest(self) -> None:
+        """Ask the selector for exactly the events this connection can use now.
+
+        Reading stops while flood control throttles us; writing is asked for only
+        while bytes wait. With neither, the socket leaves the selector entirely.
+        """
+        wanted = (0 if self.paused else selectors.EVENT_READ) | (selectors.EVENT_WRITE if self.wants_write else 0)
+        if wanted == self.interest:
+            return
+        selector = self.loop.selector
+        if not self.interest:
+            selector.register(self.sock, wanted, self)
+        elif not wanted:
+            selector.unregister(self.sock)
+        else:
+            selector.modify(self.sock, wanted, self)
+        self.interest = wanted
 
     def flush(self) -> None:
         """Send as much of the outbox as the kernel takes now; never blocks."""
@@ -145,11 +186,11 @@ class Connection:
         if outbox:
             if not self.wants_write:
                 self.wants_write = True
-                self.loop.selector.modify(self.sock, selectors.EVENT_READ | selectors.EVENT_WRITE, self)
+                self.update_interest()
         else:
             if self.wants_write:
                 self.wants_write = False
-                self.loop.selector.modify(self.sock, selectors.EVENT_READ, self)
+                self.update_interest()
             if self.closing:
                 self.drop()
 
@@ -189,6 +230,7 @@ class SelectorsServer:
         self._waker_r.setblocking(False)
         self._waker_w.setblocking(False)
         self._stopping = False
+        self._accept_backoff_s = 0.0
         self.address: tuple[str, int] = (settings.host, settings.port)
 
     def bind(self) -> None:
@@ -205,8 +247,12 @@ class SelectorsServer:
             self._waker_w.send(b"x")
 
     def call_later(self, delay_s: float, callback: Callable[[], None]) -> None:
+        self.call_at(time.monotonic() + delay_s, callback)
+
+    def call_at(self, deadline: float, callback: Callable[[], None]) -> None:
+        """Run ``callback`` on the loop once the monotonic clock passes ``deadline``."""
         self._timer_seq += 1
-        heapq.heappush(self._timers, (time.monotonic() + delay_s, self._timer_seq, callback))
+        heapq.heappush(self._timers, (deadline, self._timer_seq, callback))
 
     def forget(self, connection: Connection) -> None:
         self.connections.pop(connection.fd, None)
@@ -216,10 +262,10 @@ class SelectorsServer:
     def serve_forever(self) -> None:
         if self._listener is None:
             self.bind()
-        hub_deadline: float | None = None
+        hub = self.hub
         try:
             while not self._stopping:
-                timeout = self._timeout(hub_deadline)
+                timeout = self._timeout(hub.next_deadline())
                 for key, mask in self.selector.select(timeout):
                     data = key.data
                     if data is None:
@@ -232,8 +278,9 @@ class SelectorsServer:
                         if mask & selectors.EVENT_WRITE and not data.closed:
                             data.flush()
                 self._run_timers()
-                if hub_deadline is None or hub_deadline <= time.monotonic():
-                    hub_deadline = self.hub.run_timers()
+                hub_deadline = hub.next_deadline()
+                if hub_deadline is not None and hub_deadline <= time.monotonic():
+                    hub.run_timers()
                 self._flush_pending()
         finally:
             self._close_all()
@@ -252,8 +299,12 @@ class SelectorsServer:
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as error:
-                log.warning("accept failed: %s", error)
+                if error.errno in RESOURCE_ERRNOS:
+                    self._pause_accepting(error)
+                else:
+                    log.warning("accept failed: %s", error)
                 return
+            self._accept_backoff_s = 0.0
             sock.setblocking(False)
             tune_accepted(sock)
             peer = f"{address[0]}:{address[1]}"
@@ -262,6 +313,19 @@ class SelectorsServer:
             self.selector.register(sock, selectors.EVENT_READ, connection)
             log.info("connection from %s", peer)
             connection.client = self.hub.connect(connection, address[0])
+
+    def _pause_accepting(self, error: OSError) -> None:
+        """Out of descriptors: the pending connection stays in the backlog and the listener
+        stays readable, so polling it would spin. Leave it out of the selector for a while."""
+        assert self._listener is not None
+        self._accept_backoff_s = min(ACCEPT_BACKOFF_MAX_S, max(ACCEPT_BACKOFF_MIN_S, self._accept_backoff_s * 2))
+        log.warning("accept failed (%s); not accepting for %.2fs", error.strerror, self._accept_backoff_s)
+        self.selector.unregister(self._listener)
+        self.call_later(self._accept_backoff_s, self._resume_accepting)
+
+    def _resume_accepting(self) -> None:
+        if self._listener is not None and not self._stopping:
+            self.selector.register(self._listener, selectors.EVENT_READ, None)
 
     def _drain_waker(self) -> None:
         try:
@@ -300,7 +364,8 @@ class SelectorsServer:
         for connection in list(self.connections.values()):
             connection.drop()
         if self._listener is not None:
-            self.selector.unregister(self._listener)
+            with contextlib.suppress(KeyError, ValueError):
+                self.selector.unregister(self._listener)
             self._listener.close()
         self.selector.close()
         self._waker_r.close()

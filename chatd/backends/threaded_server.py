@@ -16,8 +16,11 @@ import threading
 import time
 
 from chatd.backends.base import (
+    ACCEPT_BACKOFF_MAX_S,
+    ACCEPT_BACKOFF_MIN_S,
     CLOSE_LINGER_S,
     PAUSE_FLUSH_S,
+    RESOURCE_ERRNOS,
     SHUTDOWN_GRACE_S,
     BackendSettings,
     listen,
@@ -134,7 +137,8 @@ class ThreadedConnection:
                 # The classroom client never sends a newline: a pause ends its line.
                 if self.reader.pending and client.accepts_unterminated and not poller.poll(PAUSE_FLUSH_S * 1000):
                     with server.lock:
-                        server.hub.receive(client, [self.reader.take_partial()])
+                        until = server.hub.receive(client, [self.reader.take_partial()])
+                    self._wait_out_throttle(until)
                     continue
                 try:
                     data = self.sock.recv(RECV_BYTES)
@@ -146,12 +150,22 @@ class ThreadedConnection:
                 lines = self.reader.feed(data)
                 if lines:
                     with server.lock:
-                        server.hub.receive(client, lines)
+                        until = server.hub.receive(client, lines)
+                    self._wait_out_throttle(until)
         finally:
             with server.lock:
                 if self.client is not None:
                     server.hub.disconnect(self.client, reason)
             self.drop()
+
+    def _wait_out_throttle(self, until: float | None) -> None:
+        """Flood control: this reader stops reading (and sleeps) until the hub lets it go on."""
+        server = self.server
+        while until is not None and self.client is not None:
+            if server.stopping.wait(max(0.0, until - time.monotonic())):
+                return
+            with server.lock:
+                until = server.hub.resume(self.client)
 
     def drop(self) -> None:
         with self.cond:
@@ -177,7 +191,7 @@ class ThreadedServer:
         self.connections: set[ThreadedConnection] = set()
         self._connections_lock = threading.Lock()
         self._listener: socket.socket | None = None
-        self._stopping = threading.Event()
+        self.stopping = threading.Event()
         self._timer_wake = threading.Event()
         self.address: tuple[str, int] = (settings.host, settings.port)
 
@@ -186,7 +200,7 @@ class ThreadedServer:
         self.address = self._listener.getsockname()[:2]
 
     def shutdown(self) -> None:
-        self._stopping.set()
+        self.stopping.set()
         self._timer_wake.set()
         if self._listener is not None:
             with contextlib.suppress(OSError):
@@ -202,19 +216,31 @@ class ThreadedServer:
         assert self._listener is not None
         timer_thread = threading.Thread(target=self._timer_loop, name="chatd-timers", daemon=True)
         timer_thread.start()
+        backoff_s = 0.0
         try:
-            while not self._stopping.is_set():
+            while not self.stopping.is_set():
                 try:
                     sock, address = self._listener.accept()
-                except OSError:
-                    if self._stopping.is_set():
+                except OSError as error:
+                    if self.stopping.is_set():
                         break
-                    log.warning("accept failed", exc_info=True)
-                    time.sleep(0.05)
+                    if error.errno in RESOURCE_ERRNOS:
+                        # Out of descriptors: wait for some to free up rather than spin.
+                        backoff_s = min(ACCEPT_BACKOFF_MAX_S, max(ACCEPT_BACKOFF_MIN_S, backoff_s * 2))
+                        log.warning("accept failed (%s); not accepting for %.2fs", error.strerror, backoff_s)
+                        self.stopping.wait(backoff_s)
+                    else:
+                        log.warning("accept failed: %s", error)
                     continue
-                self._start_connection(sock, address)
+                backoff_s = 0.0
+                try:
+                    self._start_connection(sock, address)
+                except (OSError, RuntimeError) as error:
+                    # e.g. no thread can be started: refuse this one connection, keep serving.
+                    log.warning("cannot serve %s: %s", address, error)
+                    sock.close()
         finally:
-            self._stopping.set()
+            self.stopping.set()
             self._timer_wake.set()
             self._close_all()
             timer_thread.join()
@@ -231,7 +257,7 @@ class ThreadedServer:
         threading.Thread(target=connection.read_loop, name=f"chatd-reader-{peer}", daemon=True).start()
 
     def _timer_loop(self) -> None:
-        while not self._stopping.is_set():
+        while not self.stopping.is_set():
             with self.lock:
                 deadline = self.hub.run_timers()
             wait = 1.0 if deadline is None else max(0.0, deadline - time.monotonic())

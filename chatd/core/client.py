@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
 from enum import Enum
 from typing import TYPE_CHECKING, Protocol
@@ -40,9 +41,13 @@ class Client:
         "_on_overflow",
         "_write",
         "away",
+        "backlog",
         "cap_negotiating",
         "channels",
         "connected_at",
+        "flood_debt",
+        "flood_stamp",
+        "flood_tokens",
         "gone",
         "host",
         "id",
@@ -91,6 +96,10 @@ class Client:
         self.signon = signon
         self.last_seen = now
         self.ping_sent_at: float | None = None
+        self.flood_tokens = 0.0
+        self.flood_debt = 0
+        self.flood_stamp = now
+        self.backlog: deque[bytes | object] = deque()
         self.gone = False
 
     def __repr__(self) -> str:

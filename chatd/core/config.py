@@ -7,7 +7,15 @@ from dataclasses import dataclass, field
 
 @dataclass(frozen=True, slots=True)
 class ServerConfig:
-    """Everything that shapes the server's behaviour, with the documented defaults."""
+    """Everything that shapes the server's behaviour, with the documented defaults.
+
+    Flood control is a token bucket per client: ``flood_burst`` lines at once, then
+    ``flood_rate`` lines per second (``flood_rate`` 0 turns it off, for benchmarks).
+    Lines beyond the bucket wait in a backlog while the backend stops reading. Each
+    line that had to wait counts as excess until the client is calm long enough to
+    refill its bucket; past ``flood_excess_limit`` excess lines it is disconnected
+    with Excess Flood. So a pasted paragraph is slowed, a flooder is cut.
+    """
 
     name: str = "chatd"
     network: str = "chatd"
@@ -16,6 +24,12 @@ class ServerConfig:
     ping_interval_s: float = 120.0
     ping_timeout_s: float = 60.0
     max_clients: int = 10_000
+    max_per_ip: int = 32
+    per_ip_exempt: frozenset[str] = frozenset({"127.0.0.1", "::1"})
+    register_timeout_s: float = 60.0
+    flood_burst: int = 10
+    flood_rate: float = 4.0
+    flood_excess_limit: int = 200
     plain_channel: str = "#lobby"
     created: str = "today"
     isupport_extra: dict[str, str] = field(default_factory=dict)

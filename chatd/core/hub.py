@@ -53,6 +53,7 @@ class Hub:
         self.wall_clock = wall_clock
         self.clients: dict[int, Client] = {}
         self.clients_by_key: dict[str, Client] = {}
+        self.clients_per_host: dict[str, int] = {}
         self.channels: dict[str, Channel] = {}
         self.max_seen_clients = 0
         self._next_id = 0
@@ -67,46 +68,101 @@ class Hub:
         now = self.clock()
         self._next_id += 1
         client = Client(self._next_id, transport, host, now, self.wall_clock(), self._doomed.append)
-        if len(self.clients) >= self.config.max_clients:
+        config = self.config
+        refusal = None
+        if len(self.clients) >= config.max_clients:
+            refusal = "Server is full"
+        elif (
+            config.max_per_ip
+            and host not in config.per_ip_exempt
+            and self.clients_per_host.get(host, 0) >= config.max_per_ip
+        ):
+            refusal = "Too many connections from your address"
+        if refusal is not None:
             client.gone = True
-            transport.close(b"ERROR :Closing Link: " + host.encode() + b" (Server is full)\r\n")
+            transport.close(format_message("ERROR", f"Closing Link: {host} ({refusal})").encode() + b"\r\n")
             return client
         self.clients[client.id] = client
+        self.clients_per_host[host] = self.clients_per_host.get(host, 0) + 1
         self.max_seen_clients = max(self.max_seen_clients, len(self.clients))
-        self._schedule(now + self.config.ping_interval_s, client)
+        client.flood_tokens = float(config.flood_burst)
+        self._schedule(now + min(config.ping_interval_s, config.register_timeout_s), client)
         return client
 
-    def receive(self, client: Client, lines: Iterable[bytes | object]) -> None:
-        """Handle complete lines from a client, in order; lines may include ``OVERLONG``."""
+    def receive(self, client: Client, lines: Iterable[bytes | object]) -> float | None:
+        """Handle complete lines from a client, in order; lines may include ``OVERLONG``.
+
+        Returns None, or the monotonic time until which the client is throttled by
+        flood control: the backend must stop reading it and call ``resume`` then.
+        """
         if client.gone:
-            return
-        client.last_seen = self.clock()
-        for raw in lines:
-            if client.gone:
-                break
-            try:
-                if raw is OVERLONG:
-                    self.reply(client, n.ERR_INPUTTOOLONG, "Input line was too long")
-                    continue
-                assert isinstance(raw, bytes)
-                text = decode_line(raw)
-                if client.mode is Mode.PLAIN:
-                    handle_plain_line(self, client, text)
-                    continue
-                message = parse(text)
-                if client.mode is Mode.UNDECIDED:
-                    if not message.command:
-                        continue
-                    if message.command not in REGISTRATION_VERBS:
-                        start_plain(self, client, text)
-                        continue
-                    client.mode = Mode.IRC
-                if message.command:
-                    dispatch(self, client, message)
-            except Exception:
-                log.debug("error handling a line from %r", client, exc_info=True)
-                self.quit(client, "Internal error")
+            return None
+        now = self.clock()
+        client.last_seen = now
+        if self.config.flood_rate <= 0:
+            for raw in lines:
+                if client.gone:
+                    break
+                self._handle_line(client, raw)
+            self._reap()
+            return None
+        backlog = client.backlog
+        backlog.extend(lines)
+        tokens = self._refill(client, now)
+        if tokens >= self.config.flood_burst:
+            client.flood_debt = 0  # it has been calm long enough to start afresh
+        client.flood_debt += max(0, len(backlog) - int(tokens))
+        if client.flood_debt > self.config.flood_excess_limit:
+            backlog.clear()
+            self.quit(client, "Excess Flood", error="Excess Flood")
+            self._reap()
+            return None
+        return self.resume(client)
+
+    def resume(self, client: Client) -> float | None:
+        """Handle backlogged lines the client's token bucket allows; same result as ``receive``."""
+        now = self.clock()
+        tokens = self._refill(client, now)
+        backlog = client.backlog
+        while backlog and tokens >= 1 and not client.gone:
+            tokens -= 1
+            self._handle_line(client, backlog.popleft())
+        client.flood_tokens = tokens
         self._reap()
+        if client.gone:
+            backlog.clear()
+            return None
+        return now + (1 - tokens) / self.config.flood_rate if backlog else None
+
+    def _refill(self, client: Client, now: float) -> float:
+        config = self.config
+        tokens = min(config.flood_burst, client.flood_tokens + (now - client.flood_stamp) * config.flood_rate)
+        client.flood_tokens, client.flood_stamp = tokens, now
+        return tokens
+
+    def _handle_line(self, client: Client, raw: bytes | object) -> None:
+        """Run one line; an exception ends only this client (logged with its traceback at debug)."""
+        try:
+            if raw is OVERLONG:
+                self.reply(client, n.ERR_INPUTTOOLONG, "Input line was too long")
+                return
+            assert isinstance(raw, bytes)
+            text = decode_line(raw)
+            if client.mode is Mode.PLAIN:
+                handle_plain_line(self, client, text)
+                return
+            message = parse(text)
+            if not message.command:
+                return
+            if client.mode is Mode.UNDECIDED:
+                if message.command not in REGISTRATION_VERBS:
+                    start_plain(self, client, text)
+                    return
+                client.mode = Mode.IRC
+            dispatch(self, client, message)
+        except Exception:
+            log.debug("error handling a line from %r", client, exc_info=True)
+            self.quit(client, "Internal error")
 
     def disconnect(self, client: Client, reason: str) -> None:
         """The connection ended from below (EOF, reset): tell peers, forget the client."""
@@ -126,6 +182,10 @@ class Hub:
         self._reap()
         return timers[0][0] if timers else None
 
+    def next_deadline(self) -> float | None:
+        """When ``run_timers`` next has work, on the hub's clock; None when no client exists."""
+        return self._timers[0][0] if self._timers else None
+
     def shutdown(self, message: str = "Server shutting down") -> None:
         """Say goodbye to every client and close each connection after its queue drains."""
         farewell = format_message("ERROR", message).encode() + b"\r\n"
@@ -133,6 +193,7 @@ class Hub:
             client.gone = True
             client.transport.close(farewell)
         self.clients.clear()
+        self.clients_per_host.clear()
         self.clients_by_key.clear()
         self.channels.clear()
         self._timers.clear()
@@ -379,6 +440,13 @@ class Hub:
         left to TCP.
         """
         interval = self.config.ping_interval_s
+        if not client.registered:
+            registration_deadline = client.connected_at + self.config.register_timeout_s
+            if now >= registration_deadline:
+                self.quit(client, "Registration timed out")
+                return
+            self._schedule(min(registration_deadline, now + interval), client)
+            return
         if client.ping_sent_at is not None and client.last_seen < client.ping_sent_at:
             deadline = client.ping_sent_at + self.config.ping_timeout_s
             if now >= deadline:
@@ -400,7 +468,12 @@ class Hub:
     def _remove(self, client: Client, reason: str) -> None:
         """Forget a client and tell everyone who shared a channel with it."""
         client.gone = True
-        self.clients.pop(client.id, None)
+        if self.clients.pop(client.id, None) is not None:
+            remaining = self.clients_per_host[client.host] - 1
+            if remaining:
+                self.clients_per_host[client.host] = remaining
+            else:
+                del self.clients_per_host[client.host]
         if client.key is not None and self.clients_by_key.get(client.key) is client:
             del self.clients_by_key[client.key]
         if client.registered or client.mode is Mode.PLAIN:

@@ -1,0 +1,265 @@
+"""An asyncio backend over the same hub: the stdlib design a Python user would reach for.
+
+It keeps the selectors backend's write discipline, because that, not the loop
+library, decides the cost per delivery: the hub's writes only append to the
+connection's outbox and mark it pending; one callback per loop turn hands each
+pending outbox to its transport with a single ``write``. Writing each message
+straight to the transport costs one ``send`` system call per delivery instead.
+
+uvloop is used when it is installed (``CHATD_UVLOOP=0`` turns it off).
+
+Invariants:
+- A connection is in ``pending`` at most once, exactly while ``pending`` is True.
+- The send queue bound covers the outbox plus what the transport still buffers.
+- The hub is only called from the loop's thread; ``shutdown`` may come from any thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+
+from chatd.backends.base import (
+    CLOSE_LINGER_S,
+    PAUSE_FLUSH_S,
+    SHUTDOWN_GRACE_S,
+    BackendSettings,
+    listen,
+    make_hub,
+    tune_accepted,
+)
+from chatd.core import Client
+from chatd.protocol.framing import LineReader
+
+log = logging.getLogger("chatd")
+
+HUB_TICK_S = 0.25
+"""How often the hub's timers (pings, timeouts, flood backlogs) are checked; all are seconds-scale."""
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """uvloop's loop when installed and not disabled, else the stdlib's."""
+    if os.environ.get("CHATD_UVLOOP", "1") != "0":
+        try:
+            import uvloop
+
+            return uvloop.new_event_loop()
+        except ImportError:
+            pass
+    return asyncio.new_event_loop()
+
+
+class AsyncioConnection(asyncio.Protocol):
+    """One connection: an asyncio protocol toward the loop, the core's Transport toward the hub."""
+
+    def __init__(self, server: AsyncioServer) -> None:
+        self.server = server
+        self.transport: asyncio.Transport | None = None
+        self.client: Client | None = None
+        self.reader = LineReader()
+        self.outbox = bytearray()
+        self.pending = False
+        self.closing = False
+        self.closed = False
+        self.paused = False
+        self.reads = 0
+
+    # asyncio side -----------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # uvloop's transports are not subclasses
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                tune_accepted(sock)
+        peer = transport.get_extra_info("peername") or ("?", 0)
+        self.server.connections.add(self)
+        log.info("connection from %s:%s", peer[0], peer[1])
+        self.client = self.server.hub.connect(self, peer[0])
+
+    def data_received(self, data: bytes) -> None:
+        client = self.client
+        if client is None or self.closing:
+            return
+        lines = self.reader.feed(data)
+        if lines:
+            self._throttle(self.server.hub.receive(client, lines))
+        if self.reader.pending and client.accepts_unterminated and not self.closing:
+            self.reads += 1
+            self.server.loop.call_later(PAUSE_FLUSH_S, self._flush_partial, self.reads)
+
+    def eof_received(self) -> bool:
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.closed:
+            return
+        self.closed = self.closing = True
+        self.outbox.clear()
+        self.server.connections.discard(self)
+        if self.client is not None:
+            reason = (getattr(exc, "strerror", None) or "Connection error") if exc else "Connection closed"
+            self.server.hub.disconnect(self.client, reason)
+
+    # Transport contract (called by the hub) ---------------------------------------------
+
+    def write(self, data: bytes) -> bool:
+        if self.closing:
+            return True
+        transport = self.transport
+        assert transport is not None
+        if len(self.outbox) + len(data) + transport.get_write_buffer_size() > self.server.sendq_bytes:
+            return False
+        self.outbox += data
+        if not self.pending:
+            self.pending = True
+            self.server.mark_pending(self)
+        return True
+
+    def close(self, farewell: bytes = b"", *, abort: bool = False) -> None:
+        if self.closing:
+            return
+        self.closing = True
+        transport = self.transport
+        assert transport is not None
+        if abort:
+            self.outbox.clear()
+            if farewell:
+                with contextlib.suppress(OSError, RuntimeError):
+                    transport.write(farewell)
+            transport.abort()
+            return
+        self.outbox += farewell
+        self.flush()
+        transport.close()
+        self.server.loop.call_later(CLOSE_LINGER_S, transport.abort)
+
+    # loop side ---------------------------------------------------------------------------
+
+    def flush(self) -> None:
+        """Hand the outbox to the transport in one write; the transport sends what it can now."""
+        self.pending = False
+        if self.closed or not self.outbox:
+            return
+        data, self.outbox = self.outbox, bytearray()
+        assert self.transport is not None
+        self.transport.write(data)
+
+    def _flush_partial(self, reads: int) -> None:
+        """The peer paused after bytes with no newline: treat them as a line."""
+        client = self.client
+        if self.closing or reads != self.reads or client is None or not client.accepts_unterminated:
+            return
+        if self.reader.pending:
+            self._throttle(self.server.hub.receive(client, [self.reader.take_partial()]))
+
+    def _throttle(self, until: object) -> None:
+        """Flood control: a hub that returns a deadline wants us to stop reading until then."""
+        transport = self.transport
+        if self.closing or transport is None:
+            return
+        if isinstance(until, float):
+            if not self.paused:
+                self.paused = True
+                transport.pause_reading()
+            self.server.loop.call_later(max(0.0, until - time.monotonic()), self._resume)
+        elif self.paused:
+            self.paused = False
+            transport.resume_reading()
+
+    def _resume(self) -> None:
+        if self.client is not None and not self.closing:
+            self._throttle(self.server.hub.resume(self.client))  # type: ignore[attr-defined]
+
+
+class AsyncioServer:
+    """A chat server on an asyncio (or uvloop) event loop; ``shutdown`` is safe from any thread."""
+
+    def __init__(self, settings: BackendSettings) -> None:
+        self.settings = settings
+        self.sendq_bytes = settings.sendq_bytes
+        self.hub = make_hub(settings)
+        self.loop = new_event_loop()
+        self.connections: set[AsyncioConnection] = set()
+        self.pending: list[AsyncioConnection] = []
+        self.address: tuple[str, int] = (settings.host, settings.port)
+        self._listener = None
+        self._stop: asyncio.Event | None = None
+        self._stopping = False
+
+    def bind(self) -> None:
+        listener = listen(self.settings.host, self.settings.port)
+        listener.setblocking(False)
+        self._listener = listener
+        self.address = listener.getsockname()[:2]
+
+    def shutdown(self) -> None:
+        self._stopping = True
+        stop = self._stop
+        if stop is not None:
+            with contextlib.suppress(RuntimeError):
+                self.loop.call_soon_threadsafe(stop.set)
+
+    def mark_pending(self, connection: AsyncioConnection) -> None:
+        """Queue a connection for this turn's flush; the first one schedules the flush."""
+        if not self.pending:
+            self.loop.call_soon(self._flush_pending)
+        self.pending.append(connection)
+
+    def _flush_pending(self) -> None:
+        pending = self.pending
+        while pending:
+            self.pending = []
+            for connection in pending:
+                connection.flush()
+            pending = self.pending
+
+    def serve_forever(self) -> None:
+        if self._listener is None:
+            self.bind()
+        try:
+            self.loop.run_until_complete(self._serve())
+        finally:
+            self.loop.close()
+
+    async def _serve(self) -> None:
+        self._stop = asyncio.Event()
+        if self._stopping:
+            return
+        server = await self.loop.create_server(lambda: AsyncioConnection(self), sock=self._listener, backlog=1024)
+        ticker = self.loop.create_task(self._tick())
+        try:
+            await self._stop.wait()
+        finally:
+            ticker.cancel()
+            server.close()
+            await self._close_all()
+
+    async def _tick(self) -> None:
+        while True:
+            deadline = self._hub_deadline()
+            if deadline is not None and deadline <= time.monotonic():
+                self.hub.run_timers()
+                self._flush_pending()
+            await asyncio.sleep(HUB_TICK_S)
+
+    def _hub_deadline(self) -> float | None:
+        next_deadline = getattr(self.hub, "next_deadline", None)
+        if next_deadline is not None:
+            return next_deadline()
+        return time.monotonic()  # an older hub: run_timers is cheap when nothing is due
+
+    async def _close_all(self) -> None:
+        """Say goodbye to everyone, let the goodbyes drain for a moment, then cut the rest."""
+        self.hub.shutdown()
+        self._flush_pending()
+        deadline = time.monotonic() + SHUTDOWN_GRACE_S
+        while any(not c.closed for c in self.connections) and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        for connection in list(self.connections):
+            if connection.transport is not None:
+                connection.transport.abort()
+        await asyncio.sleep(0)
