@@ -18,7 +18,7 @@ from typing import BinaryIO, Final, TextIO
 
 from chatc.commands import CommandError, interpret
 from chatc.connection import Connection, ConnectionClosed, ServerAddress
-from chatc.state import ClientState, ErrorReply, Event, MessageReceived
+from chatc.state import SERVER_KEY, ClientState, ErrorReply, Event, MessageReceived
 from chatd.protocol.framing import decode_line
 
 # Stop reading input while this many lines wait for their turn, so a huge pipe stays in the pipe.
@@ -66,11 +66,15 @@ class HeadlessClient:
 
     def _on_events(self, events: list[Event]) -> None:
         for event in events:
-            if isinstance(event, MessageReceived) and not event.own:
+            if isinstance(event, MessageReceived) and not event.own and not self._from_server(event):
                 self.stdout.write(format_event(event) + "\n")
                 self.stdout.flush()
             elif isinstance(event, ErrorReply) and not (self.quitting and event.code in ("ERROR", "DISCONNECTED")):
                 self.error(f"{event.code} {event.text}")
+
+    def _from_server(self, event: MessageReceived) -> bool:
+        """Server notices (lookups, connection statistics) are not conversation; scripts do not want them."""
+        return event.buffer == self.state.buffers[SERVER_KEY].name
 
     def error(self, text: str) -> None:
         self.stderr.write(f"chatc: {text}\n")

@@ -76,6 +76,15 @@ class ChatcProcess:
             if line == wanted:
                 return
 
+    def printed(self) -> list[str]:
+        """Every line printed, including those no ``wait_line`` consumed; waits for stdout to close."""
+        deadline = time.monotonic() + DEADLINE_S
+        while True:
+            line = self.lines.get(timeout=max(0.0, deadline - time.monotonic()))
+            if line is None:
+                return self.seen
+            self.seen.append(line)
+
     def finish(self) -> tuple[int, str]:
         """Exit status and stderr, waiting (with a deadline) for the process to end."""
         if self.proc.stdin is not None and not self.proc.stdin.closed:
