@@ -13,6 +13,7 @@ and waits for the server to close the connection before exiting.
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 from typing import BinaryIO, Final, TextIO
 
@@ -24,6 +25,7 @@ from chatd.protocol.framing import decode_line
 # Stop reading input while this many lines wait for their turn, so a huge pipe stays in the pipe.
 MAX_QUEUED_LINES: Final = 64
 SYNC_TIMEOUT_S: Final = 30.0
+READ_CHUNK_BYTES: Final = 65536
 
 
 def format_event(event: MessageReceived) -> str:
@@ -36,16 +38,36 @@ def format_event(event: MessageReceived) -> str:
 
 
 def _start_stdin_reader(stdin: BinaryIO, queue: asyncio.Queue[str | None], loop: asyncio.AbstractEventLoop) -> None:
-    """Read stdin in a thread: a blocking read works for pipes, files and ttys alike, unlike add_reader."""
+    """Read stdin in a thread: a blocking read works for pipes, files and ttys alike, unlike add_reader.
+
+    It reads the file descriptor with ``os.read`` rather than through the buffered
+    file object: the thread may still be blocked in a read when chatc exits (after
+    /quit, or a lost connection), and a daemon thread holding the buffered reader's
+    lock at interpreter shutdown aborts the process.
+    """
+    fd = stdin.fileno()
+
+    def deliver(item: str | None) -> bool:
+        try:
+            loop.call_soon_threadsafe(queue.put_nowait, item)
+        except RuntimeError:
+            return False  # the loop is closed: chatc is exiting
+        return True
 
     def pump() -> None:
+        pending = b""
         try:
-            for raw in iter(stdin.readline, b""):
-                loop.call_soon_threadsafe(queue.put_nowait, decode_line(raw.rstrip(b"\r\n")))
-        except (OSError, ValueError):
-            pass
-        finally:
-            loop.call_soon_threadsafe(queue.put_nowait, None)
+            while chunk := os.read(fd, READ_CHUNK_BYTES):
+                pending += chunk
+                *complete, pending = pending.split(b"\n")
+                for raw in complete:
+                    if not deliver(decode_line(raw.rstrip(b"\r"))):
+                        return
+        except OSError:
+            pass  # an unreadable stdin counts as the end of input
+        if pending and not deliver(decode_line(pending.rstrip(b"\r"))):
+            return
+        deliver(None)
 
     threading.Thread(target=pump, name="chatc-stdin", daemon=True).start()
 
