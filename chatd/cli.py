@@ -7,6 +7,7 @@ import datetime
 import logging
 import os
 import signal
+import ssl
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import Any, NoReturn
 from chatd import __version__
 from chatd.backends import BackendSettings, create_server
 from chatd.backends.base import ALL_BACKENDS
+from chatd.backends.tls import server_context
 from chatd.core import ServerConfig
 
 log = logging.getLogger("chatd")
@@ -112,6 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
         type=_positive(int),
         default=200,
     )
+    option("--tls-cert", "PEM certificate (chain) file; enables the TLS listener", default=None)
+    option("--tls-key", "PEM private key file (default: read from the certificate file)", default=None)
+    option("--tls-port", "TCP port of the TLS listener", type=_port, default=6697)
     option("--plain-channel", "channel plain-mode clients talk in", default="#lobby")
     option("--log-level", "logging threshold", choices=("debug", "info", "warning", "error"), default="info")
     parser.add_argument("--version", action="version", version=f"chatd {__version__}")
@@ -158,7 +163,22 @@ def parse_settings(argv: Sequence[str] | None = None) -> tuple[argparse.Namespac
         plain_channel=args.plain_channel,
         created=datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
     )
-    return args, BackendSettings(host=args.host, port=args.port, sendq_bytes=args.sendq, config=config)
+    tls_context = None
+    if args.tls_cert:
+        try:
+            tls_context = server_context(args.tls_cert, args.tls_key)
+        except (OSError, ssl.SSLError) as error:
+            parser.error(f"argument --tls-cert/--tls-key: cannot load the certificate: {error}")
+    elif args.tls_key:
+        parser.error("argument --tls-key: needs --tls-cert")
+    return args, BackendSettings(
+        host=args.host,
+        port=args.port,
+        sendq_bytes=args.sendq,
+        config=config,
+        tls_port=args.tls_port if tls_context else None,
+        tls_context=tls_context,
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -172,7 +192,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         server.bind()
     except OSError as error:
-        print(f"chatd: cannot listen on {settings.host}:{settings.port}: {error.strerror or error}", file=sys.stderr)
+        ports = f"{settings.port}" + (f" or {settings.tls_port}" if settings.tls_port is not None else "")
+        print(f"chatd: cannot listen on {settings.host}:{ports}: {error.strerror or error}", file=sys.stderr)
         return 1
 
     def stop(signum: int, _frame: object) -> None:
@@ -183,6 +204,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, stop)
     host, port = server.address
     log.info("chatd %s listening on %s:%s (backend %s)", __version__, host, port, args.backend)
+    if server.tls_address is not None:
+        log.info("TLS listening on %s:%s", *server.tls_address)
     server.serve_forever()
     log.info("stopped")
     return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -161,8 +162,20 @@ class RunningServer:
 
 
 @contextmanager
-def running_server(backend: str, sendq_bytes: int = 1 << 20, **config: object) -> Iterator[RunningServer]:
-    settings = BackendSettings(host="127.0.0.1", port=0, sendq_bytes=sendq_bytes, config=ServerConfig(**config))
+def running_server(
+    backend: str,
+    sendq_bytes: int = 1 << 20,
+    tls_context: ssl.SSLContext | None = None,
+    **config: object,
+) -> Iterator[RunningServer]:
+    settings = BackendSettings(
+        host="127.0.0.1",
+        port=0,
+        sendq_bytes=sendq_bytes,
+        config=ServerConfig(**config),  # type: ignore[arg-type]
+        tls_port=0 if tls_context is not None else None,
+        tls_context=tls_context,
+    )
     server = RunningServer(backend, settings)
     server.thread.start()
     try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import socket
+import ssl
 import time
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -34,12 +35,15 @@ class BackendSettings:
     port: int = 6667
     sendq_bytes: int = 1 << 20
     config: ServerConfig = field(default_factory=ServerConfig)
+    tls_port: int | None = None
+    tls_context: ssl.SSLContext | None = None
 
 
 class ChatServer(Protocol):
     """A server that can run in a thread of a test or as the process's main loop."""
 
     address: tuple[str, int]
+    tls_address: tuple[str, int] | None
 
     def bind(self) -> None: ...
 

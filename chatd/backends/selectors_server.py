@@ -13,8 +13,10 @@ import heapq
 import logging
 import selectors
 import socket
+import ssl
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from chatd.backends.base import (
     ACCEPT_BACKOFF_MAX_S,
@@ -28,6 +30,7 @@ from chatd.backends.base import (
     make_hub,
     tune_accepted,
 )
+from chatd.backends.tls import TlsSession
 from chatd.core import Client
 from chatd.protocol.framing import LineReader
 
@@ -75,11 +78,11 @@ class Connection:
 
     # Transport contract ----------------------------------------------------------
 
-    def write(self, data: bytes) -> bool:
+    def write(self, data: bytes, *, bound: bool = True) -> bool:
         if self.closing:
             return True
         outbox = self.outbox
-        if len(outbox) + len(data) > self.loop.sendq_bytes:
+        if bound and len(outbox) + len(data) > self.loop.sendq_bytes:
             return False
         outbox += data
         if not self.pending:
@@ -90,10 +93,10 @@ class Connection:
     def close(self, farewell: bytes = b"", *, abort: bool = False) -> None:
         if self.closing:
             return
-        self.closing = True
         if abort:
             self.outbox.clear()
-        self.outbox += farewell
+        self.write(farewell, bound=False)
+        self.closing = True
         if abort:
             self.flush()
             self.drop()
@@ -116,6 +119,10 @@ class Connection:
         if not data:
             self.lost("Connection closed")
             return
+        self.received(data)
+
+    def received(self, data: bytes) -> None:
+        """Frame what the peer sent and hand complete lines to the hub."""
         lines = self.reader.feed(data)
         client = self.client
         assert client is not None
@@ -173,6 +180,7 @@ class Connection:
         self.pending = False
         if self.closed:
             return
+        self.prepare_output()
         outbox = self.outbox
         if outbox:
             try:
@@ -194,6 +202,9 @@ class Connection:
             if self.closing:
                 self.drop()
 
+    def prepare_output(self) -> None:
+        """Hook for a codec between the core's bytes and the wire (TLS); plain TCP has none."""
+
     def lost(self, reason: str) -> None:
         """The peer went away or the socket failed: tell the hub, then drop the socket."""
         if self.client is not None:
@@ -213,6 +224,69 @@ class Connection:
         log.info("closed connection from %s", self.peer)
 
 
+class TlsConnection(Connection):
+    """A connection whose wire bytes are TLS: plaintext is encrypted once per flush.
+
+    The core's writes collect in ``plaintext`` and become TLS records in one go
+    when the loop flushes, so a fan-out of many messages costs one record, not one
+    per message. The send queue bound counts both buffers.
+    """
+
+    __slots__ = ("plaintext", "tls")
+
+    def __init__(self, loop: SelectorsServer, sock: socket.socket, peer: str, context: ssl.SSLContext) -> None:
+        super().__init__(loop, sock, peer)
+        self.tls = TlsSession(context)
+        self.plaintext = bytearray()
+
+    def write(self, data: bytes, *, bound: bool = True) -> bool:
+        if self.closing:
+            return True
+        plaintext = self.plaintext
+        if bound and len(self.outbox) + len(plaintext) + len(data) > self.loop.sendq_bytes:
+            return False
+        plaintext += data
+        if not self.pending:
+            self.pending = True
+            self.loop.pending.append(self)
+        return True
+
+    def close(self, farewell: bytes = b"", *, abort: bool = False) -> None:
+        if abort:
+            self.plaintext.clear()
+        super().close(farewell, abort=abort)
+
+    def received(self, data: bytes) -> None:
+        try:
+            plaintext = self.tls.receive(data)
+        except ssl.SSLError as error:
+            self.lost(f"TLS error: {error.reason or error}")
+            return
+        if self.tls.has_output and not self.pending:
+            # Handshake replies (and session tickets) must go out even if the core says nothing.
+            self.pending = True
+            self.loop.pending.append(self)
+        if plaintext:
+            super().received(plaintext)
+        if self.tls.closed_by_peer and not self.closed:
+            self.lost("Connection closed")
+
+    def prepare_output(self) -> None:
+        if self.plaintext:
+            self.tls.send(self.plaintext)
+            self.plaintext.clear()
+        if self.tls.has_output:
+            self.outbox += self.tls.take_output()
+
+
+@dataclass(frozen=True, slots=True)
+class Listener:
+    """A listening socket and, for the TLS port, the context its connections use."""
+
+    sock: socket.socket
+    tls_context: ssl.SSLContext | None
+
+
 class SelectorsServer:
     """A chat server on one selector loop; ``shutdown`` may be called from any thread."""
 
@@ -225,21 +299,27 @@ class SelectorsServer:
         self.connections: dict[int, Connection] = {}
         self._timers: list[tuple[float, int, Callable[[], None]]] = []
         self._timer_seq = 0
-        self._listener: socket.socket | None = None
+        self._listeners: list[Listener] = []
         self._waker_r, self._waker_w = socket.socketpair()
         self._waker_r.setblocking(False)
         self._waker_w.setblocking(False)
         self._stopping = False
         self._accept_backoff_s = 0.0
         self.address: tuple[str, int] = (settings.host, settings.port)
+        self.tls_address: tuple[str, int] | None = None
 
     def bind(self) -> None:
-        listener = listen(self.settings.host, self.settings.port)
-        listener.setblocking(False)
-        self._listener = listener
-        self.address = listener.getsockname()[:2]
-        self.selector.register(listener, selectors.EVENT_READ, None)
-        self.selector.register(self._waker_r, selectors.EVENT_READ, self._waker_r)
+        settings = self.settings
+        self._listeners.append(Listener(listen(settings.host, settings.port), None))
+        self.address = self._listeners[0].sock.getsockname()[:2]
+        if settings.tls_context is not None and settings.tls_port is not None:
+            tls_listener = Listener(listen(settings.host, settings.tls_port), settings.tls_context)
+            self._listeners.append(tls_listener)
+            self.tls_address = tls_listener.sock.getsockname()[:2]
+        for listener in self._listeners:
+            listener.sock.setblocking(False)
+            self.selector.register(listener.sock, selectors.EVENT_READ, listener)
+        self.selector.register(self._waker_r, selectors.EVENT_READ, None)
 
     def shutdown(self) -> None:
         self._stopping = True
@@ -260,22 +340,23 @@ class SelectorsServer:
             self.selector.unregister(connection.sock)
 
     def serve_forever(self) -> None:
-        if self._listener is None:
+        if not self._listeners:
             self.bind()
         hub = self.hub
+        read_event, write_event = selectors.EVENT_READ, selectors.EVENT_WRITE
         try:
             while not self._stopping:
                 timeout = self._timeout(hub.next_deadline())
                 for key, mask in self.selector.select(timeout):
                     data = key.data
-                    if data is None:
-                        self._accept()
-                    elif data is self._waker_r:
+                    if data.__class__ is Listener:
+                        self._accept(data)
+                    elif data is None:
                         self._drain_waker()
                     else:
-                        if mask & selectors.EVENT_READ and not data.closed:
+                        if mask & read_event and not data.closed:
                             data.on_readable()
-                        if mask & selectors.EVENT_WRITE and not data.closed:
+                        if mask & write_event and not data.closed:
                             data.flush()
                 self._run_timers()
                 hub_deadline = hub.next_deadline()
@@ -291,11 +372,10 @@ class SelectorsServer:
             return None
         return max(0.0, min(deadlines) - time.monotonic())
 
-    def _accept(self) -> None:
-        assert self._listener is not None
+    def _accept(self, listener: Listener) -> None:
         for _ in range(ACCEPTS_PER_TURN):
             try:
-                sock, address = self._listener.accept()
+                sock, address = listener.sock.accept()
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as error:
@@ -308,24 +388,31 @@ class SelectorsServer:
             sock.setblocking(False)
             tune_accepted(sock)
             peer = f"{address[0]}:{address[1]}"
-            connection = Connection(self, sock, peer)
+            if listener.tls_context is None:
+                connection = Connection(self, sock, peer)
+            else:
+                connection = TlsConnection(self, sock, peer, listener.tls_context)
             self.connections[connection.fd] = connection
             self.selector.register(sock, selectors.EVENT_READ, connection)
-            log.info("connection from %s", peer)
+            log.info("connection from %s%s", peer, "" if listener.tls_context is None else " (TLS)")
             connection.client = self.hub.connect(connection, address[0])
 
     def _pause_accepting(self, error: OSError) -> None:
         """Out of descriptors: the pending connection stays in the backlog and the listener
-        stays readable, so polling it would spin. Leave it out of the selector for a while."""
-        assert self._listener is not None
+        stays readable, so polling it would spin. Leave the listeners out of the selector a while."""
         self._accept_backoff_s = min(ACCEPT_BACKOFF_MAX_S, max(ACCEPT_BACKOFF_MIN_S, self._accept_backoff_s * 2))
         log.warning("accept failed (%s); not accepting for %.2fs", error.strerror, self._accept_backoff_s)
-        self.selector.unregister(self._listener)
+        for listener in self._listeners:
+            with contextlib.suppress(KeyError, ValueError):
+                self.selector.unregister(listener.sock)
         self.call_later(self._accept_backoff_s, self._resume_accepting)
 
     def _resume_accepting(self) -> None:
-        if self._listener is not None and not self._stopping:
-            self.selector.register(self._listener, selectors.EVENT_READ, None)
+        if self._stopping:
+            return
+        for listener in self._listeners:
+            with contextlib.suppress(KeyError, ValueError):
+                self.selector.register(listener.sock, selectors.EVENT_READ, listener)
 
     def _drain_waker(self) -> None:
         try:
@@ -363,10 +450,10 @@ class SelectorsServer:
                         self._discard_input(key.data)
         for connection in list(self.connections.values()):
             connection.drop()
-        if self._listener is not None:
+        for listener in self._listeners:
             with contextlib.suppress(KeyError, ValueError):
-                self.selector.unregister(self._listener)
-            self._listener.close()
+                self.selector.unregister(listener.sock)
+            listener.sock.close()
         self.selector.close()
         self._waker_r.close()
         self._waker_w.close()

@@ -12,6 +12,7 @@ import contextlib
 import logging
 import select
 import socket
+import ssl
 import threading
 import time
 
@@ -27,21 +28,28 @@ from chatd.backends.base import (
     make_hub,
     tune_accepted,
 )
+from chatd.backends.tls import TlsSession
 from chatd.core import Client
 from chatd.protocol.framing import LineReader
 
 log = logging.getLogger("chatd")
 
 RECV_BYTES = 65536
+ACCEPT_POLL_S = 0.5
 
 
 class ThreadedConnection:
     """One client socket with its reader thread and, when needed, a writer thread."""
 
-    def __init__(self, server: ThreadedServer, sock: socket.socket, peer: str) -> None:
+    def __init__(
+        self, server: ThreadedServer, sock: socket.socket, peer: str, tls_context: ssl.SSLContext | None = None
+    ) -> None:
         self.server = server
         self.sock = sock
         self.peer = peer
+        # With TLS the outbox holds plaintext; the writer encrypts it under ``cond``, so
+        # records leave in the order the session made them (the reader's too).
+        self.tls = TlsSession(tls_context) if tls_context is not None else None
         self.client: Client | None = None
         self.reader = LineReader()
         self.outbox = bytearray()
@@ -56,7 +64,7 @@ class ThreadedConnection:
         with self.cond:
             if self.closing:
                 return True
-            if not self.outbox and self.writer is None:
+            if not self.outbox and self.writer is None and self.tls is None:
                 try:
                     sent = self.sock.send(data, socket.MSG_DONTWAIT)
                 except (BlockingIOError, InterruptedError):
@@ -80,6 +88,9 @@ class ThreadedConnection:
             self.closing = True
             if abort:
                 self.outbox.clear()
+                if self.tls is not None:
+                    self.tls.send(farewell)
+                    farewell = self.tls.take_output()
                 with contextlib.suppress(OSError):
                     self.sock.send(farewell, socket.MSG_DONTWAIT)
                 self._shutdown_socket()
@@ -100,9 +111,15 @@ class ThreadedConnection:
         linger_deadline: float | None = None
         while True:
             with self.cond:
-                while not self.outbox and not self.closing:
+                tls = self.tls
+                while not self.outbox and not self.closing and not (tls is not None and tls.has_output):
                     self.cond.wait()
-                chunk = bytes(self.outbox)
+                if tls is None:
+                    chunk = bytes(self.outbox)
+                else:
+                    if self.outbox:
+                        tls.send(self.outbox)
+                    chunk = tls.take_output()
                 self.outbox.clear()
                 closing = self.closing
             if chunk:
@@ -147,6 +164,14 @@ class ThreadedConnection:
                     break
                 if not data:
                     break
+                if self.tls is not None:
+                    try:
+                        data = self._decrypt(data)
+                    except ssl.SSLError as error:
+                        reason = f"TLS error: {error.reason or error}"
+                        break
+                    if self.tls.closed_by_peer:
+                        break
                 lines = self.reader.feed(data)
                 if lines:
                     with server.lock:
@@ -157,6 +182,16 @@ class ThreadedConnection:
                 if self.client is not None:
                     server.hub.disconnect(self.client, reason)
             self.drop()
+
+    def _decrypt(self, data: bytes) -> bytes:
+        """TLS bytes in, plaintext out; handshake replies go to the writer, in order."""
+        assert self.tls is not None
+        with self.cond:
+            plaintext = self.tls.receive(data)
+            if self.tls.has_output:
+                self._ensure_writer()
+                self.cond.notify()
+        return plaintext
 
     def _wait_out_throttle(self, until: float | None) -> None:
         """Flood control: this reader stops reading (and sleeps) until the hub lets it go on."""
@@ -190,66 +225,89 @@ class ThreadedServer:
         self.lock = threading.Lock()
         self.connections: set[ThreadedConnection] = set()
         self._connections_lock = threading.Lock()
-        self._listener: socket.socket | None = None
+        self._listeners: list[tuple[socket.socket, ssl.SSLContext | None]] = []
         self.stopping = threading.Event()
         self._timer_wake = threading.Event()
         self.address: tuple[str, int] = (settings.host, settings.port)
+        self.tls_address: tuple[str, int] | None = None
 
     def bind(self) -> None:
-        self._listener = listen(self.settings.host, self.settings.port)
-        self.address = self._listener.getsockname()[:2]
+        settings = self.settings
+        self._listeners.append((listen(settings.host, settings.port), None))
+        self.address = self._listeners[0][0].getsockname()[:2]
+        if settings.tls_context is not None and settings.tls_port is not None:
+            tls_listener = listen(settings.host, settings.tls_port)
+            self._listeners.append((tls_listener, settings.tls_context))
+            self.tls_address = tls_listener.getsockname()[:2]
 
     def shutdown(self) -> None:
         self.stopping.set()
         self._timer_wake.set()
-        if self._listener is not None:
+        for listener, _ in self._listeners:
             with contextlib.suppress(OSError):
-                self._listener.shutdown(socket.SHUT_RDWR)
+                listener.shutdown(socket.SHUT_RDWR)
 
     def forget(self, connection: ThreadedConnection) -> None:
         with self._connections_lock:
             self.connections.discard(connection)
 
     def serve_forever(self) -> None:
-        if self._listener is None:
+        if not self._listeners:
             self.bind()
-        assert self._listener is not None
-        timer_thread = threading.Thread(target=self._timer_loop, name="chatd-timers", daemon=True)
-        timer_thread.start()
-        backoff_s = 0.0
+        helpers = [threading.Thread(target=self._timer_loop, name="chatd-timers", daemon=True)]
+        for listener, context in self._listeners[1:]:
+            helpers.append(
+                threading.Thread(
+                    target=self._accept_loop, args=(listener, context), name="chatd-accept-tls", daemon=True
+                )
+            )
+        for thread in helpers:
+            thread.start()
         try:
-            while not self.stopping.is_set():
-                try:
-                    sock, address = self._listener.accept()
-                except OSError as error:
-                    if self.stopping.is_set():
-                        break
-                    if error.errno in RESOURCE_ERRNOS:
-                        # Out of descriptors: wait for some to free up rather than spin.
-                        backoff_s = min(ACCEPT_BACKOFF_MAX_S, max(ACCEPT_BACKOFF_MIN_S, backoff_s * 2))
-                        log.warning("accept failed (%s); not accepting for %.2fs", error.strerror, backoff_s)
-                        self.stopping.wait(backoff_s)
-                    else:
-                        log.warning("accept failed: %s", error)
-                    continue
-                backoff_s = 0.0
-                try:
-                    self._start_connection(sock, address)
-                except (OSError, RuntimeError) as error:
-                    # e.g. no thread can be started: refuse this one connection, keep serving.
-                    log.warning("cannot serve %s: %s", address, error)
-                    sock.close()
+            self._accept_loop(*self._listeners[0])
         finally:
             self.stopping.set()
             self._timer_wake.set()
             self._close_all()
-            timer_thread.join()
+            for thread in helpers:
+                thread.join()
 
-    def _start_connection(self, sock: socket.socket, address: tuple[str, int]) -> None:
+    def _accept_loop(self, listener: socket.socket, tls_context: ssl.SSLContext | None) -> None:
+        # shutdown() wakes a blocked accept on Linux, but not if it races with the call
+        # being entered; a timeout bounds how long a stop can go unnoticed.
+        listener.settimeout(ACCEPT_POLL_S)
+        backoff_s = 0.0
+        while not self.stopping.is_set():
+            try:
+                sock, address = listener.accept()
+            except TimeoutError:
+                continue
+            except OSError as error:
+                if self.stopping.is_set():
+                    break
+                if error.errno in RESOURCE_ERRNOS:
+                    # Out of descriptors: wait for some to free up rather than spin.
+                    backoff_s = min(ACCEPT_BACKOFF_MAX_S, max(ACCEPT_BACKOFF_MIN_S, backoff_s * 2))
+                    log.warning("accept failed (%s); not accepting for %.2fs", error.strerror, backoff_s)
+                    self.stopping.wait(backoff_s)
+                else:
+                    log.warning("accept failed: %s", error)
+                continue
+            backoff_s = 0.0
+            try:
+                self._start_connection(sock, address, tls_context)
+            except (OSError, RuntimeError) as error:
+                # e.g. no thread can be started: refuse this one connection, keep serving.
+                log.warning("cannot serve %s: %s", address, error)
+                sock.close()
+
+    def _start_connection(
+        self, sock: socket.socket, address: tuple[str, int], tls_context: ssl.SSLContext | None
+    ) -> None:
         tune_accepted(sock)
         peer = f"{address[0]}:{address[1]}"
-        log.info("connection from %s", peer)
-        connection = ThreadedConnection(self, sock, peer)
+        log.info("connection from %s%s", peer, "" if tls_context is None else " (TLS)")
+        connection = ThreadedConnection(self, sock, peer, tls_context)
         with self._connections_lock:
             self.connections.add(connection)
         with self.lock:
@@ -276,5 +334,5 @@ class ThreadedServer:
             leftovers = list(self.connections)
         for connection in leftovers:
             connection.drop()
-        if self._listener is not None:
-            self._listener.close()
+        for listener, _ in self._listeners:
+            listener.close()
