@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import DEADLINE_S, IrcClient, RunningServer
+from tests.helpers import DEADLINE_S, IrcClient, RunningServer, running_server
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -213,3 +213,28 @@ def test_bad_arguments_exit_2_with_one_message(args: list[str]) -> None:
     assert status == 2
     assert "chatc: error:" in stderr
     assert "Traceback" not in stderr
+
+
+def test_password_is_sent_and_a_wrong_one_is_a_clear_failure(backend: str) -> None:
+    with running_server(backend, password="s3cret") as server:
+        peer = server.client()
+        peer.send("PASS s3cret")
+        peer.register("peer")
+        peer.send("JOIN #t")
+        peer.expect("366")
+        host, port = server.address
+        common = ("--host", host, "--port", str(port))
+        good = ChatcProcess(*common, "--nick", "bot", "--channel", "#t", "--password", "s3cret")
+        wait_joined(peer, "bot")
+        good.write("authenticated\n")
+        good.close_input()
+        assert peer.expect("PRIVMSG").params == ("#t", "authenticated")
+        status, stderr = good.finish()
+        assert status == 0, stderr
+        bad = ChatcProcess(*common, "--nick", "bot2", "--password", "wrong")
+        bad.close_input()
+        status, stderr = bad.finish()
+        assert status == 1
+        assert "464" in stderr
+        assert "Traceback" not in stderr
+        peer.close()

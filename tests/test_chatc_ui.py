@@ -20,7 +20,8 @@ from prompt_toolkit.output import DummyOutput
 
 from chatc.connection import ServerAddress
 from chatc.state import ClientState
-from chatc.ui import ChatUI
+from chatc.text import nick_colour
+from chatc.ui import ChatUI, render_line
 from tests.helpers import DEADLINE_S, IrcClient, RunningServer
 
 ALT_1 = "\x1b1"
@@ -29,6 +30,10 @@ CTRL_N = "\x0e"
 CTRL_P = "\x10"
 UP = "\x1b[A"
 TAB = "\t"
+PAGE_UP = "\x1b[5~"
+PAGE_DOWN = "\x1b[6~"
+F2 = "\x1bOQ"
+CTRL_D = "\x04"
 
 
 async def until(predicate: Callable[[], bool], what: str) -> None:
@@ -264,3 +269,58 @@ def test_dropped_connection_shows_a_notice_then_reconnects_and_rejoins() -> None
     assert flaky.done.wait(DEADLINE_S)
     assert [line.split()[0] for line in flaky.second_session] == ["NICK", "USER", "JOIN", "QUIT"]
     assert flaky.second_session[2] == "JOIN #t"
+
+
+def test_page_up_and_down_scroll_the_message_pane(server: RunningServer, peer: IrcClient) -> None:
+    async def scenario() -> None:
+        async with running_ui(server.address) as (ui, keys):
+            await until(lambda: joined(ui, "#t"), "join")
+            buf = ui.state.active
+            for index in range(200):  # history as if a busy channel had run for a while
+                ui.state.add_line(buf, "privmsg", f"old line {index}", "zed")
+            renders = ui.app.render_counter
+            ui.app.invalidate()
+            await until(lambda: ui.app.render_counter > renders, "a redraw")
+            assert ui._visible_lines()[-1].text == "old line 199"
+            keys.send_text(PAGE_UP + PAGE_UP)
+            await until(lambda: ui.scroll.get(buf.key, 0) > 0, "scrolling up")
+            await until(lambda: ui._visible_lines()[-1].text != "old line 199", "older lines at the bottom")
+            assert any("MORE" in text for _, text, *_ in ui._status_fragments())
+            keys.send_text(PAGE_DOWN * 5)
+            await until(lambda: ui.scroll.get(buf.key, 0) == 0, "back at the bottom")
+            assert ui._visible_lines()[-1].text == "old line 199"
+
+    asyncio.run(scenario())
+
+
+def test_f2_shows_the_nick_list_and_ctrl_d_quits_only_on_an_empty_line(
+    server: RunningServer, peer: IrcClient
+) -> None:
+    async def scenario() -> None:
+        async with running_ui(server.address) as (ui, keys):
+            await until(lambda: joined(ui, "#t"), "join")
+            keys.send_text(F2)
+            await until(lambda: ui.show_nicklist, "nick list shown")
+            assert [text for _, text, *_ in ui._nicklist_fragments() if text.strip()] == ["@zed", "me"]
+            keys.send_text("ab\x1b[D" + CTRL_D)  # Ctrl-D with text deletes the character under the cursor
+            await until(lambda: ui.input.text == "a", "delete")
+            assert ui.app.is_running
+            keys.send_text("\x08" + CTRL_D)  # Backspace, then Ctrl-D on the empty line
+            quit_message = await asyncio.to_thread(peer.expect, "QUIT")
+            assert quit_message.source is not None and quit_message.source.startswith("me!")
+            await until(lambda: not ui.app.is_running, "the app to exit")
+
+    asyncio.run(scenario())
+
+
+def test_rendered_lines_mark_time_own_messages_highlights_and_nick_colours() -> None:
+    state = ClientState("me", clock=lambda: 0.0)
+    buf = state.open_buffer("#t")
+    own = render_line(state.add_line(buf, "privmsg", "mine", "me", own=True))
+    theirs = render_line(state.add_line(buf, "privmsg", "hey me!", "zed", highlight=True))
+    action = render_line(state.add_line(buf, "action", "waves", "zed"))
+    assert "".join(text for _, text, *_ in own).endswith("<me> mine")
+    assert own[0][0] == "class:time" and len(own[0][1]) == len("HH:MM ")
+    assert "bold" in own[2][0] and own[-1][0] == "class:own"
+    assert theirs[2][0] == nick_colour("zed") and theirs[-1][0] == "class:highlight"
+    assert "".join(text for _, text, *_ in action).endswith("* zed waves")
