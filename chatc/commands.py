@@ -31,6 +31,7 @@ class Outcome:
     switch_to: str | None = None  # buffer key
     buffer_number: int | None = None  # 1-based, from /buffer N
     clear: bool = False
+    reconnect: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +56,7 @@ COMMANDS: Final[dict[str, CommandInfo]] = {
     "away": CommandInfo("/away [message]", "set away (no message: back)"),
     "quote": CommandInfo("/quote RAW LINE", "send a raw protocol line"),
     "buffer": CommandInfo("/buffer N", "switch to buffer number N"),
+    "reconnect": CommandInfo("/reconnect", "connect again now instead of waiting for the next retry"),
     "close": CommandInfo("/close", "close this buffer (parting a channel)"),
     "clear": CommandInfo("/clear", "clear this buffer"),
     "help": CommandInfo("/help", "list commands and keys"),
@@ -235,6 +237,10 @@ def _cmd_help(state: ClientState, args: str, out: Outcome) -> None:
     state.info(KEYS_HELP)
 
 
+def _cmd_reconnect(state: ClientState, args: str, out: Outcome) -> None:
+    out.reconnect = True
+
+
 def _cmd_quit(state: ClientState, args: str, out: Outcome) -> None:
     out.quit_reason = args.strip() or "chatc"
 
@@ -258,6 +264,7 @@ _DISPATCH: Final[dict[str, Callable[[ClientState, str, Outcome], None]]] = {
     "close": _cmd_close,
     "clear": _cmd_clear,
     "help": _cmd_help,
+    "reconnect": _cmd_reconnect,
     "quit": _cmd_quit,
 }
 

@@ -28,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
-from chatc.state import ClientState, Event, Registered, SendLine
+from chatc.state import SERVER_KEY, ClientState, Event, Registered, SendLine
 from chatd.protocol.framing import OVERLONG, LineReader, decode_line
 from chatd.protocol.message import format_message, parse
 
@@ -195,6 +195,14 @@ class Connection:
                 await writer.drain()
 
     def _received(self, line: str) -> None:
+        """Handle one line; a bug in handling one line must not end the session, so it is shown instead."""
+        try:
+            self._handle_line(line)
+        except Exception as exc:  # deliberately broad: the read loop must survive any handler bug
+            self.state.info(f"chatc could not handle {line!r}: {exc!r}", SERVER_KEY, kind="error")
+            self.on_events([])
+
+    def _handle_line(self, line: str) -> None:
         message = parse(line)
         if message.command == "PONG":
             future = self._pongs.pop(message.params[-1] if message.params else "", None)

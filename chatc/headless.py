@@ -13,6 +13,7 @@ and waits for the server to close the connection before exiting.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import threading
 from typing import BinaryIO, Final, TextIO
@@ -84,15 +85,30 @@ class HeadlessClient:
         self.stderr = stderr
         self.failed = False
         self.quitting = False
+        self.stdout_gone = False
         self.connection = Connection(address, state, self._on_events, reconnect=False)
 
     def _on_events(self, events: list[Event]) -> None:
         for event in events:
             if isinstance(event, MessageReceived) and not event.own and not self._from_server(event):
-                self.stdout.write(format_event(event) + "\n")
-                self.stdout.flush()
+                self.print(format_event(event))
             elif isinstance(event, ErrorReply) and not (self.quitting and event.code in ("ERROR", "DISCONNECTED")):
                 self.error(f"{event.code} {event.text}")
+
+    def print(self, line: str) -> None:
+        """Write one output line; a reader that went away (``| head -1``) stops output, not chatc."""
+        if self.stdout_gone:
+            return
+        try:
+            self.stdout.write(line + "\n")
+            self.stdout.flush()
+        except (BrokenPipeError, ValueError):
+            self.stdout_gone = True
+            # Point the descriptor at /dev/null so the interpreter's final flush cannot fail again.
+            with contextlib.suppress(OSError, ValueError, AttributeError):
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, self.stdout.fileno())
+                os.close(devnull)
 
     def _from_server(self, event: MessageReceived) -> bool:
         """Server notices (lookups, connection statistics) are not conversation; scripts do not want them."""

@@ -467,6 +467,8 @@ class ClientState:
     def _nick(self, message: Message) -> list[Event]:
         old = _nick_of(message.source)
         new = message.param(0)
+        if not old or not new:
+            return []
         old_key, new_key = irc_lower(old), irc_lower(new)
         own = self.is_me(old)
         if own:

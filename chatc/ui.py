@@ -245,6 +245,11 @@ class ChatUI:
         if outcome.buffer_number is not None:
             self.switch_number(outcome.buffer_number)
         self.scroll[self.state.active_key] = 0
+        if outcome.reconnect:
+            if self.connection.connected:
+                self.state.info("Already connected", kind="error")
+            else:
+                self.connection.reconnect_now()
         if outcome.quit_reason is not None:
             self.quit(outcome.quit_reason)
         self.app.invalidate()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from chatc.commands import CommandError, interpret, split_text
 from chatc.state import (
@@ -297,3 +299,21 @@ def test_split_text_never_breaks_a_character() -> None:
     pieces = split_text("日" * 100, 31)
     assert "".join(pieces) == "日" * 100
     assert all(len(piece.encode()) <= 31 for piece in pieces)
+
+
+_WORDS = st.sampled_from(
+    [":alice!u@h", ":me!u@h", ":srv", "PRIVMSG", "NOTICE", "JOIN", "PART", "KICK", "QUIT", "NICK", "TOPIC", "MODE",
+     "001", "005", "353", "366", "332", "333", "433", "PING", "ERROR", "#room", "me", "alice", "+o", "-v+b", ":",
+     "\x01ACTION", "\x01VERSION\x01", "PREFIX=(ov)@+", "CHANTYPES=", "*", "=", ""]
+)  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.lists(_WORDS | st.text(max_size=12), max_size=8).map(" ".join), max_size=12))
+def test_no_sequence_of_server_lines_makes_the_state_raise(lines: list[str]) -> None:
+    state = joined()
+    for line in lines:
+        state.feed(line)
+    for buf in state.buffer_list:
+        assert all(safe_text(line.text) == line.text for line in buf.lines)
+    assert state.buffer_list[0].kind == "server"
