@@ -66,6 +66,7 @@ class AsyncioConnection(asyncio.Protocol):
         self.closed = False
         self.paused = False
         self.reads = 0
+        self.peer = "?"
 
     # asyncio side -----------------------------------------------------------------
 
@@ -76,8 +77,9 @@ class AsyncioConnection(asyncio.Protocol):
             with contextlib.suppress(OSError):
                 tune_accepted(sock)
         peer = transport.get_extra_info("peername") or ("?", 0)
+        self.peer = f"{peer[0]}:{peer[1]}"
         self.server.connections.add(self)
-        log.info("connection from %s:%s", peer[0], peer[1])
+        log.info("connection from %s", self.peer)
         self.client = self.server.hub.connect(self, peer[0])
 
     def data_received(self, data: bytes) -> None:
@@ -100,6 +102,7 @@ class AsyncioConnection(asyncio.Protocol):
         self.closed = self.closing = True
         self.outbox.clear()
         self.server.connections.discard(self)
+        log.info("closed connection from %s", self.peer)
         if self.client is not None:
             reason = (getattr(exc, "strerror", None) or "Connection error") if exc else "Connection closed"
             self.server.hub.disconnect(self.client, reason)
@@ -186,6 +189,7 @@ class AsyncioServer:
         self.connections: set[AsyncioConnection] = set()
         self.pending: list[AsyncioConnection] = []
         self.address: tuple[str, int] = (settings.host, settings.port)
+        self.tls_address: tuple[str, int] | None = None  # no TLS listener on this backend
         self._listener = None
         self._stop: asyncio.Event | None = None
         self._stopping = False
