@@ -180,6 +180,15 @@ class Buffer:
         return [self.prefixes.get(key, "")[:1] + self.nicks[key] for key in sorted(self.nicks, key=rank)]
 
 
+def _send(command: str, *params: str) -> list[Event]:
+    """A ``SendLine`` for the reply, or nothing when a parameter from the network cannot be sent back
+    (a NUL in a PING token, say): answering with a malformed line would be worse than not answering."""
+    try:
+        return [SendLine(format_message(command, *params))]
+    except ValueError:
+        return []
+
+
 def _nick_of(source: str | None) -> str:
     return (source or "").split("!", 1)[0]
 
@@ -325,6 +334,8 @@ class ClientState:
         lines: list[str] = []
         batch: list[str] = []
         for channel in self.wanted_channels.values():
+            if not channel or any(char in channel for char in " ,\r\n\0") or channel.startswith(":"):
+                continue  # a name no JOIN can carry (only a broken server could have sent it)
             if batch and len(",".join([*batch, channel]).encode()) > MAX_JOIN_LINE_BYTES:
                 lines.append(format_message("JOIN", ",".join(batch)))
                 batch = []
@@ -350,7 +361,7 @@ class ClientState:
         return [ServerText(self.buffers[SERVER_KEY].name, safe_text(text))]
 
     def _ping(self, message: Message) -> list[Event]:
-        return [SendLine(format_message("PONG", message.param(0) or "chatc"))]
+        return _send("PONG", message.param(0) or "chatc")
 
     def _ignore(self, message: Message) -> list[Event]:
         return []
@@ -397,10 +408,7 @@ class ClientState:
         if verb not in answers or not sender:
             return []
         body = f"{verb} {answers[verb]}".strip()
-        try:
-            return [SendLine(format_message("NOTICE", sender, f"{CTCP_DELIM}{body}{CTCP_DELIM}"))]
-        except ValueError:
-            return []
+        return _send("NOTICE", sender, f"{CTCP_DELIM}{body}{CTCP_DELIM}")
 
     def _join(self, message: Message) -> list[Event]:
         nick = _nick_of(message.source)
@@ -568,7 +576,7 @@ class ClientState:
         suffix = "_" * self._nick_attempts if self._nick_attempts < 3 else str(self._nick_attempts)
         self.nick = (base[: 30 - len(suffix)] + suffix) if base else f"chatc{self._nick_attempts}"
         self.add_line(self.buffers[SERVER_KEY], "info", f"Trying nick {self.nick}")
-        return [SendLine(format_message("NICK", self.nick))]
+        return _send("NICK", self.nick)
 
     def _welcome(self, message: Message) -> list[Event]:
         self.registered = True

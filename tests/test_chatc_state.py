@@ -317,3 +317,24 @@ def test_no_sequence_of_server_lines_makes_the_state_raise(lines: list[str]) -> 
     for buf in state.buffer_list:
         assert all(safe_text(line.text) == line.text for line in buf.lines)
     assert state.buffer_list[0].kind == "server"
+
+
+_INPUT_WORDS = st.sampled_from(
+    ["/join", "/part", "/msg", "/query", "/me", "/nick", "/topic", "/names", "/who", "/whois", "/list", "/away",
+     "/quote", "/buffer", "/close", "/clear", "/help", "/quit", "/notice", "/reconnect", "//", "/", "#room", "#",
+     "bob", ":x", "0", "99", ""]
+)  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_INPUT_WORDS | st.text(max_size=10), max_size=6).map(" ".join), st.booleans())
+def test_any_input_line_either_works_or_raises_a_user_error(typed: str, in_channel: bool) -> None:
+    state = joined()
+    if in_channel:
+        state.set_active("#room")
+    try:
+        outcome = interpret(state, typed)
+    except CommandError:
+        return
+    for line in outcome.lines:
+        assert "\r" not in line and "\n" not in line and "\0" not in line
