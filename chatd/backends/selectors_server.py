@@ -218,6 +218,7 @@ class Connection:
         self.closed = True
         self.closing = True
         self.outbox.clear()
+        self.client = None  # a pending linger timer may keep this object a while; not the client
         self.loop.forget(self)
         with contextlib.suppress(OSError):
             self.sock.close()

@@ -486,6 +486,15 @@ class Hub:
             log.debug("%s left: %s", client.prefix, reason)
         for channel in list(client.channels.values()):
             self.leave(client, channel)
+        if len(self._timers) > 2 * len(self.clients) + 16:
+            self._compact_timers()
+
+    def _compact_timers(self) -> None:
+        """Drop timer entries of departed clients, so they (and their buffers) can be freed now
+        rather than when their next ping deadline comes round. Runs when at least half the
+        heap is stale, so it costs O(1) amortised per departure."""
+        self._timers = [entry for entry in self._timers if not entry[2].gone]
+        heapq.heapify(self._timers)
 
     def _reap(self) -> None:
         """Disconnect clients whose send queue overflowed during the last command."""
