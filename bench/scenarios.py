@@ -36,10 +36,10 @@ class Plan:
     processes: int = 1
     duration_s: float = 3.0
     window: int = 1
-    blast_deliveries: int = 3_000_000
+    blast_deliveries: int = 1_500_000
     slow_clients: int = 100
     slow_duration_s: float = 6.0
-    drain_timeout_s: float = 60.0
+    drain_timeout_s: float = 40.0
     setup_timeout_s: float = 120.0
 
     @classmethod
