@@ -28,6 +28,7 @@ from chatd.protocol.casemap import (
     CHANNEL_TYPES,
     MAX_CHANNEL_LENGTH,
     MAX_NICK_LENGTH,
+    MAX_TOPIC_LENGTH,
     irc_lower,
 )
 from chatd.protocol.framing import OVERLONG, decode_line
@@ -35,7 +36,6 @@ from chatd.protocol.message import format_message, parse
 
 log = logging.getLogger("chatd")
 
-TOPIC_LENGTH = 390
 REGISTRATION_VERBS = frozenset({"CAP", "PASS", "NICK", "USER"})
 
 
@@ -424,7 +424,7 @@ class Hub:
             "NETWORK": self.config.network,
             "NICKLEN": str(MAX_NICK_LENGTH),
             "PREFIX": "(ov)@+",
-            "TOPICLEN": str(TOPIC_LENGTH),
+            "TOPICLEN": str(MAX_TOPIC_LENGTH),
         }
         tokens.update(self.config.isupport_extra)
         return [f"{key}={value}" if value else key for key, value in sorted(tokens.items())]

@@ -14,6 +14,7 @@ CASEMAPPING: Final = "rfc1459"
 MAX_NICK_LENGTH: Final = 32
 MAX_CHANNEL_LENGTH: Final = 50
 CHANNEL_TYPES: Final = "#"
+MAX_TOPIC_LENGTH: Final = 390
 
 _UPPER = "ABCDEFGHIJKLMNOPQRSTUVWXYZ[]\\~"
 _LOWER = "abcdefghijklmnopqrstuvwxyz{}|^"

@@ -1,0 +1,103 @@
+"""The command table and the checks every command shares.
+
+``dispatch`` does the shared checks once — unknown verb (421), not registered
+(451), too few parameters (461) — so handlers never re-check them. Handlers live
+in one module per command family, each introduced by its syntax.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from chatd.core.client import Client
+from chatd.core.commands.channels import (
+    handle_join,
+    handle_kick,
+    handle_list,
+    handle_names,
+    handle_part,
+    handle_topic,
+)
+from chatd.core.commands.messages import handle_notice, handle_privmsg
+from chatd.core.commands.modes import handle_mode
+from chatd.core.commands.queries import (
+    handle_away,
+    handle_ison,
+    handle_lusers,
+    handle_motd,
+    handle_userhost,
+    handle_version,
+    handle_who,
+    handle_whois,
+)
+from chatd.core.commands.registration import (
+    handle_cap,
+    handle_nick,
+    handle_pass,
+    handle_ping,
+    handle_pong,
+    handle_quit,
+    handle_user,
+)
+from chatd.protocol import numerics as n
+from chatd.protocol.message import Message
+
+if TYPE_CHECKING:
+    from chatd.core.hub import Hub
+
+Handler = Callable[["Hub", Client, Message], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    handler: Handler
+    min_params: int = 0
+    before_registration: bool = False
+
+
+def dispatch(hub: Hub, client: Client, message: Message) -> None:
+    """Run one command from an IRC client after the checks every command shares."""
+    command = COMMANDS.get(message.command)
+    if command is None:
+        if client.registered:
+            hub.reply(client, n.ERR_UNKNOWNCOMMAND, message.command, "Unknown command")
+        else:
+            hub.reply(client, n.ERR_NOTREGISTERED, "You have not registered")
+        return
+    if not client.registered and not command.before_registration:
+        hub.reply(client, n.ERR_NOTREGISTERED, "You have not registered")
+        return
+    if len(message.params) < command.min_params:
+        hub.reply(client, n.ERR_NEEDMOREPARAMS, message.command, "Not enough parameters")
+        return
+    command.handler(hub, client, message)
+
+
+COMMANDS: dict[str, Command] = {
+    "AWAY": Command(handle_away),
+    "CAP": Command(handle_cap, min_params=1, before_registration=True),
+    "ISON": Command(handle_ison, min_params=1),
+    "JOIN": Command(handle_join, min_params=1),
+    "KICK": Command(handle_kick, min_params=2),
+    "LIST": Command(handle_list),
+    "LUSERS": Command(handle_lusers),
+    "MODE": Command(handle_mode, min_params=1),
+    "MOTD": Command(handle_motd),
+    "NAMES": Command(handle_names),
+    "NICK": Command(handle_nick, before_registration=True),
+    "NOTICE": Command(handle_notice),
+    "PART": Command(handle_part, min_params=1),
+    "PASS": Command(handle_pass, min_params=1, before_registration=True),
+    "PING": Command(handle_ping, before_registration=True),
+    "PONG": Command(handle_pong, before_registration=True),
+    "PRIVMSG": Command(handle_privmsg),
+    "QUIT": Command(handle_quit, before_registration=True),
+    "TOPIC": Command(handle_topic, min_params=1),
+    "USER": Command(handle_user, min_params=4, before_registration=True),
+    "USERHOST": Command(handle_userhost, min_params=1),
+    "VERSION": Command(handle_version),
+    "WHO": Command(handle_who),
+    "WHOIS": Command(handle_whois),
+}

@@ -1,0 +1,120 @@
+"""Questions about users and the server: WHO, WHOIS, AWAY, MOTD, LUSERS, VERSION, USERHOST, ISON."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from chatd import __version__
+from chatd.core.client import Client
+from chatd.protocol import numerics as n
+from chatd.protocol.message import Message
+
+if TYPE_CHECKING:
+    from chatd.core.channel import Channel
+    from chatd.core.hub import Hub
+
+
+def _who_reply(hub: Hub, asker: Client, target: Client, channel: Channel | None) -> None:
+    flags = "G" if target.away is not None else "H"
+    if channel is not None:
+        flags += channel.prefix_of(target)
+    hub.reply(
+        asker,
+        n.RPL_WHOREPLY,
+        channel.name if channel else "*",
+        target.user or "",
+        target.host,
+        hub.config.name,
+        target.nick or "",
+        flags,
+        f"0 {target.realname}",
+    )
+
+
+# WHO <mask>
+def handle_who(hub: Hub, client: Client, message: Message) -> None:
+    mask = message.param(0, "*")
+    channel = hub.find_channel(mask) if mask[:1] == "#" else None
+    if channel is not None:
+        for member in channel.members:
+            _who_reply(hub, client, member, channel)
+    elif mask[:1] != "#":
+        target = hub.find_client(mask)
+        if target is not None and target.registered:
+            shared = next((ch for ch in target.channels.values() if client in ch.members), None)
+            _who_reply(hub, client, target, shared)
+    hub.reply(client, n.RPL_ENDOFWHO, mask, "End of WHO list")
+
+
+# WHOIS [<server>] <nick>
+def handle_whois(hub: Hub, client: Client, message: Message) -> None:
+    if not message.params or not message.params[-1]:
+        hub.reply(client, n.ERR_NONICKNAMEGIVEN, "No nickname given")
+        return
+    nick = message.params[-1]
+    target = hub.find_client(nick)
+    if target is None or not target.registered:
+        hub.reply(client, n.ERR_NOSUCHNICK, nick, "No such nick/channel")
+        hub.reply(client, n.RPL_ENDOFWHOIS, nick, "End of /WHOIS list")
+        return
+    name = target.nick or ""
+    hub.reply(client, n.RPL_WHOISUSER, name, target.user or "", target.host, "*", target.realname)
+    channels = " ".join(ch.prefix_of(target) + ch.name for ch in target.channels.values())
+    if channels:
+        hub.reply(client, n.RPL_WHOISCHANNELS, name, channels)
+    hub.reply(client, n.RPL_WHOISSERVER, name, hub.config.name, "chatd")
+    if target.away is not None:
+        hub.reply(client, n.RPL_AWAY, name, target.away)
+    idle = int(hub.clock() - target.last_seen)
+    hub.reply(client, n.RPL_WHOISIDLE, name, str(idle), str(int(target.signon)), "seconds idle, signon time")
+    hub.reply(client, n.RPL_ENDOFWHOIS, name, "End of /WHOIS list")
+
+
+# AWAY [:<message>]
+def handle_away(hub: Hub, client: Client, message: Message) -> None:
+    text = message.param(0)
+    if text:
+        client.away = text[:390]
+        hub.reply(client, n.RPL_NOWAWAY, "You have been marked as being away")
+    else:
+        client.away = None
+        hub.reply(client, n.RPL_UNAWAY, "You are no longer marked as being away")
+
+
+# MOTD
+def handle_motd(hub: Hub, client: Client, message: Message) -> None:
+    hub.send_motd(client)
+
+
+# LUSERS
+def handle_lusers(hub: Hub, client: Client, message: Message) -> None:
+    hub.send_lusers(client)
+
+
+# VERSION
+def handle_version(hub: Hub, client: Client, message: Message) -> None:
+    hub.reply(client, n.RPL_VERSION, f"chatd-{__version__}", hub.config.name, "")
+    for start in range(0, len(hub.isupport), 12):
+        hub.reply(client, n.RPL_ISUPPORT, *hub.isupport[start : start + 12], "are supported by this server")
+
+
+# USERHOST <nick>{ <nick>}
+def handle_userhost(hub: Hub, client: Client, message: Message) -> None:
+    entries = []
+    for nick in message.params[:5]:
+        target = hub.find_client(nick)
+        if target is not None and target.registered:
+            away = "-" if target.away is not None else "+"
+            entries.append(f"{target.nick}={away}{target.user}@{target.host}")
+    hub.reply(client, n.RPL_USERHOST, " ".join(entries))
+
+
+# ISON <nick>{ <nick>}
+def handle_ison(hub: Hub, client: Client, message: Message) -> None:
+    online = []
+    for word in message.params:
+        for nick in word.split():
+            target = hub.find_client(nick)
+            if target is not None and target.registered:
+                online.append(target.nick or "")
+    hub.reply(client, n.RPL_ISON, " ".join(online))

@@ -1,0 +1,104 @@
+"""Registration and connection liveness: CAP, PASS, NICK, USER, PING, PONG, QUIT."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from chatd.core.client import Client
+from chatd.protocol import numerics as n
+from chatd.protocol.casemap import is_valid_nick
+from chatd.protocol.message import Message, format_message
+
+if TYPE_CHECKING:
+    from chatd.core.hub import Hub
+
+
+# CAP <subcommand> [:<capabilities>]
+def handle_cap(hub: Hub, client: Client, message: Message) -> None:
+    sub = message.params[0].upper()
+    target = client.display_nick
+    if sub == "LS":
+        if not client.registered:
+            client.cap_negotiating = True
+        hub.send_line(client, format_message("CAP", target, "LS", "", source=hub.config.name))
+    elif sub == "LIST":
+        hub.send_line(client, format_message("CAP", target, "LIST", "", source=hub.config.name))
+    elif sub == "REQ":
+        if not client.registered:
+            client.cap_negotiating = True
+        hub.send_line(client, format_message("CAP", target, "NAK", message.param(1), source=hub.config.name))
+    elif sub == "END":
+        if client.cap_negotiating:
+            client.cap_negotiating = False
+            hub.try_complete_registration(client)
+    else:
+        hub.reply(client, n.ERR_INVALIDCAPCMD, sub, "Invalid CAP command")
+
+
+# PASS <password>
+def handle_pass(hub: Hub, client: Client, message: Message) -> None:
+    if client.registered:
+        hub.reply(client, n.ERR_ALREADYREGISTERED, "You may not reregister")
+        return
+    client.password = message.params[0]
+
+
+# NICK <nickname>
+def handle_nick(hub: Hub, client: Client, message: Message) -> None:
+    nick = message.param(0)
+    if not nick:
+        hub.reply(client, n.ERR_NONICKNAMEGIVEN, "No nickname given")
+        return
+    if not is_valid_nick(nick):
+        hub.reply(client, n.ERR_ERRONEUSNICKNAME, nick, "Erroneous nickname")
+        return
+    holder = hub.find_client(nick)
+    if holder is not None and holder is not client:
+        hub.reply(client, n.ERR_NICKNAMEINUSE, nick, "Nickname is already in use")
+        return
+    if nick == client.nick:
+        return
+    if not client.registered:
+        hub.claim_nick(client, nick)
+        hub.try_complete_registration(client)
+        return
+    old_prefix, old_nick = client.prefix, client.nick
+    hub.claim_nick(client, nick)
+    hub.send_to_peers(
+        client,
+        format_message("NICK", nick, source=old_prefix),
+        f"* {old_nick} is now known as {nick}",
+        include_self=True,
+    )
+
+
+# USER <username> <mode> <unused> :<realname>
+def handle_user(hub: Hub, client: Client, message: Message) -> None:
+    if client.registered or client.user is not None:
+        hub.reply(client, n.ERR_ALREADYREGISTERED, "You may not reregister")
+        return
+    username = "".join(ch for ch in message.params[0] if ch not in "@!: ")[:16] or "user"
+    client.user = "~" + username
+    client.realname = message.params[3]
+    if client.nick is not None:
+        client.update_prefix()
+    hub.try_complete_registration(client)
+
+
+# PING <token>
+def handle_ping(hub: Hub, client: Client, message: Message) -> None:
+    if not message.params or not message.params[0]:
+        hub.reply(client, n.ERR_NOORIGIN, "No origin specified")
+        return
+    hub.send_line(client, format_message("PONG", hub.config.name, message.params[0], source=hub.config.name))
+
+
+# PONG <token>
+def handle_pong(hub: Hub, client: Client, message: Message) -> None:
+    """Nothing to do: any line from a client already counts as a sign of life."""
+
+
+# QUIT [:<reason>]
+def handle_quit(hub: Hub, client: Client, message: Message) -> None:
+    reason = message.param(0)
+    hub.quit(client, f"Quit: {reason}" if reason else "Quit")
