@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -338,3 +340,22 @@ def test_any_input_line_either_works_or_raises_a_user_error(typed: str, in_chann
         return
     for line in outcome.lines:
         assert "\r" not in line and "\n" not in line and "\0" not in line
+
+
+def test_whois_who_and_list_replies_read_as_sentences() -> None:
+    state = registered()
+    state.feed(":srv 311 me bob ~u 10.0.0.1 * :Bob Real")
+    state.feed(":srv 319 me bob :@#lobby #dev")
+    state.feed(":srv 317 me bob 3725 1700000000 :seconds idle, signon time")
+    state.feed(":srv 352 me #lobby ~u 10.0.0.1 chatd bob H@ :0 Bob Real")
+    state.feed(":srv 322 me #lobby 3 :the topic")
+    state.feed(":srv 311 me bob :too few")
+    shown = [line.text for line in state.buffer_list[0].lines]
+    assert shown[-6:-1] == [
+        "bob is ~u@10.0.0.1 (Bob Real)",
+        "bob is on @#lobby #dev",
+        "bob has been idle 1h02m05s, signed on " + time.strftime("%Y-%m-%d %H:%M", time.localtime(1700000000)),
+        "#lobby bob H@ ~u@10.0.0.1 (Bob Real)",
+        "#lobby (3 users) the topic",
+    ]
+    assert shown[-1] == "bob too few"
