@@ -11,7 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final
 
-from chatc.state import CTCP_DELIM, SERVER_KEY, ClientState
+from chatc.buffers import SERVER_KEY
+from chatc.state import CTCP_DELIM, ClientState
 from chatd.protocol.casemap import irc_lower
 from chatd.protocol.message import format_message
 

@@ -28,7 +28,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
-from chatc.state import SERVER_KEY, ClientState, Event, Registered, SendLine
+from chatc.buffers import SERVER_KEY
+from chatc.events import Event, Registered, SendLine
+from chatc.state import ClientState
 from chatd.protocol.framing import OVERLONG, LineReader, decode_line
 from chatd.protocol.message import format_message, parse
 
@@ -113,7 +115,9 @@ class Connection:
                     asyncio.open_connection(self.address.host, self.address.port), CONNECT_TIMEOUT_S
                 )
             except (OSError, TimeoutError) as exc:
-                why = os.strerror(exc.errno) if exc.errno else str(exc) or "timed out"
+                why = exc.strerror or (os.strerror(exc.errno) if exc.errno else "") or str(exc) or "timed out"
+                if why.startswith("Connect call failed") and exc.errno:
+                    why = os.strerror(exc.errno)  # asyncio's wording hides the reason (refused, unreachable)
                 reason = f"cannot connect to {self.address.host}:{self.address.port}: {why}"
                 self.last_error = reason
                 self.state.info(reason, kind="error")

@@ -18,9 +18,11 @@ import os
 import threading
 from typing import BinaryIO, Final, TextIO
 
+from chatc.buffers import SERVER_KEY
 from chatc.commands import CommandError, interpret
 from chatc.connection import Connection, ConnectionClosed, ServerAddress
-from chatc.state import SERVER_KEY, ClientState, ErrorReply, Event, MessageReceived
+from chatc.events import ErrorReply, Event, MessageReceived
+from chatc.state import ClientState
 from chatd.protocol.framing import decode_line
 
 # Stop reading input while this many lines wait for their turn, so a huge pipe stays in the pipe.

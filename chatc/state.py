@@ -19,18 +19,29 @@ Invariants:
 from __future__ import annotations
 
 import time
-from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from typing import Final
 
+from chatc.buffers import MAX_BUFFER_LINES, SERVER_KEY, Buffer, BufferLine
+from chatc.events import (
+    ErrorReply,
+    Event,
+    Joined,
+    MessageReceived,
+    NickChanged,
+    Parted,
+    Quit,
+    Registered,
+    SendLine,
+    ServerText,
+    TopicChanged,
+)
+from chatc.replies import describe_reply
 from chatc.text import mentions, safe_text
 from chatd.protocol import numerics as n
 from chatd.protocol.casemap import irc_lower
 from chatd.protocol.message import Message, format_message, parse
 
-MAX_BUFFER_LINES: Final = 5000
-SERVER_KEY: Final = ""
 CTCP_DELIM: Final = "\x01"
 # JOIN lines are batched with commas; stay well inside the 512-byte line limit.
 MAX_JOIN_LINE_BYTES: Final = 400
@@ -45,139 +56,24 @@ _ACTIVE_BUFFER_NUMERICS: Final = frozenset(
     }
 )  # fmt: skip
 
-
-# ---- events ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class SendLine:
-    """A line the connection must send on the state's behalf."""
-
-    line: str
-
-
-@dataclass(frozen=True, slots=True)
-class Registered:
-    """The server accepted us (001); ``nick`` is the nick it gave us."""
-
-    nick: str
-
-
-@dataclass(frozen=True, slots=True)
-class MessageReceived:
-    """A PRIVMSG, NOTICE or CTCP ACTION, already sanitised; ``buffer`` is the display name."""
-
-    buffer: str
-    sender: str
-    text: str
-    kind: str  # "privmsg", "notice" or "action"
-    own: bool = False
-    highlight: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class Joined:
-    channel: str
-    nick: str
-    own: bool
-
-
-@dataclass(frozen=True, slots=True)
-class Parted:
-    """A nick left a channel by PART or KICK (``kicked_by`` set)."""
-
-    channel: str
-    nick: str
-    reason: str
-    own: bool
-    kicked_by: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class Quit:
-    nick: str
-    reason: str
-    channels: tuple[str, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class NickChanged:
-    old: str
-    new: str
-    own: bool
-
-
-@dataclass(frozen=True, slots=True)
-class TopicChanged:
-    channel: str
-    topic: str
-    by: str
-
-
-@dataclass(frozen=True, slots=True)
-class ServerText:
-    """Informational text from the server (numerics, MOTD, server notices)."""
-
-    buffer: str
-    text: str
-
-
-@dataclass(frozen=True, slots=True)
-class ErrorReply:
-    """An error numeric (4xx/5xx) or an ``ERROR`` line; ``code`` is the numeric or ``ERROR``."""
-
-    code: str
-    text: str
-
-
-Event = (
-    SendLine | Registered | MessageReceived | Joined | Parted | Quit | NickChanged | TopicChanged | ServerText
-    | ErrorReply
-)  # fmt: skip
-
-
-# ---- buffers --------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class BufferLine:
-    """One displayed line. ``kind`` picks the rendering: privmsg, action, notice, join, part,
-    quit, nick, topic, mode, info or error."""
-
-    time: float
-    kind: str
-    text: str
-    nick: str = ""
-    own: bool = False
-    highlight: bool = False
-
-
-@dataclass(slots=True)
-class Buffer:
-    """A conversation: the server, one channel, or one private query."""
-
-    name: str
-    kind: str  # "server", "channel" or "query"
-    lines: deque[BufferLine] = field(default_factory=lambda: deque(maxlen=MAX_BUFFER_LINES))
-    unread: int = 0
-    highlighted: bool = False
-    joined: bool = False
-    topic: str = ""
-    nicks: dict[str, str] = field(default_factory=dict)  # case-mapped key -> nick as shown
-    prefixes: dict[str, str] = field(default_factory=dict)  # case-mapped key -> "@", "+", ...
-
-    @property
-    def key(self) -> str:
-        return SERVER_KEY if self.kind == "server" else irc_lower(self.name)
-
-    def sorted_nicks(self) -> list[str]:
-        """Nicks with their status prefix, operators first, then alphabetical (case-mapped)."""
-
-        def rank(key: str) -> tuple[int, str]:
-            prefix = self.prefixes.get(key, "")
-            return (0 if "@" in prefix or "~" in prefix or "&" in prefix else 1 if prefix else 2, key)
-
-        return [self.prefixes.get(key, "")[:1] + self.nicks[key] for key in sorted(self.nicks, key=rank)]
+__all__ = [
+    "MAX_BUFFER_LINES",
+    "SERVER_KEY",
+    "Buffer",
+    "BufferLine",
+    "ClientState",
+    "ErrorReply",
+    "Event",
+    "Joined",
+    "MessageReceived",
+    "NickChanged",
+    "Parted",
+    "Quit",
+    "Registered",
+    "SendLine",
+    "ServerText",
+    "TopicChanged",
+]
 
 
 def _send(command: str, *params: str) -> list[Event]:
@@ -187,42 +83,6 @@ def _send(command: str, *params: str) -> list[Event]:
         return [SendLine(format_message(command, *params))]
     except ValueError:
         return []
-
-
-def _idle(seconds: str) -> str:
-    if not seconds.isdigit():
-        return seconds
-    minutes, secs = divmod(int(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
-
-
-def describe_reply(code: str, params: tuple[str, ...]) -> str | None:
-    """Readable text for the replies users ask for (WHOIS, WHO, LIST, AWAY); None means show the raw text.
-
-    ``params`` excludes our own nick. Missing parameters give None rather than a half sentence.
-    """
-
-    def get(index: int) -> str:
-        return params[index] if index < len(params) else ""
-
-    if code == n.RPL_WHOISUSER and len(params) >= 5:
-        return f"{get(0)} is {get(1)}@{get(2)} ({get(4)})"
-    if code == n.RPL_WHOISSERVER and len(params) >= 3:
-        return f"{get(0)} is connected to {get(1)} ({get(2)})"
-    if code == n.RPL_WHOISCHANNELS and len(params) >= 2:
-        return f"{get(0)} is on {get(1)}"
-    if code == n.RPL_WHOISIDLE and len(params) >= 3:
-        signon = time.strftime("%Y-%m-%d %H:%M", time.localtime(int(get(2)))) if get(2).isdigit() else get(2)
-        return f"{get(0)} has been idle {_idle(get(1))}, signed on {signon}"
-    if code == n.RPL_AWAY and len(params) >= 2:
-        return f"{get(0)} is away: {get(1)}"
-    if code == n.RPL_WHOREPLY and len(params) >= 7:
-        realname = get(6).split(" ", 1)[1] if " " in get(6) else get(6)
-        return f"{get(0)} {get(4)} {get(5)} {get(1)}@{get(2)} ({realname})"
-    if code == n.RPL_LIST and len(params) >= 2:
-        return f"{get(0)} ({get(1)} users) {get(2)}".rstrip()
-    return None
 
 
 def _nick_of(source: str | None) -> str:

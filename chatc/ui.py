@@ -36,9 +36,11 @@ from prompt_toolkit.layout.menus import CompletionsMenu
 from prompt_toolkit.styles import Style
 from prompt_toolkit.widgets import TextArea
 
+from chatc.buffers import SERVER_KEY, BufferLine
 from chatc.commands import COMMANDS, CommandError, interpret
 from chatc.connection import Connection, ServerAddress
-from chatc.state import SERVER_KEY, BufferLine, ClientState, Event, Joined
+from chatc.events import Event, Joined
+from chatc.state import ClientState
 from chatc.text import nick_colour
 from chatd.protocol.casemap import irc_lower
 

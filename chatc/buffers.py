@@ -1,0 +1,57 @@
+"""Buffers: one per conversation (the server, each channel, each private query), and their lines.
+
+A buffer keeps at most ``MAX_BUFFER_LINES`` lines, so a chatty channel left open all
+day cannot grow the client without bound.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Final
+
+from chatd.protocol.casemap import irc_lower
+
+MAX_BUFFER_LINES: Final = 5000
+SERVER_KEY: Final = ""
+
+
+@dataclass(frozen=True, slots=True)
+class BufferLine:
+    """One displayed line. ``kind`` picks the rendering: privmsg, action, notice, join, part,
+    quit, nick, topic, mode, info or error."""
+
+    time: float
+    kind: str
+    text: str
+    nick: str = ""
+    own: bool = False
+    highlight: bool = False
+
+
+@dataclass(slots=True)
+class Buffer:
+    """A conversation: the server, one channel, or one private query."""
+
+    name: str
+    kind: str  # "server", "channel" or "query"
+    lines: deque[BufferLine] = field(default_factory=lambda: deque(maxlen=MAX_BUFFER_LINES))
+    unread: int = 0
+    highlighted: bool = False
+    joined: bool = False
+    topic: str = ""
+    nicks: dict[str, str] = field(default_factory=dict)  # case-mapped key -> nick as shown
+    prefixes: dict[str, str] = field(default_factory=dict)  # case-mapped key -> "@", "+", ...
+
+    @property
+    def key(self) -> str:
+        return SERVER_KEY if self.kind == "server" else irc_lower(self.name)
+
+    def sorted_nicks(self) -> list[str]:
+        """Nicks with their status prefix, operators first, then alphabetical (case-mapped)."""
+
+        def rank(key: str) -> tuple[int, str]:
+            prefix = self.prefixes.get(key, "")
+            return (0 if "@" in prefix or "~" in prefix or "&" in prefix else 1 if prefix else 2, key)
+
+        return [self.prefixes.get(key, "")[:1] + self.nicks[key] for key in sorted(self.nicks, key=rank)]

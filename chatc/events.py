@@ -1,0 +1,95 @@
+"""The events the client state reports; frozen, so a listener cannot change what happened.
+
+All text in them has been through ``safe_text``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class SendLine:
+    """A line the connection must send on the state's behalf."""
+
+    line: str
+
+
+@dataclass(frozen=True, slots=True)
+class Registered:
+    """The server accepted us (001); ``nick`` is the nick it gave us."""
+
+    nick: str
+
+
+@dataclass(frozen=True, slots=True)
+class MessageReceived:
+    """A PRIVMSG, NOTICE or CTCP ACTION, already sanitised; ``buffer`` is the display name."""
+
+    buffer: str
+    sender: str
+    text: str
+    kind: str  # "privmsg", "notice" or "action"
+    own: bool = False
+    highlight: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Joined:
+    channel: str
+    nick: str
+    own: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Parted:
+    """A nick left a channel by PART or KICK (``kicked_by`` set)."""
+
+    channel: str
+    nick: str
+    reason: str
+    own: bool
+    kicked_by: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Quit:
+    nick: str
+    reason: str
+    channels: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class NickChanged:
+    old: str
+    new: str
+    own: bool
+
+
+@dataclass(frozen=True, slots=True)
+class TopicChanged:
+    channel: str
+    topic: str
+    by: str
+
+
+@dataclass(frozen=True, slots=True)
+class ServerText:
+    """Informational text from the server (numerics, MOTD, server notices)."""
+
+    buffer: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorReply:
+    """An error numeric (4xx/5xx) or an ``ERROR`` line; ``code`` is the numeric or ``ERROR``."""
+
+    code: str
+    text: str
+
+
+Event = (
+    SendLine | Registered | MessageReceived | Joined | Parted | Quit | NickChanged | TopicChanged | ServerText
+    | ErrorReply
+)  # fmt: skip
