@@ -317,7 +317,11 @@ class Hub:
 
     def send_names(self, client: Client, channel: Channel) -> None:
         """353 lines (split to fit 512 bytes) and one 366."""
-        header = f":{self.config.name} {n.RPL_NAMREPLY} {client.display_nick} = {channel.name} :"
+        if not channel.visible_to(client):
+            self.reply(client, n.RPL_ENDOFNAMES, channel.name, "End of /NAMES list")
+            return
+        symbol = "@" if "s" in channel.modes else "="
+        header = f":{self.config.name} {n.RPL_NAMREPLY} {client.display_nick} {symbol} {channel.name} :"
         budget = 510 - len(header.encode())
         batch: list[str] = []
         used = 0
@@ -373,8 +377,8 @@ class Hub:
                 config.name,
                 f"chatd-{__version__}",
                 "iow",
-                "ntov",
-                "ov",
+                "biklmnostv",
+                "bklov",
                 source=config.name,
             ),
         )
@@ -416,8 +420,9 @@ class Hub:
             "AWAYLEN": "390",
             "CASEMAPPING": CASEMAPPING,
             "CHANLIMIT": f"{CHANNEL_TYPES}:",
-            "CHANMODES": ",,,nt",
+            "CHANMODES": "b,k,l,imnst",
             "CHANNELLEN": str(MAX_CHANNEL_LENGTH),
+            "ELIST": "MNU",
             "CHANTYPES": CHANNEL_TYPES,
             "KICKLEN": "390",
             "MODES": "4",

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from chatd.core.client import Client
 from chatd.core.commands.channels import (
+    handle_invite,
     handle_join,
     handle_kick,
     handle_list,
@@ -78,6 +79,7 @@ def dispatch(hub: Hub, client: Client, message: Message) -> None:
 COMMANDS: dict[str, Command] = {
     "AWAY": Command(handle_away),
     "CAP": Command(handle_cap, min_params=1, before_registration=True),
+    "INVITE": Command(handle_invite, min_params=2),
     "ISON": Command(handle_ison, min_params=1),
     "JOIN": Command(handle_join, min_params=1),
     "KICK": Command(handle_kick, min_params=2),

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from chatd.core.client import Client, Mode
 from chatd.protocol import numerics as n
 from chatd.protocol.casemap import MAX_TOPIC_LENGTH, irc_lower, is_channel_name
+from chatd.protocol.mask import mask_matches
 from chatd.protocol.message import Message, format_message
 
 if TYPE_CHECKING:
@@ -20,7 +22,8 @@ def handle_join(hub: Hub, client: Client, message: Message) -> None:
         for channel in list(client.channels.values()):
             part(hub, client, channel, client.nick or "")
         return
-    for name in message.params[0].split(","):
+    keys = message.param(1).split(",")
+    for index, name in enumerate(message.params[0].split(",")):
         if not name:
             continue
         if not is_channel_name(name):
@@ -28,7 +31,58 @@ def handle_join(hub: Hub, client: Client, message: Message) -> None:
             continue
         if irc_lower(name) in client.channels:
             continue
+        channel = hub.find_channel(name)
+        if channel is not None:
+            refusal = _join_refusal(client, channel, keys[index] if index < len(keys) else "")
+            if refusal is not None:
+                hub.reply(client, refusal[0], channel.name, refusal[1])
+                continue
+            channel.invited.discard(client.key or "")
         hub.join(client, name)
+
+
+def _join_refusal(client: Client, channel: Channel, key: str) -> tuple[str, str] | None:
+    """Why an existing channel will not take this client, as (numeric, text), or None."""
+    invited = client.key in channel.invited
+    if channel.is_banned(client) and not invited:
+        return n.ERR_BANNEDFROMCHAN, "Cannot join channel (+b)"
+    if "i" in channel.modes and not invited:
+        return n.ERR_INVITEONLYCHAN, "Cannot join channel (+i)"
+    if channel.mode_key is not None and key != channel.mode_key:
+        return n.ERR_BADCHANNELKEY, "Cannot join channel (+k)"
+    if channel.limit is not None and len(channel.members) >= channel.limit:
+        return n.ERR_CHANNELISFULL, "Cannot join channel (+l)"
+    return None
+
+
+# INVITE <nickname> <channel>
+def handle_invite(hub: Hub, client: Client, message: Message) -> None:
+    nick, name = message.params[0], message.params[1]
+    target = hub.find_client(nick)
+    if target is None or not target.registered:
+        hub.reply(client, n.ERR_NOSUCHNICK, nick, "No such nick/channel")
+        return
+    channel = hub.find_channel(name)
+    if channel is None:
+        hub.reply(client, n.ERR_NOSUCHCHANNEL, name, "No such channel")
+        return
+    if client not in channel.members:
+        hub.reply(client, n.ERR_NOTONCHANNEL, channel.name, "You're not on that channel")
+        return
+    if "i" in channel.modes and client not in channel.operators:
+        hub.reply(client, n.ERR_CHANOPRIVSNEEDED, channel.name, "You're not channel operator")
+        return
+    if target in channel.members:
+        hub.reply(client, n.ERR_USERONCHANNEL, target.nick or "", channel.name, "is already on channel")
+        return
+    channel.invited.add(target.key or "")
+    hub.reply(client, n.RPL_INVITING, target.nick or "", channel.name)
+    if target.mode is Mode.PLAIN:
+        target.send(f"* {client.nick} invites you to {channel.name}\n".encode())
+    else:
+        hub.send_line(target, format_message("INVITE", target.nick or "", channel.name, source=client.prefix))
+    if target.away is not None:
+        hub.reply(client, n.RPL_AWAY, target.nick or "", target.away)
 
 
 def part(hub: Hub, client: Client, channel: Channel, reason: str) -> None:
@@ -80,7 +134,8 @@ def handle_topic(hub: Hub, client: Client, message: Message) -> None:
 def handle_names(hub: Hub, client: Client, message: Message) -> None:
     if not message.params:
         for channel in list(hub.channels.values()):
-            hub.send_names(client, channel)
+            if channel.visible_to(client):
+                hub.send_names(client, channel)
         return
     for name in message.params[0].split(","):
         channel = hub.find_channel(name)
@@ -90,16 +145,26 @@ def handle_names(hub: Hub, client: Client, message: Message) -> None:
             hub.send_names(client, channel)
 
 
-# LIST [<channel>{,<channel>}]
+def _list_filter(term: str) -> Callable[[Channel], bool]:
+    """One LIST condition (ELIST=MNU): ``>n``/``<n`` users, ``!mask`` negated, else a name mask."""
+    if term[:1] in "<>" and term[1:].isdigit():
+        bound = int(term[1:])
+        if term[0] == ">":
+            return lambda channel: len(channel.members) > bound
+        return lambda channel: len(channel.members) < bound
+    if term.startswith("!"):
+        return lambda channel: not mask_matches(term[1:], channel.name)
+    return lambda channel: mask_matches(term, channel.name)
+
+
+# LIST [<channel>|<mask>|<condition>{,...}]
 def handle_list(hub: Hub, client: Client, message: Message) -> None:
     hub.reply(client, n.RPL_LISTSTART, "Channel", "Users  Name")
-    if message.params and message.params[0]:
-        wanted = [hub.find_channel(name) for name in message.params[0].split(",")]
-        channels = [channel for channel in wanted if channel is not None]
-    else:
-        channels = list(hub.channels.values())
-    for channel in channels:
-        hub.reply(client, n.RPL_LIST, channel.name, str(len(channel.members)), channel.topic)
+    terms = [term for term in message.param(0).split(",") if term]
+    filters = [_list_filter(term) for term in terms]
+    for channel in list(hub.channels.values()):
+        if channel.visible_to(client) and all(accept(channel) for accept in filters):
+            hub.reply(client, n.RPL_LIST, channel.name, str(len(channel.members)), channel.topic)
     hub.reply(client, n.RPL_LISTEND, "End of /LIST")
 
 

@@ -41,10 +41,7 @@ def _relay(hub: Hub, client: Client, message: Message, *, errors: bool) -> None:
                 if errors:
                     hub.reply(client, n.ERR_NOSUCHCHANNEL, target_name, "No such channel")
                 continue
-            member = client in channel.members
-            if ("n" in channel.modes and not member) or (
-                "m" in channel.modes and client not in channel.operators and client not in channel.voiced
-            ):
+            if not channel.can_speak(client):
                 if errors:
                     hub.reply(client, n.ERR_CANNOTSENDTOCHAN, channel.name, "Cannot send to channel")
                 continue

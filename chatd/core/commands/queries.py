@@ -35,7 +35,7 @@ def _who_reply(hub: Hub, asker: Client, target: Client, channel: Channel | None)
 def handle_who(hub: Hub, client: Client, message: Message) -> None:
     mask = message.param(0, "*")
     channel = hub.find_channel(mask) if mask[:1] == "#" else None
-    if channel is not None:
+    if channel is not None and channel.visible_to(client):
         for member in channel.members:
             _who_reply(hub, client, member, channel)
     elif mask[:1] != "#":
@@ -59,7 +59,7 @@ def handle_whois(hub: Hub, client: Client, message: Message) -> None:
         return
     name = target.nick or ""
     hub.reply(client, n.RPL_WHOISUSER, name, target.user or "", target.host, "*", target.realname)
-    channels = " ".join(ch.prefix_of(target) + ch.name for ch in target.channels.values())
+    channels = " ".join(ch.prefix_of(target) + ch.name for ch in target.channels.values() if ch.visible_to(client))
     if channels:
         hub.reply(client, n.RPL_WHOISCHANNELS, name, channels)
     hub.reply(client, n.RPL_WHOISSERVER, name, hub.config.name, "chatd")
