@@ -154,14 +154,15 @@ def run_soak(seconds: float, connections: int, backend: str, cycles: int = 3) ->
                 report.samples.append((time.monotonic() - start, len(swarm.sockets), rss))
                 if rss > report.peak_bytes:
                     report.peak_bytes, report.peak_connections = rss, len(swarm.sockets)
-            report.connections_made = swarm.serial if not report.connections_made else report.connections_made
+            report.connections_made += swarm.serial
             swarm.close(len(swarm.sockets))
             settle_until = time.monotonic() + SETTLE_S
             while time.monotonic() < settle_until:
                 time.sleep(0.2)
-                report.samples.append((time.monotonic() - start, 0, rss_bytes(server.pid)))
+                rss = rss_bytes(server.pid)
+            report.samples.append((time.monotonic() - start, 0, rss))
+            report.peak_bytes = max(report.peak_bytes, rss)
             report.settled_after_cycle.append(rss_bytes(server.pid))
-            report.connections_made += 0
     finally:
         server.terminate()
         server.wait(10)
