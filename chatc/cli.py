@@ -53,7 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
         "when stdin is not a terminal, sends each input line to --channel and prints what arrives.",
     )
     parser.add_argument("--host", default=env.get("CHATC_HOST", "127.0.0.1"), help="server host (default 127.0.0.1)")
-    parser.add_argument("--port", type=_port, default=env.get("CHATC_PORT", "6667"), help="server port (default 6667)")
+    parser.add_argument(
+        "--port", type=_port, default=env.get("CHATC_PORT"), help="server port (default 6667, or 6697 with --tls)"
+    )
     parser.add_argument(
         "--nick", type=_nick, default=env.get("CHATC_NICK"), help="nick to use (default: asks, suggesting login name)"
     )
@@ -74,7 +76,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--headless", action="store_true", help="no UI even on a terminal (the default when stdin is not one)"
     )
-    # Transport options (--tls, --tls-insecure) belong here and in ServerAddress.
+    parser.add_argument("--tls", action="store_true", help="connect with TLS, checking the server's certificate")
+    parser.add_argument(
+        "--tls-insecure", action="store_true", help="TLS without certificate checks (implies --tls; no impostor check)"
+    )
+    parser.add_argument(
+        "--tls-ca", metavar="FILE", default=env.get("CHATC_TLS_CA"), help="PEM certificates to trust (implies --tls)"
+    )
     parser.add_argument("--version", action="version", version=f"chatc {__version__}")
     return parser
 
@@ -124,7 +132,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         if nick is None:
             return EXIT_USAGE
 
-    address = ServerAddress(args.host, args.port)
+    tls = args.tls or args.tls_insecure or args.tls_ca is not None
+    if args.tls_ca is not None and not os.path.isfile(args.tls_ca):
+        parser.error(f"argument --tls-ca: no such file: {args.tls_ca!r}")
+    port = args.port if args.port is not None else (6697 if tls else 6667)
+    address = ServerAddress(args.host, port, tls=tls, tls_verify=not args.tls_insecure, tls_ca=args.tls_ca)
+    try:
+        address.ssl_context()
+    except (OSError, ValueError) as exc:
+        parser.error(f"argument --tls-ca: cannot use {args.tls_ca!r}: {exc}")
     state = ClientState(nick, channels, password=password or None, server_name=args.host)
     try:
         if interactive:

@@ -23,6 +23,7 @@ import contextlib
 import itertools
 import os
 import random
+import ssl
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -43,10 +44,42 @@ RATE_LINES_PER_S: Final = 3.0
 
 @dataclass(frozen=True, slots=True)
 class ServerAddress:
-    """Where to connect. TLS options will live here too, so callers need not change."""
+    """Where to connect, and how: plaintext, or TLS with or without certificate checks.
+
+    ``tls_ca`` names a PEM file of certificates to trust instead of the system's
+    (a private server's self-signed certificate); ``tls_verify=False`` accepts any
+    certificate, which protects against eavesdroppers but not against impostors.
+    """
 
     host: str
     port: int
+    tls: bool = False
+    tls_verify: bool = True
+    tls_ca: str | None = None
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """The client context for this address, or None for plaintext. Raises OSError for an unreadable CA file."""
+        if not self.tls:
+            return None
+        context = ssl.create_default_context(cafile=self.tls_ca)
+        if not self.tls_verify:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        return context
+
+
+def _describe_connect_error(exc: OSError) -> str:
+    """A short reason for the user: 'Connection refused', 'certificate verify failed: ...'."""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return f"TLS certificate verify failed: {exc.verify_message} (--tls-ca FILE trusts a private certificate)"
+    if isinstance(exc, ssl.SSLError):
+        return f"TLS error: {exc.reason or exc}"
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    if exc.strerror and not exc.strerror.startswith("Connect call failed"):
+        return exc.strerror
+    # asyncio's "Connect call failed" wording hides the reason (refused, unreachable).
+    return os.strerror(exc.errno) if exc.errno and exc.errno > 0 else str(exc)
 
 
 class ConnectionClosed(Exception):
@@ -111,13 +144,18 @@ class Connection:
         while not self._quitting:
             self._set_status("connecting")
             try:
+                context = self.address.ssl_context()
                 reader, writer = await asyncio.wait_for(
-                    asyncio.open_connection(self.address.host, self.address.port), CONNECT_TIMEOUT_S
+                    asyncio.open_connection(
+                        self.address.host,
+                        self.address.port,
+                        ssl=context,
+                        server_hostname=self.address.host if context is not None else None,
+                    ),
+                    CONNECT_TIMEOUT_S,
                 )
             except (OSError, TimeoutError) as exc:
-                why = exc.strerror or (os.strerror(exc.errno) if exc.errno else "") or str(exc) or "timed out"
-                if why.startswith("Connect call failed") and exc.errno:
-                    why = os.strerror(exc.errno)  # asyncio's wording hides the reason (refused, unreachable)
+                why = _describe_connect_error(exc)
                 reason = f"cannot connect to {self.address.host}:{self.address.port}: {why}"
                 self.last_error = reason
                 self.state.info(reason, kind="error")

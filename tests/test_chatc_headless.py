@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import queue
+import shutil
 import socket
 import subprocess
 import sys
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from chatd.backends.tls import server_context
 from tests.helpers import DEADLINE_S, IrcClient, RunningServer, running_server
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -238,3 +240,56 @@ def test_password_is_sent_and_a_wrong_one_is_a_clear_failure(backend: str) -> No
         assert "464" in stderr
         assert "Traceback" not in stderr
         peer.close()
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A throwaway self-signed certificate for 127.0.0.1 (needs the openssl command)."""
+    if shutil.which("openssl") is None:
+        pytest.skip("needs the openssl command")
+    folder = tmp_path_factory.mktemp("chatc-tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+         "-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", "/CN=localhost",
+         "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    return cert, key
+
+
+def test_tls_checks_the_certificate_and_talks_when_it_is_trusted(backend: str, certificate: tuple[Path, Path]) -> None:
+    cert, key = certificate
+    with running_server(backend, tls_context=server_context(str(cert), str(key))) as server:
+        assert server.server.tls_address is not None
+        host, port = server.server.tls_address
+        peer = server.client("peer")
+        peer.send("JOIN #t")
+        peer.expect("366")
+        common = ("--host", host, "--port", str(port), "--channel", "#t")
+        untrusted = ChatcProcess(*common, "--nick", "bot0", "--tls")
+        untrusted.close_input()
+        status, stderr = untrusted.finish()
+        assert status == 1
+        assert "certificate verify failed" in stderr and "Traceback" not in stderr
+        for nick, options in (("bot1", ("--tls-ca", str(cert))), ("bot2", ("--tls-insecure",))):
+            chatc = ChatcProcess(*common, "--nick", nick, *options)
+            wait_joined(peer, nick)
+            peer.send(f"PRIVMSG #t :over tls to {nick}")
+            chatc.wait_line(f"#t <peer> over tls to {nick}")
+            chatc.write("and back\n")
+            chatc.close_input()
+            message = peer.expect("PRIVMSG")
+            assert message.source is not None and message.source.startswith(f"{nick}!")
+            assert message.params == ("#t", "and back")
+            status, stderr = chatc.finish()
+            assert status == 0, stderr
+        peer.close()
+
+
+def test_a_missing_ca_file_is_a_usage_error() -> None:
+    chatc = ChatcProcess("--nick", "bot", "--tls-ca", "/nonexistent/ca.pem")
+    status, stderr = chatc.finish()
+    assert status == 2
+    assert "--tls-ca" in stderr and "Traceback" not in stderr
