@@ -28,6 +28,8 @@ from chatd.protocol.framing import decode_line
 # Stop reading input while this many lines wait for their turn, so a huge pipe stays in the pipe.
 MAX_QUEUED_LINES: Final = 64
 SYNC_TIMEOUT_S: Final = 30.0
+# A script must not hang on a port that accepts but never speaks IRC.
+REGISTRATION_TIMEOUT_S: Final = 30.0
 READ_CHUNK_BYTES: Final = 65536
 
 
@@ -79,8 +81,15 @@ class HeadlessClient:
     """Drives one connection from an input stream; see the module docstring for the contract."""
 
     def __init__(
-        self, address: ServerAddress, state: ClientState, channel: str | None, stdout: TextIO, stderr: TextIO
+        self,
+        address: ServerAddress,
+        state: ClientState,
+        channel: str | None,
+        stdout: TextIO,
+        stderr: TextIO,
+        registration_timeout_s: float = REGISTRATION_TIMEOUT_S,
     ) -> None:
+        self.registration_timeout_s = registration_timeout_s
         self.state = state
         self.channel = channel
         self.stdout = stdout
@@ -124,9 +133,11 @@ class HeadlessClient:
         """Returns the exit status: 0 when every line was sent and the server confirmed it."""
         runner = asyncio.create_task(self.connection.run())
         try:
-            await self.connection.wait_registered()
-        except ConnectionClosed as exc:
-            self.error(str(exc))
+            await asyncio.wait_for(self.connection.wait_registered(), self.registration_timeout_s)
+        except (ConnectionClosed, TimeoutError) as exc:
+            self.error(str(exc) or f"the server did not accept us within {self.registration_timeout_s:g}s")
+            self.quitting = True
+            await self.connection.quit("registration timed out", timeout_s=1.0)
             await runner
             return 1
         if self.channel:

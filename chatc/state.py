@@ -115,6 +115,7 @@ class ClientState:
         self.password = password
         self.clock = clock
         self.registered = False
+        self.away = False
         self.network = server_name
         self.chantypes = "#&"
         self.prefix_symbols = "~&@%+"
@@ -204,6 +205,7 @@ class ClientState:
     def registration_lines(self) -> list[str]:
         """The lines that open a session; also resets what a new connection must relearn."""
         self.registered = False
+        self.away = False
         self.nick = self.wanted_nick
         self._nick_attempts = 0
         lines = []
@@ -461,6 +463,8 @@ class ClientState:
             if not self.registered and code in (n.ERR_NICKNAMEINUSE, n.ERR_ERRONEUSNICKNAME, "437"):
                 events.extend(self._retry_nick())
             return events
+        if code in (n.RPL_NOWAWAY, n.RPL_UNAWAY):
+            self.away = code == n.RPL_NOWAWAY
         buf = self.active if code in _ACTIVE_BUFFER_NUMERICS else self.buffers[SERVER_KEY]
         text = describe_reply(code, params) or text
         self.add_line(buf, "info", text)

@@ -319,7 +319,7 @@ class ChatUI:
         status = self.connection.status
         fragments: StyleAndTextTuples = [
             ("", f" {time.strftime('%H:%M')} "),
-            ("", f"[{state.nick}] "),
+            ("", f"[{state.nick}{' (away)' if state.away else ''}] "),
             ("", f"[{number}:{state.active.name}"),
         ]
         if state.active.kind == "channel":

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import io
 import os
 import queue
 import shutil
@@ -15,6 +17,9 @@ from pathlib import Path
 
 import pytest
 
+from chatc.connection import ServerAddress
+from chatc.headless import HeadlessClient
+from chatc.state import ClientState
 from chatd.backends.tls import server_context
 from tests.helpers import DEADLINE_S, IrcClient, RunningServer, running_server
 
@@ -293,3 +298,19 @@ def test_a_missing_ca_file_is_a_usage_error() -> None:
     status, stderr = chatc.finish()
     assert status == 2
     assert "--tls-ca" in stderr and "Traceback" not in stderr
+
+
+def test_a_server_that_never_registers_us_is_an_error_not_a_hang() -> None:
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # accepts (in the kernel) and never speaks
+        address = ServerAddress(*silent.getsockname()[:2])
+        stdout, stderr = io.StringIO(), io.StringIO()
+        client = HeadlessClient(address, ClientState("bot"), "#t", stdout, stderr, registration_timeout_s=0.5)
+        read_fd, write_fd = os.pipe()
+        try:
+            with open(read_fd, "rb") as stdin:
+                status = asyncio.run(client.run(stdin))
+        finally:
+            os.close(write_fd)
+    assert status == 1
+    assert "did not accept us within 0.5s" in stderr.getvalue()
+    assert stdout.getvalue() == ""

@@ -359,3 +359,11 @@ def test_whois_who_and_list_replies_read_as_sentences() -> None:
         "#lobby (3 users) the topic",
     ]
     assert shown[-1] == "bob too few"
+
+
+def test_away_replies_set_and_clear_the_away_flag() -> None:
+    state = registered()
+    state.feed(":srv 306 me :You have been marked as being away")
+    assert state.away
+    state.feed(":srv 305 me :You are no longer marked as being away")
+    assert not state.away
