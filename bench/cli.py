@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import time
 from collections.abc import Sequence
@@ -166,6 +167,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         except OSError as error:
             print(f"chatd-bench: cannot create {args.out}: {error.strerror}", file=sys.stderr)
             return 2
+    # SIGTERM unwinds like Ctrl-C, so every started server is stopped on the way out.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     progress = None if args.no_progress else Progress(sys.stderr)
     started = time.monotonic()
     try:

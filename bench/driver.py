@@ -14,6 +14,13 @@ from typing import Any
 from bench.loadgen import worker_main
 
 
+def _worker(conn: Connection, parent_end: Connection, address: tuple[str, int], worker_id: int) -> None:
+    # A forked worker inherits the bench's end of its own pipe; closing it here lets
+    # the worker see end-of-file, and exit, when the bench goes away.
+    parent_end.close()
+    worker_main(conn, address, worker_id)
+
+
 class GeneratorError(RuntimeError):
     """A generator process died or did not answer in time."""
 
@@ -27,7 +34,7 @@ class Generator:
         self.processes: list[Any] = []
         for worker_id in range(processes):
             parent, child = context.Pipe()
-            process = context.Process(target=worker_main, args=(child, address, worker_id), daemon=True)
+            process = context.Process(target=_worker, args=(child, parent, address, worker_id), daemon=True)
             process.start()
             child.close()
             self.pipes.append(parent)
