@@ -43,8 +43,10 @@ def test_cap_negotiation_waits_for_cap_end(server: RunningServer) -> None:
     client.send("USER u 0 * :R")
     ls = client.expect("CAP")
     assert ls.params[:2] == ("*", "LS")
+    client.send("CAP REQ :multi-prefix bogus-cap")
+    assert client.expect("CAP").params[1:] == ("NAK", "multi-prefix bogus-cap")
     client.send("CAP REQ :multi-prefix")
-    assert client.expect("CAP").params[1:] == ("NAK", "multi-prefix")
+    assert client.expect("CAP").params[1:] == ("ACK", "multi-prefix")
     before_end = client.sync()
     assert "001" not in [m.command for m in before_end]
     client.send("CAP END")

@@ -65,10 +65,10 @@ class Channel:
         self.operators.discard(client)
         self.voiced.discard(client)
 
-    def prefix_of(self, client: Client) -> str:
-        """The highest NAMES prefix of a member: ``@``, ``+`` or nothing."""
+    def prefix_of(self, client: Client, *, every: bool = False) -> str:
+        """A member's NAMES prefix: the highest of ``@`` and ``+``, or all of them (multi-prefix)."""
         if client in self.operators:
-            return "@"
+            return "@+" if every and client in self.voiced else "@"
         if client in self.voiced:
             return "+"
         return ""

@@ -43,7 +43,10 @@ class Client:
         "away",
         "backlog",
         "cap_negotiating",
+        "cap_version",
+        "caps",
         "channels",
+        "codec",
         "connected_at",
         "flood_debt",
         "flood_stamp",
@@ -89,6 +92,9 @@ class Client:
         self.prefix = "*"
         self.registered = False
         self.cap_negotiating = False
+        self.cap_version = 0
+        self.caps: set[str] = set()
+        self.codec = 0
         self.away: str | None = None
         self.user_modes: set[str] = set()
         self.channels: dict[str, Channel] = {}

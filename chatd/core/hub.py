@@ -21,6 +21,7 @@ from chatd.core.channel import Channel
 from chatd.core.client import Client, Mode, Transport
 from chatd.core.commands import dispatch
 from chatd.core.config import ServerConfig
+from chatd.core.event import Event
 from chatd.core.plain import handle_plain_line, start_plain
 from chatd.protocol import numerics as n
 from chatd.protocol.casemap import (
@@ -32,11 +33,18 @@ from chatd.protocol.casemap import (
     irc_lower,
 )
 from chatd.protocol.framing import OVERLONG, decode_line
-from chatd.protocol.message import format_message, parse
+from chatd.protocol.message import format_message, format_tags, parse
 
 log = logging.getLogger("chatd")
 
 REGISTRATION_VERBS = frozenset({"CAP", "PASS", "NICK", "USER"})
+
+
+def _with_tag(line: bytes, tag: bytes) -> bytes:
+    """Add one already-escaped tag to an encoded line."""
+    if line.startswith(b"@"):
+        return b"@" + tag + b";" + line[1:]
+    return b"@" + tag + b" " + line
 
 
 class Hub:
@@ -59,6 +67,9 @@ class Hub:
         self._next_id = 0
         self._timers: list[tuple[float, int, Client]] = []
         self._doomed: list[Client] = []
+        self._msgid_counter = 0
+        self._batch_counter = 0
+        self._msgid_prefix = f"{int(wall_clock()):x}-"
         self.isupport = self._build_isupport()
 
     # ---- the backend's calls -------------------------------------------------
@@ -210,55 +221,110 @@ class Hub:
     def notice(self, client: Client, text: str) -> None:
         self.send_line(client, format_message("NOTICE", client.display_nick, text, source=self.config.name))
 
+    def event(
+        self,
+        line: str,
+        plain_line: str | None,
+        client_tags: dict[str, str] | None = None,
+        *,
+        tags_only: bool = False,
+    ) -> Event:
+        """A message to relay, with a fresh msgid and the time it happened."""
+        self._msgid_counter += 1
+        msgid = f"{self._msgid_prefix}{self._msgid_counter:x}"
+        return Event(line, plain_line, msgid, self.wall_clock(), client_tags, tags_only=tags_only)
+
     def send_to_channel(
         self,
         channel: Channel,
         line: str,
         plain_line: str | None,
         skip: Client | None = None,
-    ) -> None:
+        client_tags: dict[str, str] | None = None,
+        *,
+        tags_only: bool = False,
+    ) -> Event:
         """Fan one message out to a channel's members, encoding it once per codec.
 
-        IRC members get ``line``; plain members get ``plain_line`` (nothing when None).
+        IRC members get ``line`` (tagged as each negotiated); plain members get
+        ``plain_line``, or nothing when it is None. Returns the event, so the
+        sender can be echoed the very same message.
         """
-        data = line.encode() + b"\r\n"
-        plain_data: bytes | None = None
+        event = self.event(line, plain_line, client_tags, tags_only=tags_only)
+        cache = event.cache
         for member in channel.members:
             if member is skip:
                 continue
-            if member.mode is Mode.PLAIN:
-                if plain_line is None:
-                    continue
-                if plain_data is None:
-                    plain_data = plain_line.encode() + b"\n"
-                member.send(plain_data)
-            else:
+            data = cache[member.codec] or event.data(member.codec)
+            if data:
                 member.send(data)
+        return event
 
-    def send_to_peers(self, client: Client, line: str, plain_line: str | None, include_self: bool) -> None:
-        """Send one message once to everyone who shares a channel with ``client``."""
-        data = line.encode() + b"\r\n"
-        plain_data = plain_line.encode() + b"\n" if plain_line is not None else None
-        seen: set[Client] = set()
-        if include_self:
-            seen.add(client)
-            if client.mode is Mode.PLAIN:
-                if plain_data is not None:
-                    client.send(plain_data)
-            else:
-                client.send(data)
-        else:
-            seen.add(client)
+    def send_to_peers(
+        self,
+        client: Client,
+        line: str,
+        plain_line: str | None,
+        include_self: bool,
+        *,
+        only_cap: str | None = None,
+    ) -> None:
+        """Send one message once to everyone who shares a channel with ``client``.
+
+        With ``only_cap``, only peers that negotiated that capability hear of it.
+        """
+        event = self.event(line, plain_line)
+        seen: set[Client] = {client}
+        if include_self and (only_cap is None or only_cap in client.caps):
+            self.send_event(client, event)
         for channel in client.channels.values():
             for member in channel.members:
                 if member in seen:
                     continue
                 seen.add(member)
-                if member.mode is Mode.PLAIN:
-                    if plain_data is not None:
-                        member.send(plain_data)
-                else:
-                    member.send(data)
+                if only_cap is None or only_cap in member.caps:
+                    self.send_event(member, event)
+
+    def send_event(self, client: Client, event: Event) -> None:
+        data = event.data(client.codec)
+        if data:
+            client.send(data)
+
+    def run_labeled(self, client: Client, label: str, action: Callable[[], None]) -> None:
+        """Run ``action`` and send what it made for ``client`` as one labeled response.
+
+        Nothing → ``ACK``; one line → that line with the label tag; more → a
+        ``labeled-response`` batch. Lines are collected by swapping the client's
+        write function for the duration, so nothing else on the send path changes.
+        """
+        captured: list[bytes] = []
+
+        def collect(data: bytes) -> bool:
+            captured.append(data)
+            return True
+
+        original = client._write
+        client._write = collect
+        try:
+            action()
+        finally:
+            client._write = original
+        if client.gone:
+            return
+        label_tag = format_tags({"label": label}).encode()
+        server = self.config.name.encode()
+        if not captured:
+            client.send(b"@" + label_tag + b" :" + server + b" ACK\r\n")
+        elif len(captured) == 1:
+            client.send(_with_tag(captured[0], label_tag))
+        else:
+            self._batch_counter += 1
+            batch_id = f"L{self._batch_counter}".encode()
+            batch_tag = b"batch=" + batch_id
+            client.send(b"@" + label_tag + b" :" + server + b" BATCH +" + batch_id + b" labeled-response\r\n")
+            for data in captured:
+                client.send(_with_tag(data, batch_tag))
+            client.send(b":" + server + b" BATCH -" + batch_id + b"\r\n")
 
     # ---- lookups -------------------------------------------------------------
 
@@ -295,6 +361,11 @@ class Hub:
             format_message("JOIN", channel.name, source=client.prefix),
             f"* {client.nick} has joined {channel.name}",
         )
+        if client.away is not None:
+            away = self.event(format_message("AWAY", client.away, source=client.prefix), None)
+            for member in channel.members:
+                if member is not client and "away-notify" in member.caps:
+                    self.send_event(member, away)
         if client.mode is Mode.IRC:
             if channel.topic:
                 self.send_topic(client, channel)
@@ -325,8 +396,10 @@ class Hub:
         budget = 510 - len(header.encode())
         batch: list[str] = []
         used = 0
+        every = "multi-prefix" in client.caps
+        full = "userhost-in-names" in client.caps
         for member in channel.members:
-            entry = channel.prefix_of(member) + (member.nick or "")
+            entry = channel.prefix_of(member, every=every) + (member.prefix if full else member.nick or "")
             cost = len(entry.encode()) + 1
             if batch and used + cost > budget:
                 self.send_line(client, header + " ".join(batch))

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from chatd.core.client import Mode
+from chatd.core.event import CODEC_PLAIN
 from chatd.protocol.casemap import irc_lower, nick_from_plain_name
 from chatd.protocol.message import format_message
 
@@ -36,6 +37,7 @@ def unique_nick(hub: Hub, wanted: str) -> str:
 def start_plain(hub: Hub, client: Client, name: str) -> None:
     """Make an undecided connection a plain client named after its first line."""
     client.mode = Mode.PLAIN
+    client.codec = CODEC_PLAIN
     client.user = PLAIN_USER
     client.realname = "plain-mode client"
     hub.claim_nick(client, unique_nick(hub, nick_from_plain_name(name)))

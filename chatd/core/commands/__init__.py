@@ -21,13 +21,14 @@ from chatd.core.commands.channels import (
     handle_part,
     handle_topic,
 )
-from chatd.core.commands.messages import handle_notice, handle_privmsg
+from chatd.core.commands.messages import handle_notice, handle_privmsg, handle_tagmsg
 from chatd.core.commands.modes import handle_mode
 from chatd.core.commands.queries import (
     handle_away,
     handle_ison,
     handle_lusers,
     handle_motd,
+    handle_setname,
     handle_userhost,
     handle_version,
     handle_who,
@@ -59,7 +60,19 @@ class Command:
 
 
 def dispatch(hub: Hub, client: Client, message: Message) -> None:
-    """Run one command from an IRC client after the checks every command shares."""
+    """Run one command from an IRC client after the checks every command shares.
+
+    A command carrying a ``label`` tag from a client that negotiated
+    labeled-response and batch gets its whole response labeled (IRCv3).
+    """
+    label = message.tags.get("label") if message.tags else None
+    if label and "labeled-response" in client.caps and "batch" in client.caps:
+        hub.run_labeled(client, label, lambda: _run(hub, client, message))
+    else:
+        _run(hub, client, message)
+
+
+def _run(hub: Hub, client: Client, message: Message) -> None:
     command = COMMANDS.get(message.command)
     if command is None:
         if client.registered:
@@ -96,6 +109,8 @@ COMMANDS: dict[str, Command] = {
     "PONG": Command(handle_pong, before_registration=True),
     "PRIVMSG": Command(handle_privmsg),
     "QUIT": Command(handle_quit, before_registration=True),
+    "SETNAME": Command(handle_setname, min_params=1),
+    "TAGMSG": Command(handle_tagmsg, min_params=1),
     "TOPIC": Command(handle_topic, min_params=1),
     "USER": Command(handle_user, min_params=4, before_registration=True),
     "USERHOST": Command(handle_userhost, min_params=1),

@@ -83,6 +83,10 @@ def handle_invite(hub: Hub, client: Client, message: Message) -> None:
         hub.send_line(target, format_message("INVITE", target.nick or "", channel.name, source=client.prefix))
     if target.away is not None:
         hub.reply(client, n.RPL_AWAY, target.nick or "", target.away)
+    notice = hub.event(format_message("INVITE", target.nick or "", channel.name, source=client.prefix), None)
+    for member in channel.members:
+        if member is not client and "invite-notify" in member.caps and member in channel.operators:
+            hub.send_event(member, notice)
 
 
 def part(hub: Hub, client: Client, channel: Channel, reason: str) -> None:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from chatd.core.client import Client, Mode
+from chatd.core.client import Client
 from chatd.protocol import numerics as n
-from chatd.protocol.message import Message, format_message
+from chatd.protocol.message import Message, format_message, format_tags
 
 if TYPE_CHECKING:
     from chatd.core.hub import Hub
@@ -22,18 +22,36 @@ def _plain_rendering(command: str, nick: str, text: str) -> str:
     return f"{nick}: {text}"
 
 
-def _relay(hub: Hub, client: Client, message: Message, *, errors: bool) -> None:
-    """PRIVMSG and NOTICE: same delivery, but a NOTICE never provokes an error reply."""
+MAX_CLIENT_TAGS_BYTES = 4094
+
+
+def client_only_tags(message: Message) -> dict[str, str]:
+    """The ``+name`` tags a client attached, to relay to tag-aware recipients (within 4094 bytes)."""
+    tags = {key: value for key, value in message.tags.items() if key.startswith("+") and key[1:]}
+    while tags and len(format_tags(tags).encode()) > MAX_CLIENT_TAGS_BYTES:
+        tags.popitem()
+    return tags
+
+
+def _relay(hub: Hub, client: Client, message: Message, *, errors: bool, tags_only: bool = False) -> None:
+    """PRIVMSG, NOTICE and TAGMSG: one delivery path; NOTICE never provokes an error reply.
+
+    Channel messages reach every member but the sender, who gets the same event
+    back when it negotiated echo-message; TAGMSG reaches only tag-aware clients.
+    """
     if not message.params or not message.params[0]:
         if errors:
             hub.reply(client, n.ERR_NORECIPIENT, f"No recipient given ({message.command})")
         return
-    if len(message.params) < 2 or not message.params[1]:
+    text = message.param(1)
+    if not tags_only and not text:
         if errors:
             hub.reply(client, n.ERR_NOTEXTTOSEND, "No text to send")
         return
-    text = message.params[1]
-    nick = client.nick or ""
+    params = () if tags_only else (text,)
+    plain_text = None if tags_only else _plain_rendering(message.command, client.nick or "", text)
+    tags = client_only_tags(message) if message.tags else None
+    echo = "echo-message" in client.caps
     for target_name in message.params[0].split(","):
         if target_name[:1] == "#":
             channel = hub.find_channel(target_name)
@@ -45,23 +63,32 @@ def _relay(hub: Hub, client: Client, message: Message, *, errors: bool) -> None:
                 if errors:
                     hub.reply(client, n.ERR_CANNOTSENDTOCHAN, channel.name, "Cannot send to channel")
                 continue
-            hub.send_to_channel(
+            event = hub.send_to_channel(
                 channel,
-                format_message(message.command, channel.name, text, source=client.prefix),
-                _plain_rendering(message.command, nick, text),
-                skip=client,
+                format_message(message.command, channel.name, *params, source=client.prefix),
+                plain_text,
+                client,
+                tags,
+                tags_only=tags_only,
             )
+            if echo:
+                hub.send_event(client, event)
             continue
         target = hub.find_client(target_name)
         if target is None or not target.registered:
             if errors:
                 hub.reply(client, n.ERR_NOSUCHNICK, target_name, "No such nick/channel")
             continue
-        if target.mode is Mode.PLAIN:
-            target.send(f"[private] {_plain_rendering(message.command, nick, text)}\n".encode())
-        else:
-            hub.send_line(target, format_message(message.command, target.nick or "", text, source=client.prefix))
-        if errors and target.away is not None:
+        event = hub.event(
+            format_message(message.command, target.nick or "", *params, source=client.prefix),
+            None if plain_text is None else f"[private] {plain_text}",
+            tags,
+            tags_only=tags_only,
+        )
+        hub.send_event(target, event)
+        if echo:
+            hub.send_event(client, event)
+        if errors and target.away is not None and not tags_only:
             hub.reply(client, n.RPL_AWAY, target.nick or "", target.away)
 
 
@@ -73,3 +100,8 @@ def handle_privmsg(hub: Hub, client: Client, message: Message) -> None:
 # NOTICE <target>{,<target>} :<text>
 def handle_notice(hub: Hub, client: Client, message: Message) -> None:
     _relay(hub, client, message, errors=False)
+
+
+# TAGMSG <target>{,<target>}   (IRCv3 message-tags: tags with no text)
+def handle_tagmsg(hub: Hub, client: Client, message: Message) -> None:
+    _relay(hub, client, message, errors=True, tags_only=True)

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from chatd import __version__
 from chatd.core.client import Client
 from chatd.protocol import numerics as n
-from chatd.protocol.message import Message
+from chatd.protocol.message import Message, format_message
 
 if TYPE_CHECKING:
     from chatd.core.channel import Channel
@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 def _who_reply(hub: Hub, asker: Client, target: Client, channel: Channel | None) -> None:
     flags = "G" if target.away is not None else "H"
     if channel is not None:
-        flags += channel.prefix_of(target)
+        flags += channel.prefix_of(target, every="multi-prefix" in asker.caps)
     hub.reply(
         asker,
         n.RPL_WHOREPLY,
@@ -70,15 +70,36 @@ def handle_whois(hub: Hub, client: Client, message: Message) -> None:
     hub.reply(client, n.RPL_ENDOFWHOIS, name, "End of /WHOIS list")
 
 
+MAX_REALNAME_LENGTH = 128
+
+
 # AWAY [:<message>]
 def handle_away(hub: Hub, client: Client, message: Message) -> None:
     text = message.param(0)
     if text:
         client.away = text[:390]
         hub.reply(client, n.RPL_NOWAWAY, "You have been marked as being away")
+        line = format_message("AWAY", client.away, source=client.prefix)
     else:
         client.away = None
         hub.reply(client, n.RPL_UNAWAY, "You are no longer marked as being away")
+        line = format_message("AWAY", source=client.prefix)
+    hub.send_to_peers(client, line, None, include_self=False, only_cap="away-notify")
+
+
+# SETNAME :<realname>   (IRCv3 setname)
+def handle_setname(hub: Hub, client: Client, message: Message) -> None:
+    realname = message.params[0]
+    if not realname or len(realname) > MAX_REALNAME_LENGTH:
+        hub.send_line(
+            client,
+            format_message("FAIL", "SETNAME", "INVALID_REALNAME", "Realname is not valid", source=hub.config.name),
+        )
+        return
+    client.realname = realname
+    hub.send_to_peers(
+        client, format_message("SETNAME", realname, source=client.prefix), None, include_self=True, only_cap="setname"
+    )
 
 
 # MOTD

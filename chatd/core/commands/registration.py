@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from chatd.core.client import Client
+from chatd.core.client import Client, Mode
+from chatd.core.event import CODEC_MESSAGE_TAGS, CODEC_SERVER_TIME
 from chatd.protocol import numerics as n
 from chatd.protocol.casemap import is_valid_nick
 from chatd.protocol.message import Message, format_message
@@ -13,20 +14,60 @@ if TYPE_CHECKING:
     from chatd.core.hub import Hub
 
 
+SUPPORTED_CAPS = frozenset(
+    {
+        "away-notify",
+        "batch",
+        "cap-notify",
+        "echo-message",
+        "invite-notify",
+        "labeled-response",
+        "message-tags",
+        "multi-prefix",
+        "server-time",
+        "setname",
+        "userhost-in-names",
+    }
+)
+CAP_LS_LINE = " ".join(sorted(SUPPORTED_CAPS))
+
+
+def _apply_caps(client: Client, request: list[str]) -> None:
+    for token in request:
+        if token.startswith("-"):
+            client.caps.discard(token[1:])
+        else:
+            client.caps.add(token)
+    if client.mode is not Mode.PLAIN:
+        client.codec = (CODEC_SERVER_TIME if "server-time" in client.caps else 0) | (
+            CODEC_MESSAGE_TAGS if "message-tags" in client.caps else 0
+        )
+
+
 # CAP <subcommand> [:<capabilities>]
 def handle_cap(hub: Hub, client: Client, message: Message) -> None:
     sub = message.params[0].upper()
     target = client.display_nick
+    server = hub.config.name
     if sub == "LS":
         if not client.registered:
             client.cap_negotiating = True
-        hub.send_line(client, format_message("CAP", target, "LS", "", source=hub.config.name))
+        if message.param(1).isdigit() and int(message.param(1)) >= 302:
+            client.cap_version = max(client.cap_version, 302)
+            client.caps.add("cap-notify")  # implied for 302 clients
+        hub.send_line(client, format_message("CAP", target, "LS", CAP_LS_LINE, source=server))
     elif sub == "LIST":
-        hub.send_line(client, format_message("CAP", target, "LIST", "", source=hub.config.name))
+        hub.send_line(client, format_message("CAP", target, "LIST", " ".join(sorted(client.caps)), source=server))
     elif sub == "REQ":
         if not client.registered:
             client.cap_negotiating = True
-        hub.send_line(client, format_message("CAP", target, "NAK", message.param(1), source=hub.config.name))
+        wanted = message.param(1)
+        request = wanted.split()
+        if request and all(token.lstrip("-") in SUPPORTED_CAPS for token in request):
+            _apply_caps(client, request)
+            hub.send_line(client, format_message("CAP", target, "ACK", wanted, source=server))
+        else:
+            hub.send_line(client, format_message("CAP", target, "NAK", wanted, source=server))
     elif sub == "END":
         if client.cap_negotiating:
             client.cap_negotiating = False
