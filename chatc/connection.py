@@ -127,6 +127,7 @@ class Connection:
         self.rate_lines_per_s = rate_lines_per_s
         self._queue: deque[str] = deque()
         self._queue_changed = asyncio.Event()
+        self._connecting: asyncio.Future[tuple[asyncio.StreamReader, asyncio.StreamWriter]] | None = None
 
     @property
     def connected(self) -> bool:
@@ -145,15 +146,22 @@ class Connection:
             self._set_status("connecting")
             try:
                 context = self.address.ssl_context()
-                reader, writer = await asyncio.wait_for(
-                    asyncio.open_connection(
-                        self.address.host,
-                        self.address.port,
-                        ssl=context,
-                        server_hostname=self.address.host if context is not None else None,
-                    ),
-                    CONNECT_TIMEOUT_S,
+                self._connecting = asyncio.ensure_future(
+                    asyncio.wait_for(
+                        asyncio.open_connection(
+                            self.address.host,
+                            self.address.port,
+                            ssl=context,
+                            server_hostname=self.address.host if context is not None else None,
+                        ),
+                        CONNECT_TIMEOUT_S,
+                    )
                 )
+                reader, writer = await self._connecting
+            except asyncio.CancelledError:
+                if not self._quitting:
+                    raise
+                break  # quit() gave up on a connect still in progress
             except (OSError, TimeoutError) as exc:
                 why = _describe_connect_error(exc)
                 reason = f"cannot connect to {self.address.host}:{self.address.port}: {why}"
@@ -323,6 +331,8 @@ class Connection:
         """Send QUIT, wait (up to ``timeout_s``) for the server to close, and stop reconnecting."""
         self._quitting = True
         self._wake.set()
+        if self._connecting is not None and not self._connecting.done():
+            self._connecting.cancel()  # nobody to say QUIT to yet; do not finish connecting
         writer = self._writer
         if writer is not None and self.send(format_message("QUIT", reason)):
             with contextlib.suppress(TimeoutError):
