@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import getpass
 import logging
 import os
 import signal
@@ -17,7 +18,9 @@ from chatd import __version__
 from chatd.backends import BackendSettings, create_server
 from chatd.backends.base import ALL_BACKENDS
 from chatd.backends.tls import server_context
+from chatd.config_file import ConfigFile, ConfigFileError, load_config_file
 from chatd.core import ServerConfig
+from chatd.core.passwords import hash_password
 
 log = logging.getLogger("chatd")
 
@@ -58,7 +61,7 @@ def _port(text: str) -> int:
     return value
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(file_defaults: dict[str, str] | None = None) -> argparse.ArgumentParser:
     parser = _OneLineParser(
         prog="chatd",
         description="A chat server speaking the IRC client protocol and a plain line mode "
@@ -71,11 +74,14 @@ def build_parser() -> argparse.ArgumentParser:
         dest = flag.lstrip("-").replace("-", "_")
         env_name = "CHATD_" + dest.upper()
         default = kwargs.pop("default", None)
+        if file_defaults and dest in file_defaults:
+            default = file_defaults[dest]
         if env_name in os.environ:
             default = os.environ[env_name]
         shown = "" if kwargs.get("action") else " (default: %(default)s)"
         parser.add_argument(flag, dest=dest, default=default, help=f"{help_text}{shown} [env {env_name}]", **kwargs)
 
+    option("--config", "TOML file with option defaults, [operators] and [admin] (see chatd.config_file)")
     option("--host", "address to listen on; 0.0.0.0 serves the network", default="127.0.0.1")
     option("--port", "TCP port to listen on; 0 picks a free one", type=_port, default=6667)
     option("--backend", "I/O model", choices=ALL_BACKENDS, default="selectors")
@@ -120,12 +126,30 @@ def build_parser() -> argparse.ArgumentParser:
     option("--plain-channel", "channel plain-mode clients talk in", default="#lobby")
     option("--log-level", "logging threshold", choices=("debug", "info", "warning", "error"), default="info")
     parser.add_argument("--version", action="version", version=f"chatd {__version__}")
+    parser.add_argument(
+        "--hash-password",
+        action="store_true",
+        help="read a password from standard input, print its scrypt hash for [operators], and exit",
+    )
     return parser
 
 
 def parse_settings(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, BackendSettings]:
     """Options to settings; exits 2 with one line on anything invalid."""
-    parser = build_parser()
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--config", default=os.environ.get("CHATD_CONFIG"))
+    config_path = pre.parse_known_args(argv)[0].config
+    config_file = ConfigFile()
+    if config_path:
+        try:
+            config_file = load_config_file(config_path)
+        except ConfigFileError as error:
+            build_parser().error(f"argument --config: {error}")
+    parser = build_parser(config_file.server)
+    known = {action.dest for action in parser._actions}
+    for key in config_file.server:
+        if key not in known or key in ("config", "help", "version", "hash_password"):
+            parser.error(f"argument --config: [server] has no option {key!r}")
     args = parser.parse_args(argv)
     # Values from the environment arrive as strings; run them through the same checks.
     for action in parser._actions:
@@ -155,6 +179,8 @@ def parse_settings(argv: Sequence[str] | None = None) -> tuple[argparse.Namespac
         ping_interval_s=args.ping_interval,
         ping_timeout_s=args.ping_timeout,
         max_clients=args.max_clients,
+        operators=config_file.operators,
+        admin_lines=config_file.admin_lines,
         max_per_ip=args.max_per_ip,
         register_timeout_s=args.register_timeout,
         flood_burst=args.flood_burst,
@@ -183,6 +209,13 @@ def parse_settings(argv: Sequence[str] | None = None) -> tuple[argparse.Namespac
 
 def main(argv: Sequence[str] | None = None) -> int:
     args, settings = parse_settings(argv)
+    if args.hash_password:
+        password = getpass.getpass("Password: ") if sys.stdin.isatty() else sys.stdin.readline().rstrip("\n")
+        if not password:
+            print("chatd: an empty password cannot be hashed", file=sys.stderr)
+            return 2
+        print(hash_password(password))
+        return 0
     logging.basicConfig(
         level=getattr(logging, args.log_level.upper()),
         format="%(asctime)s %(levelname)s %(message)s",

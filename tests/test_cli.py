@@ -161,3 +161,53 @@ def test_shutdown_flushes_messages_already_accepted(backend: str) -> None:
         assert numbers == list(range(count))
         assert lines[-1] == "ERROR :Server shutting down"
         assert process.wait(DEADLINE_S) == 0
+
+
+def test_config_file_sets_options_operators_and_admin(tmp_path: pytest.TempPathFactory) -> None:
+    from chatd.core.passwords import hash_password
+
+    config = tmp_path / "chatd.toml"  # type: ignore[operator]
+    config.write_text(
+        '[server]\nname = "irc.example.org"\n\n'
+        '[admin]\nlocation = "Example Org"\ncontact = "ops@example.org"\n\n'
+        f'[operators]\nroot = "{hash_password("pw")}"\n'
+    )
+    with chatd_process("--config", str(config)) as (_, port):
+        client = IrcClient(("127.0.0.1", port))
+        assert client.register("c")[0].source == "irc.example.org"
+        client.send("OPER root pw")
+        assert client.expect("381")
+        client.send("ADMIN")
+        admin = client.until("259")
+        assert admin[1].params[1] == "Example Org" and admin[-1].params[1] == "ops@example.org"
+
+
+@pytest.mark.parametrize(
+    ("content", "complaint"),
+    [
+        ("[server\n", "not valid TOML"),
+        ("[server]\nbogus = 1\n", "no option 'bogus'"),
+        ('[operators]\nroot = "plaintext"\n', "scrypt hash"),
+        ("[weird]\n", "unknown section"),
+    ],
+)
+def test_bad_config_file_is_one_line(tmp_path: pytest.TempPathFactory, content: str, complaint: str) -> None:
+    config = tmp_path / "chatd.toml"  # type: ignore[operator]
+    config.write_text(content)
+    result = run_chatd("--config", str(config))
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and complaint in lines[0], lines
+
+
+def test_hash_password_reads_stdin() -> None:
+    from chatd.core.passwords import verify_password
+
+    result = subprocess.run(
+        [sys.executable, "-m", "chatd", "--hash-password"],
+        input="hunter2\n",
+        capture_output=True,
+        text=True,
+        timeout=DEADLINE_S,
+    )
+    assert result.returncode == 0 and verify_password("hunter2", result.stdout.strip())

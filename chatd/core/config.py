@@ -31,5 +31,10 @@ class ServerConfig:
     flood_rate: float = 4.0
     flood_excess_limit: int = 200
     plain_channel: str = "#lobby"
+    operators: dict[str, str] = field(default_factory=dict)
+    """Operator name → scrypt hash of its password (see chatd.core.passwords)."""
+    admin_lines: tuple[str, str, str] = ("chatd", "", "")
+    """ADMIN replies 257, 258, 259: location, second location line, contact."""
+    whowas_size: int = 1000
     created: str = "today"
     isupport_extra: dict[str, str] = field(default_factory=dict)

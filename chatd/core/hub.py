@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import heapq
 import logging
+from collections import deque
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
 from chatd import __version__
 from chatd.core.channel import Channel
@@ -38,6 +40,15 @@ from chatd.protocol.message import format_message, format_tags, parse
 log = logging.getLogger("chatd")
 
 REGISTRATION_VERBS = frozenset({"CAP", "PASS", "NICK", "USER"})
+
+
+@dataclass(frozen=True, slots=True)
+class WhowasEntry:
+    nick: str
+    user: str
+    host: str
+    realname: str
+    left_at: float
 
 
 def _with_tag(line: bytes, tag: bytes) -> bytes:
@@ -67,6 +78,7 @@ class Hub:
         self._next_id = 0
         self._timers: list[tuple[float, int, Client]] = []
         self._doomed: list[Client] = []
+        self.whowas: deque[WhowasEntry] = deque(maxlen=config.whowas_size)
         self._msgid_counter = 0
         self._batch_counter = 0
         self._msgid_prefix = f"{int(wall_clock()):x}-"
@@ -343,6 +355,8 @@ class Hub:
         """Move ``client`` to ``nick`` in the nick table (the caller checked it is free)."""
         if client.key is not None:
             self.clients_by_key.pop(client.key, None)
+            if client.registered:
+                self._remember_nick(client)
         client.nick = nick
         client.key = irc_lower(nick)
         self.clients_by_key[client.key] = client
@@ -543,8 +557,16 @@ class Hub:
         self.send_line(client, format_message("PING", self.config.name))
         self._schedule(now + self.config.ping_timeout_s, client)
 
+    def _remember_nick(self, client: Client) -> None:
+        """Keep who held a nick, newest first, for WHOWAS (bounded)."""
+        self.whowas.appendleft(
+            WhowasEntry(client.nick or "", client.user or "", client.host, client.realname, self.wall_clock())
+        )
+
     def _remove(self, client: Client, reason: str) -> None:
         """Forget a client and tell everyone who shared a channel with it."""
+        if client.registered and client.nick is not None:
+            self._remember_nick(client)
         client.gone = True
         if self.clients.pop(client.id, None) is not None:
             remaining = self.clients_per_host[client.host] - 1

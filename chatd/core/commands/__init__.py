@@ -23,16 +23,22 @@ from chatd.core.commands.channels import (
 )
 from chatd.core.commands.messages import handle_notice, handle_privmsg, handle_tagmsg
 from chatd.core.commands.modes import handle_mode
+from chatd.core.commands.oper import handle_kill, handle_oper, handle_wallops
 from chatd.core.commands.queries import (
+    handle_admin,
     handle_away,
+    handle_help,
+    handle_info,
     handle_ison,
     handle_lusers,
     handle_motd,
     handle_setname,
+    handle_time,
     handle_userhost,
     handle_version,
     handle_who,
     handle_whois,
+    handle_whowas,
 )
 from chatd.core.commands.registration import (
     handle_cap,
@@ -90,6 +96,15 @@ def _run(hub: Hub, client: Client, message: Message) -> None:
 
 
 COMMANDS: dict[str, Command] = {
+    "ADMIN": Command(handle_admin),
+    "HELP": Command(handle_help),
+    "HELPOP": Command(handle_help),
+    "INFO": Command(handle_info),
+    "KILL": Command(handle_kill, min_params=1),
+    "OPER": Command(handle_oper, min_params=2),
+    "TIME": Command(handle_time),
+    "WALLOPS": Command(handle_wallops, min_params=1),
+    "WHOWAS": Command(handle_whowas),
     "AWAY": Command(handle_away),
     "CAP": Command(handle_cap, min_params=1, before_registration=True),
     "INVITE": Command(handle_invite, min_params=2),

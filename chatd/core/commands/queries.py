@@ -6,7 +6,10 @@ from typing import TYPE_CHECKING
 
 from chatd import __version__
 from chatd.core.client import Client
+from chatd.core.event import server_time
+from chatd.core.help import HELP_TEXT
 from chatd.protocol import numerics as n
+from chatd.protocol.casemap import irc_lower
 from chatd.protocol.message import Message, format_message
 
 if TYPE_CHECKING:
@@ -139,3 +142,61 @@ def handle_ison(hub: Hub, client: Client, message: Message) -> None:
             if target is not None and target.registered:
                 online.append(target.nick or "")
     hub.reply(client, n.RPL_ISON, " ".join(online))
+
+
+# WHOWAS <nick> [<count>]
+def handle_whowas(hub: Hub, client: Client, message: Message) -> None:
+    if not message.params or not message.params[0]:
+        hub.reply(client, n.ERR_NONICKNAMEGIVEN, "No nickname given")
+        return
+    nick = message.params[0]
+    count = int(message.param(1)) if message.param(1).isdigit() and int(message.param(1)) > 0 else 0
+    key = irc_lower(nick)
+    entries = [entry for entry in hub.whowas if irc_lower(entry.nick) == key]
+    if count:
+        entries = entries[:count]
+    if not entries:
+        hub.reply(client, n.ERR_WASNOSUCHNICK, nick, "There was no such nickname")
+    for entry in entries:
+        hub.reply(client, n.RPL_WHOWASUSER, entry.nick, entry.user, entry.host, "*", entry.realname)
+        hub.reply(client, n.RPL_WHOISSERVER, entry.nick, hub.config.name, server_time(entry.left_at))
+    hub.reply(client, n.RPL_ENDOFWHOWAS, nick, "End of WHOWAS")
+
+
+# TIME [<server>]
+def handle_time(hub: Hub, client: Client, message: Message) -> None:
+    hub.reply(client, n.RPL_TIME, hub.config.name, server_time(hub.wall_clock()))
+
+
+# INFO [<server>]
+def handle_info(hub: Hub, client: Client, message: Message) -> None:
+    for line in (
+        f"chatd {__version__}: a chat server speaking IRC and a plain line mode.",
+        "A sans-I/O core behind a selectors event loop or a thread per connection.",
+        f"Up since {hub.config.created}.",
+    ):
+        hub.reply(client, n.RPL_INFO, line)
+    hub.reply(client, n.RPL_ENDOFINFO, "End of INFO")
+
+
+# ADMIN [<server>]
+def handle_admin(hub: Hub, client: Client, message: Message) -> None:
+    location, location2, contact = hub.config.admin_lines
+    hub.reply(client, n.RPL_ADMINME, hub.config.name, "Administrative info")
+    hub.reply(client, n.RPL_ADMINLOC1, location or hub.config.name)
+    hub.reply(client, n.RPL_ADMINLOC2, location2 or hub.config.network)
+    hub.reply(client, n.RPL_ADMINEMAIL, contact or "no contact configured")
+
+
+# HELP [<subject>]   (also HELPOP)
+def handle_help(hub: Hub, client: Client, message: Message) -> None:
+    subject = message.param(0, "*").lower()
+    text = HELP_TEXT.get(subject)
+    if text is None:
+        hub.reply(client, n.ERR_HELPNOTFOUND, subject, "No help available on this topic")
+        return
+    first, *rest = text
+    hub.reply(client, n.RPL_HELPSTART, subject, first)
+    for line in rest:
+        hub.reply(client, n.RPL_HELPTXT, subject, line)
+    hub.reply(client, n.RPL_ENDOFHELP, subject, "End of /HELP")

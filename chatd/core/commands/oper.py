@@ -1,0 +1,59 @@
+"""Server operators: OPER, KILL, WALLOPS. Credentials come from the config file as scrypt hashes."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from chatd.core.client import Client
+from chatd.core.passwords import verify_password
+from chatd.protocol import numerics as n
+from chatd.protocol.message import Message, format_message
+
+if TYPE_CHECKING:
+    from chatd.core.hub import Hub
+
+
+def _is_operator(hub: Hub, client: Client) -> bool:
+    if "o" in client.user_modes:
+        return True
+    hub.reply(client, n.ERR_NOPRIVILEGES, "Permission Denied- You're not an IRC operator")
+    return False
+
+
+# OPER <name> <password>
+def handle_oper(hub: Hub, client: Client, message: Message) -> None:
+    stored = hub.config.operators.get(message.params[0])
+    if stored is None:
+        hub.reply(client, n.ERR_NOOPERHOST, "No O-lines for your host")
+        return
+    if not verify_password(message.params[1], stored):
+        hub.reply(client, n.ERR_PASSWDMISMATCH, "Password incorrect")
+        return
+    if "o" not in client.user_modes:
+        client.user_modes.add("o")
+        hub.send_line(client, format_message("MODE", client.nick or "", "+o", source=hub.config.name))
+    hub.reply(client, n.RPL_YOUREOPER, "You are now an IRC operator")
+
+
+# KILL <nick> :<reason>
+def handle_kill(hub: Hub, client: Client, message: Message) -> None:
+    if not _is_operator(hub, client):
+        return
+    target = hub.find_client(message.params[0])
+    if target is None or not target.registered:
+        hub.reply(client, n.ERR_NOSUCHNICK, message.params[0], "No such nick/channel")
+        return
+    reason = f"Killed ({client.nick} ({message.param(1) or 'no reason'}))"
+    if not target.plain:
+        hub.send_line(target, format_message("KILL", target.nick or "", reason, source=client.prefix))
+    hub.quit(target, reason)
+
+
+# WALLOPS :<text>
+def handle_wallops(hub: Hub, client: Client, message: Message) -> None:
+    if not _is_operator(hub, client):
+        return
+    data = format_message("WALLOPS", message.params[0], source=client.prefix).encode() + b"\r\n"
+    for other in list(hub.clients.values()):
+        if "w" in other.user_modes and other.registered:
+            other.send(data)
