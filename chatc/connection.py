@@ -22,7 +22,6 @@ import asyncio
 import contextlib
 import itertools
 import os
-import random
 import ssl
 from collections import deque
 from collections.abc import Callable
@@ -31,15 +30,13 @@ from typing import Final
 
 from chatc.buffers import SERVER_KEY
 from chatc.events import Event, Registered, SendLine
+from chatc.pacing import BURST_LINES, RATE_LINES_PER_S, Backoff, TokenBucket
 from chatc.state import ClientState
 from chatd.protocol.framing import OVERLONG, LineReader, decode_line
 from chatd.protocol.message import format_message, parse
 
 READ_CHUNK_BYTES: Final = 65536
 CONNECT_TIMEOUT_S: Final = 10.0
-# Below chatd's own limit (10 at once, then 4 per second), so its backlog stays empty.
-BURST_LINES: Final = 8
-RATE_LINES_PER_S: Final = 3.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,7 +138,7 @@ class Connection:
 
     async def run(self) -> None:
         """Connect, serve, and (if configured) reconnect until ``quit``; returns when done."""
-        delay = self.backoff_initial_s
+        backoff = Backoff(self.backoff_initial_s, self.backoff_max_s)
         while not self._quitting:
             self._set_status("connecting")
             try:
@@ -170,19 +167,18 @@ class Connection:
                 self.on_events([])
             else:
                 reason = await self._session(reader, writer)
-                if self.state.registered or self._registered.is_set():
-                    delay = self.backoff_initial_s
+                if self._registered.is_set():
+                    backoff.reset()
                 self.last_error = reason
                 self._dispatch(self.state.connection_lost(reason))
             self._registered.clear()
             if self._quitting or not self.reconnect:
                 break
-            wait_s = delay * random.uniform(0.8, 1.2)
+            wait_s = backoff.next_delay_s()
             self._set_status(f"disconnected, retrying in {wait_s:.0f}s")
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), wait_s)
-            delay = min(delay * 2, self.backoff_max_s)
         self._set_status("closed" if self._quitting else "disconnected")
         self._closed.set()
 
@@ -225,20 +221,15 @@ class Connection:
     async def _pace(self, writer: asyncio.StreamWriter) -> None:
         """Write queued lines under the token bucket; sleeping here is the pacing itself."""
         loop = asyncio.get_running_loop()
-        tokens = float(self.burst_lines)
-        stamp = loop.time()
+        bucket = TokenBucket(self.burst_lines, self.rate_lines_per_s, loop.time())
         while True:
             if not self._queue:
                 self._queue_changed.clear()
                 await self._queue_changed.wait()
                 continue
-            now = loop.time()
-            tokens = min(float(self.burst_lines), tokens + (now - stamp) * self.rate_lines_per_s)
-            stamp = now
-            if tokens < 1.0:
-                await asyncio.sleep((1.0 - tokens) / self.rate_lines_per_s)
+            if not bucket.take(loop.time()):
+                await asyncio.sleep(bucket.wait_s(loop.time()))
                 continue
-            tokens -= 1.0
             self._write(self._queue.popleft())
             self._queue_changed.set()
             with contextlib.suppress(OSError):
