@@ -98,6 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--duration", type=float, default=None, help="seconds per closed-loop run (default 3)")
     parser.add_argument("--out", type=Path, help="directory for results.json and PNG plots")
+    parser.add_argument(
+        "--report", type=Path, metavar="RESULTS_JSON", help="render the table (and, with --out, plots) from a saved run"
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     return parser
 
@@ -171,20 +174,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     progress = None if args.no_progress else Progress(sys.stderr)
     started = time.monotonic()
-    try:
-        rows, skipped = run(servers, scenarios, plan, progress)
-    except KeyboardInterrupt:
-        print("chatd-bench: interrupted", file=sys.stderr)
-        return 130
-    print(report.table(rows, skipped))
-    print(
-        f"\n{len(rows)} runs in {time.monotonic() - started:.0f}s on {report.machine()['cpus']} CPUs"
-        f"{' (quick: correctness only)' if plan.quick else ''}"
-    )
+    if args.report is not None:
+        try:
+            rows, skipped = report.read_json(args.report)
+        except (OSError, ValueError) as error:
+            print(f"chatd-bench: cannot read {args.report}: {error}", file=sys.stderr)
+            return 2
+        print(report.table(rows, skipped))
+    else:
+        try:
+            rows, skipped = run(servers, scenarios, plan, progress)
+        except KeyboardInterrupt:
+            print("chatd-bench: interrupted", file=sys.stderr)
+            return 130
+        print(report.table(rows, skipped))
+        print(
+            f"\n{len(rows)} runs in {time.monotonic() - started:.0f}s on {report.machine()['cpus']} CPUs"
+            f"{' (quick: correctness only)' if plan.quick else ''}"
+        )
     if args.out is not None:
-        settings = {"plan": {k: getattr(plan, k) for k in plan.__dataclass_fields__}}
-        report.write_json(args.out / "results.json", rows, skipped, settings)
+        if args.report is None:
+            settings = {"plan": {k: getattr(plan, k) for k in plan.__dataclass_fields__}}
+            report.write_json(args.out / "results.json", rows, skipped, settings)
+            print(f"wrote {args.out / 'results.json'}")
+        (args.out / "summary.md").write_text(report.summary(rows, skipped) + "\n")
+        print(f"wrote {args.out / 'summary.md'}")
         for path in report.write_plots(args.out, rows):
             print(f"wrote {path}")
-        print(f"wrote {args.out / 'results.json'}")
     return 0 if all(row.ok for row in rows) else 1

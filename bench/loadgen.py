@@ -147,6 +147,8 @@ class Worker:
         self.pending_reply: str | None = None
         self.quit = False
         self.errors: list[str] = []
+        self.slow_quit_seen = False
+        self.slow_grace_s = 0.0
 
     # ---- commands -----------------------------------------------------------------
 
@@ -178,6 +180,7 @@ class Worker:
     def start(self, command: dict[str, Any]) -> None:
         self.mode = command["mode"]
         self.window = command.get("window", 1)
+        self.slow_grace_s = command.get("slow_grace_s", 0.0)
         self.pad = b" " + b"x" * command["pad"] if command.get("pad") else b""
         self.latencies = []
         self.cpu_start = cpu_seconds()
@@ -424,7 +427,9 @@ class Worker:
         if len(parts) < 2:
             return
         verb = parts[1]
-        if verb == b"001" and not peer.registered:
+        if verb == b"QUIT" and parts[0].startswith(b":slow"):
+            self.slow_quit_seen = True
+        elif verb == b"001" and not peer.registered:
             peer.registered = True
             if peer.channel:
                 self._write(peer, b"JOIN %s\r\n" % peer.channel)
@@ -453,7 +458,7 @@ class Worker:
     # ---- completion -------------------------------------------------------------------
 
     def _check_run(self) -> None:
-        if self.running and self.mode in ("closed", "pairs") and time.monotonic() >= self.run_until:
+        if self.running and self.mode in ("closed", "pairs") and self._run_over():
             self.running = False
             if self.mode == "closed":
                 self._reply("sent", sent=self._sent_counts())
@@ -469,6 +474,15 @@ class Worker:
                 self._finish(pairs=True)
         if self.expected is not None and (self._all_received() or time.monotonic() > self.expect_deadline):
             self._finish(pairs=False)
+
+    def _run_over(self) -> bool:
+        """The duration has passed and, with a slow consumer, the server cut it (or the grace ran out)."""
+        now = time.monotonic()
+        if now < self.run_until:
+            return False
+        if self.slow_quit_seen or not any(p.kind == "slow" for p in self.peers):
+            return True
+        return now >= self.run_until + self.slow_grace_s
 
     def _all_received(self) -> bool:
         expected = self.expected
@@ -522,7 +536,7 @@ class Worker:
 
     def _probe_cut(self, peer: Peer) -> bool:
         """Did the server cut this non-reading client? Read what it holds: EOF or ERROR says yes."""
-        if peer.cut or peer.closed:
+        if peer.cut or peer.closed or self.slow_quit_seen:
             return True
         peer.sock.setblocking(False)
         deadline = time.monotonic() + 2.0

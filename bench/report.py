@@ -95,6 +95,16 @@ def write_json(path: Path, rows: list[Row], skipped: dict[str, str], settings: d
     path.write_text(json.dumps(document, indent=2) + "\n")
 
 
+def read_json(path: Path) -> tuple[list[Row], dict[str, str]]:
+    """Rows and skips from a results.json written by ``write_json``; raises ValueError if it is not one."""
+    try:
+        document = json.loads(path.read_text())
+        rows = [Row(**fields) for fields in document["results"]]
+        return rows, dict(document.get("skipped", {}))
+    except (KeyError, TypeError, json.JSONDecodeError) as error:
+        raise ValueError(f"{path} is not a bench results.json: {error}") from error
+
+
 def write_plots(out: Path, rows: list[Row]) -> list[Path]:
     """deliveries/s and p99 against clients per channel, RSS per connection against connections."""
     import matplotlib
@@ -142,3 +152,81 @@ def write_plots(out: Path, rows: list[Row]) -> list[Path]:
     plot("idle_rss.png", "Idle clients: server RSS per connection", "KiB per connection", "connections",
          by_server("idle", lambda r: r.extra.get("rss_per_conn_kib")))  # fmt: skip
     return written
+
+
+def _pivot(rows: list[Row], scenario: str, cell: Any) -> list[str]:
+    """A servers-by-sizes Markdown table of one scenario; failed runs say so instead of a figure."""
+    chosen = [row for row in rows if row.scenario == scenario]
+    if not chosen:
+        return []
+    sizes = sorted({row.clients for row in chosen})
+    servers = list(dict.fromkeys(row.server for row in chosen))
+    lines = ["| server | " + " | ".join(f"N={n}" for n in sizes) + " |", "|---" * (len(sizes) + 1) + "|"]
+    for server in servers:
+        cells = []
+        for n in sizes:
+            row = next((r for r in chosen if r.server == server and r.clients == n), None)
+            cells.append("-" if row is None else cell(row) if row.ok else "**failed**")
+        lines.append(f"| {server} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}" if value >= 10 else f"{value:.2f}"
+
+
+def summary(rows: list[Row], skipped: dict[str, str]) -> str:
+    """The results as a few readable Markdown tables (the README shows these)."""
+    parts: list[str] = []
+
+    def section(title: str, note: str, lines: list[str]) -> None:
+        if lines:
+            parts.extend([f"**{title}** — {note}", "", *lines, ""])
+
+    section(
+        "Fan-out, blast",
+        "server CPU µs per delivery (deliveries/s); 10 senders, every member receives every message",
+        _pivot(rows, "blast", lambda r: f"{r.cpu_us_per_delivery:.3f} ({r.rate / 1e6:.2f} M/s)"),
+    )
+    section(
+        "Fan-out, closed loop",
+        "latency p50 / p99 ms with one message in flight per sender (10 senders); server µs per delivery",
+        _pivot(rows, "fanout", lambda r: f"{_ms(r.p50_ms)} / {_ms(r.p99_ms)}; {r.cpu_us_per_delivery:.2f} µs"),
+    )
+    section(
+        "Private pairs",
+        "N/2 pairs ping-ponging PRIVMSG: round trips/s, round-trip p99 ms",
+        _pivot(rows, "pairs", lambda r: f"{r.extra.get('round_trips_per_s', 0):,.0f}/s, p99 {_ms(r.p99_ms)}"),
+    )
+    section(
+        "Idle scale",
+        "server RSS per registered idle connection, time to register them all, "
+        "p99 ms of a 10-member conversation held among them",
+        _pivot(
+            rows,
+            "idle",
+            lambda r: (
+                f"{r.extra.get('rss_per_conn_kib', 0):.1f} KiB, {r.extra.get('register_s', 0):.1f} s, "
+                f"p99 {_ms(r.p99_ms)}"
+            ),
+        ),
+    )
+    section(
+        "Slow consumer",
+        "one member stops reading during a closed-loop fan-out (8 in flight per sender, 400-byte messages): "
+        "the others' p99 ms, whether the slow one was cut, server RSS",
+        _pivot(
+            rows,
+            "slow",
+            lambda r: f"p99 {_ms(r.p99_ms)}, {'cut' if r.extra.get('slow_cut') else 'not cut'}, {r.rss_mib:.0f} MiB",
+        ),
+    )
+    failures = [row for row in rows if not row.ok]
+    if failures:
+        parts.append("Failed runs:")
+        parts.append("")
+        parts += [f"- {row.scenario} N={row.clients} on {row.server}: {row.problem}" for row in failures]
+        parts.append("")
+    if skipped:
+        parts += [f"- skipped {name}: {reason}" for name, reason in skipped.items()]
+    return "\n".join(parts)

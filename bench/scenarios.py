@@ -39,6 +39,8 @@ class Plan:
     blast_deliveries: int = 1_500_000
     slow_clients: int = 100
     slow_duration_s: float = 6.0
+    slow_grace_s: float = 10.0
+    """With a slow consumer, the load goes on past the duration until it is cut, at most this long."""
     drain_timeout_s: float = 40.0
     setup_timeout_s: float = 120.0
 
@@ -235,6 +237,7 @@ def run_fanout(
             duration_s=duration_s,
             count=count,
             pad=pad,
+            slow_grace_s=plan.slow_grace_s,
         )
     sent_replies = generator.collect(everyone, "sent", duration_s + plan.drain_timeout_s + 60)
     sent = sent_replies[0]["sent"]
