@@ -139,7 +139,7 @@ class ChatUI:
         self.scroll: dict[str, int] = {}  # buffer key -> lines scrolled up from the bottom
         self.show_nicklist = False
         self.quitting = False
-        self._quit_task: asyncio.Task[None] | None = None
+        self._quit_task: asyncio.Task[None] | None = None  # held so the task is not garbage-collected mid-quit
         self.input = TextArea(
             height=1,
             multiline=False,
@@ -331,7 +331,8 @@ class ChatUI:
             fragments.append(("", "[Act: "))
             for position, (index, buf) in enumerate(active):
                 style = "class:status.highlight" if buf.highlighted else "class:status.activity"
-                fragments.append((style, f"{index}:{buf.name}" + ("!" if buf.highlighted else "")))
+                count = f"({buf.unread})" if buf.unread > 1 else ""
+                fragments.append((style, f"{index}:{buf.name}{count}" + ("!" if buf.highlighted else "")))
                 fragments.append(("", "," if position < len(active) - 1 else "] "))
         if self.scroll.get(state.active_key, 0):
             fragments.append(("class:status.activity", "-- MORE -- "))

@@ -29,10 +29,11 @@ ROOT = Path(__file__).resolve().parent.parent
 class ChatcProcess:
     """A headless chatc with its stdout read by a thread, so tests can wait for lines with a deadline."""
 
-    def __init__(self, *args: str) -> None:
+    def __init__(self, *args: str, env_extra: dict[str, str] | None = None) -> None:
         env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONIOENCODING": "utf-8"}
-        for name in ("CHATC_HOST", "CHATC_PORT", "CHATC_NICK", "CHATC_PASSWORD"):
+        for name in ("CHATC_HOST", "CHATC_PORT", "CHATC_NICK", "CHATC_PASSWORD", "CHATC_TLS_CA"):
             env.pop(name, None)
+        env.update(env_extra or {})
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "chatc", *args],
             stdin=subprocess.PIPE,
@@ -314,3 +315,19 @@ def test_a_server_that_never_registers_us_is_an_error_not_a_hang() -> None:
     assert status == 1
     assert "did not accept us within 0.5s" in stderr.getvalue()
     assert stdout.getvalue() == ""
+
+
+def test_options_come_from_the_environment_and_the_command_line_wins(server: RunningServer, peer: IrcClient) -> None:
+    host, port = server.address
+    env = {"CHATC_HOST": host, "CHATC_PORT": str(port), "CHATC_NICK": "envbot"}
+    chatc = ChatcProcess("--channel", "#t", env_extra=env)
+    wait_joined(peer, "envbot")
+    chatc.close_input()
+    assert chatc.finish()[0] == 0
+    chatc = ChatcProcess("--channel", "#t", "--nick", "clibot", env_extra=env)
+    wait_joined(peer, "clibot")
+    chatc.close_input()
+    assert chatc.finish()[0] == 0
+    bad = ChatcProcess(env_extra={"CHATC_PORT": "not-a-port"})
+    status, stderr = bad.finish()
+    assert status == 2 and "not a port number" in stderr

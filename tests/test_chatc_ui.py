@@ -135,6 +135,8 @@ def test_buffers_switch_with_alt_digits_ctrl_n_p_and_slash_buffer(server: Runnin
             query = ui.state.buffer("zed")
             assert query is not None and query.unread == 1 and query.highlighted
             assert [buf.name for buf in ui.state.buffer_list][1:] == ["#t", "#other", "zed"]
+            status = "".join(text for _, text, *_ in ui._status_fragments())
+            assert "[2:#t" not in status and "[3:#other (1)]" in status and "[Act: 4:zed!]" in status
             keys.send_text(ALT_1)
             await until(lambda: ui.state.active.kind == "server", "alt-1")
             keys.send_text(CTRL_N)
