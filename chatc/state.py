@@ -407,6 +407,14 @@ class ClientState:
         if self.active_key == old_key:
             self.active_key = new_key
 
+    def _invite(self, message: Message) -> list[Event]:
+        """Shown where the user is looking: an invitation is only useful if it is seen."""
+        by = _nick_of(message.source)
+        channel = message.param(1)
+        text = f"{by} invites you to {channel} (/join {channel})"
+        self.add_line(self.active, "info", text, by, highlight=True)
+        return [ServerText(self.active.name, safe_text(text))]
+
     def _topic(self, message: Message) -> list[Event]:
         buf = self.open_buffer(message.param(0))
         by = _nick_of(message.source)
@@ -558,6 +566,7 @@ _HANDLERS: Final[dict[str, Callable[[ClientState, Message], list[Event]]]] = {
     "QUIT": ClientState._quit,
     "NICK": ClientState._nick,
     "TOPIC": ClientState._topic,
+    "INVITE": ClientState._invite,
     "MODE": ClientState._mode,
 }
 

@@ -201,7 +201,7 @@ class ChatUI:
         if self.quitting:
             return
         self.quitting = True
-        self._on_status("quitting")
+        self.app.invalidate()
 
         async def leave() -> None:
             await self.connection.quit(reason)
@@ -227,7 +227,7 @@ class ChatUI:
         return [("bold", f"[{self.state.active.name}] ")]
 
     def _accept(self, buffer: InputBuffer) -> bool:
-        """Handle Enter: returns False so the input line is cleared (it is in the history already)."""
+        """Handle Enter: returns False so the input line is cleared (prompt_toolkit keeps it in the history)."""
         self.submit(buffer.text)
         return False
 
@@ -316,7 +316,7 @@ class ChatUI:
         state = self.state
         buffers = state.buffer_list
         number = [buf.key for buf in buffers].index(state.active_key) + 1
-        status = self.connection.status
+        status = "quitting" if self.quitting and self.app.is_running else self.connection.status
         fragments: StyleAndTextTuples = [
             ("", f" {time.strftime('%H:%M')} "),
             ("", f"[{state.nick}{' (away)' if state.away else ''}] "),

@@ -367,3 +367,10 @@ def test_away_replies_set_and_clear_the_away_flag() -> None:
     assert state.away
     state.feed(":srv 305 me :You are no longer marked as being away")
     assert not state.away
+
+
+def test_an_invitation_shows_in_the_active_buffer() -> None:
+    state = joined()
+    state.set_active("#room")
+    state.feed(":alice!u@h INVITE me #secret")
+    assert texts(state, "#room")[-1] == "alice invites you to #secret (/join #secret)"
