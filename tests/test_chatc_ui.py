@@ -7,6 +7,7 @@ its waits run in a thread (``asyncio.to_thread``) and never stall the UI's loop.
 from __future__ import annotations
 
 import asyncio
+import io
 import socket
 import threading
 import time
@@ -15,8 +16,10 @@ from contextlib import asynccontextmanager
 
 import pytest
 from prompt_toolkit.application import create_app_session
+from prompt_toolkit.data_structures import Size
 from prompt_toolkit.input import PipeInput, create_pipe_input
-from prompt_toolkit.output import DummyOutput
+from prompt_toolkit.output import DummyOutput, Output
+from prompt_toolkit.output.vt100 import Vt100_Output
 
 from chatc.connection import ServerAddress
 from chatc.state import ClientState
@@ -47,9 +50,13 @@ async def until(predicate: Callable[[], bool], what: str) -> None:
 
 @asynccontextmanager
 async def running_ui(
-    address: tuple[str, int], nick: str = "me", channels: tuple[str, ...] = ("#t",), **options: float
+    address: tuple[str, int],
+    nick: str = "me",
+    channels: tuple[str, ...] = ("#t",),
+    output: Output | None = None,
+    **options: float,
 ) -> AsyncIterator[tuple[ChatUI, PipeInput]]:
-    with create_pipe_input() as keys, create_app_session(input=keys, output=DummyOutput()):
+    with create_pipe_input() as keys, create_app_session(input=keys, output=output or DummyOutput()):
         ui = ChatUI(ServerAddress(*address), ClientState(nick, channels), **options)
         task = asyncio.create_task(ui.run())
         try:
@@ -326,3 +333,24 @@ def test_rendered_lines_mark_time_own_messages_highlights_and_nick_colours() -> 
     assert "bold" in own[2][0] and own[-1][0] == "class:own"
     assert theirs[2][0] == nick_colour("zed") and theirs[-1][0] == "class:highlight"
     assert "".join(text for _, text, *_ in action).endswith("* zed waves")
+
+
+def test_escape_sequences_from_the_network_never_reach_the_terminal(server: RunningServer, peer: IrcClient) -> None:
+    """Render to a real VT100 output and look at the bytes a terminal would get."""
+    screen = io.StringIO()
+    output = Vt100_Output(screen, lambda: Size(rows=24, columns=100), term="xterm")
+
+    async def scenario() -> None:
+        async with running_ui(server.address, output=output) as (ui, _keys):
+            await until(lambda: joined(ui, "#t"), "join")
+            peer.send("PRIVMSG #t :\x1b]0;pwned-title\x07 and \x1b[2Jwiped \x9b31mcsi")
+            await until(lambda: shows(ui, "#t", "pwned-title"), "the hostile message")
+            renders = ui.app.render_counter
+            ui.app.invalidate()
+            await until(lambda: ui.app.render_counter > renders, "a redraw")
+
+    asyncio.run(scenario())
+    drawn = screen.getvalue()
+    assert "^[]0;pwned-title^G" in drawn
+    assert "\x1b]0;pwned" not in drawn and "\x07" not in drawn and "\x9b" not in drawn
+    assert "^[[2Jwiped" in drawn
