@@ -51,6 +51,28 @@ class WhowasEntry:
     left_at: float
 
 
+class _CapturingTransport:
+    """Stands in for a client's transport while a labeled command runs, keeping its output.
+
+    It looks like a backend connection to a backend's own fan-out loop (an
+    ``outbox`` it may append to, already ``pending``), and passes ``close`` through.
+    """
+
+    __slots__ = ("outbox", "pending", "real")
+
+    def __init__(self, real: Transport) -> None:
+        self.real = real
+        self.outbox = bytearray()
+        self.pending = True
+
+    def write(self, data: bytes) -> bool:
+        self.outbox += data
+        return True
+
+    def close(self, farewell: bytes = b"", *, abort: bool = False) -> None:
+        self.real.close(farewell, abort=abort)
+
+
 def _with_tag(line: bytes, tag: bytes) -> bytes:
     """Add one already-escaped tag to an encoded line."""
     if line.startswith(b"@"):
@@ -78,6 +100,9 @@ class Hub:
         self._next_id = 0
         self._timers: list[tuple[float, int, Client]] = []
         self._doomed: list[Client] = []
+        self.overflowed = self._doomed.append
+        """Record a client whose send queue overflowed; it is cut after the current command."""
+        self.fanout: Callable[[Iterable[Client], Event, Client | None], None] = self.generic_fanout
         self.whowas: deque[WhowasEntry] = deque(maxlen=config.whowas_size)
         self._msgid_counter = 0
         self._batch_counter = 0
@@ -263,14 +288,25 @@ class Hub:
         sender can be echoed the very same message.
         """
         event = self.event(line, plain_line, client_tags, tags_only=tags_only)
+        self.fanout(channel.members, event, skip)
+        return event
+
+    def generic_fanout(self, members: Iterable[Client], event: Event, skip: Client | None) -> None:
+        """Deliver ``event`` to every member but ``skip``, through each one's transport.
+
+        The hot loop of the server: one list index and one transport call per member.
+        Members of a channel are never gone (leaving removes them), so Client.send's
+        check is skipped; an overflow is only recorded, and reaped after the command.
+        A backend may replace ``Hub.fanout`` with its own loop of the same contract.
+        """
         cache = event.cache
-        for member in channel.members:
+        overflowed = self.overflowed
+        for member in members:
             if member is skip:
                 continue
             data = cache[member.codec] or event.data(member.codec)
-            if data:
-                member.send(data)
-        return event
+            if data and not member._write(data):
+                overflowed(member)
 
     def send_to_peers(
         self,
@@ -307,20 +343,16 @@ class Hub:
 
         Nothing → ``ACK``; one line → that line with the label tag; more → a
         ``labeled-response`` batch. Lines are collected by swapping the client's
-        write function for the duration, so nothing else on the send path changes.
+        transport for the duration, so nothing else on the send path changes.
         """
-        captured: list[bytes] = []
-
-        def collect(data: bytes) -> bool:
-            captured.append(data)
-            return True
-
-        original = client._write
-        client._write = collect
+        original = client.transport
+        capture = _CapturingTransport(original)
+        client.transport, client._write = capture, capture.write
         try:
             action()
         finally:
-            client._write = original
+            client.transport, client._write = original, original.write
+        captured = [line + b"\r\n" for line in bytes(capture.outbox).split(b"\r\n")[:-1]]
         if client.gone:
             return
         label_tag = format_tags({"label": label}).encode()
