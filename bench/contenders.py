@@ -93,13 +93,15 @@ CONTENDER_NAMES = tuple(c.name for c in CONTENDERS)
 
 
 def chatd_extra_flags() -> list[str]:
-    """Options that turn off chatd's flood control when this chatd has it (senders here are floods)."""
+    """Options that turn off chatd's flood control when this chatd has it (senders here are floods),
+    and its history database (the peers keep no history either; history is measured on its own)."""
     try:
         from chatd.cli import build_parser
     except ImportError:
         return []
     options = {flag for action in build_parser()._actions for flag in action.option_strings}
-    return ["--flood-rate", "0"] if "--flood-rate" in options else []
+    flags = ["--flood-rate", "0"] if "--flood-rate" in options else []
+    return [*flags, "--no-persist"] if "--no-persist" in options else flags
 
 
 def _ngircd_path() -> str | None:

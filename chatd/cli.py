@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import getpass
 import logging
@@ -21,6 +22,7 @@ from chatd.backends.tls import server_context
 from chatd.config_file import ConfigFile, ConfigFileError, load_config_file
 from chatd.core import ServerConfig
 from chatd.core.passwords import hash_password
+from chatd.history import History, HistoryStoreError, SqliteStore
 
 log = logging.getLogger("chatd")
 
@@ -123,6 +125,14 @@ def build_parser(file_defaults: dict[str, str] | None = None) -> argparse.Argume
     option("--tls-cert", "PEM certificate (chain) file; enables the TLS listener", default=None)
     option("--tls-key", "PEM private key file (default: read from the certificate file)", default=None)
     option("--tls-port", "TCP port of the TLS listener", type=_port, default=6697)
+    option("--data-dir", "directory for the history database (chatd.sqlite3)", default="chatd-data")
+    option("--no-persist", "keep history and channel state in memory only", action="store_true", default=False)
+    option(
+        "--history-on-join",
+        "recent channel messages shown to a joining client (0: none)",
+        type=_non_negative(int),
+        default=20,
+    )
     option("--plain-channel", "channel plain-mode clients talk in", default="#lobby")
     option("--log-level", "logging threshold", choices=("debug", "info", "warning", "error"), default="info")
     parser.add_argument("--version", action="version", version=f"chatd {__version__}")
@@ -181,6 +191,7 @@ def parse_settings(argv: Sequence[str] | None = None) -> tuple[argparse.Namespac
         max_clients=args.max_clients,
         operators=config_file.operators,
         admin_lines=config_file.admin_lines,
+        history_on_join=args.history_on_join,
         max_per_ip=args.max_per_ip,
         register_timeout_s=args.register_timeout,
         flood_burst=args.flood_burst,
@@ -204,6 +215,7 @@ def parse_settings(argv: Sequence[str] | None = None) -> tuple[argparse.Namespac
         config=config,
         tls_port=args.tls_port if tls_context else None,
         tls_context=tls_context,
+        history=None,
     )
 
 
@@ -221,6 +233,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(message)s",
         stream=sys.stderr,
     )
+    try:
+        store = None if args.no_persist else SqliteStore(args.data_dir)
+    except HistoryStoreError as error:
+        print(f"chatd: {error}", file=sys.stderr)
+        return 1
+    settings = dataclasses.replace(settings, history=History(store))
     server = create_server(args.backend, settings)
     try:
         server.bind()

@@ -11,6 +11,7 @@ from contextlib import contextmanager
 
 from chatd.backends import BackendSettings, create_server
 from chatd.core import ServerConfig
+from chatd.history import History
 from chatd.protocol.message import Message, parse
 
 DEADLINE_S = 10.0
@@ -166,6 +167,7 @@ def running_server(
     backend: str,
     sendq_bytes: int = 1 << 20,
     tls_context: ssl.SSLContext | None = None,
+    history: History | None = None,
     **config: object,
 ) -> Iterator[RunningServer]:
     settings = BackendSettings(
@@ -175,6 +177,7 @@ def running_server(
         config=ServerConfig(**config),  # type: ignore[arg-type]
         tls_port=0 if tls_context is not None else None,
         tls_context=tls_context,
+        history=history,
     )
     server = RunningServer(backend, settings)
     server.thread.start()

@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,6 +19,8 @@ from tests.helpers import DEADLINE_S, IrcClient
 
 def start_chatd(*args: str, env: dict[str, str] | None = None) -> tuple[subprocess.Popen[str], int]:
     """Start chatd on a free port; return the process and the port it reported listening on."""
+    if "--data-dir" not in args:
+        args = ("--data-dir", tempfile.mkdtemp(prefix="chatd-test-"), *args)
     process = subprocess.Popen(
         [sys.executable, "-m", "chatd", "--port", "0", *args],
         stderr=subprocess.PIPE,
@@ -71,6 +74,8 @@ def test_motd_file_option(tmp_path: pytest.TempPathFactory) -> None:
 
 
 def run_chatd(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    if "--data-dir" not in args:
+        args = ("--data-dir", tempfile.mkdtemp(prefix="chatd-test-"), *args)
     return subprocess.run(
         [sys.executable, "-m", "chatd", *args],
         capture_output=True,

@@ -122,7 +122,7 @@ def test_out_of_descriptors_backs_off_and_recovers(backend: str) -> None:
         "from chatd.cli import main; sys.exit(main(sys.argv[1:]))"
     )
     process = subprocess.Popen(
-        [sys.executable, "-c", code, "--port", "0", "--backend", backend, "--max-per-ip", "0"],
+        [sys.executable, "-c", code, "--port", "0", "--backend", backend, "--max-per-ip", "0", "--no-persist"],
         stderr=subprocess.PIPE,
         text=True,
     )

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from chatd.core import Hub, ServerConfig
+from chatd.history import History
 
 PAUSE_FLUSH_S = 0.1
 """How long a peer must pause after bytes with no newline before they count as a line."""
@@ -37,6 +38,7 @@ class BackendSettings:
     config: ServerConfig = field(default_factory=ServerConfig)
     tls_port: int | None = None
     tls_context: ssl.SSLContext | None = None
+    history: History | None = None
 
 
 class ChatServer(Protocol):
@@ -53,7 +55,7 @@ class ChatServer(Protocol):
 
 
 def make_hub(settings: BackendSettings) -> Hub:
-    return Hub(settings.config, time.monotonic, time.time)
+    return Hub(settings.config, time.monotonic, time.time, settings.history)
 
 
 def listen(host: str, port: int) -> socket.socket:

@@ -125,7 +125,8 @@ class ThreadedConnection:
             if chunk:
                 if closing and linger_deadline is None:
                     linger_deadline = time.monotonic() + CLOSE_LINGER_S
-                    self.sock.settimeout(CLOSE_LINGER_S)
+                    with contextlib.suppress(OSError):  # already closed under us by drop()
+                        self.sock.settimeout(CLOSE_LINGER_S)
                 try:
                     self.sock.sendall(chunk)
                 except OSError:

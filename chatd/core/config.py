@@ -36,5 +36,7 @@ class ServerConfig:
     admin_lines: tuple[str, str, str] = ("chatd", "", "")
     """ADMIN replies 257, 258, 259: location, second location line, contact."""
     whowas_size: int = 1000
+    history_on_join: int = 20
+    """How many recent channel messages a joining client is shown (0: none)."""
     created: str = "today"
     isupport_extra: dict[str, str] = field(default_factory=dict)

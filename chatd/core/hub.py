@@ -23,8 +23,9 @@ from chatd.core.channel import Channel
 from chatd.core.client import Client, Mode, Transport
 from chatd.core.commands import dispatch
 from chatd.core.config import ServerConfig
-from chatd.core.event import Event
+from chatd.core.event import Event, server_time
 from chatd.core.plain import handle_plain_line, start_plain
+from chatd.history import History
 from chatd.protocol import numerics as n
 from chatd.protocol.casemap import (
     CASEMAPPING,
@@ -88,8 +89,10 @@ class Hub:
         config: ServerConfig,
         clock: Callable[[], float],
         wall_clock: Callable[[], float],
+        history: History | None = None,
     ) -> None:
         self.config = config
+        self.history = history
         self.clock = clock
         self.wall_clock = wall_clock
         self.clients: dict[int, Client] = {}
@@ -240,6 +243,8 @@ class Hub:
         for client in list(self.clients.values()):
             client.gone = True
             client.transport.close(farewell)
+        if self.history is not None:
+            self.history.close()
         self.clients.clear()
         self.clients_per_host.clear()
         self.clients_by_key.clear()
@@ -399,7 +404,7 @@ class Hub:
         key = irc_lower(name)
         channel = self.channels.get(key)
         if channel is None:
-            channel = self.channels[key] = Channel(name, key, self.wall_clock())
+            channel = self.channels[key] = self._new_channel(name, key)
         channel.add(client)
         client.channels[key] = channel
         self.send_to_channel(
@@ -416,7 +421,70 @@ class Hub:
             if channel.topic:
                 self.send_topic(client, channel)
             self.send_names(client, channel)
+        self.replay_history(client, channel)
         return channel
+
+    def _new_channel(self, name: str, key: str) -> Channel:
+        """A channel coming into being: fresh, or as it was saved before it emptied or the server restarted."""
+        saved = self.history.saved_channel(key) if self.history is not None else None
+        if saved is None:
+            return Channel(name, key, self.wall_clock())
+        channel = Channel(saved.name, key, saved.created)
+        channel.topic, channel.topic_by, channel.topic_at = saved.topic, saved.topic_by, saved.topic_at
+        channel.modes = set(saved.modes)
+        channel.mode_key, channel.limit = saved.mode_key, saved.mode_limit
+        return channel
+
+    def record(self, channel: Channel, event: Event) -> None:
+        """Keep a channel message for replay and CHATHISTORY (a no-op without history)."""
+        if self.history is not None:
+            self.history.record(channel.key, event)
+
+    def save_channel(self, channel: Channel) -> None:
+        """Persist a channel's topic and modes after they change."""
+        if self.history is not None:
+            self.history.save_channel(channel)
+
+    def replay_history(self, client: Client, channel: Channel) -> None:
+        """Show a joining client the channel's last messages, in the form it can take.
+
+        With server-time they carry their original time (inside a ``chathistory``
+        batch when it negotiated batch); without, the text is prefixed ``[HH:MM]``.
+        """
+        if self.history is None or self.config.history_on_join <= 0:
+            return
+        entries = self.history.recent(channel.key, self.config.history_on_join)
+        if not entries:
+            return
+        if client.mode is Mode.PLAIN:
+            for entry in entries:
+                if entry.plain is not None:
+                    client.send(f"[{server_time(entry.time)[11:16]}] {entry.plain}\n".encode())
+            return
+        if "server-time" not in client.caps:
+            for entry in entries:
+                message = parse(entry.line)
+                text = f"[{server_time(entry.time)[11:16]}] {message.params[-1]}"
+                self.send_line(
+                    client, format_message(message.command, *message.params[:-1], text, source=message.source)
+                )
+            return
+        batch_id = ""
+        if "batch" in client.caps:
+            self._batch_counter += 1
+            batch_id = f"H{self._batch_counter}"
+            self.send_line(
+                client, format_message("BATCH", f"+{batch_id}", "chathistory", channel.name, source=self.config.name)
+            )
+        for entry in entries:
+            tags = {"time": server_time(entry.time)}
+            if batch_id:
+                tags["batch"] = batch_id
+            if "message-tags" in client.caps:
+                tags["msgid"] = entry.msgid
+            self.send_line(client, f"@{format_tags(tags)} {entry.line}")
+        if batch_id:
+            self.send_line(client, format_message("BATCH", f"-{batch_id}", source=self.config.name))
 
     def leave(self, client: Client, channel: Channel) -> None:
         """Remove a member from a channel; an empty channel ceases to exist."""

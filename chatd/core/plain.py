@@ -57,9 +57,10 @@ def handle_plain_line(hub: Hub, client: Client, text: str) -> None:
     if channel is None:
         client.send(f"* You are not in {hub.config.plain_channel}\n".encode())
         return
-    hub.send_to_channel(
+    event = hub.send_to_channel(
         channel,
         format_message("PRIVMSG", channel.name, text, source=client.prefix),
         f"{client.nick}: {text}",
         skip=client,
     )
+    hub.record(channel, event)

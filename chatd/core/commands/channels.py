@@ -127,6 +127,7 @@ def handle_topic(hub: Hub, client: Client, message: Message) -> None:
         return
     topic = message.params[1][:MAX_TOPIC_LENGTH]
     channel.topic, channel.topic_by, channel.topic_at = topic, client.prefix, hub.wall_clock()
+    hub.save_channel(channel)
     hub.send_to_channel(
         channel,
         format_message("TOPIC", channel.name, topic, source=client.prefix),

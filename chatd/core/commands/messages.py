@@ -73,6 +73,8 @@ def _relay(hub: Hub, client: Client, message: Message, *, errors: bool, tags_onl
             )
             if echo:
                 hub.send_event(client, event)
+            if not tags_only:
+                hub.record(channel, event)
             continue
         target = hub.find_client(target_name)
         if target is None or not target.registered:

@@ -120,6 +120,7 @@ def _channel_mode(hub: Hub, client: Client, channel: Channel, message: Message) 
             hub.reply(client, n.ERR_UNKNOWNMODE, char, "is unknown mode char to me")
     if not applied:
         return
+    hub.save_channel(channel)
     mode_text, params, last = "", [], ""
     for sign, char, param in applied:
         if sign != last:

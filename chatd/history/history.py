@@ -1,0 +1,110 @@
+"""What the hub asks of history: record channel events, recall recent ones, keep channel state.
+
+The last ``keep`` entries of each channel live in memory (loaded from the store
+the first time a channel is touched), so replay on join never reads the disk
+in the common case. Every record is also queued for the store, if there is one.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from chatd.history.store import SqliteStore
+
+if TYPE_CHECKING:
+    from chatd.core.channel import Channel
+    from chatd.core.event import Event
+
+INSERT_MESSAGE = "INSERT OR IGNORE INTO messages (target, msgid, time, line, plain) VALUES (?, ?, ?, ?, ?)"
+SAVE_CHANNEL = (
+    "INSERT OR REPLACE INTO channels (key, name, created, topic, topic_by, topic_at, modes, mode_key, mode_limit)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryEntry:
+    """One recorded event: its IRC line (with source), the plain rendering, id and time."""
+
+    msgid: str
+    time: float
+    line: str
+    plain: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class SavedChannel:
+    name: str
+    created: float
+    topic: str
+    topic_by: str
+    topic_at: float
+    modes: str
+    mode_key: str | None
+    mode_limit: int | None
+
+
+class History:
+    """In-memory recent history per channel, backed by an optional durable store."""
+
+    def __init__(self, store: SqliteStore | None, keep: int = 100) -> None:
+        self.store = store
+        self.keep = keep
+        self._recent: dict[str, deque[HistoryEntry]] = {}
+
+    def record(self, channel_key: str, event: Event) -> None:
+        entry = HistoryEntry(event.msgid, event.when, event.line, event.plain_line)
+        self._entries(channel_key).append(entry)
+        if self.store is not None:
+            self.store.submit(INSERT_MESSAGE, (channel_key, entry.msgid, entry.time, entry.line, entry.plain))
+
+    def recent(self, channel_key: str, count: int) -> list[HistoryEntry]:
+        """The last ``count`` entries of a channel, oldest first."""
+        entries = self._entries(channel_key)
+        return list(entries)[-count:] if count > 0 else []
+
+    def _entries(self, channel_key: str) -> deque[HistoryEntry]:
+        entries = self._recent.get(channel_key)
+        if entries is None:
+            entries = self._recent[channel_key] = deque(maxlen=self.keep)
+            if self.store is not None:
+                rows = self.store.query(
+                    "SELECT msgid, time, line, plain FROM messages WHERE target = ? ORDER BY time DESC, id DESC"
+                    " LIMIT ?",
+                    (channel_key, self.keep),
+                )
+                entries.extend(HistoryEntry(*row) for row in reversed(rows))
+        return entries
+
+    def save_channel(self, channel: Channel) -> None:
+        if self.store is None:
+            return
+        self.store.submit(
+            SAVE_CHANNEL,
+            (
+                channel.key,
+                channel.name,
+                channel.created,
+                channel.topic,
+                channel.topic_by,
+                channel.topic_at,
+                "".join(sorted(channel.modes)),
+                channel.mode_key,
+                channel.limit,
+            ),
+        )
+
+    def saved_channel(self, channel_key: str) -> SavedChannel | None:
+        if self.store is None:
+            return None
+        rows = self.store.query(
+            "SELECT name, created, topic, topic_by, topic_at, modes, mode_key, mode_limit FROM channels WHERE key = ?",
+            (channel_key,),
+        )
+        return SavedChannel(*rows[0]) if rows else None
+
+    def close(self) -> None:
+        if self.store is not None:
+            self.store.close()

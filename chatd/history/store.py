@@ -1,0 +1,162 @@
+"""SQLite storage for history and channel state, written off the event loop.
+
+Writes are queued by the loop (never blocking it) and committed by a writer
+thread in one transaction per batch: at most ``COMMIT_INTERVAL_S`` of accepted
+messages can be lost by a crash. Reads (startup, CHATHISTORY) use their own
+connection; WAL mode lets them run beside the writer.
+
+The schema carries a version in ``PRAGMA user_version``; ``MIGRATIONS`` takes
+any older database to the current one, and a newer or foreign database is
+refused with a clear error rather than touched.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("chatd")
+
+SCHEMA_VERSION = 1
+COMMIT_INTERVAL_S = 0.05
+MAX_BATCH = 1000
+DATABASE_NAME = "chatd.sqlite3"
+
+MIGRATIONS: dict[int, Sequence[str]] = {
+    # version reached → statements that take the previous version there
+    1: (
+        """CREATE TABLE messages (
+               id INTEGER PRIMARY KEY,
+               target TEXT NOT NULL,
+               msgid TEXT NOT NULL,
+               time REAL NOT NULL,
+               line TEXT NOT NULL,
+               plain TEXT
+           )""",
+        "CREATE INDEX messages_by_target ON messages (target, time)",
+        "CREATE UNIQUE INDEX messages_by_msgid ON messages (msgid)",
+        """CREATE TABLE channels (
+               key TEXT PRIMARY KEY,
+               name TEXT NOT NULL,
+               created REAL NOT NULL,
+               topic TEXT NOT NULL,
+               topic_by TEXT NOT NULL,
+               topic_at REAL NOT NULL,
+               modes TEXT NOT NULL,
+               mode_key TEXT,
+               mode_limit INTEGER
+           )""",
+    ),
+}
+
+
+class HistoryStoreError(Exception):
+    """The database cannot be used; the message is one line for the operator."""
+
+
+class SqliteStore:
+    """One database file; ``submit`` queues a write, a thread commits them in batches."""
+
+    def __init__(self, data_dir: str) -> None:
+        directory = Path(data_dir)
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise HistoryStoreError(f"cannot create data directory {data_dir}: {error.strerror}") from error
+        self.path = directory / DATABASE_NAME
+        # The hub reads from the loop thread, or under its lock from reader threads.
+        self._reader = self._connect(check_same_thread=False)
+        self._migrate(self._reader)
+        self._queue: queue.SimpleQueue[tuple[str, tuple[Any, ...]] | None] = queue.SimpleQueue()
+        self._writer = threading.Thread(target=self._write_loop, name="chatd-history-writer", daemon=True)
+        self._writer_conn = self._connect(check_same_thread=False)
+        self._writer.start()
+
+    def _connect(self, *, check_same_thread: bool) -> sqlite3.Connection:
+        try:
+            connection = sqlite3.connect(self.path, check_same_thread=check_same_thread, isolation_level=None)
+            connection.execute("PRAGMA journal_mode=WAL")
+            connection.execute("PRAGMA synchronous=NORMAL")
+            connection.execute("PRAGMA busy_timeout=5000")
+        except sqlite3.OperationalError as error:
+            raise HistoryStoreError(f"cannot open {self.path}: {error}") from error
+        except sqlite3.DatabaseError as error:
+            raise HistoryStoreError(f"{self.path} is not a usable database: {error}") from error
+        return connection
+
+    def _migrate(self, connection: sqlite3.Connection) -> None:
+        try:
+            version = connection.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise HistoryStoreError(
+                    f"{self.path} has schema version {version}, newer than this chatd understands ({SCHEMA_VERSION})"
+                )
+            if version == 0 and connection.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
+                raise HistoryStoreError(f"{self.path} is not a chatd database (it has tables but no version)")
+            for target in range(version + 1, SCHEMA_VERSION + 1):
+                connection.execute("BEGIN")
+                for statement in MIGRATIONS[target]:
+                    connection.execute(statement)
+                connection.execute(f"PRAGMA user_version = {target}")
+                connection.execute("COMMIT")
+                log.debug("history database migrated to schema version %d", target)
+        except sqlite3.DatabaseError as error:
+            raise HistoryStoreError(f"{self.path} is not a usable database: {error}") from error
+
+    # ---- called by the event loop: queue only ---------------------------------------
+
+    def submit(self, sql: str, params: tuple[Any, ...]) -> None:
+        self._queue.put((sql, params))
+
+    def close(self) -> None:
+        """Commit what is queued, stop the writer, close the database."""
+        self._queue.put(None)
+        self._writer.join(timeout=10)
+        self._reader.close()
+
+    # ---- reads (startup and queries) ---------------------------------------------------
+
+    def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        return self._reader.execute(sql, params).fetchall()
+
+    # ---- the writer thread -----------------------------------------------------------
+
+    def _write_loop(self) -> None:
+        """Commit queued writes in batches: each batch closes COMMIT_INTERVAL_S after its first write."""
+        connection = self._writer_conn
+        stop = False
+        while not stop:
+            item = self._queue.get()
+            stop = item is None
+            batch = [] if item is None else [item]
+            deadline = time.monotonic() + COMMIT_INTERVAL_S
+            while not stop and len(batch) < MAX_BATCH:
+                try:
+                    item = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+                except queue.Empty:
+                    break
+                if item is None:
+                    stop = True
+                else:
+                    batch.append(item)
+            if batch:
+                self._commit(connection, batch)
+        connection.close()
+
+    @staticmethod
+    def _commit(connection: sqlite3.Connection, batch: list[tuple[str, tuple[Any, ...]]]) -> None:
+        try:
+            connection.execute("BEGIN")
+            for sql, params in batch:
+                connection.execute(sql, params)
+            connection.execute("COMMIT")
+        except sqlite3.Error:
+            log.exception("history: a batch of %d writes failed and was dropped", len(batch))
+            if connection.in_transaction:
+                connection.execute("ROLLBACK")

@@ -1,0 +1,132 @@
+"""History: replay on join, and history and channel state surviving a restart — both backends."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from chatd.history import History, HistoryStoreError, SqliteStore
+from tests.helpers import DEADLINE_S, IrcClient, LineClient, running_server
+
+
+def test_replay_on_join_in_every_form(backend: str) -> None:
+    with running_server(backend, history=History(None), history_on_join=3) as server:
+        talker = server.client("talker")
+        talker.send("JOIN #h")
+        talker.until("366")
+        for i in range(5):
+            talker.send(f"PRIVMSG #h :message {i}")
+        talker.sync()
+
+        bare = server.client("bare")
+        bare.send("JOIN #h")
+        replayed = [m for m in bare.until("366", "PRIVMSG") if m.command == "PRIVMSG"]
+        replayed += [bare.expect("PRIVMSG") for _ in range(3 - len(replayed))]
+        assert [re.sub(r"^\[\d\d:\d\d\] ", "", m.params[1]) for m in replayed] == [f"message {i}" for i in (2, 3, 4)]
+        assert all(re.match(r"\[\d\d:\d\d\] ", m.params[1]) for m in replayed)
+
+        modern = IrcClient(server.address)
+        modern.send("CAP REQ :server-time batch message-tags")
+        modern.expect("CAP")
+        modern.send("CAP END")
+        modern.register("modern")
+        modern.send("JOIN #h")
+        start = modern.expect("BATCH")
+        assert start.params[1:] == ("chathistory", "#h")
+        inside = modern.until("BATCH")
+        assert [m.params[1] for m in inside[:-1]] == ["message 2", "message 3", "message 4"]
+        assert all(m.tags["batch"] == start.params[0][1:] and m.tags["msgid"] and m.tags["time"] for m in inside[:-1])
+
+        plain = LineClient(server.address)
+        plain.send_raw(b"plainer\n")
+        plain.wait_for_line(lambda line: line.startswith("* Welcome"))
+        server_side = server.client("lobbyist")
+        server_side.send("JOIN #lobby")
+        server_side.until("366")
+        server_side.send("PRIVMSG #lobby :for the record")
+        server_side.sync()
+        late_plain = LineClient(server.address)
+        late_plain.send_raw(b"late\n")
+        line = late_plain.wait_for_line(lambda text: "for the record" in text)
+        assert re.fullmatch(r"\[\d\d:\d\d\] lobbyist: for the record", line)
+
+
+def test_history_topic_and_modes_survive_a_restart(backend: str, tmp_path: Path) -> None:
+    with running_server(backend, history=History(SqliteStore(str(tmp_path)))) as server:
+        op = server.client("op")
+        op.send("JOIN #keep")
+        op.until("366")
+        op.send("TOPIC #keep :Kept across restarts")
+        op.send("MODE #keep +k-t door")
+        op.send("PRIVMSG #keep :before the restart")
+        op.sync()
+    with running_server(backend, history=History(SqliteStore(str(tmp_path)))) as server:
+        back = server.client("back")
+        back.send("JOIN #keep")  # an empty channel takes its first member back in, as operator
+        burst = back.until("366")
+        assert [m.params[2] for m in burst if m.command == "332"] == ["Kept across restarts"]
+        replay = back.expect("PRIVMSG")
+        assert replay.source.startswith("op!") and replay.params[1].endswith("before the restart")
+        back.send("MODE #keep")
+        assert back.expect("324").params[2:] == ("+nk", "door")
+        stranger = server.client("stranger")
+        stranger.send("JOIN #keep")
+        assert stranger.expect("475")  # the key survived
+
+
+def test_a_crash_loses_at_most_the_last_commit_interval(tmp_path: Path) -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "chatd", "--port", "0", "--data-dir", str(tmp_path), "--flood-rate", "0"],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stderr is not None
+    port = next(int(line.rsplit(":", 1)[1].split()[0]) for line in process.stderr if "listening on" in line)
+    talker = IrcClient(("127.0.0.1", port), "talker")
+    talker.send("JOIN #crash")
+    talker.until("366")
+    for i in range(200):
+        talker.send(f"PRIVMSG #crash :line {i}")
+    talker.sync()
+    # Within a commit interval of being accepted, every message is on disk: poll the file, then kill -9.
+    database = tmp_path / "chatd.sqlite3"
+    rows = 0
+    deadline = time.monotonic() + DEADLINE_S
+    while rows < 200 and time.monotonic() < deadline:
+        with contextlib.closing(sqlite3.connect(database)) as reader:
+            rows = reader.execute("SELECT count(*) FROM messages").fetchone()[0]
+        time.sleep(0.02)  # polling a file under a deadline
+    process.send_signal(signal.SIGKILL)
+    process.wait(DEADLINE_S)
+    assert rows == 200
+    reopened = History(SqliteStore(str(tmp_path)))
+    assert [entry.line.rsplit(":", 1)[1] for entry in reopened.recent("#crash", 3)] == [
+        "line 197",
+        "line 198",
+        "line 199",
+    ]
+    reopened.close()
+
+
+def test_unusable_database_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "chatd.sqlite3").write_bytes(b"this is not sqlite at all" * 100)
+    with pytest.raises(HistoryStoreError, match="not a usable database"):
+        SqliteStore(str(tmp_path))
+    result = subprocess.run(
+        [sys.executable, "-m", "chatd", "--port", "0", "--data-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=DEADLINE_S,
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        f"chatd: {tmp_path / 'chatd.sqlite3'} is not a usable database: file is not a database"
+    ]
