@@ -130,3 +130,61 @@ def test_unusable_database_is_a_clear_error(tmp_path: Path) -> None:
     assert result.stderr.strip().splitlines() == [
         f"chatd: {tmp_path / 'chatd.sqlite3'} is not a usable database: file is not a database"
     ]
+
+
+def _chathistory_client(server: object, nick: str) -> IrcClient:
+    client = IrcClient(server.address)  # type: ignore[attr-defined]
+    client.send("CAP REQ :draft/chathistory batch server-time message-tags")
+    client.expect("CAP")
+    client.send("CAP END")
+    client.register(nick)
+    return client
+
+
+def _batch(client: IrcClient) -> list[str]:
+    start = client.expect("BATCH")
+    inside = client.until("BATCH")
+    assert inside[-1].params == (f"-{start.params[0][1:]}",)
+    return [m.params[-1] for m in inside[:-1]]
+
+
+@pytest.mark.parametrize("persist", [False, True])
+def test_chathistory_queries(backend: str, tmp_path: Path, persist: bool) -> None:
+    store = SqliteStore(str(tmp_path)) if persist else None
+    with running_server(backend, history=History(store), history_on_join=0) as server:
+        client = _chathistory_client(server, "reader")
+        client.send("JOIN #past")
+        client.until("366")
+        writer = server.client("writer")
+        writer.send("JOIN #past")
+        writer.until("366")
+        for i in range(10):
+            writer.send(f"PRIVMSG #past :m{i}")
+        writer.sync()
+        seen = [client.expect("PRIVMSG") for _ in range(10)]
+        msgids = [m.tags["msgid"] for m in seen]
+        client.send("CHATHISTORY LATEST #past * 3")
+        assert _batch(client) == ["m7", "m8", "m9"]
+        client.send(f"CHATHISTORY BEFORE #past msgid={msgids[5]} 2")
+        assert _batch(client) == ["m3", "m4"]
+        client.send(f"CHATHISTORY AFTER #past msgid={msgids[5]} 2")
+        assert _batch(client) == ["m6", "m7"]
+        client.send(f"CHATHISTORY BETWEEN #past msgid={msgids[1]} msgid={msgids[5]} 10")
+        assert _batch(client) == ["m2", "m3", "m4"]
+        client.send(f"CHATHISTORY AROUND #past msgid={msgids[5]} 4")
+        assert _batch(client) == ["m3", "m4", "m5", "m6"]
+        client.send(f"CHATHISTORY BEFORE #past timestamp={seen[1].tags['time']} 5")
+        assert _batch(client) == ["m0"]
+        client.send("CHATHISTORY TARGETS timestamp=2000-01-01T00:00:00.000Z timestamp=2100-01-01T00:00:00.000Z 5")
+        start = client.expect("BATCH")
+        assert start.params[1] == "draft/chathistory-targets"
+        targets = client.until("BATCH")
+        assert [m.params[:2] for m in targets[:-1]] == [("TARGETS", "#past")]
+        client.send("CHATHISTORY LATEST #elsewhere * 3")
+        assert client.expect("FAIL").params[:3] == ("CHATHISTORY", "INVALID_TARGET", "LATEST")
+        client.send("CHATHISTORY BEFORE #past msgid=nope 3")
+        assert client.expect("FAIL").params[:2] == ("CHATHISTORY", "INVALID_PARAMS")
+        client.send("CHATHISTORY LATEST #past * many")
+        assert client.expect("FAIL").params[:2] == ("CHATHISTORY", "INVALID_PARAMS")
+        client.send("CHATHISTORY SIDEWAYS #past")
+        assert client.expect("FAIL").params[:2] == ("CHATHISTORY", "INVALID_PARAMS")

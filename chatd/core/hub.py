@@ -609,6 +609,8 @@ class Hub:
             "CHANLIMIT": f"{CHANNEL_TYPES}:",
             "CHANMODES": "b,k,l,imnst",
             "CHANNELLEN": str(MAX_CHANNEL_LENGTH),
+            "CHATHISTORY": "100",
+            "MSGREFTYPES": "timestamp,msgid",
             "ELIST": "MNU",
             "CHANTYPES": CHANNEL_TYPES,
             "KICKLEN": "390",

@@ -78,6 +78,38 @@ class History:
                 entries.extend(HistoryEntry(*row) for row in reversed(rows))
         return entries
 
+    def find_time(self, channel_key: str, msgid: str) -> float | None:
+        """When the message ``msgid`` of this channel was sent, or None if it is unknown."""
+        for entry in self._entries(channel_key):
+            if entry.msgid == msgid:
+                return entry.time
+        if self.store is None:
+            return None
+        rows = self.store.query("SELECT time FROM messages WHERE target = ? AND msgid = ?", (channel_key, msgid))
+        return rows[0][0] if rows else None
+
+    def between(self, channel_key: str, after: float, before: float, limit: int, *, newest: bool) -> list[HistoryEntry]:
+        """Up to ``limit`` entries strictly between two times, oldest first in the result.
+
+        ``newest`` picks the ones closest to ``before`` (else those closest to ``after``).
+        """
+        if self.store is None:
+            window = [entry for entry in self._entries(channel_key) if after < entry.time < before]
+            return window[-limit:] if newest else window[:limit]
+        order = "DESC" if newest else "ASC"
+        rows = self.store.query(
+            "SELECT msgid, time, line, plain FROM messages WHERE target = ? AND time > ? AND time < ?"
+            f" ORDER BY time {order}, id {order} LIMIT ?",
+            (channel_key, after, before, limit),
+        )
+        entries = [HistoryEntry(*row) for row in rows]
+        return entries[::-1] if newest else entries
+
+    def latest_time(self, channel_key: str, after: float, before: float) -> float | None:
+        """The time of the newest entry between two times, for CHATHISTORY TARGETS."""
+        found = self.between(channel_key, after, before, 1, newest=True)
+        return found[0].time if found else None
+
     def save_channel(self, channel: Channel) -> None:
         if self.store is None:
             return

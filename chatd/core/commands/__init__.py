@@ -21,6 +21,7 @@ from chatd.core.commands.channels import (
     handle_part,
     handle_topic,
 )
+from chatd.core.commands.chathistory import handle_chathistory
 from chatd.core.commands.messages import handle_notice, handle_privmsg, handle_tagmsg
 from chatd.core.commands.modes import handle_mode
 from chatd.core.commands.oper import handle_kill, handle_oper, handle_wallops
@@ -97,6 +98,7 @@ def _run(hub: Hub, client: Client, message: Message) -> None:
 
 COMMANDS: dict[str, Command] = {
     "ADMIN": Command(handle_admin),
+    "CHATHISTORY": Command(handle_chathistory, min_params=1),
     "HELP": Command(handle_help),
     "HELPOP": Command(handle_help),
     "INFO": Command(handle_info),

@@ -19,6 +19,7 @@ SUPPORTED_CAPS = frozenset(
         "away-notify",
         "batch",
         "cap-notify",
+        "draft/chathistory",
         "echo-message",
         "invite-notify",
         "labeled-response",

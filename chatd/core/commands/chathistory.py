@@ -1,0 +1,145 @@
+"""IRCv3 ``draft/chathistory``: clients page through a channel's past.
+
+CHATHISTORY LATEST <target> <*|ref> <limit> | BEFORE <target> <ref> <limit> |
+AFTER <target> <ref> <limit> | AROUND <target> <ref> <limit> |
+BETWEEN <target> <ref> <ref> <limit> | TARGETS <timestamp> <timestamp> <limit>
+
+A reference is ``timestamp=YYYY-MM-DDThh:mm:ss.sssZ`` or ``msgid=<id>``. Answers
+always come in a batch (``chathistory`` or ``draft/chathistory-targets``), empty
+when nothing matches; problems are ``FAIL CHATHISTORY <code>``. Only channels the
+client is in can be read; private history is not kept.
+"""
+
+from __future__ import annotations
+
+import datetime
+import math
+from typing import TYPE_CHECKING
+
+from chatd.core.client import Client
+from chatd.core.event import server_time
+from chatd.protocol.casemap import irc_lower
+from chatd.protocol.message import Message, format_message, format_tags
+
+if TYPE_CHECKING:
+    from chatd.core.channel import Channel
+    from chatd.core.hub import Hub
+    from chatd.history import HistoryEntry
+
+CHATHISTORY_MAX = 100
+SUBCOMMANDS = ("LATEST", "BEFORE", "AFTER", "AROUND", "BETWEEN", "TARGETS")
+
+
+def _fail(hub: Hub, client: Client, code: str, *context: str) -> None:
+    hub.send_line(client, format_message("FAIL", "CHATHISTORY", code, *context, source=hub.config.name))
+
+
+def _parse_timestamp(text: str) -> float | None:
+    try:
+        moment = datetime.datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ")
+    except ValueError:
+        try:
+            moment = datetime.datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ")
+        except ValueError:
+            return None
+    return moment.replace(tzinfo=datetime.UTC).timestamp()
+
+
+def _resolve(hub: Hub, channel_key: str, reference: str) -> float | None:
+    """A message reference as a time; None when it is malformed or names no message."""
+    kind, _, value = reference.partition("=")
+    if kind == "timestamp":
+        return _parse_timestamp(value)
+    if kind == "msgid" and value and hub.history is not None:
+        return hub.history.find_time(channel_key, value)
+    return None
+
+
+def _send_batch(hub: Hub, client: Client, target: str, entries: list[HistoryEntry]) -> None:
+    hub._batch_counter += 1
+    batch_id = f"C{hub._batch_counter}"
+    hub.send_line(client, format_message("BATCH", f"+{batch_id}", "chathistory", target, source=hub.config.name))
+    with_msgid = "message-tags" in client.caps
+    for entry in entries:
+        tags = {"batch": batch_id, "time": server_time(entry.time)}
+        if with_msgid:
+            tags["msgid"] = entry.msgid
+        hub.send_line(client, f"@{format_tags(tags)} {entry.line}")
+    hub.send_line(client, format_message("BATCH", f"-{batch_id}", source=hub.config.name))
+
+
+def _targets(hub: Hub, client: Client, message: Message) -> None:
+    start, end = (_parse_timestamp(message.param(index).removeprefix("timestamp=")) for index in (1, 2))
+    limit = message.param(3)
+    if start is None or end is None or not limit.isdigit():
+        _fail(hub, client, "INVALID_PARAMS", "TARGETS", "Invalid timestamps or limit")
+        return
+    low, high = min(start, end), max(start, end)
+    assert hub.history is not None
+    found = []
+    for channel in client.channels.values():
+        when = hub.history.latest_time(channel.key, low, high)
+        if when is not None:
+            found.append((when, channel.name))
+    found.sort()
+    hub._batch_counter += 1
+    batch_id = f"C{hub._batch_counter}"
+    hub.send_line(client, format_message("BATCH", f"+{batch_id}", "draft/chathistory-targets", source=hub.config.name))
+    for when, name in found[: min(int(limit), CHATHISTORY_MAX)]:
+        hub.send_line(
+            client,
+            f"@batch={batch_id} "
+            + format_message("CHATHISTORY", "TARGETS", name, f"timestamp={server_time(when)}", source=hub.config.name),
+        )
+    hub.send_line(client, format_message("BATCH", f"-{batch_id}", source=hub.config.name))
+
+
+# CHATHISTORY <subcommand> ...
+def handle_chathistory(hub: Hub, client: Client, message: Message) -> None:
+    sub = message.params[0].upper()
+    if sub not in SUBCOMMANDS:
+        _fail(hub, client, "INVALID_PARAMS", sub, "Unknown subcommand")
+        return
+    if hub.history is None:
+        _fail(hub, client, "MESSAGE_ERROR", sub, "History is not kept on this server")
+        return
+    if sub == "TARGETS":
+        _targets(hub, client, message)
+        return
+    target = message.param(1)
+    channel: Channel | None = client.channels.get(irc_lower(target))
+    if channel is None:
+        _fail(hub, client, "INVALID_TARGET", sub, target or "*", "Messages could not be retrieved")
+        return
+    limit_text = message.param(4) if sub == "BETWEEN" else message.param(3)
+    if not limit_text.isdigit() or int(limit_text) <= 0:
+        _fail(hub, client, "INVALID_PARAMS", sub, "Invalid limit")
+        return
+    limit = min(int(limit_text), CHATHISTORY_MAX)
+    history = hub.history
+    first_ref = message.param(2)
+    if sub == "LATEST" and first_ref == "*":
+        after = -math.inf
+    else:
+        resolved = _resolve(hub, channel.key, first_ref)
+        if resolved is None:
+            _fail(hub, client, "INVALID_PARAMS", sub, "Invalid message reference")
+            return
+        after = resolved
+    if sub == "LATEST":
+        entries = history.between(channel.key, after, math.inf, limit, newest=True)
+    elif sub == "BEFORE":
+        entries = history.between(channel.key, -math.inf, after, limit, newest=True)
+    elif sub == "AFTER":
+        entries = history.between(channel.key, after, math.inf, limit, newest=False)
+    elif sub == "AROUND":
+        earlier = history.between(channel.key, -math.inf, after, limit // 2, newest=True)
+        later = history.between(channel.key, after - 1e-6, math.inf, limit - len(earlier), newest=False)
+        entries = earlier + later
+    else:  # BETWEEN
+        other = _resolve(hub, channel.key, message.param(3))
+        if other is None:
+            _fail(hub, client, "INVALID_PARAMS", sub, "Invalid message reference")
+            return
+        entries = history.between(channel.key, min(after, other), max(after, other), limit, newest=after > other)
+    _send_batch(hub, client, channel.name, entries)
