@@ -19,7 +19,8 @@ SERVER_KEY: Final = ""
 @dataclass(frozen=True, slots=True)
 class BufferLine:
     """One displayed line. ``kind`` picks the rendering: privmsg, action, notice, join, part,
-    quit, nick, topic, mode, info or error."""
+    quit, nick, topic, mode, info or error. ``history`` marks a line the server replayed from
+    before we joined: shown muted, never counted as unread."""
 
     time: float
     kind: str
@@ -27,6 +28,7 @@ class BufferLine:
     nick: str = ""
     own: bool = False
     highlight: bool = False
+    history: bool = False
 
 
 @dataclass(slots=True)

@@ -37,6 +37,9 @@ from chatd.protocol.message import format_message, parse
 
 READ_CHUNK_BYTES: Final = 65536
 CONNECT_TIMEOUT_S: Final = 10.0
+# A server that takes CAP LS but never answers (or never ACKs/NAKs a REQ) would hold registration
+# forever; after this long chatc sends CAP END itself and registers without capabilities.
+CAP_TIMEOUT_S: Final = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,6 +192,7 @@ class Connection:
         framing = LineReader()
         reason = "connection closed by server"
         pacer = asyncio.create_task(self._pace(writer))
+        cap_deadline = asyncio.create_task(self._cap_deadline())
         try:
             for line in self.state.registration_lines():
                 self._write(line)
@@ -205,6 +209,7 @@ class Connection:
         finally:
             self._writer = None
             pacer.cancel()
+            cap_deadline.cancel()
             if self._queue:
                 self.state.info(f"{len(self._queue)} queued lines were not sent", kind="error")
                 self._queue.clear()
@@ -217,6 +222,12 @@ class Connection:
             with contextlib.suppress(OSError):
                 await writer.wait_closed()
         return reason
+
+    async def _cap_deadline(self) -> None:
+        """End a capability negotiation the server left hanging; sleeping here is the timeout itself."""
+        await asyncio.sleep(CAP_TIMEOUT_S)
+        for line in self.state.end_cap_negotiation():
+            self._write(line)
 
     async def _pace(self, writer: asyncio.StreamWriter) -> None:
         """Write queued lines under the token bucket; sleeping here is the pacing itself."""

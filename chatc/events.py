@@ -24,7 +24,11 @@ class Registered:
 
 @dataclass(frozen=True, slots=True)
 class MessageReceived:
-    """A PRIVMSG, NOTICE or CTCP ACTION, already sanitised; ``buffer`` is the display name."""
+    """A PRIVMSG, NOTICE or CTCP ACTION, already sanitised; ``buffer`` is the display name.
+
+    ``history`` is set for a message the server replayed (a ``chathistory`` batch): it
+    was said before we joined, so it is neither news nor a highlight.
+    """
 
     buffer: str
     sender: str
@@ -32,6 +36,7 @@ class MessageReceived:
     kind: str  # "privmsg", "notice" or "action"
     own: bool = False
     highlight: bool = False
+    history: bool = False
 
 
 @dataclass(frozen=True, slots=True)

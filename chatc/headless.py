@@ -5,6 +5,11 @@ received is printed to stdout as one line: ``#room <alice> hello``, ``#room * al
 waves`` for actions, ``#room -alice- text`` for notices, with the buffer name first
 (a nick for private messages). Errors go to stderr.
 
+History the server replays on join (a ``chathistory`` batch) is not printed: it was
+said before the script connected, and a bot that reacts to lines would otherwise act
+again on old commands every time it restarts. (A server without batch support sends
+history as ordinary lines, which are printed like any other.)
+
 At end of input it makes sure nothing is lost: a PING/PONG round trip proves the
 server processed every line we sent (servers answer in order), then it sends QUIT
 and waits for the server to close the connection before exiting.
@@ -101,7 +106,7 @@ class HeadlessClient:
 
     def _on_events(self, events: list[Event]) -> None:
         for event in events:
-            if isinstance(event, MessageReceived) and not event.own and not self._from_server(event):
+            if isinstance(event, MessageReceived) and not (event.own or event.history or self._from_server(event)):
                 self.print(format_event(event))
             elif isinstance(event, ErrorReply) and not (self.quitting and event.code in ("ERROR", "DISCONNECTED")):
                 self.error(f"{event.code} {event.text}")

@@ -14,11 +14,20 @@ Invariants:
   all day cannot grow the client without bound.
 - ``wanted_channels`` is what the user asked to be in (command line, /join,
   minus /part and kicks); it survives a lost connection and is rejoined on 001.
+- Capability negotiation never stalls registration: ``CAP LS 302`` goes out with
+  NICK/USER, so a server that does not know CAP registers us anyway (001 ends the
+  negotiation), and one that does gets ``CAP END`` once every REQ has its ACK or NAK.
+  ``caps`` holds only what the server acknowledged, and is emptied on a new connection.
+- Lines inside a ``chathistory`` batch are things said before we joined: they are
+  shown (muted), but never change the channel state (nick list, topic, joined) and
+  never count as unread or highlight, and CTCP queries in them are not answered.
 """
 
 from __future__ import annotations
 
+import datetime
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from typing import Final
 
@@ -45,6 +54,13 @@ from chatd.protocol.message import Message, format_message, parse
 CTCP_DELIM: Final = "\x01"
 # JOIN lines are batched with commas; stay well inside the 512-byte line limit.
 MAX_JOIN_LINE_BYTES: Final = 400
+# The IRCv3 capabilities chatc knows how to use; it asks for those the server offers.
+WANTED_CAPS: Final = frozenset(
+    {"away-notify", "batch", "cap-notify", "echo-message", "message-tags", "multi-prefix", "server-time"}
+)
+# A server could open batches and never close them; past this many, the oldest is forgotten.
+MAX_OPEN_BATCHES: Final = 32
+HISTORY_BATCH: Final = "chathistory"
 
 # Replies to commands the user typed: shown in the buffer the user is looking at.
 _ACTIVE_BUFFER_NUMERICS: Final = frozenset(
@@ -89,6 +105,22 @@ def _nick_of(source: str | None) -> str:
     return (source or "").split("!", 1)[0]
 
 
+def parse_server_time(value: str | None) -> float | None:
+    """The epoch time of an IRCv3 ``time`` tag (``2026-11-26T10:40:00.000Z``), or None if absent or malformed.
+
+    A tag without a zone is taken as UTC, which is what the specification mandates.
+    """
+    if not value:
+        return None
+    try:
+        moment = datetime.datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=datetime.UTC)
+    return moment.timestamp()
+
+
 class ClientState:
     """Everything the client knows about its session with one server.
 
@@ -127,6 +159,14 @@ class ClientState:
         self.active_key = SERVER_KEY
         self._names_incoming: dict[str, dict[str, str]] = {}
         self._nick_attempts = 0
+        self.caps: set[str] = set()  # acknowledged by the server on this connection
+        self.caps_offered: set[str] = set()
+        self.cap_negotiating = False
+        self._cap_ls_incoming: list[str] = []
+        self._cap_requests_pending = 0
+        self._batches: OrderedDict[str, tuple[str, str]] = OrderedDict()  # id -> (type, first parameter)
+        self.away_nicks: dict[str, str] = {}  # case-mapped nick -> away message (from away-notify)
+        self._line_time: float | None = None  # the server-time of the line being handled
 
     # ---- queries ------------------------------------------------------------------
 
@@ -181,11 +221,16 @@ class ClientState:
         self.buffers[key].lines.clear()
 
     def add_line(self, buf: Buffer, kind: str, text: str, nick: str = "", *, own: bool = False,
-                 highlight: bool = False) -> BufferLine:  # fmt: skip
-        """Append a line (sanitising it); unread counts only rise for conversation in other buffers."""
-        line = BufferLine(self.clock(), kind, safe_text(text), safe_text(nick), own, highlight)
+                 highlight: bool = False, history: bool = False) -> BufferLine:  # fmt: skip
+        """Append a line (sanitising it); unread counts only rise for new conversation in other buffers.
+
+        The line's time is the server's ``time`` tag of the line being handled when it
+        has one (server-time), else the local clock.
+        """
+        when = self._line_time if self._line_time is not None else self.clock()
+        line = BufferLine(when, kind, safe_text(text), safe_text(nick), own, highlight, history)
         buf.lines.append(line)
-        if buf.key != self.active_key and kind in ("privmsg", "action", "notice") and not own:
+        if buf.key != self.active_key and kind in ("privmsg", "action", "notice") and not own and not history:
             buf.unread += 1
             buf.highlighted = buf.highlighted or highlight
         return line
@@ -194,9 +239,17 @@ class ClientState:
         """A local notice (from the client itself) in buffer ``key``, by default the active one."""
         self.add_line(self.buffers.get(self.active_key if key is None else key, self.buffers[SERVER_KEY]), kind, text)
 
-    def record_own_message(self, target: str, text: str, kind: str = "privmsg") -> MessageReceived:
-        """Show a message we sent: servers do not echo our own PRIVMSGs back to us."""
+    def record_own_message(self, target: str, text: str, kind: str = "privmsg") -> MessageReceived | None:
+        """Show a message we are sending, unless the server will echo it (echo-message).
+
+        Without echo-message servers never send our own PRIVMSGs back, so a local copy
+        is all there is. With it, the echo is shown instead: one copy, with the
+        server's time, and only if the server accepted the message. The buffer is
+        opened either way, so ``/msg nick`` lands in a query buffer at once.
+        """
         buf = self.open_buffer(target)
+        if "echo-message" in self.caps:
+            return None
         self.add_line(buf, kind, text, self.nick, own=True)
         return MessageReceived(buf.name, self.nick, safe_text(text), kind, own=True)
 
@@ -208,7 +261,9 @@ class ClientState:
         self.away = False
         self.nick = self.wanted_nick
         self._nick_attempts = 0
-        lines = []
+        self._reset_session_caps()
+        self.cap_negotiating = True
+        lines = [format_message("CAP", "LS", "302")]
         if self.password:
             lines.append(format_message("PASS", self.password))
         lines.append(format_message("NICK", self.nick))
@@ -219,6 +274,7 @@ class ClientState:
         """The socket is gone: no channel is joined any more, but the wish to be in them stays."""
         self.registered = False
         self._names_incoming.clear()
+        self._reset_session_caps()
         for buf in self.buffers.values():
             if buf.kind == "channel" and buf.joined:
                 buf.joined = False
@@ -226,6 +282,25 @@ class ClientState:
                 buf.prefixes.clear()
             self.add_line(buf, "error", f"Disconnected: {reason}")
         return [ErrorReply("DISCONNECTED", safe_text(reason))]
+
+    def _reset_session_caps(self) -> None:
+        """Forget what the last connection negotiated: a new session (maybe another server) starts bare."""
+        self.caps.clear()
+        self.caps_offered.clear()
+        self.cap_negotiating = False
+        self._cap_ls_incoming.clear()
+        self._cap_requests_pending = 0
+        self._batches.clear()
+        self.away_nicks.clear()
+
+    def end_cap_negotiation(self) -> list[str]:
+        """``CAP END`` if negotiation is still open (the connection's timeout for a server that never
+        answers a REQ); an empty list otherwise."""
+        if not self.cap_negotiating or self.registered:
+            return []
+        self.cap_negotiating = False
+        self._cap_requests_pending = 0
+        return [format_message("CAP", "END")]
 
     def rejoin_lines(self) -> list[str]:
         """JOIN lines for every wanted channel, batched with commas under the line limit."""
@@ -249,6 +324,16 @@ class ClientState:
         message = parse(line)
         if not message.command:
             return []
+        self._line_time = parse_server_time(message.tags.get("time"))
+        try:
+            batch = self._batches.get(message.tags.get("batch", ""))
+            if batch is not None and batch[0] == HISTORY_BATCH and message.command != "BATCH":
+                return self._history_line(message, batch[1])
+            return self._dispatch(message)
+        finally:
+            self._line_time = None
+
+    def _dispatch(self, message: Message) -> list[Event]:
         handler = _HANDLERS.get(message.command)
         if handler is not None:
             return handler(self, message)
@@ -263,6 +348,133 @@ class ClientState:
 
     def _ignore(self, message: Message) -> list[Event]:
         return []
+
+    # ---- capabilities and batches (IRCv3) ---------------------------------------------
+
+    def _cap(self, message: Message) -> list[Event]:
+        """CAP LS/ACK/NAK/NEW/DEL: ask for what we use, and end negotiation once every REQ is answered."""
+        sub = message.param(1).upper()
+        args = message.params[2:]
+        more = len(args) > 1 and args[0] == "*"  # a multi-line CAP LS 302 reply continues
+        # "sasl=PLAIN,EXTERNAL" offers a value; "~"/"=" are CAP 3.1 modifiers; "-" in an ACK removes.
+        names = [token.split("=", 1)[0].lstrip("~=") for token in (args[-1] if args else "").split()]
+        if sub == "LS":
+            self._cap_ls_incoming.extend(names)
+            if more:
+                return []
+            self.caps_offered = set(self._cap_ls_incoming)
+            self._cap_ls_incoming.clear()
+            if not self.cap_negotiating:
+                return []  # a /quote CAP LS later on: nothing to negotiate
+            return self._cap_request(self.caps_offered) or self._cap_maybe_end()
+        if sub == "ACK":
+            for name in names:
+                if name.startswith("-"):
+                    self.caps.discard(name[1:])
+                else:
+                    self.caps.add(name)
+            self._cap_requests_pending = max(0, self._cap_requests_pending - 1)
+            self.add_line(self.buffers[SERVER_KEY], "info", "Capabilities enabled: " + " ".join(names))
+            return self._cap_maybe_end()
+        if sub == "NAK":
+            self._cap_requests_pending = max(0, self._cap_requests_pending - 1)
+            self.add_line(self.buffers[SERVER_KEY], "info", "Capabilities refused: " + " ".join(names))
+            return self._cap_maybe_end()
+        if sub == "NEW":
+            self.caps_offered.update(names)
+            return self._cap_request(names)
+        if sub == "DEL":
+            self.caps_offered.difference_update(names)
+            self.caps.difference_update(names)
+            self.add_line(self.buffers[SERVER_KEY], "info", "Capabilities withdrawn: " + " ".join(names))
+        return []
+
+    def _cap_request(self, offered: Iterable[str]) -> list[Event]:
+        """One ``CAP REQ`` for the wanted capabilities among ``offered`` that are not on yet (or nothing)."""
+        wanted = sorted(name for name in set(offered) & WANTED_CAPS if name not in self.caps)
+        if not wanted:
+            return []
+        self._cap_requests_pending += 1
+        return _send("CAP", "REQ", " ".join(wanted))
+
+    def _cap_maybe_end(self) -> list[Event]:
+        if not self.cap_negotiating or self._cap_requests_pending or self.registered:
+            return []
+        self.cap_negotiating = False
+        return _send("CAP", "END")
+
+    def _batch(self, message: Message) -> list[Event]:
+        """``BATCH +id type params`` opens, ``BATCH -id`` closes; a batch nested in a history batch is history."""
+        reference = message.param(0)
+        if reference.startswith("+") and len(reference) > 1:
+            kind, target = message.param(1), message.param(2)
+            parent = self._batches.get(message.tags.get("batch", ""))
+            if parent is not None and parent[0] == HISTORY_BATCH:
+                kind, target = HISTORY_BATCH, parent[1]
+            self._batches[reference[1:]] = (kind, target)
+            while len(self._batches) > MAX_OPEN_BATCHES:
+                self._batches.popitem(last=False)
+        elif reference.startswith("-"):
+            self._batches.pop(reference[1:], None)
+        return []
+
+    def _history_line(self, message: Message, target: str) -> list[Event]:
+        """A replayed line: shown muted in its buffer, with no effect on the channel or on unread counts."""
+        source = _nick_of(message.source)
+        command = message.command
+        channel = message.param(0)
+        if command in ("PRIVMSG", "NOTICE"):
+            text = message.param(1)
+            kind = "notice" if command == "NOTICE" else "privmsg"
+            if text.startswith(CTCP_DELIM):
+                verb, _, argument = text.strip(CTCP_DELIM).partition(" ")
+                if verb.upper() != "ACTION":
+                    return []  # an old CTCP query is not ours to answer
+                kind, text = "action", argument
+            name = channel.lstrip(self.prefix_symbols)
+            if not self.is_channel(name):
+                name = target or (channel if self.is_me(source) else source)
+            buf = self.open_buffer(name)
+            own = self.is_me(source)
+            self.add_line(buf, kind, text, source, own=own, history=True)
+            return [MessageReceived(buf.name, safe_text(source), safe_text(text), kind, own, history=True)]
+        described = {
+            "JOIN": ("join", f"{source} has joined {channel}"),
+            "PART": ("part", f"{source} has left {channel}"),
+            "QUIT": ("quit", f"{source} has quit"),
+            "KICK": ("part", f"{message.param(1)} was kicked from {channel} by {source}"),
+            "TOPIC": ("topic", f"{source} changed the topic to: {message.param(1)}"),
+            "NICK": ("nick", f"{source} is now known as {channel}"),
+        }.get(command)
+        buf = self.buffer(target) if target else None
+        if described is not None and buf is not None:
+            self.add_line(buf, described[0], described[1], source, history=True)
+        return []
+
+    def _away(self, message: Message) -> list[Event]:
+        """away-notify: a nick we share a channel with went away (with a message) or came back (without)."""
+        nick = _nick_of(message.source)
+        reason = message.param(0)
+        if not nick:
+            return []
+        if self.is_me(nick):
+            self.away = bool(reason)
+            return []
+        key = irc_lower(nick)
+        if reason:
+            self.away_nicks[key] = safe_text(reason)
+        else:
+            self.away_nicks.pop(key, None)
+        query = self.buffers.get(key)
+        if query is not None and query.kind == "query":
+            self.add_line(query, "info", f"{nick} is away: {reason}" if reason else f"{nick} is back", nick)
+        return []
+
+    def _forget_absent_away(self) -> None:
+        """Away states are only kept for nicks still seen in some channel, so the map cannot grow forever."""
+        present = {key for buf in self.buffers.values() for key in buf.nicks}
+        for key in [key for key in self.away_nicks if key not in present]:
+            del self.away_nicks[key]
 
     def _error(self, message: Message) -> list[Event]:
         text = message.param(0, "closing link")
@@ -284,6 +496,8 @@ class ClientState:
                 kind, text = "action", argument
             elif notice:
                 text = f"CTCP {verb} reply: {argument}"
+            elif self.is_me(sender):
+                return []  # echo-message returning our own CTCP query: nothing to answer or show
             else:
                 events.extend(self._ctcp_reply(sender, verb, argument))
                 self.add_line(self.buffers[SERVER_KEY], "info", f"CTCP {verb} from {sender}")
@@ -345,6 +559,7 @@ class ClientState:
         else:
             text = f"{nick} has left {buf.name}" + (f" ({reason})" if reason else "")
         self.add_line(buf, "part", text, nick, own=own)
+        self._forget_absent_away()
         return [Parted(buf.name, safe_text(nick), safe_text(reason), own, safe_text(kicked_by))]
 
     def _part(self, message: Message) -> list[Event]:
@@ -368,6 +583,7 @@ class ClientState:
                 self.add_line(buf, "quit", f"{nick} has quit" + (f" ({reason})" if reason else ""), nick)
                 if buf.kind == "channel":
                     channels.append(buf.name)
+        self.away_nicks.pop(key, None)
         return [Quit(safe_text(nick), safe_text(reason), tuple(channels))]
 
     def _nick(self, message: Message) -> list[Event]:
@@ -377,6 +593,8 @@ class ClientState:
             return []
         old_key, new_key = irc_lower(old), irc_lower(new)
         own = self.is_me(old)
+        if old_key in self.away_nicks:
+            self.away_nicks[new_key] = self.away_nicks.pop(old_key)
         if own:
             self.nick = new
             self.wanted_nick = new
@@ -465,6 +683,10 @@ class ClientState:
         if special is not None:
             return special(self, message)
         text = " ".join(params)
+        if code == n.ERR_UNKNOWNCOMMAND and message.param(1).upper() == "CAP":
+            self.cap_negotiating = False  # a server without IRCv3 capabilities: it registers us anyway
+            self.add_line(self.buffers[SERVER_KEY], "info", "The server does not support capabilities")
+            return []
         if code[0] in "45" and code != n.ERR_NOMOTD:  # a missing MOTD is no error to the user
             self.add_line(self.active, "error", text)
             events: list[Event] = [ErrorReply(code, safe_text(text))]
@@ -489,6 +711,7 @@ class ClientState:
 
     def _welcome(self, message: Message) -> list[Event]:
         self.registered = True
+        self.cap_negotiating = False  # registered: whatever was not negotiated by now never will be
         self.nick = message.param(0, self.nick)
         if message.source:
             self.buffers[SERVER_KEY].name = safe_text(message.source)
@@ -568,6 +791,10 @@ _HANDLERS: Final[dict[str, Callable[[ClientState, Message], list[Event]]]] = {
     "TOPIC": ClientState._topic,
     "INVITE": ClientState._invite,
     "MODE": ClientState._mode,
+    "CAP": ClientState._cap,
+    "BATCH": ClientState._batch,
+    "AWAY": ClientState._away,
+    "TAGMSG": ClientState._ignore,  # client-only tags (typing notifications): nothing chatc shows
 }
 
 _NUMERIC_HANDLERS: Final[dict[str, Callable[[ClientState, Message], list[Event]]]] = {

@@ -62,6 +62,8 @@ STYLE: Final = Style.from_dict(
         "event": "ansibrightblack",
         "error": "ansired",
         "nicklist": "ansibrightblack",
+        "nicklist.away": "ansibrightblack italic",
+        "history": "ansibrightblack",
     }
 )
 
@@ -69,8 +71,15 @@ _EVENT_ARROWS: Final = {"join": "-->", "part": "<--", "quit": "<--", "nick": "--
 
 
 def render_line(line: BufferLine) -> StyleAndTextTuples:
-    """Fragments for one buffer line: time, then the nick in its colour, then the text."""
-    fragments: StyleAndTextTuples = [("class:time", time.strftime("%H:%M ", time.localtime(line.time)))]
+    """Fragments for one buffer line: time, then the nick in its colour, then the text.
+
+    Replayed history is one muted colour throughout (no nick colours, bold or
+    highlight), so what was said before you joined never looks like new conversation.
+    """
+    stamp = time.strftime("%H:%M ", time.localtime(line.time))
+    if line.history:
+        return [("class:time", stamp), ("class:history", _history_text(line))]
+    fragments: StyleAndTextTuples = [("class:time", stamp)]
     text_style = "class:highlight" if line.highlight else "class:own" if line.own else ""
     nick_style = f"bold {nick_colour(line.nick)}" if line.own else nick_colour(line.nick)
     if line.kind == "privmsg":
@@ -86,6 +95,16 @@ def render_line(line: BufferLine) -> StyleAndTextTuples:
     else:
         fragments.append(("", "-- " + line.text))
     return fragments
+
+
+def _history_text(line: BufferLine) -> str:
+    if line.kind == "privmsg":
+        return f"<{line.nick}> {line.text}"
+    if line.kind == "action":
+        return f"* {line.nick} {line.text}"
+    if line.kind == "notice":
+        return f"-{line.nick}- {line.text}"
+    return f"{_EVENT_ARROWS.get(line.kind, '--')} {line.text}"
 
 
 class ChatCompleter(Completer):
@@ -309,7 +328,9 @@ class ChatUI:
     def _nicklist_fragments(self) -> StyleAndTextTuples:
         fragments: StyleAndTextTuples = []
         for nick in self.state.active.sorted_nicks():
-            fragments += [(nick_colour(nick.lstrip(self.state.prefix_symbols)), nick[:NICKLIST_WIDTH]), ("", "\n")]
+            bare = nick.lstrip(self.state.prefix_symbols)
+            style = "class:nicklist.away" if irc_lower(bare) in self.state.away_nicks else nick_colour(bare)
+            fragments += [(style, nick[:NICKLIST_WIDTH]), ("", "\n")]
         return fragments
 
     def _status_fragments(self) -> StyleAndTextTuples:

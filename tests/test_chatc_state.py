@@ -49,9 +49,9 @@ def texts(state: ClientState, name: str) -> list[str]:
     return [line.text for line in buf.lines]
 
 
-def test_registration_lines_send_pass_first_then_nick_and_user() -> None:
+def test_registration_lines_open_cap_negotiation_then_pass_nick_and_user() -> None:
     state = ClientState("me", password="secret pw")
-    assert state.registration_lines() == ["PASS :secret pw", "NICK me", "USER chatc 0 * :chatc user"]
+    assert state.registration_lines() == ["CAP LS 302", "PASS :secret pw", "NICK me", "USER chatc 0 * :chatc user"]
 
 
 def test_welcome_registers_takes_the_servers_nick_and_joins_wanted_channels() -> None:
