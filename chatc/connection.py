@@ -106,6 +106,7 @@ class Connection:
         backoff_max_s: float = 60.0,
         burst_lines: int = BURST_LINES,
         rate_lines_per_s: float = RATE_LINES_PER_S,
+        cap_timeout_s: float = CAP_TIMEOUT_S,
     ) -> None:
         self.address = address
         self.state = state
@@ -125,6 +126,7 @@ class Connection:
         self._ping_tokens = itertools.count(1)
         self.burst_lines = burst_lines
         self.rate_lines_per_s = rate_lines_per_s
+        self.cap_timeout_s = cap_timeout_s
         self._queue: deque[str] = deque()
         self._queue_changed = asyncio.Event()
         self._connecting: asyncio.Future[tuple[asyncio.StreamReader, asyncio.StreamWriter]] | None = None
@@ -225,7 +227,7 @@ class Connection:
 
     async def _cap_deadline(self) -> None:
         """End a capability negotiation the server left hanging; sleeping here is the timeout itself."""
-        await asyncio.sleep(CAP_TIMEOUT_S)
+        await asyncio.sleep(self.cap_timeout_s)
         for line in self.state.end_cap_negotiation():
             self._write(line)
 

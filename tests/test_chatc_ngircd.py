@@ -119,3 +119,24 @@ def test_ui_against_ngircd_sends_receives_and_tracks_names(ngircd: tuple[str, in
             await until(lambda: not ui.state.active.joined, "part")
 
     asyncio.run(scenario())
+
+
+def test_ui_against_ngircd_negotiates_only_what_it_offers_and_echoes_locally(
+    ngircd: tuple[str, int], peer: IrcClient
+) -> None:
+    """ngircd offers few capabilities (no echo-message, server-time or batch): chatc must still register,
+    keep its own local copy of what it says (exactly one), and use the clock for timestamps."""
+
+    async def scenario() -> None:
+        async with running_ui(ngircd, nick="me") as (ui, keys):
+            await until(lambda: ui.state.active.name == "#t" and "zed" in ui.state.active.nicks, "join and names")
+            assert ui.state.caps <= ui.state.caps_offered
+            assert not ui.state.caps & {"echo-message", "server-time", "batch"}
+            assert not ui.state.cap_negotiating
+            keys.send_text("said once\r")
+            message = await asyncio.to_thread(peer.expect, "PRIVMSG")
+            assert message.params == ("#t", "said once")
+            mine = [line for line in ui.state.active.lines if line.text == "said once"]
+            assert len(mine) == 1 and mine[0].own and not mine[0].history
+
+    asyncio.run(scenario())

@@ -1,0 +1,509 @@
+"""chatc's use of IRCv3: capability negotiation, server-time, echo-message, multi-prefix, away-notify
+and history replayed in a ``chathistory`` batch.
+
+The first half feeds lines to the sans-I/O state; the second half runs chatc (UI and
+headless) against a real chatd on both backends, and against small fake servers that
+answer CAP badly or not at all, to show registration never stalls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import socket
+import threading
+import time
+
+import pytest
+
+from chatc.commands import interpret
+from chatc.state import ClientState, MessageReceived, SendLine, parse_server_time
+from chatc.ui import render_line
+from chatd.history import History
+from chatd.protocol.message import parse
+from tests.helpers import DEADLINE_S, IrcClient, RunningServer, running_server
+from tests.test_chatc_headless import ChatcProcess
+from tests.test_chatc_ui import joined, last_text, running_ui, until
+
+CHATD_CAPS = (
+    "away-notify batch cap-notify echo-message invite-notify labeled-response message-tags multi-prefix "
+    "server-time setname userhost-in-names"
+)
+USED_BY_CHATC = "away-notify batch cap-notify echo-message message-tags multi-prefix server-time"
+TEN_FORTY = datetime.datetime(2026, 11, 26, 10, 40, tzinfo=datetime.UTC).timestamp()
+
+
+def negotiated(caps: str = USED_BY_CHATC, nick: str = "me") -> ClientState:
+    """A registered state that negotiated ``caps`` the way chatc does against chatd."""
+    state = ClientState(nick, clock=lambda: 1_000_000.0)
+    state.registration_lines()
+    state.feed(f":srv CAP * LS :{caps}")
+    state.feed(f":srv CAP * ACK :{caps}")
+    state.feed(f":srv 001 {nick} :Welcome")
+    return state
+
+
+def in_channel(state: ClientState, channel: str = "#room", names: str = "me alice @bob") -> ClientState:
+    state.feed(f":me!u@h JOIN {channel}")
+    state.feed(f":srv 353 me = {channel} :{names}")
+    state.feed(f":srv 366 me {channel} :End of /NAMES list.")
+    return state
+
+
+# ---- negotiation, sans I/O -----------------------------------------------------------
+
+
+def test_cap_ls_302_multiline_then_req_of_what_chatc_uses_then_end_after_ack() -> None:
+    state = ClientState("me")
+    assert state.registration_lines()[0] == "CAP LS 302"
+    assert state.feed(":srv CAP * LS * :away-notify batch sasl=PLAIN,EXTERNAL invite-notify") == []
+    events = state.feed(":srv CAP * LS :echo-message message-tags multi-prefix server-time setname")
+    assert events == [SendLine(f"CAP REQ :{USED_BY_CHATC.replace('cap-notify ', '')}")]
+    assert state.cap_negotiating and not state.caps
+    assert state.feed(f":srv CAP * ACK :{USED_BY_CHATC.replace('cap-notify ', '')}") == [SendLine("CAP END")]
+    assert state.caps == set(USED_BY_CHATC.split()) - {"cap-notify"}
+    assert not state.cap_negotiating
+    assert "sasl" in state.caps_offered
+
+
+def test_chatds_offer_is_requested_in_full_minus_what_chatc_does_not_use() -> None:
+    state = ClientState("me")
+    state.registration_lines()
+    assert state.feed(f":srv CAP * LS :{CHATD_CAPS}") == [SendLine(f"CAP REQ :{USED_BY_CHATC}")]
+
+
+def test_a_nak_still_ends_negotiation_and_registration_completes_without_caps() -> None:
+    state = ClientState("me")
+    state.registration_lines()
+    state.feed(":srv CAP * LS :server-time echo-message")
+    assert state.feed(":srv CAP * NAK :echo-message server-time") == [SendLine("CAP END")]
+    assert state.caps == set()
+    state.feed(":srv 001 me :Welcome")
+    assert state.registered
+    assert state.record_own_message("#room", "hi") is not None  # no echo-message: the local copy stays
+
+
+def test_nothing_wanted_on_offer_ends_negotiation_at_once() -> None:
+    state = ClientState("me")
+    state.registration_lines()
+    assert state.feed(":srv CAP * LS :sasl invite-notify") == [SendLine("CAP END")]
+    state = ClientState("me")
+    state.registration_lines()
+    assert state.feed(":srv CAP * LS :") == [SendLine("CAP END")]
+
+
+def test_a_server_without_cap_registers_us_and_its_421_is_no_error() -> None:
+    state = ClientState("me")
+    state.registration_lines()
+    assert state.feed(":old.server 421 * CAP :Unknown command") == []
+    assert not state.cap_negotiating
+    events = state.feed(":old.server 001 me :Welcome")
+    assert state.registered and not any(isinstance(event, SendLine) and "CAP" in event.line for event in events)
+    assert state.end_cap_negotiation() == []  # the connection's timeout then has nothing to send
+
+
+def test_a_server_that_ignores_cap_entirely_still_registers_and_001_closes_negotiation() -> None:
+    state = ClientState("me")
+    state.registration_lines()
+    state.feed(":quiet 001 me :Welcome")
+    assert state.registered and not state.cap_negotiating
+    assert state.feed(":quiet CAP me ACK :server-time") == []  # late or stray: no CAP END after registration
+    assert state.end_cap_negotiation() == []
+
+
+def test_the_timeout_ends_a_negotiation_the_server_left_hanging() -> None:
+    state = ClientState("me")
+    state.registration_lines()
+    state.feed(":srv CAP * LS :server-time")
+    assert state.end_cap_negotiation() == ["CAP END"]
+    assert state.end_cap_negotiation() == []
+    assert state.feed(":srv CAP * ACK :server-time") == []  # a late ACK enables, but sends no second END
+    assert state.caps == {"server-time"}
+
+
+def test_cap_new_requests_what_chatc_uses_and_del_withdraws_it() -> None:
+    state = negotiated("server-time")
+    assert state.feed(":srv CAP me NEW :echo-message sasl") == [SendLine("CAP REQ echo-message")]
+    assert state.feed(":srv CAP me ACK :echo-message") == []  # after registration: no CAP END
+    assert state.record_own_message("#room", "hi") is None
+    state.feed(":srv CAP me DEL :echo-message")
+    assert "echo-message" not in state.caps
+    assert state.record_own_message("#room", "hi") is not None  # back to the local copy
+    assert state.feed(":srv CAP me NEW :server-time") == []  # already on: nothing to ask
+
+
+def test_an_ack_with_a_minus_disables() -> None:
+    state = negotiated("server-time echo-message")
+    state.feed(":srv CAP me ACK :-echo-message")
+    assert state.caps == {"server-time"}
+
+
+def test_a_new_connection_forgets_the_old_caps() -> None:
+    state = negotiated()
+    state.connection_lost("gone")
+    assert state.caps == set()
+    assert state.registration_lines()[0] == "CAP LS 302"
+    assert state.cap_negotiating
+
+
+# ---- using them, sans I/O ------------------------------------------------------------
+
+
+def test_server_time_is_the_time_of_the_line_and_is_shown_in_local_time() -> None:
+    state = in_channel(negotiated())
+    state.feed("@time=2026-11-26T10:40:00.000Z;msgid=abc :alice!u@h PRIVMSG #room :hi")
+    line = state.buffer("#room").lines[-1]  # type: ignore[union-attr]
+    assert line.time == TEN_FORTY
+    assert render_line(line)[0] == ("class:time", time.strftime("%H:%M ", time.localtime(TEN_FORTY)))
+    state.feed("@time=not-a-time :alice!u@h PRIVMSG #room :later")
+    assert state.buffer("#room").lines[-1].time == 1_000_000.0  # type: ignore[union-attr]  # the local clock
+
+
+def test_parse_server_time() -> None:
+    assert parse_server_time("2026-11-26T10:40:00.000Z") == TEN_FORTY
+    assert parse_server_time("2026-11-26T10:40:00.5Z") == TEN_FORTY + 0.5
+    assert parse_server_time("2026-11-26T10:40:00") == TEN_FORTY  # no zone: UTC, as the spec says
+    assert parse_server_time("") is None
+    assert parse_server_time(None) is None
+    assert parse_server_time("yesterday") is None
+
+
+def test_echo_message_shows_exactly_the_echo() -> None:
+    state = in_channel(negotiated())
+    state.set_active(state.buffer("#room").key)  # type: ignore[union-attr]
+    outcome = interpret(state, "hello all")
+    assert outcome.lines == ["PRIVMSG #room :hello all"]
+    assert [line.text for line in state.active.lines].count("hello all") == 0  # not until the server echoes
+    events = state.feed("@time=2026-11-26T10:40:00.000Z :me!u@h PRIVMSG #room :hello all")
+    assert events == [MessageReceived("#room", "me", "hello all", "privmsg", own=True)]
+    assert [(line.text, line.own) for line in state.active.lines if line.kind == "privmsg"] == [("hello all", True)]
+    assert state.active.lines[-1].time == TEN_FORTY
+
+
+def test_echo_message_of_a_private_message_lands_in_the_query_buffer() -> None:
+    state = negotiated()
+    interpret(state, "/msg alice psst")
+    query = state.buffer("alice")
+    assert query is not None and not query.lines  # opened at once, filled by the echo
+    state.feed(":me!u@h PRIVMSG alice :psst")
+    assert [(line.nick, line.text, line.own) for line in query.lines] == [("me", "psst", True)]
+    assert query.unread == 0
+
+
+def test_our_own_echoed_ctcp_query_is_not_answered() -> None:
+    state = negotiated()
+    assert state.feed(":me!u@h PRIVMSG alice :\x01VERSION\x01") == []
+
+
+def test_without_echo_message_the_local_copy_is_kept() -> None:
+    state = in_channel(negotiated("server-time"))
+    state.set_active(state.buffer("#room").key)  # type: ignore[union-attr]
+    interpret(state, "/me waves")
+    assert [(line.kind, line.text, line.own) for line in state.active.lines][-1] == ("action", "waves", True)
+
+
+def test_multi_prefix_names_keep_every_prefix_and_modes_peel_them_off() -> None:
+    state = in_channel(negotiated(), names="@+me +alice @+bob carol")
+    buf = state.buffer("#room")
+    assert buf is not None
+    assert buf.prefixes == {"me": "@+", "alice": "+", "bob": "@+"}
+    assert buf.sorted_nicks() == ["@bob", "@me", "+alice", "carol"]
+    state.feed(":srv MODE #room -o bob")
+    assert buf.prefixes["bob"] == "+"
+    assert buf.sorted_nicks() == ["@me", "+alice", "+bob", "carol"]
+    state.feed(":srv MODE #room +o alice")
+    assert buf.prefixes["alice"] == "@+"  # kept in PREFIX order whatever order the modes came in
+
+
+def test_userhost_in_names_entries_are_reduced_to_nicks() -> None:
+    state = in_channel(negotiated(), names="me @+bob!b@host alice!a@h")
+    assert state.buffer("#room").sorted_nicks() == ["@bob", "alice", "me"]  # type: ignore[union-attr]
+
+
+def test_away_notify_tracks_away_nicks_through_nick_changes_and_quits() -> None:
+    state = in_channel(negotiated())
+    state.feed(":alice!u@h AWAY :lunch")
+    assert state.away_nicks == {"alice": "lunch"}
+    state.feed(":alice!u@h NICK Alicia")
+    assert state.away_nicks == {"alicia": "lunch"}
+    state.feed(":Alicia!u@h AWAY")
+    assert state.away_nicks == {}
+    state.feed(":bob!u@h AWAY :meeting")
+    state.feed(":bob!u@h QUIT :bye")
+    assert state.away_nicks == {}
+    state.feed(":alice!u@h AWAY :gone")
+    state.feed(":me!u@h PART #room")
+    assert state.away_nicks == {}  # nobody left to show it for
+
+
+def test_away_notify_in_a_query_buffer_says_so() -> None:
+    state = negotiated()
+    state.feed(":alice!u@h PRIVMSG me :hi")
+    state.feed(":alice!u@h AWAY :lunch")
+    assert state.buffer("alice").lines[-1].text == "alice is away: lunch"  # type: ignore[union-attr]
+
+
+def test_tagmsg_is_silent() -> None:
+    state = in_channel(negotiated())
+    before = len(state.buffers[""].lines)
+    assert state.feed("@+typing=active :alice!u@h TAGMSG #room") == []
+    assert len(state.buffers[""].lines) == before
+
+
+HISTORY_BATCH = [
+    ":srv BATCH +H1 chathistory #room",
+    "@batch=H1;time=2026-11-26T10:40:00.000Z;msgid=m1 :bob!u@h PRIVMSG #room :me: are you there?",
+    "@batch=H1;time=2026-11-26T10:41:00.000Z;msgid=m2 :alice!u@h PRIVMSG #room :\x01ACTION waves\x01",
+    "@batch=H1;time=2026-11-26T10:42:00.000Z;msgid=m3 :alice!u@h PRIVMSG #room :\x01VERSION\x01",
+    "@batch=H1;time=2026-11-26T10:43:00.000Z :me!u@h PART #room :old part",
+    "@batch=H1;time=2026-11-26T10:44:00.000Z :ghost!u@h JOIN #room",
+    "@batch=H1;time=2026-11-26T10:45:00.000Z :bob!u@h TOPIC #room :an old topic",
+    ":srv BATCH -H1",
+]
+
+
+def test_history_batch_is_shown_muted_with_its_times_and_changes_nothing_else() -> None:
+    state = in_channel(negotiated())
+    state.feed(":srv 332 me #room :the current topic")
+    buf = state.buffer("#room")
+    assert buf is not None and state.active_key == ""  # #room is not the buffer being looked at
+    events = [event for line in HISTORY_BATCH for event in state.feed(line)]
+    assert events == [
+        MessageReceived("#room", "bob", "me: are you there?", "privmsg", history=True),
+        MessageReceived("#room", "alice", "waves", "action", history=True),
+    ]  # no CTCP VERSION reply to a query from the past
+    history = [line for line in buf.lines if line.history]
+    assert [(line.kind, line.text) for line in history] == [
+        ("privmsg", "me: are you there?"),
+        ("action", "waves"),
+        ("part", "me has left #room"),
+        ("join", "ghost has joined #room"),
+        ("topic", "bob changed the topic to: an old topic"),
+    ]
+    assert [line.time for line in history] == [TEN_FORTY + 60 * minute for minute in (0, 1, 3, 4, 5)]
+    assert not any(line.highlight for line in history)
+    assert buf.unread == 0 and not buf.highlighted
+    # The channel is as it was: still joined, the same nicks and topic, still wanted.
+    assert buf.joined and set(buf.nicks) == {"me", "alice", "bob"} and buf.topic == "the current topic"
+    assert "#room" in state.wanted_channels
+    # Muted throughout: only the time and history styles, no nick colours or bold.
+    assert {style for style, _text in render_line(history[0])} == {"class:time", "class:history"}
+    assert render_line(history[0])[1][1] == "<bob> me: are you there?"
+    # After the batch closed, the same words are news again.
+    state.feed(":bob!u@h PRIVMSG #room :me: still there?")
+    assert buf.unread == 1 and buf.highlighted and not buf.lines[-1].history
+
+
+def test_a_line_naming_an_unknown_or_closed_batch_is_an_ordinary_line() -> None:
+    state = in_channel(negotiated())
+    state.feed("@batch=nope :bob!u@h PRIVMSG #room :hi")
+    assert not state.buffer("#room").lines[-1].history  # type: ignore[union-attr]
+    assert state.buffer("#room").unread == 1  # type: ignore[union-attr]
+
+
+def test_a_batch_nested_in_history_is_history_and_open_batches_are_bounded() -> None:
+    state = in_channel(negotiated())
+    state.feed(":srv BATCH +outer chathistory #room")
+    state.feed("@batch=outer :srv BATCH +inner other-type")
+    state.feed("@batch=inner :bob!u@h PRIVMSG #room :nested")
+    assert state.buffer("#room").lines[-1].history  # type: ignore[union-attr]
+    for number in range(1000):
+        state.feed(f":srv BATCH +b{number} netsplit")
+    assert len(state._batches) <= 32
+
+
+# ---- against a real chatd --------------------------------------------------------------
+
+
+def cap_peer(server: RunningServer, nick: str, caps: str) -> IrcClient:
+    """A test client that negotiated ``caps`` before registering."""
+    client = IrcClient(server.address)
+    client.send(f"CAP REQ :{caps}")
+    client.send("CAP END")
+    client.register(nick)
+    return client
+
+
+def test_chatc_negotiates_what_chatd_offers_and_registers(server: RunningServer) -> None:
+    async def scenario() -> None:
+        async with running_ui(server.address, channels=("#t",)) as (ui, _keys):
+            await until(lambda: joined(ui, "#t"), "join")
+            assert ui.state.caps == set(USED_BY_CHATC.split())
+            assert ui.state.caps_offered >= set(CHATD_CAPS.split())
+
+    asyncio.run(scenario())
+
+
+def test_server_time_and_echo_message_against_chatd(server: RunningServer) -> None:
+    peer = cap_peer(server, "zed", "server-time echo-message")
+    peer.send("JOIN #t")
+    peer.expect("366")
+
+    async def scenario() -> None:
+        async with running_ui(server.address, channels=("#t",)) as (ui, keys):
+            await until(lambda: joined(ui, "#t"), "join")
+            peer.send("PRIVMSG #t :stamped by the server")
+            echo = await asyncio.to_thread(peer.expect, "PRIVMSG")
+            await until(lambda: last_text(ui, "#t") == "stamped by the server", "the message")
+            assert ui.state.active.lines[-1].time == parse_server_time(echo.tags["time"])
+            keys.send_text("mine, once\r")
+            keys.send_text("/me nods\r")
+            await until(lambda: last_text(ui, "#t") == "nods", "our echoed action")
+            shown = [(line.kind, line.text, line.own) for line in ui.state.active.lines if line.nick == "me"]
+            assert shown[-2:] == [("privmsg", "mine, once", True), ("action", "nods", True)]
+            assert [text for _kind, text, _own in shown].count("mine, once") == 1
+            received = [await asyncio.to_thread(peer.expect, "PRIVMSG") for _ in range(2)]
+            assert [message.params[-1] for message in received] == ["mine, once", "\x01ACTION nods\x01"]
+            keys.send_text("/msg zed direct\r")
+            await until(lambda: last_text(ui, "zed") == "direct", "the echoed private message")
+            query = ui.state.buffer("zed")
+            assert query is not None and [line.text for line in query.lines] == ["direct"]
+
+    asyncio.run(scenario())
+    peer.close()
+
+
+def test_multi_prefix_and_away_notify_against_chatd(server: RunningServer) -> None:
+    peer = server.client("zed")
+
+    async def scenario() -> None:
+        async with running_ui(server.address, channels=("#t",)) as (ui, keys):
+            await until(lambda: joined(ui, "#t"), "join")
+            peer.send("JOIN #t")
+            await until(lambda: "zed" in ui.state.active.nicks, "zed joins")
+            keys.send_text("/quote MODE #t +v me\r")
+            keys.send_text("/names\r")
+            await until(lambda: ui.state.active.prefixes.get("me") == "@+", "@+me from NAMES")
+            assert ui.state.active.sorted_nicks() == ["@me", "zed"]
+            peer.send("AWAY :lunch")
+            await until(lambda: ui.state.away_nicks.get("zed") == "lunch", "zed away")
+            ui.show_nicklist = True
+            styles = dict((text, style) for style, text in ui._nicklist_fragments() if text != "\n")
+            assert styles["zed"] == "class:nicklist.away" and styles["@me"] != "class:nicklist.away"
+            peer.send("AWAY")
+            await until(lambda: "zed" not in ui.state.away_nicks, "zed back")
+
+    asyncio.run(scenario())
+    peer.close()
+
+
+def test_history_on_join_is_muted_original_time_and_not_unread(backend: str) -> None:
+    with running_server(backend, history=History(None), history_on_join=5) as server:
+        peer = server.client("zed")
+        peer.send("JOIN #t")
+        peer.expect("366")
+        before = time.time()
+        peer.send("PRIVMSG #t :me: said before you came")
+        peer.send("PRIVMSG #t :\x01ACTION waves\x01")
+        peer.sync()
+        after = time.time()
+
+        async def scenario() -> None:
+            async with running_ui(server.address, channels=("#a", "#t")) as (ui, _keys):
+                await until(lambda: joined(ui, "#a") and joined(ui, "#t"), "joins")
+                buf = ui.state.buffer("#t")
+                assert buf is not None
+                await until(lambda: sum(line.history for line in buf.lines) == 2, "the replay")
+                assert ui.state.active.name == "#a"  # #t is not being looked at: it could have counted
+                history = [line for line in buf.lines if line.history]
+                assert [(line.kind, line.nick, line.text) for line in history] == [
+                    ("privmsg", "zed", "me: said before you came"),
+                    ("action", "zed", "waves"),
+                ]
+                assert all(before - 0.001 <= line.time <= after for line in history)
+                assert buf.unread == 0 and not buf.highlighted
+                peer.send("PRIVMSG #t :live now")
+                await until(lambda: last_text(ui, "#t") == "live now", "the live line")
+                assert buf.unread == 1 and not buf.lines[-1].history
+
+        asyncio.run(scenario())
+        peer.close()
+
+
+def test_headless_skips_replayed_history_and_prints_live_lines(backend: str) -> None:
+    with running_server(backend, history=History(None), history_on_join=5) as server:
+        peer = server.client("zed")
+        peer.send("JOIN #t")
+        peer.expect("366")
+        peer.send("PRIVMSG #t :old news")
+        peer.sync()
+        host, port = server.address
+        chatc = ChatcProcess("--host", host, "--port", str(port), "--nick", "bot", "--channel", "#t")
+        peer.wait_for_line(lambda line: line.startswith(":bot!") and " JOIN " in line)
+        peer.send("PRIVMSG #t :fresh news")
+        chatc.wait_line("#t <zed> fresh news")
+        chatc.write("thanks\n")
+        chatc.close_input()
+        assert peer.expect("PRIVMSG").params == ("#t", "thanks")
+        status, stderr = chatc.finish()
+        assert status == 0, stderr
+        assert chatc.printed() == ["#t <zed> fresh news"]  # neither the replay nor our own echo
+        peer.close()
+
+
+# ---- servers that answer CAP badly -------------------------------------------------------
+
+
+class CapServer:
+    """A one-connection IRC server that answers CAP LS, then NAKs a REQ or never answers it.
+
+    Like a real CAP server it holds registration until ``CAP END``; it records the lines
+    it received, so the test can check the negotiation chatc went through.
+    """
+
+    def __init__(self, answer_req: str) -> None:
+        self.answer_req = answer_req  # "nak" or "silent"
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.address: tuple[str, int] = self.sock.getsockname()[:2]
+        self.lines: list[str] = []
+        self.done = threading.Event()
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        with self.sock:
+            conn, _ = self.sock.accept()
+            with conn:
+                conn.settimeout(DEADLINE_S)
+                data = b""
+                ended = has_user = False
+                while not self.done.is_set():
+                    chunk = conn.recv(4096)
+                    if not chunk:
+                        break
+                    data += chunk
+                    while b"\n" in data:
+                        raw, data = data.split(b"\n", 1)
+                        line = raw.rstrip(b"\r").decode()
+                        self.lines.append(line)
+                        command = parse(line)
+                        if command.command == "CAP" and command.param(0) == "LS":
+                            conn.sendall(b":capsrv CAP * LS :server-time echo-message\r\n")
+                        elif command.command == "CAP" and command.param(0) == "REQ" and self.answer_req == "nak":
+                            conn.sendall(f":capsrv CAP * NAK :{command.param(1)}\r\n".encode())
+                        elif command.command == "CAP" and command.param(0) == "END":
+                            ended = True
+                        elif command.command == "USER":
+                            has_user = True
+                        elif command.command == "QUIT":
+                            conn.sendall(b"ERROR :bye\r\n")
+                            self.done.set()
+                            break
+                        if ended and has_user and command.command in ("CAP", "USER"):
+                            conn.sendall(b":capsrv 001 me :Welcome\r\n")
+        self.done.set()
+
+
+@pytest.mark.parametrize("answer_req", ["nak", "silent"])
+def test_registration_completes_when_the_server_naks_or_never_answers_the_req(answer_req: str) -> None:
+    fake = CapServer(answer_req)
+
+    async def scenario() -> None:
+        async with running_ui(fake.address, channels=(), cap_timeout_s=0.2) as (ui, _keys):
+            await until(lambda: ui.connection.status == "connected", "registration")
+            assert ui.state.caps == set()
+            assert ui.state.record_own_message("someone", "hi") is not None  # local echo, as without CAP
+
+    asyncio.run(scenario())
+    assert fake.done.wait(DEADLINE_S)
+    commands = [line for line in fake.lines if line.startswith("CAP")]
+    assert commands == ["CAP LS 302", "CAP REQ :echo-message server-time", "CAP END"]
