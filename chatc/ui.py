@@ -70,13 +70,17 @@ STYLE: Final = Style.from_dict(
 _EVENT_ARROWS: Final = {"join": "-->", "part": "<--", "quit": "<--", "nick": "--", "topic": "--", "mode": "--"}
 
 
-def render_line(line: BufferLine) -> StyleAndTextTuples:
+def render_line(line: BufferLine, now: float | None = None) -> StyleAndTextTuples:
     """Fragments for one buffer line: time, then the nick in its colour, then the text.
 
     Replayed history is one muted colour throughout (no nick colours, bold or
-    highlight), so what was said before you joined never looks like new conversation.
+    highlight), so what was said before you joined never looks like new conversation;
+    history from another day than ``now`` (default: the clock) carries its date too.
     """
-    stamp = time.strftime("%H:%M ", time.localtime(line.time))
+    local = time.localtime(line.time)
+    stamp = time.strftime("%H:%M ", local)
+    if line.history and time.strftime("%Y-%m-%d", local) != time.strftime("%Y-%m-%d", time.localtime(now)):
+        stamp = time.strftime("%m-%d %H:%M ", local)
     if line.history:
         return [("class:time", stamp), ("class:history", _history_text(line))]
     fragments: StyleAndTextTuples = [("class:time", stamp)]

@@ -289,6 +289,11 @@ def test_history_batch_is_shown_muted_with_its_times_and_changes_nothing_else() 
     # Muted throughout: only the time and history styles, no nick colours or bold.
     assert {style for style, _text in render_line(history[0])} == {"class:time", "class:history"}
     assert render_line(history[0])[1][1] == "<bob> me: are you there?"
+    # Its time is local; history from another day carries the date, today's only the time.
+    same_day = render_line(history[0], now=history[0].time)[0][1]
+    next_day = render_line(history[0], now=history[0].time + 86_400)[0][1]
+    assert same_day == time.strftime("%H:%M ", time.localtime(TEN_FORTY))
+    assert next_day == time.strftime("%m-%d %H:%M ", time.localtime(TEN_FORTY))
     # After the batch closed, the same words are news again.
     state.feed(":bob!u@h PRIVMSG #room :me: still there?")
     assert buf.unread == 1 and buf.highlighted and not buf.lines[-1].history
