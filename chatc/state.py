@@ -60,6 +60,8 @@ WANTED_CAPS: Final = frozenset(
 )
 # A server could open batches and never close them; past this many, the oldest is forgotten.
 MAX_OPEN_BATCHES: Final = 32
+# Likewise a CAP LS reply continued forever: names past this many are not collected.
+MAX_CAP_NAMES: Final = 256
 HISTORY_BATCH: Final = "chathistory"
 
 # Replies to commands the user typed: shown in the buffer the user is looking at.
@@ -165,7 +167,8 @@ class ClientState:
         self._cap_ls_incoming: list[str] = []
         self._cap_requests_pending = 0
         self._batches: OrderedDict[str, tuple[str, str]] = OrderedDict()  # id -> (type, first parameter)
-        self.away_nicks: dict[str, str] = {}  # case-mapped nick -> away message (from away-notify)
+        self.away_nicks: dict[str, str] = {}  # case-mapped nick -> away message ("" if unknown)
+        self._quiet_who: set[str] = set()  # channels whose WHO we asked for ourselves, not the user
         self._line_time: float | None = None  # the server-time of the line being handled
 
     # ---- queries ------------------------------------------------------------------
@@ -292,6 +295,7 @@ class ClientState:
         self._cap_requests_pending = 0
         self._batches.clear()
         self.away_nicks.clear()
+        self._quiet_who.clear()
 
     def end_cap_negotiation(self) -> list[str]:
         """``CAP END`` if negotiation is still open (the connection's timeout for a server that never
@@ -359,7 +363,7 @@ class ClientState:
         # "sasl=PLAIN,EXTERNAL" offers a value; "~"/"=" are CAP 3.1 modifiers; "-" in an ACK removes.
         names = [token.split("=", 1)[0].lstrip("~=") for token in (args[-1] if args else "").split()]
         if sub == "LS":
-            self._cap_ls_incoming.extend(names)
+            self._cap_ls_incoming.extend(names[: MAX_CAP_NAMES - len(self._cap_ls_incoming)])
             if more:
                 return []
             self.caps_offered = set(self._cap_ls_incoming)
@@ -539,6 +543,10 @@ class ClientState:
             buf.nicks[key] = nick
             self.add_line(buf, "join", f"{nick} has joined {channel}", nick, own=own)
             events.append(Joined(buf.name, safe_text(nick), own))
+            if own and "away-notify" in self.caps:
+                # away-notify only reports changes; who is away already, a WHO tells (read quietly).
+                self._quiet_who.add(buf.key)
+                events.extend(_send("WHO", channel))
         return events
 
     def _left(self, channel: str, nick: str, reason: str, kicked_by: str = "") -> list[Event]:
@@ -677,11 +685,16 @@ class ClientState:
     # ---- numerics -----------------------------------------------------------------
 
     def _numeric(self, message: Message) -> list[Event]:
-        code = message.command
-        params = message.params[1:]  # params[0] is our nick (or "*")
-        special = _NUMERIC_HANDLERS.get(code)
+        special = _NUMERIC_HANDLERS.get(message.command)
         if special is not None:
             return special(self, message)
+        return self._numeric_shown(message)
+
+    def _numeric_shown(self, message: Message) -> list[Event]:
+        """The general case: errors to the active buffer, replies to the user's commands there too, the rest
+        to the server buffer."""
+        code = message.command
+        params = message.params[1:]  # params[0] is our nick (or "*")
         text = " ".join(params)
         if code == n.ERR_UNKNOWNCOMMAND and message.param(1).upper() == "CAP":
             self.cap_negotiating = False  # a server without IRCv3 capabilities: it registers us anyway
@@ -732,6 +745,24 @@ class ClientState:
                 if len(modes) == len(symbols):
                     self.prefix_modes, self.prefix_symbols = modes, symbols
         self.add_line(self.buffers[SERVER_KEY], "info", " ".join(message.params[1:]))
+        return []
+
+    def _who_reply(self, message: Message) -> list[Event]:
+        """A WHO line: from our own WHO on join it only updates away states (``G`` flag); else it is shown."""
+        if irc_lower(message.param(1)) not in self._quiet_who:
+            return self._numeric_shown(message)
+        key = irc_lower(message.param(5))
+        if message.param(6).startswith("G"):
+            self.away_nicks.setdefault(key, "")
+        elif message.param(6).startswith("H"):
+            self.away_nicks.pop(key, None)
+        return []
+
+    def _end_of_who(self, message: Message) -> list[Event]:
+        key = irc_lower(message.param(1))
+        if key not in self._quiet_who:
+            return self._numeric_shown(message)
+        self._quiet_who.discard(key)
         return []
 
     def _topic_reply(self, message: Message) -> list[Event]:
@@ -804,5 +835,7 @@ _NUMERIC_HANDLERS: Final[dict[str, Callable[[ClientState, Message], list[Event]]
     n.RPL_NOTOPIC: ClientState._topic_reply,
     n.RPL_TOPICWHOTIME: ClientState._topic_who_time,
     n.RPL_NAMREPLY: ClientState._names_reply,
+    n.RPL_WHOREPLY: ClientState._who_reply,
+    n.RPL_ENDOFWHO: ClientState._end_of_who,
     n.RPL_ENDOFNAMES: ClientState._end_of_names,
 }

@@ -66,6 +66,15 @@ def test_cap_ls_302_multiline_then_req_of_what_chatc_uses_then_end_after_ack() -
     assert "sasl" in state.caps_offered
 
 
+def test_an_endless_cap_ls_is_bounded() -> None:
+    state = ClientState("me")
+    state.registration_lines()
+    for number in range(2000):
+        state.feed(f":srv CAP * LS * :junk{number}a junk{number}b")
+    assert state.feed(":srv CAP * LS :server-time") == [SendLine("CAP END")]  # past the bound: not seen
+    assert len(state.caps_offered) == 256
+
+
 def test_chatds_offer_is_requested_in_full_minus_what_chatc_does_not_use() -> None:
     state = ClientState("me")
     state.registration_lines()
@@ -236,6 +245,24 @@ def test_away_notify_tracks_away_nicks_through_nick_changes_and_quits() -> None:
     assert state.away_nicks == {}  # nobody left to show it for
 
 
+def test_joining_with_away_notify_asks_who_quietly_for_who_is_already_away() -> None:
+    state = negotiated()
+    assert SendLine("WHO #room") in state.feed(":me!u@h JOIN #room")
+    shown = sum(len(buf.lines) for buf in state.buffer_list)
+    assert state.feed(":srv 352 me #room ~a host srv alice G@ :0 Alice") == []
+    assert state.feed(":srv 352 me #room ~b host srv bob H :0 Bob") == []
+    assert state.feed(":srv 315 me #room :End of WHO list") == []
+    assert state.away_nicks == {"alice": ""}
+    assert sum(len(buf.lines) for buf in state.buffer_list) == shown  # nothing shown for our own WHO
+    assert state.feed(":srv 352 me #room ~b host srv bob H :0 Bob")  # a WHO the user asked for is shown
+    assert sum(len(buf.lines) for buf in state.buffer_list) == shown + 1
+
+
+def test_joining_without_away_notify_sends_no_who() -> None:
+    state = negotiated("server-time")
+    assert not any(isinstance(event, SendLine) for event in state.feed(":me!u@h JOIN #room"))
+
+
 def test_away_notify_in_a_query_buffer_says_so() -> None:
     state = negotiated()
     state.feed(":alice!u@h PRIVMSG me :hi")
@@ -385,6 +412,26 @@ def test_multi_prefix_and_away_notify_against_chatd(server: RunningServer) -> No
             ui.show_nicklist = True
             styles = dict((text, style) for style, text in ui._nicklist_fragments() if text != "\n")
             assert styles["zed"] == "class:nicklist.away" and styles["@me"] != "class:nicklist.away"
+            peer.send("AWAY")
+            await until(lambda: "zed" not in ui.state.away_nicks, "zed back")
+
+    asyncio.run(scenario())
+    peer.close()
+
+
+def test_a_nick_already_away_when_we_join_is_shown_away(server: RunningServer) -> None:
+    peer = server.client("zed")
+    peer.send("JOIN #t")
+    peer.send("AWAY :since before")
+    peer.expect("306")
+
+    async def scenario() -> None:
+        async with running_ui(server.address, channels=("#t",)) as (ui, _keys):
+            await until(lambda: "zed" in ui.state.away_nicks, "zed known as away")
+            await until(lambda: "#t" not in ui.state._quiet_who, "the end of our WHO")
+            # The WHO was chatc's own, not the user's: none of its lines (nor its end) were shown.
+            every_line = [line.text for buf in ui.state.buffer_list for line in buf.lines]
+            assert not any(text.startswith("#t ") or "End of WHO" in text for text in every_line)
             peer.send("AWAY")
             await until(lambda: "zed" not in ui.state.away_nicks, "zed back")
 
