@@ -128,6 +128,10 @@ def build_parser(file_defaults: dict[str, str] | None = None) -> argparse.Argume
     option("--data-dir", "directory for the history database (chatd.sqlite3)", default="chatd-data")
     option("--no-persist", "keep history and channel state in memory only", action="store_true", default=False)
     option(
+        "--history-max-age", "seconds a channel message is kept (0: forever)", type=_non_negative(float), default=0.0
+    )
+    option("--history-max-rows", "most channel messages kept in all (0: no limit)", type=_non_negative(int), default=0)
+    option(
         "--history-on-join",
         "recent channel messages shown to a joining client (0: none)",
         type=_non_negative(int),
@@ -234,7 +238,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         stream=sys.stderr,
     )
     try:
-        store = None if args.no_persist else SqliteStore(args.data_dir)
+        store = (
+            None
+            if args.no_persist
+            else SqliteStore(args.data_dir, max_age_s=args.history_max_age, max_rows=args.history_max_rows)
+        )
     except HistoryStoreError as error:
         print(f"chatd: {error}", file=sys.stderr)
         return 1

@@ -188,3 +188,29 @@ def test_chathistory_queries(backend: str, tmp_path: Path, persist: bool) -> Non
         assert client.expect("FAIL").params[:2] == ("CHATHISTORY", "INVALID_PARAMS")
         client.send("CHATHISTORY SIDEWAYS #past")
         assert client.expect("FAIL").params[:2] == ("CHATHISTORY", "INVALID_PARAMS")
+
+
+def test_retention_prunes_old_and_excess_rows(tmp_path: Path) -> None:
+    store = SqliteStore(str(tmp_path))
+    for i in range(5):
+        store.submit(
+            "INSERT INTO messages (target, msgid, time, line, plain) VALUES (?, ?, ?, ?, ?)",
+            ("#r", f"id{i}", 1000.0 + i, f":n!u@h PRIVMSG #r :{i}", None),
+        )
+    store.close()
+    reopened = SqliteStore(str(tmp_path), max_age_s=1.0)  # everything from 1970 is older than a second
+    assert [row[0] for row in reopened.query("SELECT msgid FROM messages ORDER BY id")] == [f"id{i}" for i in range(5)]
+    reopened.close()  # the writer prunes once at start and once on close's last pass
+    pruned = SqliteStore(str(tmp_path))
+    assert pruned.query("SELECT count(*) FROM messages") == [(0,)]
+    pruned.close()
+    capped = SqliteStore(str(tmp_path), max_rows=2)
+    for i in range(5):
+        capped.submit(
+            "INSERT INTO messages (target, msgid, time, line, plain) VALUES (?, ?, ?, ?, ?)",
+            ("#r", f"new{i}", 5e9 + i, f":n!u@h PRIVMSG #r :{i}", None),
+        )
+    capped.close()
+    final = SqliteStore(str(tmp_path))
+    assert [row[0] for row in final.query("SELECT msgid FROM messages ORDER BY id")] == ["new3", "new4"]
+    final.close()

@@ -26,6 +26,7 @@ log = logging.getLogger("chatd")
 SCHEMA_VERSION = 1
 COMMIT_INTERVAL_S = 0.05
 MAX_BATCH = 1000
+PRUNE_INTERVAL_S = 60.0
 DATABASE_NAME = "chatd.sqlite3"
 
 MIGRATIONS: dict[int, Sequence[str]] = {
@@ -63,7 +64,10 @@ class HistoryStoreError(Exception):
 class SqliteStore:
     """One database file; ``submit`` queues a write, a thread commits them in batches."""
 
-    def __init__(self, data_dir: str) -> None:
+    def __init__(self, data_dir: str, *, max_age_s: float = 0.0, max_rows: int = 0) -> None:
+        """Open (or create) the database; ``max_age_s``/``max_rows`` (0: no limit) bound retention."""
+        self.max_age_s = max_age_s
+        self.max_rows = max_rows
         directory = Path(data_dir)
         try:
             directory.mkdir(parents=True, exist_ok=True)
@@ -130,6 +134,7 @@ class SqliteStore:
     def _write_loop(self) -> None:
         """Commit queued writes in batches: each batch closes COMMIT_INTERVAL_S after its first write."""
         connection = self._writer_conn
+        next_prune = time.monotonic()
         stop = False
         while not stop:
             item = self._queue.get()
@@ -147,7 +152,22 @@ class SqliteStore:
                     batch.append(item)
             if batch:
                 self._commit(connection, batch)
+            if (self.max_age_s or self.max_rows) and time.monotonic() >= next_prune:
+                self.prune(connection)
+                next_prune = time.monotonic() + PRUNE_INTERVAL_S
         connection.close()
+
+    def prune(self, connection: sqlite3.Connection) -> None:
+        """Drop messages past the retention limits (runs on the writer thread, off the loop)."""
+        try:
+            if self.max_age_s:
+                connection.execute("DELETE FROM messages WHERE time < ?", (time.time() - self.max_age_s,))
+            if self.max_rows:
+                connection.execute(
+                    "DELETE FROM messages WHERE id <= (SELECT max(id) FROM messages) - ?", (self.max_rows,)
+                )
+        except sqlite3.Error:
+            log.exception("history: pruning failed")
 
     @staticmethod
     def _commit(connection: sqlite3.Connection, batch: list[tuple[str, tuple[Any, ...]]]) -> None:
