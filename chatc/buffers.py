@@ -6,7 +6,7 @@ day cannot grow the client without bound.
 
 from __future__ import annotations
 
-from collections import deque
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -44,6 +44,14 @@ class Buffer:
     topic: str = ""
     nicks: dict[str, str] = field(default_factory=dict)  # case-mapped key -> nick as shown
     prefixes: dict[str, str] = field(default_factory=dict)  # case-mapped key -> "@", "+", ...
+    # The IRCv3 msgids of the lines shown (at most MAX_BUFFER_LINES), so history replayed again
+    # after a reconnect does not repeat what is already on screen.
+    msgids: OrderedDict[str, None] = field(default_factory=OrderedDict)
+
+    def remember_msgid(self, msgid: str) -> None:
+        self.msgids[msgid] = None
+        while len(self.msgids) > MAX_BUFFER_LINES:
+            self.msgids.popitem(last=False)
 
     @property
     def key(self) -> str:

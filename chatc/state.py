@@ -21,6 +21,8 @@ Invariants:
 - Lines inside a ``chathistory`` batch are things said before we joined: they are
   shown (muted), but never change the channel state (nick list, topic, joined) and
   never count as unread or highlight, and CTCP queries in them are not answered.
+  A replayed message whose msgid the buffer already shows is skipped (a reconnect
+  replays what the user saw live).
 """
 
 from __future__ import annotations
@@ -170,6 +172,7 @@ class ClientState:
         self.away_nicks: dict[str, str] = {}  # case-mapped nick -> away message ("" if unknown)
         self._quiet_who: set[str] = set()  # channels whose WHO we asked for ourselves, not the user
         self._line_time: float | None = None  # the server-time of the line being handled
+        self._line_msgid = ""  # and its msgid (message-tags), if any
 
     # ---- queries ------------------------------------------------------------------
 
@@ -233,6 +236,8 @@ class ClientState:
         when = self._line_time if self._line_time is not None else self.clock()
         line = BufferLine(when, kind, safe_text(text), safe_text(nick), own, highlight, history)
         buf.lines.append(line)
+        if self._line_msgid:
+            buf.remember_msgid(self._line_msgid)
         if buf.key != self.active_key and kind in ("privmsg", "action", "notice") and not own and not history:
             buf.unread += 1
             buf.highlighted = buf.highlighted or highlight
@@ -329,6 +334,7 @@ class ClientState:
         if not message.command:
             return []
         self._line_time = parse_server_time(message.tags.get("time"))
+        self._line_msgid = message.tags.get("msgid", "")
         try:
             batch = self._batches.get(message.tags.get("batch", ""))
             if batch is not None and batch[0] == HISTORY_BATCH and message.command != "BATCH":
@@ -336,6 +342,7 @@ class ClientState:
             return self._dispatch(message)
         finally:
             self._line_time = None
+            self._line_msgid = ""
 
     def _dispatch(self, message: Message) -> list[Event]:
         handler = _HANDLERS.get(message.command)
@@ -439,6 +446,8 @@ class ClientState:
             if not self.is_channel(name):
                 name = target or (channel if self.is_me(source) else source)
             buf = self.open_buffer(name)
+            if self._line_msgid and self._line_msgid in buf.msgids:
+                return []  # replayed again after a reconnect: already on screen
             own = self.is_me(source)
             self.add_line(buf, kind, text, source, own=own, history=True)
             return [MessageReceived(buf.name, safe_text(source), safe_text(text), kind, own, history=True)]
@@ -451,7 +460,7 @@ class ClientState:
             "NICK": ("nick", f"{source} is now known as {channel}"),
         }.get(command)
         buf = self.buffer(target) if target else None
-        if described is not None and buf is not None:
+        if described is not None and buf is not None and self._line_msgid not in buf.msgids:
             self.add_line(buf, described[0], described[1], source, history=True)
         return []
 

@@ -50,6 +50,12 @@ def in_channel(state: ClientState, channel: str = "#room", names: str = "me alic
     return state
 
 
+def texts_of(state: ClientState, name: str) -> list[str]:
+    """The texts shown in buffer ``name``; none while it does not exist yet."""
+    buf = state.buffer(name)
+    return [line.text for line in buf.lines] if buf is not None else []
+
+
 # ---- negotiation, sans I/O -----------------------------------------------------------
 
 
@@ -326,6 +332,18 @@ def test_history_batch_is_shown_muted_with_its_times_and_changes_nothing_else() 
     assert buf.unread == 1 and buf.highlighted and not buf.lines[-1].history
 
 
+def test_history_already_on_screen_is_not_repeated() -> None:
+    """After a reconnect chatd replays what the user saw live; the msgids tell."""
+    state = in_channel(negotiated())
+    state.feed("@msgid=m1 :bob!u@h PRIVMSG #room :seen live")
+    state.feed(":srv BATCH +H2 chathistory #room")
+    state.feed("@batch=H2;msgid=m0 :bob!u@h PRIVMSG #room :from before")
+    state.feed("@batch=H2;msgid=m1 :bob!u@h PRIVMSG #room :seen live")
+    state.feed("@batch=H2 :bob!u@h PRIVMSG #room :no msgid: cannot tell, shown")
+    state.feed(":srv BATCH -H2")
+    assert texts_of(state, "#room")[-3:] == ["seen live", "from before", "no msgid: cannot tell, shown"]
+
+
 def test_a_line_naming_an_unknown_or_closed_batch_is_an_ordinary_line() -> None:
     state = in_channel(negotiated())
     state.feed("@batch=nope :bob!u@h PRIVMSG #room :hi")
@@ -467,6 +485,34 @@ def test_history_on_join_is_muted_original_time_and_not_unread(backend: str) -> 
                 peer.send("PRIVMSG #t :live now")
                 await until(lambda: last_text(ui, "#t") == "live now", "the live line")
                 assert buf.unread == 1 and not buf.lines[-1].history
+
+        asyncio.run(scenario())
+        peer.close()
+
+
+def test_a_reconnect_replays_only_what_is_not_on_screen_yet(backend: str) -> None:
+    with running_server(backend, history=History(None), history_on_join=5) as server:
+        peer = server.client("zed")
+        peer.send("JOIN #t")
+        peer.expect("366")
+        peer.send("PRIVMSG #t :before chatc")
+        peer.sync()
+
+        async def scenario() -> None:
+            async with running_ui(server.address, channels=("#t",), backoff_initial_s=0.05) as (ui, _keys):
+                await until(lambda: "before chatc" in texts_of(ui.state, "#t"), "the replay")
+                peer.send("PRIVMSG #t :seen live")
+                await until(lambda: last_text(ui, "#t") == "seen live", "the live line")
+                writer = ui.connection._writer
+                assert writer is not None
+                writer.transport.abort()  # the connection drops; chatc reconnects and rejoins
+                await until(lambda: any(line.text.startswith("Disconnected") for line in ui.state.active.lines),
+                            "the drop")  # fmt: skip
+                await until(lambda: ui.connection.status == "connected" and joined(ui, "#t"), "the rejoin")
+                peer.send("PRIVMSG #t :after the reconnect")
+                await until(lambda: last_text(ui, "#t") == "after the reconnect", "a line after the replay")
+                shown = texts_of(ui.state, "#t")
+                assert shown.count("before chatc") == 1 and shown.count("seen live") == 1
 
         asyncio.run(scenario())
         peer.close()
