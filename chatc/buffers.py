@@ -20,7 +20,9 @@ SERVER_KEY: Final = ""
 class BufferLine:
     """One displayed line. ``kind`` picks the rendering: privmsg, action, notice, join, part,
     quit, nick, topic, mode, info or error. ``history`` marks a line the server replayed from
-    before we joined: shown muted, never counted as unread."""
+    before we joined (or that ``/history`` fetched): shown muted, never counted as unread.
+    ``msgid`` (IRCv3 message-tags) and ``stamped`` (its time came from the server's ``time``
+    tag) are what a ``CHATHISTORY BEFORE`` request can name to page back from this line."""
 
     time: float
     kind: str
@@ -29,6 +31,8 @@ class BufferLine:
     own: bool = False
     highlight: bool = False
     history: bool = False
+    msgid: str = ""
+    stamped: bool = False
 
 
 @dataclass(slots=True)
@@ -47,11 +51,22 @@ class Buffer:
     # The IRCv3 msgids of the lines shown (at most MAX_BUFFER_LINES), so history replayed again
     # after a reconnect does not repeat what is already on screen.
     msgids: OrderedDict[str, None] = field(default_factory=OrderedDict)
+    # Set once the server said there is nothing older than the top of this buffer (CHATHISTORY),
+    # so PageUp at the top does not ask again and again; /clear forgets it.
+    history_exhausted: bool = False
 
     def remember_msgid(self, msgid: str) -> None:
         self.msgids[msgid] = None
         while len(self.msgids) > MAX_BUFFER_LINES:
             self.msgids.popitem(last=False)
+
+    def remember_older_msgid(self, msgid: str) -> None:
+        """Remember the msgid of a line inserted at the top: first in line to be forgotten, as the line is
+        first to fall off the buffer; nothing is evicted to make room for it."""
+        if msgid in self.msgids or len(self.msgids) >= MAX_BUFFER_LINES:
+            return
+        self.msgids[msgid] = None
+        self.msgids.move_to_end(msgid, last=False)
 
     @property
     def key(self) -> str:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from chatc.buffers import SERVER_KEY
-from chatc.state import CTCP_DELIM, ClientState
+from chatc.state import CTCP_DELIM, DEFAULT_HISTORY_PAGE, ClientState, HistoryRefused
 from chatd.protocol.casemap import irc_lower
 from chatd.protocol.message import format_message
 
@@ -33,6 +33,7 @@ class Outcome:
     buffer_number: int | None = None  # 1-based, from /buffer N
     clear: bool = False
     reconnect: bool = False
+    history_key: str | None = None  # a CHATHISTORY request for this buffer is in the lines: cancel it if unsent
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +56,7 @@ COMMANDS: Final[dict[str, CommandInfo]] = {
     "whois": CommandInfo("/whois nick", "show who a nick is"),
     "list": CommandInfo("/list [#channel]", "list channels"),
     "away": CommandInfo("/away [message]", "set away (no message: back)"),
+    "history": CommandInfo("/history [N]", f"fetch N (default {DEFAULT_HISTORY_PAGE}) older messages of this channel"),
     "quote": CommandInfo("/quote RAW LINE", "send a raw protocol line"),
     "buffer": CommandInfo("/buffer N", "switch to buffer number N"),
     "reconnect": CommandInfo("/reconnect", "connect again now instead of waiting for the next retry"),
@@ -66,7 +68,7 @@ COMMANDS: Final[dict[str, CommandInfo]] = {
 
 KEYS_HELP: Final = (
     "Keys: Alt-1..9 or Ctrl-N/Ctrl-P switch buffers, Tab completes, Up/Down history, "
-    "PageUp/PageDown scroll, F2 nick list, Ctrl-D on an empty line quits."
+    "PageUp/PageDown scroll (PageUp at the top fetches older history), F2 nick list, Ctrl-D on an empty line quits."
 )
 
 
@@ -205,6 +207,17 @@ def _cmd_away(state: ClientState, args: str, out: Outcome) -> None:
     out.lines.append(format_message("AWAY", args.strip()) if args.strip() else "AWAY")
 
 
+def _cmd_history(state: ClientState, args: str, out: Outcome) -> None:
+    count = args.strip() or str(DEFAULT_HISTORY_PAGE)
+    if not count.isdigit() or int(count) < 1:
+        raise CommandError("usage: " + COMMANDS["history"].usage)
+    try:
+        out.lines.append(state.request_history(state.active_key, int(count)))
+    except HistoryRefused as exc:
+        raise CommandError(str(exc)) from None
+    out.history_key = state.active_key
+
+
 def _cmd_quote(state: ClientState, args: str, out: Outcome) -> None:
     out.lines.append(_need(args, "quote"))
 
@@ -260,6 +273,7 @@ _DISPATCH: Final[dict[str, Callable[[ClientState, str, Outcome], None]]] = {
     "whois": _cmd_whois,
     "list": _cmd_list,
     "away": _cmd_away,
+    "history": _cmd_history,
     "quote": _cmd_quote,
     "buffer": _cmd_buffer,
     "close": _cmd_close,

@@ -8,7 +8,8 @@ waves`` for actions, ``#room -alice- text`` for notices, with the buffer name fi
 History the server replays on join (a ``chathistory`` batch) is not printed: it was
 said before the script connected, and a bot that reacts to lines would otherwise act
 again on old commands every time it restarts. (A server without batch support sends
-history as ordinary lines, which are printed like any other.)
+history as ordinary lines, which are printed like any other.) For the same reason
+``/history`` (paging back) is refused here, as a rejected line.
 
 At end of input it makes sure nothing is lost: a PING/PONG round trip proves the
 server processed every line we sent (servers answer in order), then it sends QUIT
@@ -151,6 +152,10 @@ class HeadlessClient:
         _start_stdin_reader(stdin, queue, asyncio.get_running_loop())
         quit_reason = "chatc"
         while (line := await queue.get()) is not None:
+            if line.split(" ", 1)[0].lower() == "/history":
+                self.error("/history is not supported without a terminal")
+                self.failed = True
+                continue
             try:
                 outcome = interpret(self.state, line, target=self.channel)
             except CommandError as exc:

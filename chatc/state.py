@@ -23,6 +23,14 @@ Invariants:
   never count as unread or highlight, and CTCP queries in them are not answered.
   A replayed message whose msgid the buffer already shows is skipped (a reconnect
   replays what the user saw live).
+- Paging back (``request_history``, IRCv3 ``draft/chathistory``): at most one request per
+  buffer is in flight. Its answer is the ``chathistory`` batch inside the
+  ``labeled-response`` batch carrying our label; a server without labeled-response
+  answers in order, so it is the next ``chathistory`` batch for that channel. Its lines
+  are collected, then put at the top of the buffer in one go, oldest first, minus
+  msgids already shown; they are history (muted, never unread). An answer shorter
+  than asked means nothing older exists: the buffer says so once at its top and
+  stops asking until ``/clear``.
 """
 
 from __future__ import annotations
@@ -58,13 +66,24 @@ CTCP_DELIM: Final = "\x01"
 MAX_JOIN_LINE_BYTES: Final = 400
 # The IRCv3 capabilities chatc knows how to use; it asks for those the server offers.
 WANTED_CAPS: Final = frozenset(
-    {"away-notify", "batch", "cap-notify", "echo-message", "message-tags", "multi-prefix", "server-time"}
-)
+    {
+        "away-notify", "batch", "cap-notify", "draft/chathistory", "echo-message", "labeled-response",
+        "message-tags", "multi-prefix", "server-time",
+    }
+)  # fmt: skip
 # A server could open batches and never close them; past this many, the oldest is forgotten.
 MAX_OPEN_BATCHES: Final = 32
 # Likewise a CAP LS reply continued forever: names past this many are not collected.
 MAX_CAP_NAMES: Final = 256
 HISTORY_BATCH: Final = "chathistory"
+# Internal batch kinds: the answer to our own CHATHISTORY request, and the labeled-response
+# batch around it (its "target" is our label).
+PAGE_BATCH: Final = "chatc/history-page"
+LABELED_BATCH: Final = "labeled-response"
+HISTORY_CAP: Final = "draft/chathistory"
+# /history without a count, and PageUp at the top of a buffer, ask for this many.
+DEFAULT_HISTORY_PAGE: Final = 50
+_MESSAGE_KINDS: Final = frozenset({"privmsg", "notice", "action"})
 
 # Replies to commands the user typed: shown in the buffer the user is looking at.
 _ACTIVE_BUFFER_NUMERICS: Final = frozenset(
@@ -77,6 +96,7 @@ _ACTIVE_BUFFER_NUMERICS: Final = frozenset(
 )  # fmt: skip
 
 __all__ = [
+    "DEFAULT_HISTORY_PAGE",
     "MAX_BUFFER_LINES",
     "SERVER_KEY",
     "Buffer",
@@ -84,6 +104,7 @@ __all__ = [
     "ClientState",
     "ErrorReply",
     "Event",
+    "HistoryRefused",
     "Joined",
     "MessageReceived",
     "NickChanged",
@@ -123,6 +144,16 @@ def parse_server_time(value: str | None) -> float | None:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=datetime.UTC)
     return moment.timestamp()
+
+
+def format_server_time(when: float) -> str:
+    """An epoch time as a CHATHISTORY ``timestamp=`` value: UTC, milliseconds (truncated), ``Z``."""
+    moment = datetime.datetime.fromtimestamp(when, datetime.UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+class HistoryRefused(Exception):
+    """``request_history`` cannot ask now; the message says why, for the user."""
 
 
 class ClientState:
@@ -173,6 +204,15 @@ class ClientState:
         self._quiet_who: set[str] = set()  # channels whose WHO we asked for ourselves, not the user
         self._line_time: float | None = None  # the server-time of the line being handled
         self._line_msgid = ""  # and its msgid (message-tags), if any
+        # CHATHISTORY paging (see the module invariants). ISUPPORT CHATHISTORY=N caps a request (0: no cap).
+        self.history_limit = 0
+        self.msgref_types: frozenset[str] = frozenset({"timestamp", "msgid"})
+        self._page_requests: dict[str, int] = {}  # buffer key -> how many we asked for
+        self._page_labels: dict[str, str] = {}  # label -> buffer key, until its answer opens
+        self._page_lines: dict[str, list[BufferLine]] = {}  # buffer key -> lines of the answer so far
+        self._page_received: dict[str, int] = {}  # buffer key -> lines the server sent (duplicates too)
+        self._collecting: list[BufferLine] | None = None  # where add_line puts lines of an answer
+        self._label_counter = 0
 
     # ---- queries ------------------------------------------------------------------
 
@@ -224,7 +264,9 @@ class ClientState:
             self.set_active(SERVER_KEY)
 
     def clear_buffer(self, key: str) -> None:
+        """Empty the buffer; paging back starts again from the newest history."""
         self.buffers[key].lines.clear()
+        self.buffers[key].history_exhausted = False
 
     def add_line(self, buf: Buffer, kind: str, text: str, nick: str = "", *, own: bool = False,
                  highlight: bool = False, history: bool = False) -> BufferLine:  # fmt: skip
@@ -233,8 +275,13 @@ class ClientState:
         The line's time is the server's ``time`` tag of the line being handled when it
         has one (server-time), else the local clock.
         """
+        stamped = self._line_time is not None
         when = self._line_time if self._line_time is not None else self.clock()
-        line = BufferLine(when, kind, safe_text(text), safe_text(nick), own, highlight, history)
+        line = BufferLine(when, kind, safe_text(text), safe_text(nick), own, highlight, history,
+                          self._line_msgid, stamped)  # fmt: skip
+        if self._collecting is not None:  # a line of a CHATHISTORY answer: inserted when the batch ends
+            self._collecting.append(line)
+            return line
         buf.lines.append(line)
         if self._line_msgid:
             buf.remember_msgid(self._line_msgid)
@@ -301,6 +348,12 @@ class ClientState:
         self._batches.clear()
         self.away_nicks.clear()
         self._quiet_who.clear()
+        self.history_limit = 0
+        self.msgref_types = frozenset({"timestamp", "msgid"})
+        self._page_requests.clear()
+        self._page_labels.clear()
+        self._page_lines.clear()
+        self._page_received.clear()
 
     def end_cap_negotiation(self) -> list[str]:
         """``CAP END`` if negotiation is still open (the connection's timeout for a server that never
@@ -310,6 +363,56 @@ class ClientState:
         self.cap_negotiating = False
         self._cap_requests_pending = 0
         return [format_message("CAP", "END")]
+
+    def history_pending(self, key: str) -> bool:
+        """Whether a CHATHISTORY request for buffer ``key`` awaits its answer."""
+        return key in self._page_requests
+
+    def request_history(self, key: str, count: int = DEFAULT_HISTORY_PAGE) -> str:
+        """The ``CHATHISTORY BEFORE`` line asking for ``count`` messages older than the top of buffer ``key``.
+
+        The reference is the oldest message shown: its msgid when known, else its time
+        (``LATEST *`` for a buffer that shows no message). ``count`` is capped at the
+        server's ISUPPORT ``CHATHISTORY`` limit. The request counts as in flight from
+        now on, so the caller must send the line or call ``cancel_history``. Raises
+        ``HistoryRefused`` when the server offers no history, the buffer is no joined
+        channel, a request is already in flight, or nothing older exists.
+        """
+        buf = self.buffers.get(key)
+        if HISTORY_CAP not in self.caps or "batch" not in self.caps:
+            raise HistoryRefused("This server does not offer message history (IRCv3 draft/chathistory)")
+        if buf is None or buf.kind != "channel":
+            raise HistoryRefused("/history pages back in a channel buffer")
+        if not buf.joined:
+            raise HistoryRefused(f"Not in {buf.name}: join it to see its history")
+        if key in self._page_requests:
+            raise HistoryRefused(f"Already fetching history for {buf.name}")
+        if buf.history_exhausted:
+            raise HistoryRefused(f"Already at the start of the history of {buf.name}")
+        count = max(1, min(count, self.history_limit) if self.history_limit else count)
+        oldest = next((line for line in buf.lines if line.kind in _MESSAGE_KINDS and line.nick), None)
+        if oldest is None:
+            params = ["LATEST", buf.name, "*", str(count)]
+        elif oldest.msgid and "msgid" in self.msgref_types:
+            params = ["BEFORE", buf.name, f"msgid={oldest.msgid}", str(count)]
+        else:
+            params = ["BEFORE", buf.name, f"timestamp={format_server_time(oldest.time)}", str(count)]
+        line = format_message("CHATHISTORY", *params)  # raises ValueError only for a name no server sent
+        if "labeled-response" in self.caps:
+            self._label_counter += 1
+            label = f"chatc-h{self._label_counter}"
+            self._page_labels[label] = key
+            line = f"@label={label} {line}"
+        self._page_requests[key] = count
+        return line
+
+    def cancel_history(self, key: str) -> None:
+        """Forget the request for buffer ``key`` (its line could not be sent)."""
+        self._page_requests.pop(key, None)
+        self._page_lines.pop(key, None)
+        self._page_received.pop(key, None)
+        for label in [label for label, owner in self._page_labels.items() if owner == key]:
+            del self._page_labels[label]
 
     def rejoin_lines(self) -> list[str]:
         """JOIN lines for every wanted channel, batched with commas under the line limit."""
@@ -339,6 +442,8 @@ class ClientState:
             batch = self._batches.get(message.tags.get("batch", ""))
             if batch is not None and batch[0] == HISTORY_BATCH and message.command != "BATCH":
                 return self._history_line(message, batch[1])
+            if batch is not None and batch[0] == PAGE_BATCH and message.command != "BATCH":
+                return self._page_line(message, batch[1])
             return self._dispatch(message)
         finally:
             self._line_time = None
@@ -420,14 +525,75 @@ class ClientState:
         if reference.startswith("+") and len(reference) > 1:
             kind, target = message.param(1), message.param(2)
             parent = self._batches.get(message.tags.get("batch", ""))
-            if parent is not None and parent[0] == HISTORY_BATCH:
-                kind, target = HISTORY_BATCH, parent[1]
+            if parent is not None and parent[0] in (HISTORY_BATCH, PAGE_BATCH):
+                kind, target = parent
+            elif kind == LABELED_BATCH:
+                target = message.tags.get("label", "")
+            elif kind == HISTORY_BATCH:
+                kind, target = self._answer_batch(parent, target)
             self._batches[reference[1:]] = (kind, target)
             while len(self._batches) > MAX_OPEN_BATCHES:
                 self._batches.popitem(last=False)
         elif reference.startswith("-"):
-            self._batches.pop(reference[1:], None)
+            closed = self._batches.pop(reference[1:], None)
+            if closed is not None and closed[0] == PAGE_BATCH:
+                self._finish_page(closed[1])
+            elif closed is not None and closed[0] == LABELED_BATCH and closed[1] in self._page_labels:
+                self.cancel_history(self._page_labels[closed[1]])  # labeled answer without a history batch
         return []
+
+    def _answer_batch(self, parent: tuple[str, str] | None, target: str) -> tuple[str, str]:
+        """A ``chathistory`` batch opening: the answer to our request (PAGE_BATCH and the buffer key),
+        or history replayed on join (HISTORY_BATCH and the channel)."""
+        if parent is not None and parent[0] == LABELED_BATCH:
+            key = self._page_labels.pop(parent[1], None)
+            if key is not None and key in self._page_requests:
+                self._page_lines[key] = []
+                self._page_received[key] = 0
+                return PAGE_BATCH, key
+        elif "labeled-response" not in self.caps and irc_lower(target) in self._page_requests:
+            key = irc_lower(target)  # no labels: the server answers in order, this is ours
+            if key not in self._page_lines:
+                self._page_lines[key] = []
+                self._page_received[key] = 0
+                return PAGE_BATCH, key
+        return HISTORY_BATCH, target
+
+    def _page_line(self, message: Message, key: str) -> list[Event]:
+        """A line of the answer to our CHATHISTORY request: collected, shown when the batch ends."""
+        buf = self.buffers.get(key)
+        collected = self._page_lines.get(key)
+        if buf is None or collected is None:
+            return []
+        self._page_received[key] = self._page_received.get(key, 0) + 1
+        if self._line_msgid and any(line.msgid == self._line_msgid for line in collected):
+            return []
+        self._collecting = collected
+        try:
+            self._history_line(message, buf.name)
+        finally:
+            self._collecting = None
+        return []  # nothing new to announce: what was said long ago is no news, even to a script
+
+    def _finish_page(self, key: str) -> None:
+        """Put the collected answer at the top of its buffer, oldest first; say so if nothing older is left."""
+        asked = self._page_requests.pop(key, 0)
+        lines = self._page_lines.pop(key, [])
+        received = self._page_received.pop(key, 0)
+        buf = self.buffers.get(key)
+        if buf is None:
+            return
+        room = MAX_BUFFER_LINES - len(buf.lines)
+        lines = lines[len(lines) - room :] if room > 0 else []  # the newest of them, when the buffer is nearly full
+        for line in reversed(lines):
+            buf.lines.appendleft(line)
+        for line in lines:
+            if line.msgid:
+                buf.remember_older_msgid(line.msgid)
+        if received < asked and not buf.history_exhausted:
+            buf.history_exhausted = True
+            if len(buf.lines) < MAX_BUFFER_LINES:
+                buf.lines.appendleft(BufferLine(self.clock(), "info", "no older messages"))
 
     def _history_line(self, message: Message, target: str) -> list[Event]:
         """A replayed line: shown muted in its buffer, with no effect on the channel or on unread counts."""
@@ -482,6 +648,29 @@ class ClientState:
         if query is not None and query.kind == "query":
             self.add_line(query, "info", f"{nick} is away: {reason}" if reason else f"{nick} is back", nick)
         return []
+
+    def _fail(self, message: Message) -> list[Event]:
+        """IRCv3 standard replies: ``FAIL <command> <code> [context...] :text``, shown as an error.
+
+        A ``FAIL CHATHISTORY`` answering our request (by its label, or without labels the
+        oldest request in flight) is shown in that buffer and ends the request.
+        """
+        text = " ".join(message.params[1:])
+        buf = self.active
+        if message.param(0).upper() == "CHATHISTORY":
+            label = message.tags.get("label", "")
+            parent = self._batches.get(message.tags.get("batch", ""))
+            if not label and parent is not None and parent[0] == LABELED_BATCH:
+                label = parent[1]
+            key = self._page_labels.get(label) if label else None
+            if key is None and not label and "labeled-response" not in self.caps and self._page_requests:
+                key = next(iter(self._page_requests))
+            if key is not None:
+                self.cancel_history(key)
+                buf = self.buffers.get(key, buf)
+                text = f"Cannot fetch history: {message.params[-1]} ({message.param(1)})"
+        self.add_line(buf, "error", text)
+        return [ErrorReply("FAIL", safe_text(text))]
 
     def _forget_absent_away(self) -> None:
         """Away states are only kept for nicks still seen in some channel, so the map cannot grow forever."""
@@ -745,7 +934,11 @@ class ClientState:
     def _isupport(self, message: Message) -> list[Event]:
         for token in message.params[1:-1]:
             name, _, value = token.partition("=")
-            if name == "CHANTYPES" and value:
+            if name == "CHATHISTORY":
+                self.history_limit = int(value) if value.isdigit() else 0
+            elif name == "MSGREFTYPES":
+                self.msgref_types = frozenset(value.split(","))
+            elif name == "CHANTYPES" and value:
                 self.chantypes = value
             elif name == "NETWORK" and value:
                 self.network = safe_text(value)
@@ -834,6 +1027,7 @@ _HANDLERS: Final[dict[str, Callable[[ClientState, Message], list[Event]]]] = {
     "CAP": ClientState._cap,
     "BATCH": ClientState._batch,
     "AWAY": ClientState._away,
+    "FAIL": ClientState._fail,
     "TAGMSG": ClientState._ignore,  # client-only tags (typing notifications): nothing chatc shows
 }
 

@@ -40,7 +40,7 @@ from chatc.buffers import SERVER_KEY, BufferLine
 from chatc.commands import COMMANDS, CommandError, interpret
 from chatc.connection import Connection, ServerAddress
 from chatc.events import Event, Joined
-from chatc.state import ClientState
+from chatc.state import ClientState, HistoryRefused
 from chatc.text import nick_colour
 from chatd.protocol.casemap import irc_lower
 
@@ -265,6 +265,8 @@ class ChatUI:
         for line in outcome.lines:
             if not self.connection.send(line):
                 self.state.info(f"Not connected; not sent: {line}", kind="error")
+                if outcome.history_key is not None:
+                    self.state.cancel_history(outcome.history_key)
         if outcome.switch_to is not None and outcome.switch_to in self.state.buffers:
             self.switch_to(outcome.switch_to)
         if outcome.buffer_number is not None:
@@ -303,6 +305,35 @@ class ChatUI:
         limit = max(0, len(self.state.active.lines) - 1)
         self.scroll[key] = min(limit, max(0, self.scroll.get(key, 0) + direction * page))
         self.app.invalidate()
+
+    def at_top(self) -> bool:
+        """Whether the first line of the active buffer is on screen (as last drawn)."""
+        info = self.messages.render_info
+        lines = self.state.active.lines
+        end = len(lines) - self.scroll.get(self.state.active_key, 0)
+        if end - RENDER_LINES > 0:
+            return False  # the first line is not even handed to prompt_toolkit
+        return info is None or not info.displayed_lines or info.first_visible_line() == 0
+
+    def page_up(self) -> None:
+        """Scroll up a page; at the top of a channel buffer, fetch older history instead.
+
+        Quietly does nothing more while a request is in flight, after the server said
+        there is nothing older, or when it offers no history: PageUp is a scroll key,
+        and repeating it must not fill the buffer with the same notice.
+        """
+        key = self.state.active_key
+        if self.state.active.kind == "channel" and self.at_top():
+            try:
+                line = self.state.request_history(key)
+            except HistoryRefused:
+                pass
+            else:
+                if not self.connection.send(line):
+                    self.state.cancel_history(key)
+                self.app.invalidate()
+                return
+        self.scroll_page(1)
 
     # ---- drawing ----------------------------------------------------------------------
 
@@ -385,7 +416,7 @@ class ChatUI:
 
         @bindings.add("pageup")
         def _page_up(event: KeyPressEvent) -> None:
-            self.scroll_page(1)
+            self.page_up()
 
         @bindings.add("pagedown")
         def _page_down(event: KeyPressEvent) -> None:

@@ -26,10 +26,13 @@ from tests.test_chatc_headless import ChatcProcess
 from tests.test_chatc_ui import joined, last_text, running_ui, until
 
 CHATD_CAPS = (
-    "away-notify batch cap-notify echo-message invite-notify labeled-response message-tags multi-prefix "
-    "server-time setname userhost-in-names"
+    "away-notify batch cap-notify draft/chathistory echo-message invite-notify labeled-response message-tags "
+    "multi-prefix server-time setname userhost-in-names"
 )
-USED_BY_CHATC = "away-notify batch cap-notify echo-message message-tags multi-prefix server-time"
+USED_BY_CHATC = (
+    "away-notify batch cap-notify draft/chathistory echo-message labeled-response message-tags multi-prefix "
+    "server-time"
+)
 TEN_FORTY = datetime.datetime(2026, 11, 26, 10, 40, tzinfo=datetime.UTC).timestamp()
 
 
@@ -63,7 +66,9 @@ def test_cap_ls_302_multiline_then_req_of_what_chatc_uses_then_end_after_ack() -
     state = ClientState("me")
     assert state.registration_lines()[0] == "CAP LS 302"
     assert state.feed(":srv CAP * LS * :away-notify batch sasl=PLAIN,EXTERNAL invite-notify") == []
-    events = state.feed(":srv CAP * LS :echo-message message-tags multi-prefix server-time setname")
+    events = state.feed(
+        ":srv CAP * LS :draft/chathistory echo-message labeled-response message-tags multi-prefix server-time setname"
+    )
     assert events == [SendLine(f"CAP REQ :{USED_BY_CHATC.replace('cap-notify ', '')}")]
     assert state.cap_negotiating and not state.caps
     assert state.feed(f":srv CAP * ACK :{USED_BY_CHATC.replace('cap-notify ', '')}") == [SendLine("CAP END")]
