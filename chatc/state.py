@@ -83,6 +83,9 @@ LABELED_BATCH: Final = "labeled-response"
 HISTORY_CAP: Final = "draft/chathistory"
 # /history without a count, and PageUp at the top of a buffer, ask for this many.
 DEFAULT_HISTORY_PAGE: Final = 50
+# A server that advertises no CHATHISTORY limit still has one; asking for more than it gives would
+# read as "nothing older left". 100 is what chatd (and ergo) allow.
+UNADVERTISED_HISTORY_LIMIT: Final = 100
 _MESSAGE_KINDS: Final = frozenset({"privmsg", "notice", "action"})
 
 # Replies to commands the user typed: shown in the buffer the user is looking at.
@@ -373,7 +376,7 @@ class ClientState:
 
         The reference is the oldest message shown: its msgid when known, else its time
         (``LATEST *`` for a buffer that shows no message). ``count`` is capped at the
-        server's ISUPPORT ``CHATHISTORY`` limit. The request counts as in flight from
+        server's ISUPPORT ``CHATHISTORY`` limit (100 when it names none). The request counts as in flight from
         now on, so the caller must send the line or call ``cancel_history``. Raises
         ``HistoryRefused`` when the server offers no history, the buffer is no joined
         channel, a request is already in flight, or nothing older exists.
@@ -389,7 +392,7 @@ class ClientState:
             raise HistoryRefused(f"Already fetching history for {buf.name}")
         if buf.history_exhausted:
             raise HistoryRefused(f"Already at the start of the history of {buf.name}")
-        count = max(1, min(count, self.history_limit) if self.history_limit else count)
+        count = max(1, min(count, self.history_limit or UNADVERTISED_HISTORY_LIMIT))
         oldest = next((line for line in buf.lines if line.kind in _MESSAGE_KINDS and line.nick), None)
         if oldest is None:
             params = ["LATEST", buf.name, "*", str(count)]
@@ -655,7 +658,7 @@ class ClientState:
         A ``FAIL CHATHISTORY`` answering our request (by its label, or without labels the
         oldest request in flight) is shown in that buffer and ends the request.
         """
-        text = " ".join(message.params[1:])
+        text = " ".join(message.params)
         buf = self.active
         if message.param(0).upper() == "CHATHISTORY":
             label = message.tags.get("label", "")
@@ -898,6 +901,9 @@ class ClientState:
             self.cap_negotiating = False  # a server without IRCv3 capabilities: it registers us anyway
             self.add_line(self.buffers[SERVER_KEY], "info", "The server does not support capabilities")
             return []
+        if code == n.ERR_UNKNOWNCOMMAND and message.param(1).upper() == "CHATHISTORY":
+            for key in list(self._page_requests):
+                self.cancel_history(key)  # offered the capability but not the command: no answer is coming
         if code[0] in "45" and code != n.ERR_NOMOTD:  # a missing MOTD is no error to the user
             self.add_line(self.active, "error", text)
             events: list[Event] = [ErrorReply(code, safe_text(text))]

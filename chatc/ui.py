@@ -318,11 +318,13 @@ class ChatUI:
     def page_up(self) -> None:
         """Scroll up a page; at the top of a channel buffer, fetch older history instead.
 
-        Quietly does nothing more while a request is in flight, after the server said
-        there is nothing older, or when it offers no history: PageUp is a scroll key,
-        and repeating it must not fill the buffer with the same notice.
+        Ignored while a request for this buffer is in flight. After the server said
+        there is nothing older, or when it offers no history, it only scrolls, quietly:
+        PageUp is a scroll key, and repeating it must not fill the buffer with notices.
         """
         key = self.state.active_key
+        if self.state.history_pending(key):
+            return  # the answer goes to the top: keep the view still for it
         if self.state.active.kind == "channel" and self.at_top():
             try:
                 line = self.state.request_history(key)

@@ -124,6 +124,21 @@ def test_the_count_is_capped_by_the_servers_limit_and_a_bad_count_is_refused() -
             interpret(state, bad)
 
 
+def test_a_smaller_advertised_limit_and_no_advertised_limit_cap_the_count() -> None:
+    state = paging()
+    state.feed(":srv 005 me CHATHISTORY=20 :are supported by this server")
+    assert state.request_history("#room", 50).endswith(" 20")
+    state = in_channel(negotiated())  # no CHATHISTORY token: a server's usual cap, not "everything"
+    assert state.request_history("#room", 5000).endswith(" 100")
+
+
+def test_a_server_that_does_not_know_the_command_ends_the_request() -> None:
+    state = paging()
+    state.request_history("#room")
+    state.feed(":srv 421 me CHATHISTORY :Unknown command")
+    assert not state.history_pending("#room")
+
+
 def test_one_request_per_buffer_at_a_time_and_a_lost_connection_ends_it() -> None:
     state = paging()
     state.request_history("#room")

@@ -138,5 +138,9 @@ def test_ui_against_ngircd_negotiates_only_what_it_offers_and_echoes_locally(
             assert message.params == ("#t", "said once")
             mine = [line for line in ui.state.active.lines if line.text == "said once"]
             assert len(mine) == 1 and mine[0].own and not mine[0].history
+            # No draft/chathistory either: /history says so instead of sending a command ngircd lacks.
+            keys.send_text("/history\r")
+            await until(lambda: "does not offer message history" in ui.state.active.lines[-1].text, "the notice")
+            assert ui.state.active.lines[-1].kind == "error" and not ui.state.history_pending(ui.state.active_key)
 
     asyncio.run(scenario())
