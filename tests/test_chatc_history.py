@@ -16,7 +16,7 @@ from chatc.commands import CommandError, interpret
 from chatc.state import ClientState, HistoryRefused, SendLine
 from chatc.ui import render_line
 from chatd.history import History
-from tests.helpers import running_server
+from tests.helpers import RunningServer, running_server
 from tests.test_chatc_headless import ChatcProcess
 from tests.test_chatc_ircv3 import USED_BY_CHATC, in_channel, negotiated, texts_of
 from tests.test_chatc_ui import PAGE_UP, joined, running_ui, until
@@ -278,3 +278,24 @@ def test_headless_says_history_is_unsupported(backend: str) -> None:
         assert status == 1
         assert "/history is not supported without a terminal" in stderr
         peer.close()
+
+
+def test_page_up_waits_for_a_request_in_flight_and_a_fail_is_shown(server: RunningServer) -> None:
+    """chatd without a history store offers the capability but answers FAIL; PageUp meanwhile does nothing."""
+
+    async def scenario() -> None:
+        async with running_ui(server.address, channels=("#t",)) as (ui, keys):
+            await until(lambda: joined(ui, "#t"), "join")
+            buf = ui.state.active
+            ui.state.request_history(buf.key)  # in flight, never sent: no answer will come
+            shown = len(buf.lines)
+            keys.send_text(PAGE_UP + "typed")
+            await until(lambda: ui.input.text == "typed", "the keys after PageUp")
+            assert ui.scroll.get(buf.key, 0) == 0 and len(buf.lines) == shown
+            ui.state.cancel_history(buf.key)
+            keys.send_text("\x15/history 5\r")  # Ctrl-U clears the typed text first
+            await until(lambda: "Cannot fetch history" in texts_of(ui.state, "#t")[-1], "the FAIL")
+            assert "History is not kept" in texts_of(ui.state, "#t")[-1]
+            assert not ui.state.history_pending(buf.key)
+
+    asyncio.run(scenario())
