@@ -99,7 +99,7 @@ class Hub:
         self.clients_by_key: dict[str, Client] = {}
         self.clients_per_host: dict[str, int] = {}
         self.channels: dict[str, Channel] = {}
-        self.max_seen_clients = 0
+        self.max_seen_users = 0
         self._next_id = 0
         self._timers: list[tuple[float, int, Client]] = []
         self._doomed: list[Client] = []
@@ -135,7 +135,6 @@ class Hub:
             return client
         self.clients[client.id] = client
         self.clients_per_host[host] = self.clients_per_host.get(host, 0) + 1
-        self.max_seen_clients = max(self.max_seen_clients, len(self.clients))
         client.flood_tokens = float(config.flood_burst)
         self._schedule(now + min(config.ping_interval_s, config.register_timeout_s), client)
         return client
@@ -342,6 +341,13 @@ class Hub:
         data = event.data(client.codec)
         if data:
             client.send(data)
+
+    def send_event_unlabeled(self, client: Client, event: Event) -> None:
+        """Like ``send_event``, but past a labeled-response capture, straight to the connection."""
+        data = event.data(client.codec)
+        transport = client.transport
+        if data and not getattr(transport, "real", transport).write(data):
+            self.overflowed(client)
 
     def run_labeled(self, client: Client, label: str, action: Callable[[], None]) -> None:
         """Run ``action`` and send what it made for ``client`` as one labeled response.
@@ -550,7 +556,12 @@ class Hub:
         client.registered = True
         self.welcome(client)
 
+    def count_registration(self) -> None:
+        """A user just registered (IRC or plain): keep the high-water mark LUSERS reports."""
+        self.max_seen_users = max(self.max_seen_users, self.registered_count())
+
     def welcome(self, client: Client) -> None:
+        self.count_registration()
         config = self.config
         log.debug("registered %s", client.prefix)
         self.reply(client, n.RPL_WELCOME, f"Welcome to the {config.network} IRC Network {client.prefix}")
@@ -586,7 +597,7 @@ class Hub:
             self.reply(client, n.RPL_LUSERUNKNOWN, str(unknown), "unknown connection(s)")
         self.reply(client, n.RPL_LUSERCHANNELS, str(len(self.channels)), "channels formed")
         self.reply(client, n.RPL_LUSERME, f"I have {users} clients and 0 servers")
-        top = str(self.max_seen_clients)
+        top = str(self.max_seen_users)
         self.reply(client, n.RPL_LOCALUSERS, str(users), top, f"Current local users {users}, max {top}")
         self.reply(client, n.RPL_GLOBALUSERS, str(users), top, f"Current global users {users}, max {top}")
 

@@ -25,20 +25,21 @@ class _Overlong:
 
 OVERLONG: Final = _Overlong()
 
-# RFC 2812 allows 512 bytes including CRLF; IRCv3 adds up to 8191 bytes of tags before them.
+# RFC 2812 allows 512 bytes including CRLF; IRCv3 lets clients add up to 4096 bytes of tags.
 MAX_LINE_BYTES: Final = 512
 MAX_BODY_BYTES: Final = MAX_LINE_BYTES - 2
-MAX_TAGS_BYTES: Final = 8191
+MAX_TAGS_BYTES: Final = 4096
+"""What a client may send as tags, ``@`` and the separating space included (IRCv3 message-tags)."""
 
 
 def _body_too_long(line: bytes) -> bool:
-    """True when the part after the tags exceeds 510 bytes (512 with CRLF)."""
+    """True when the part after the tags exceeds 510 bytes (512 with CRLF), or the tags 4096."""
     if len(line) <= MAX_BODY_BYTES:
         return False
     if line[:1] != b"@":
         return True
     space = line.find(b" ")
-    return space < 0 or len(line) - space - 1 > MAX_BODY_BYTES
+    return space < 0 or space + 1 > MAX_TAGS_BYTES or len(line) - space - 1 > MAX_BODY_BYTES
 
 
 def decode_line(line: bytes) -> str:

@@ -50,7 +50,7 @@ def _join_refusal(client: Client, channel: Channel, key: str) -> tuple[str, str]
         return n.ERR_INVITEONLYCHAN, "Cannot join channel (+i)"
     if channel.mode_key is not None and key != channel.mode_key:
         return n.ERR_BADCHANNELKEY, "Cannot join channel (+k)"
-    if channel.limit is not None and len(channel.members) >= channel.limit:
+    if channel.limit is not None and len(channel.members) >= channel.limit and not invited:
         return n.ERR_CHANNELISFULL, "Cannot join channel (+l)"
     return None
 

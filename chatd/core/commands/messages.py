@@ -87,7 +87,11 @@ def _relay(hub: Hub, client: Client, message: Message, *, errors: bool, tags_onl
             tags,
             tags_only=tags_only,
         )
-        hub.send_event(target, event)
+        if target is client:
+            # To oneself: the copy as recipient is not part of a labeled response; the echo is.
+            hub.send_event_unlabeled(target, event)
+        else:
+            hub.send_event(target, event)
         if echo:
             hub.send_event(client, event)
         if errors and target.away is not None and not tags_only:

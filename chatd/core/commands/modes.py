@@ -26,6 +26,7 @@ MEMBER_MODES = frozenset("ov")
 USER_MODES = frozenset("iw")
 MAX_MODES_WITH_PARAMS = 4
 MAX_BANS = 100
+MAX_KEY_LENGTH = 23
 
 
 def _send_ban_list(hub: Hub, client: Client, channel: Channel) -> None:
@@ -89,7 +90,10 @@ def _channel_mode(hub: Hub, client: Client, channel: Channel, message: Message) 
                     applied.append((sign, char, target.nick))
         elif char in KEY_MODES:
             if adding:
-                key = param.replace(",", "")[:23]
+                if " " in param or "," in param or param.startswith(":"):
+                    hub.reply(client, n.ERR_INVALIDMODEPARAM, channel.name, "k", "*", "Invalid channel key")
+                    continue
+                key = param[:MAX_KEY_LENGTH]
                 if key and key != channel.mode_key:
                     channel.mode_key = key
                     applied.append((sign, char, key))

@@ -10,6 +10,7 @@ from chatd.core.event import server_time
 from chatd.core.help import HELP_TEXT
 from chatd.protocol import numerics as n
 from chatd.protocol.casemap import irc_lower
+from chatd.protocol.mask import mask_matches
 from chatd.protocol.message import Message, format_message
 
 if TYPE_CHECKING:
@@ -18,7 +19,10 @@ if TYPE_CHECKING:
 
 
 def _who_reply(hub: Hub, asker: Client, target: Client, channel: Channel | None) -> None:
+    """One 352: flags are H (here) or G (gone/away), ``*`` for server operators, then channel prefixes."""
     flags = "G" if target.away is not None else "H"
+    if "o" in target.user_modes:
+        flags += "*"
     if channel is not None:
         flags += channel.prefix_of(target, every="multi-prefix" in asker.caps)
     hub.reply(
@@ -34,17 +38,27 @@ def _who_reply(hub: Hub, asker: Client, target: Client, channel: Channel | None)
     )
 
 
-# WHO <mask>
+def _shared_channel(asker: Client, target: Client) -> Channel | None:
+    return next((channel for channel in target.channels.values() if asker in channel.members), None)
+
+
+# WHO <channel>|<mask>   (a nick, or a nick mask with * and ?; "*" or "0" for everyone visible)
 def handle_who(hub: Hub, client: Client, message: Message) -> None:
-    mask = message.param(0, "*")
-    channel = hub.find_channel(mask) if mask[:1] == "#" else None
-    if channel is not None and channel.visible_to(client):
-        for member in channel.members:
-            _who_reply(hub, client, member, channel)
-    elif mask[:1] != "#":
-        target = hub.find_client(mask)
-        if target is not None and target.registered:
-            shared = next((ch for ch in target.channels.values() if client in ch.members), None)
+    mask = message.param(0, "*") or "*"
+    if mask[:1] == "#":
+        channel = hub.find_channel(mask)
+        if channel is not None and channel.visible_to(client):
+            for member in channel.members:
+                _who_reply(hub, client, member, channel)
+    else:
+        pattern = "*" if mask == "0" else mask
+        for target in list(hub.clients.values()):
+            if not target.registered or not mask_matches(pattern, target.nick or ""):
+                continue
+            shared = _shared_channel(client, target)
+            # +i users are listed only to those who share a channel with them (or to themselves).
+            if "i" in target.user_modes and shared is None and target is not client and "o" not in client.user_modes:
+                continue
             _who_reply(hub, client, target, shared)
     hub.reply(client, n.RPL_ENDOFWHO, mask, "End of WHO list")
 

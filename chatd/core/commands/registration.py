@@ -119,6 +119,9 @@ def handle_user(hub: Hub, client: Client, message: Message) -> None:
     if client.registered or client.user is not None:
         hub.reply(client, n.ERR_ALREADYREGISTERED, "You may not reregister")
         return
+    if not message.params[0] or not message.params[3]:
+        hub.reply(client, n.ERR_NEEDMOREPARAMS, "USER", "Not enough parameters")
+        return
     username = "".join(ch for ch in message.params[0] if ch not in "@!: ")[:16] or "user"
     client.user = "~" + username
     client.realname = message.params[3]
