@@ -207,7 +207,7 @@ class ClientState:
         self._quiet_who: set[str] = set()  # channels whose WHO we asked for ourselves, not the user
         self._line_time: float | None = None  # the server-time of the line being handled
         self._line_msgid = ""  # and its msgid (message-tags), if any
-        # CHATHISTORY paging (see the module invariants). ISUPPORT CHATHISTORY=N caps a request (0: no cap).
+        # CHATHISTORY paging (see the module invariants). ISUPPORT CHATHISTORY=N caps a request (0: not said).
         self.history_limit = 0
         self.msgref_types: frozenset[str] = frozenset({"timestamp", "msgid"})
         self._page_requests: dict[str, int] = {}  # buffer key -> how many we asked for
@@ -374,12 +374,13 @@ class ClientState:
     def request_history(self, key: str, count: int = DEFAULT_HISTORY_PAGE) -> str:
         """The ``CHATHISTORY BEFORE`` line asking for ``count`` messages older than the top of buffer ``key``.
 
-        The reference is the oldest message shown: its msgid when known, else its time
-        (``LATEST *`` for a buffer that shows no message). ``count`` is capped at the
-        server's ISUPPORT ``CHATHISTORY`` limit (100 when it names none). The request counts as in flight from
-        now on, so the caller must send the line or call ``cancel_history``. Raises
-        ``HistoryRefused`` when the server offers no history, the buffer is no joined
-        channel, a request is already in flight, or nothing older exists.
+        The reference is the oldest message shown: its msgid when known (and the server's
+        MSGREFTYPES allow it), else its time (``LATEST *`` for a buffer that shows no
+        message). ``count`` is capped at the server's ISUPPORT ``CHATHISTORY`` limit (100
+        when it names none). The request counts as in flight from now on, so the caller
+        must send the line or call ``cancel_history``. Raises ``HistoryRefused`` when the
+        server offers no history, the buffer is no joined channel, a request is already
+        in flight, or nothing older exists.
         """
         buf = self.buffers.get(key)
         if HISTORY_CAP not in self.caps or "batch" not in self.caps:

@@ -318,24 +318,26 @@ class ChatUI:
     def page_up(self) -> None:
         """Scroll up a page; at the top of a channel buffer, fetch older history instead.
 
-        Ignored while a request for this buffer is in flight. After the server said
-        there is nothing older, or when it offers no history, it only scrolls, quietly:
-        PageUp is a scroll key, and repeating it must not fill the buffer with notices.
+        With the first line already on screen there is nothing above to scroll to, so
+        otherwise it does nothing, quietly: while a request for this buffer is in
+        flight, after the server said there is nothing older, or when it offers no
+        history. PageUp is a scroll key; repeating it must not fill the buffer with notices.
         """
         key = self.state.active_key
         if self.state.history_pending(key):
             return  # the answer goes to the top: keep the view still for it
-        if self.state.active.kind == "channel" and self.at_top():
-            try:
-                line = self.state.request_history(key)
-            except HistoryRefused:
-                pass
-            else:
-                if not self.connection.send(line):
-                    self.state.cancel_history(key)
-                self.app.invalidate()
-                return
-        self.scroll_page(1)
+        if not self.at_top():
+            self.scroll_page(1)
+            return
+        if self.state.active.kind != "channel":
+            return  # nothing above the first line to scroll to
+        try:
+            line = self.state.request_history(key)
+        except HistoryRefused:
+            return
+        if not self.connection.send(line):
+            self.state.cancel_history(key)
+        self.app.invalidate()
 
     # ---- drawing ----------------------------------------------------------------------
 

@@ -112,6 +112,12 @@ def test_a_buffer_without_messages_asks_for_the_latest_and_a_timestamp_without_m
     assert state.request_history("#room", 5) == "CHATHISTORY BEFORE #room timestamp=2026-11-26T10:48:00.123Z 5"
 
 
+def test_a_server_that_takes_only_timestamps_gets_one() -> None:
+    state = paging()
+    state.feed(":srv 005 me MSGREFTYPES=timestamp :are supported by this server")
+    assert state.request_history("#room", 5).endswith(" BEFORE #room timestamp=2026-11-26T10:48:00.000Z 5")
+
+
 def test_the_count_is_capped_by_the_servers_limit_and_a_bad_count_is_refused() -> None:
     state = paging()
     state.set_active("#room")
@@ -250,14 +256,12 @@ def test_slash_history_and_page_up_page_back_against_chatd(backend: str) -> None
                 assert said(ui.state) == [f"said {index}" for index in range(10)]
                 assert buf.lines[0].text == "no older messages"
                 assert ui.scroll.get(buf.key, 0) == 0  # fetching did not scroll
-                # Again at the top: nothing more to ask; the notice is not repeated, PageUp scrolls.
-                keys.send_text(PAGE_UP)
-                await until(lambda: ui.scroll.get(buf.key, 0) > 0, "the scroll")
-                assert not ui.state.history_pending(buf.key)
-                assert texts_of(ui.state, "#t").count("no older messages") == 1
-                keys.send_text("/history\r")
+                # Again at the top: nothing more to ask, nothing above to scroll to; the notice is not repeated.
+                shown = len(buf.lines)
+                keys.send_text(PAGE_UP + PAGE_UP + "/history\r")
                 await until(lambda: "start of the history" in texts_of(ui.state, "#t")[-1], "the refusal")
-                assert len(said(ui.state)) == 10
+                assert len(buf.lines) == shown + 1 and ui.scroll.get(buf.key, 0) == 0
+                assert texts_of(ui.state, "#t").count("no older messages") == 1
 
         asyncio.run(scenario())
         peer.close()
