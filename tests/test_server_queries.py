@@ -68,3 +68,15 @@ def test_userhost_ison_lusers_motd(server: RunningServer) -> None:
     assert a.expect(n.RPL_LUSERCLIENT).params[1].startswith("There are 2 users")
     a.send("MOTD")
     assert a.expect(n.ERR_NOMOTD)
+
+
+def test_links_and_invisible_count(server: RunningServer) -> None:
+    client = server.client("linker")
+    client.send("LINKS")
+    assert client.expect(n.RPL_LINKS).params[1:3] == ("chatd", "chatd")
+    assert client.expect(n.RPL_ENDOFLINKS).params[1] == "*"
+    hidden = server.client("hidden")
+    hidden.send("MODE hidden +i")
+    hidden.expect("MODE")
+    client.send("LUSERS")
+    assert client.expect(n.RPL_LUSERCLIENT).params[1] == "There are 1 users and 1 invisible on 1 servers"

@@ -13,6 +13,7 @@ _ENTRIES = {
     "join": ("JOIN <channel>[,<channel>] [<key>[,<key>]] | JOIN 0", "Join channels; JOIN 0 leaves all."),
     "kick": ("KICK <channel> <nick>[,<nick>] [:<reason>]", "Remove someone from a channel (operators)."),
     "kill": ("KILL <nick> :<reason>", "Disconnect a user (server operators)."),
+    "links": ("LINKS", "The servers of this network (just this one)."),
     "list": ("LIST [<channel>|<mask>|>n|<n|!mask]", "List channels, by name, mask or user count."),
     "lusers": ("LUSERS", "How many users and channels there are."),
     "mode": (

@@ -588,9 +588,12 @@ class Hub:
 
     def send_lusers(self, client: Client) -> None:
         users = self.registered_count()
+        invisible = sum(1 for c in self.clients.values() if c.registered and "i" in c.user_modes)
         unknown = len(self.clients) - users
         operators = sum(1 for c in self.clients.values() if "o" in c.user_modes)
-        self.reply(client, n.RPL_LUSERCLIENT, f"There are {users} users and 0 invisible on 1 servers")
+        self.reply(
+            client, n.RPL_LUSERCLIENT, f"There are {users - invisible} users and {invisible} invisible on 1 servers"
+        )
         if operators:
             self.reply(client, n.RPL_LUSEROP, str(operators), "operator(s) online")
         if unknown:

@@ -214,3 +214,10 @@ def handle_help(hub: Hub, client: Client, message: Message) -> None:
     for line in rest:
         hub.reply(client, n.RPL_HELPTXT, subject, line)
     hub.reply(client, n.RPL_ENDOFHELP, subject, "End of /HELP")
+
+
+# LINKS [[<remote server>] <server mask>]
+def handle_links(hub: Hub, client: Client, message: Message) -> None:
+    """A network of one: this server, then the end of the list."""
+    hub.reply(client, n.RPL_LINKS, hub.config.name, hub.config.name, f"0 {hub.config.network}")
+    hub.reply(client, n.RPL_ENDOFLINKS, message.param(0, "*") or "*", "End of /LINKS list")
