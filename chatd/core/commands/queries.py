@@ -218,6 +218,5 @@ def handle_help(hub: Hub, client: Client, message: Message) -> None:
 
 # LINKS [[<remote server>] <server mask>]
 def handle_links(hub: Hub, client: Client, message: Message) -> None:
-    """A network of one: this server, then the end of the list."""
-    hub.reply(client, n.RPL_LINKS, hub.config.name, hub.config.name, f"0 {hub.config.network}")
+    """A network of one, and one with no description to give: just the end of the list (allowed by the spec)."""
     hub.reply(client, n.RPL_ENDOFLINKS, message.param(0, "*") or "*", "End of /LINKS list")
