@@ -44,6 +44,12 @@ class Contender:
         return self.kind == "chatd"
 
     @property
+    def connect_window(self) -> int:
+        """Registrations the generator keeps in flight: miniircd and irc.server listen with a
+        backlog of 5, and a fuller accept queue drops handshakes, which would look like their failure."""
+        return 4 if self.kind in ("miniircd", "irc") else 128
+
+    @property
     def has_sendq(self) -> bool:
         """Whether the server cuts a client whose queue passes a bound (chatd's --sendq)."""
         return self.kind in ("chatd", "ngircd")

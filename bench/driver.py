@@ -32,6 +32,8 @@ class Generator:
         context = multiprocessing.get_context("fork")
         self.pipes: list[Connection] = []
         self.processes: list[Any] = []
+        self.connect_window = 128
+        """Registrations each worker keeps in flight; lower for servers with a tiny listen backlog."""
         for worker_id in range(processes):
             parent, child = context.Pipe()
             process = context.Process(target=_worker, args=(child, parent, address, worker_id), daemon=True)

@@ -130,6 +130,7 @@ class Worker:
         self.peers: list[Peer] = []
         self.to_connect: list[tuple[bytes, bytes | None, str]] = []
         self.connecting = 0
+        self.connect_window = CONNECTS_IN_FLIGHT
         self.setup_started = 0.0
         self.senders: list[Sender] = []
         self.latencies: list[int] = []
@@ -172,6 +173,7 @@ class Worker:
             chan = channel.encode() if channel else None
             for index in range(count):
                 self.to_connect.append((f"{prefix}{index}".encode(), chan, kind))
+        self.connect_window = command.get("connect_window", CONNECTS_IN_FLIGHT)
         self.setup_started = time.monotonic()
         self.setup_deadline = self.setup_started + command["timeout_s"]
         self.pending_reply = "ready"
@@ -247,7 +249,7 @@ class Worker:
     # ---- connection setup ---------------------------------------------------------
 
     def _open_more(self) -> None:
-        while self.to_connect and self.connecting < CONNECTS_IN_FLIGHT:
+        while self.to_connect and self.connecting < self.connect_window:
             nick, channel, kind = self.to_connect.pop(0)
             sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             if kind == "slow":

@@ -124,7 +124,9 @@ def write_plots(out: Path, rows: list[Row]) -> list[Path]:
                 series.setdefault(row.server, []).append((row.clients, y))
         return series
 
-    def plot(name: str, title: str, ylabel: str, xlabel: str, series: dict[str, list[tuple[int, float]]]) -> None:
+    def plot(
+        name: str, title: str, ylabel: str, xlabel: str, series: dict[str, list[tuple[int, float]]], logy: bool = True
+    ) -> None:
         if not series:
             return
         figure, axes = plt.subplots(figsize=(7, 4.2))
@@ -132,6 +134,8 @@ def write_plots(out: Path, rows: list[Row]) -> list[Path]:
             points.sort()
             axes.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=server)
         axes.set_xscale("log")
+        if logy:
+            axes.set_yscale("log")
         axes.set_title(title)
         axes.set_xlabel(xlabel)
         axes.set_ylabel(ylabel)

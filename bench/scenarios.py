@@ -130,6 +130,7 @@ def run_case(contender: Contender, case: Case, plan: Plan) -> Row:
         server.wait_ready()
         processes = max(1, min(plan.processes, case.clients // 20 or 1))
         with Generator(server.address, processes) as generator:
+            generator.connect_window = contender.connect_window
             if case.scenario in ("fanout", "blast", "slow"):
                 _fanout(server, generator, case, plan, row)
             elif case.scenario == "pairs":
@@ -154,7 +155,9 @@ def _split(total: int, parts: int) -> list[int]:
 
 
 def _setup(generator: Generator, worker_id: int, groups: list[list[Any]], plan: Plan) -> dict[str, Any]:
-    generator.send(worker_id, "setup", groups=groups, timeout_s=plan.setup_timeout_s)
+    generator.send(
+        worker_id, "setup", groups=groups, timeout_s=plan.setup_timeout_s, connect_window=generator.connect_window
+    )
     reply = generator.collect([worker_id], "ready", plan.setup_timeout_s + 30)[0]
     if "error" in reply:
         raise GeneratorError(f"setup: {reply['error']}")
@@ -307,8 +310,13 @@ def _idle(server: RunningServer, generator: Generator, case: Case, plan: Plan, r
     started = time.monotonic()
     for worker_id, share in enumerate(shares):
         if share:
-            generator.send(worker_id, "setup", groups=[[f"i{worker_id}x", share, None, "idle"]],
-                           timeout_s=plan.setup_timeout_s)  # fmt: skip
+            generator.send(
+                worker_id,
+                "setup",
+                groups=[[f"i{worker_id}x", share, None, "idle"]],
+                timeout_s=plan.setup_timeout_s,
+                connect_window=generator.connect_window,
+            )
     active = [w for w, share in enumerate(shares) if share]
     replies = generator.collect(active, "ready", plan.setup_timeout_s + 30)
     register_s = time.monotonic() - started
