@@ -158,7 +158,12 @@ def run(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments[:1] == ["soak"]:
+        from bench.soak import main as soak_main
+
+        return soak_main(arguments[1:])
+    args = build_parser().parse_args(arguments)
     if args.duration is not None and not 0.1 <= args.duration <= 120:
         build_parser().error("argument --duration: must be between 0.1 and 120 seconds")
     plan = make_plan(args)

@@ -118,6 +118,7 @@ def run_soak(seconds: float, connections: int, backend: str, cycles: int = 3) ->
             backend,
             "--flood-rate",
             "0",
+            "--no-persist",
             "--max-per-ip",
             "0",
             "--max-clients",
