@@ -320,8 +320,8 @@ class Hub:
         include_self: bool,
         *,
         only_cap: str | None = None,
-    ) -> None:
-        """Send one message once to everyone who shares a channel with ``client``.
+    ) -> Event:
+        """Send one message once to everyone who shares a channel with ``client``; return it.
 
         With ``only_cap``, only peers that negotiated that capability hear of it.
         """
@@ -336,6 +336,7 @@ class Hub:
                 seen.add(member)
                 if only_cap is None or only_cap in member.caps:
                     self.send_event(member, event)
+        return event
 
     def send_event(self, client: Client, event: Event) -> None:
         data = event.data(client.codec)
@@ -413,7 +414,7 @@ class Hub:
             channel = self.channels[key] = self._new_channel(name, key)
         channel.add(client)
         client.channels[key] = channel
-        self.send_to_channel(
+        joined = self.send_to_channel(
             channel,
             format_message("JOIN", channel.name, source=client.prefix),
             f"* {client.nick} has joined {channel.name}",
@@ -428,6 +429,7 @@ class Hub:
                 self.send_topic(client, channel)
             self.send_names(client, channel)
         self.replay_history(client, channel)
+        self.record(channel, joined, "event")  # after the replay: a joiner is not shown its own join
         return channel
 
     def _new_channel(self, name: str, key: str) -> Channel:
@@ -441,10 +443,11 @@ class Hub:
         channel.mode_key, channel.limit = saved.mode_key, saved.mode_limit
         return channel
 
-    def record(self, channel: Channel, event: Event) -> None:
-        """Keep a channel message for replay and CHATHISTORY (a no-op without history)."""
+    def record(self, channel: Channel, event: Event, kind: str = "message") -> None:
+        """Keep a channel message (or, with kind "event", a JOIN/PART/KICK/TOPIC/QUIT) for
+        replay and CHATHISTORY; a no-op without history."""
         if self.history is not None:
-            self.history.record(channel.key, event)
+            self.history.record(channel.key, event, kind)
 
     def save_channel(self, channel: Channel) -> None:
         """Persist a channel's topic and modes after they change."""
@@ -459,7 +462,9 @@ class Hub:
         """
         if self.history is None or self.config.history_on_join <= 0:
             return
-        entries = self.history.recent(channel.key, self.config.history_on_join)
+        entries = self.history.recent(
+            channel.key, self.config.history_on_join, events="draft/event-playback" in client.caps
+        )
         if not entries:
             return
         if client.mode is Mode.PLAIN:
@@ -693,12 +698,14 @@ class Hub:
         if client.key is not None and self.clients_by_key.get(client.key) is client:
             del self.clients_by_key[client.key]
         if client.registered or client.mode is Mode.PLAIN:
-            self.send_to_peers(
+            quit_event = self.send_to_peers(
                 client,
                 format_message("QUIT", reason, source=client.prefix),
                 f"* {client.nick} has quit ({reason})",
                 include_self=False,
             )
+            for channel in client.channels.values():
+                self.record(channel, quit_event, "event")
             log.debug("%s left: %s", client.prefix, reason)
         for channel in list(client.channels.values()):
             self.leave(client, channel)

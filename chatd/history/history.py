@@ -17,7 +17,9 @@ if TYPE_CHECKING:
     from chatd.core.channel import Channel
     from chatd.core.event import Event
 
-INSERT_MESSAGE = "INSERT OR IGNORE INTO messages (target, msgid, time, line, plain) VALUES (?, ?, ?, ?, ?)"
+INSERT_MESSAGE = "INSERT OR IGNORE INTO messages (target, msgid, time, line, plain, kind) VALUES (?, ?, ?, ?, ?, ?)"
+MESSAGE = "message"
+"""The kind of PRIVMSG and NOTICE entries; events (JOIN, PART, KICK, TOPIC, QUIT) are kind "event"."""
 SAVE_CHANNEL = (
     "INSERT OR REPLACE INTO channels (key, name, created, topic, topic_by, topic_at, modes, mode_key, mode_limit)"
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -26,12 +28,13 @@ SAVE_CHANNEL = (
 
 @dataclass(frozen=True, slots=True)
 class HistoryEntry:
-    """One recorded event: its IRC line (with source), the plain rendering, id and time."""
+    """One recorded entry: its IRC line (with source), the plain rendering, id, time and kind."""
 
     msgid: str
     time: float
     line: str
     plain: str | None
+    kind: str = MESSAGE
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,16 +57,18 @@ class History:
         self.keep = keep
         self._recent: dict[str, deque[HistoryEntry]] = {}
 
-    def record(self, channel_key: str, event: Event) -> None:
-        entry = HistoryEntry(event.msgid, event.when, event.line, event.plain_line)
+    def record(self, channel_key: str, event: Event, kind: str = MESSAGE) -> None:
+        entry = HistoryEntry(event.msgid, event.when, event.line, event.plain_line, kind)
         self._entries(channel_key).append(entry)
         if self.store is not None:
-            self.store.submit(INSERT_MESSAGE, (channel_key, entry.msgid, entry.time, entry.line, entry.plain))
+            self.store.submit(INSERT_MESSAGE, (channel_key, entry.msgid, entry.time, entry.line, entry.plain, kind))
 
-    def recent(self, channel_key: str, count: int) -> list[HistoryEntry]:
-        """The last ``count`` entries of a channel, oldest first."""
-        entries = self._entries(channel_key)
-        return list(entries)[-count:] if count > 0 else []
+    def recent(self, channel_key: str, count: int, *, events: bool = False) -> list[HistoryEntry]:
+        """The last ``count`` entries of a channel, oldest first; messages only unless ``events``."""
+        if count <= 0:
+            return []
+        entries = [entry for entry in self._entries(channel_key) if events or entry.kind == MESSAGE]
+        return entries[-count:]
 
     def _entries(self, channel_key: str) -> deque[HistoryEntry]:
         entries = self._recent.get(channel_key)
@@ -71,8 +76,8 @@ class History:
             entries = self._recent[channel_key] = deque(maxlen=self.keep)
             if self.store is not None:
                 rows = self.store.query(
-                    "SELECT msgid, time, line, plain FROM messages WHERE target = ? ORDER BY time DESC, id DESC"
-                    " LIMIT ?",
+                    "SELECT msgid, time, line, plain, kind FROM messages WHERE target = ?"
+                    " ORDER BY time DESC, id DESC LIMIT ?",
                     (channel_key, self.keep),
                 )
                 entries.extend(HistoryEntry(*row) for row in reversed(rows))
@@ -88,19 +93,26 @@ class History:
         rows = self.store.query("SELECT time FROM messages WHERE target = ? AND msgid = ?", (channel_key, msgid))
         return rows[0][0] if rows else None
 
-    def between(self, channel_key: str, after: float, before: float, limit: int, *, newest: bool) -> list[HistoryEntry]:
+    def between(
+        self, channel_key: str, after: float, before: float, limit: int, *, newest: bool, events: bool = False
+    ) -> list[HistoryEntry]:
         """Up to ``limit`` entries strictly between two times, oldest first in the result.
 
-        ``newest`` picks the ones closest to ``before`` (else those closest to ``after``).
+        ``newest`` picks the ones closest to ``before`` (else those closest to ``after``);
+        messages only unless ``events``.
         """
         if self.store is None:
-            window = [entry for entry in self._entries(channel_key) if after < entry.time < before]
+            window = [
+                entry
+                for entry in self._entries(channel_key)
+                if after < entry.time < before and (events or entry.kind == MESSAGE)
+            ]
             return window[-limit:] if newest else window[:limit]
         order = "DESC" if newest else "ASC"
         rows = self.store.query(
-            "SELECT msgid, time, line, plain FROM messages WHERE target = ? AND time > ? AND time < ?"
-            f" ORDER BY time {order}, id {order} LIMIT ?",
-            (channel_key, after, before, limit),
+            "SELECT msgid, time, line, plain, kind FROM messages WHERE target = ? AND time > ? AND time < ?"
+            f" AND (kind = 'message' OR ?) ORDER BY time {order}, id {order} LIMIT ?",
+            (channel_key, after, before, events, limit),
         )
         entries = [HistoryEntry(*row) for row in rows]
         return entries[::-1] if newest else entries

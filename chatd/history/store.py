@@ -23,7 +23,7 @@ from typing import Any
 
 log = logging.getLogger("chatd")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 COMMIT_INTERVAL_S = 0.05
 MAX_BATCH = 1000
 PRUNE_INTERVAL_S = 60.0
@@ -54,6 +54,8 @@ MIGRATIONS: dict[int, Sequence[str]] = {
                mode_limit INTEGER
            )""",
     ),
+    # 2: channel events (JOIN, PART, KICK, TOPIC, QUIT) are kept beside messages.
+    2: ("ALTER TABLE messages ADD COLUMN kind TEXT NOT NULL DEFAULT 'message'",),
 }
 
 

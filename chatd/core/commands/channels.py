@@ -92,7 +92,8 @@ def handle_invite(hub: Hub, client: Client, message: Message) -> None:
 def part(hub: Hub, client: Client, channel: Channel, reason: str) -> None:
     params = (channel.name, reason) if reason else (channel.name,)
     plain = f"* {client.nick} has left {channel.name}" + (f" ({reason})" if reason else "")
-    hub.send_to_channel(channel, format_message("PART", *params, source=client.prefix), plain)
+    event = hub.send_to_channel(channel, format_message("PART", *params, source=client.prefix), plain)
+    hub.record(channel, event, "event")
     hub.leave(client, channel)
 
 
@@ -128,11 +129,12 @@ def handle_topic(hub: Hub, client: Client, message: Message) -> None:
     topic = message.params[1][:MAX_TOPIC_LENGTH]
     channel.topic, channel.topic_by, channel.topic_at = topic, client.prefix, hub.wall_clock()
     hub.save_channel(channel)
-    hub.send_to_channel(
+    event = hub.send_to_channel(
         channel,
         format_message("TOPIC", channel.name, topic, source=client.prefix),
         f"* {client.nick} changed the topic to: {topic}",
     )
+    hub.record(channel, event, "event")
 
 
 # NAMES [<channel>{,<channel>}]
@@ -191,11 +193,12 @@ def handle_kick(hub: Hub, client: Client, message: Message) -> None:
         if target is None or target not in channel.members:
             hub.reply(client, n.ERR_USERNOTINCHANNEL, nick, channel.name, "They aren't on that channel")
             continue
-        hub.send_to_channel(
+        event = hub.send_to_channel(
             channel,
             format_message("KICK", channel.name, target.nick or "", reason, source=client.prefix),
             f"* {target.nick} was kicked by {client.nick} ({reason})",
         )
+        hub.record(channel, event, "event")
         hub.leave(target, channel)
         if target.mode is Mode.PLAIN and channel.name == hub.config.plain_channel:
             hub.quit(target, f"Kicked from {channel.name} by {client.nick}")

@@ -117,6 +117,7 @@ def handle_chathistory(hub: Hub, client: Client, message: Message) -> None:
         return
     limit = min(int(limit_text), CHATHISTORY_MAX)
     history = hub.history
+    events = "draft/event-playback" in client.caps
     first_ref = message.param(2)
     if sub == "LATEST" and first_ref == "*":
         after = -math.inf
@@ -127,19 +128,21 @@ def handle_chathistory(hub: Hub, client: Client, message: Message) -> None:
             return
         after = resolved
     if sub == "LATEST":
-        entries = history.between(channel.key, after, math.inf, limit, newest=True)
+        entries = history.between(channel.key, after, math.inf, limit, newest=True, events=events)
     elif sub == "BEFORE":
-        entries = history.between(channel.key, -math.inf, after, limit, newest=True)
+        entries = history.between(channel.key, -math.inf, after, limit, newest=True, events=events)
     elif sub == "AFTER":
-        entries = history.between(channel.key, after, math.inf, limit, newest=False)
+        entries = history.between(channel.key, after, math.inf, limit, newest=False, events=events)
     elif sub == "AROUND":
-        earlier = history.between(channel.key, -math.inf, after, limit // 2, newest=True)
-        later = history.between(channel.key, after - 1e-6, math.inf, limit - len(earlier), newest=False)
+        earlier = history.between(channel.key, -math.inf, after, limit // 2, newest=True, events=events)
+        later = history.between(channel.key, after - 1e-6, math.inf, limit - len(earlier), newest=False, events=events)
         entries = earlier + later
     else:  # BETWEEN
         other = _resolve(hub, channel.key, message.param(3))
         if other is None:
             _fail(hub, client, "INVALID_PARAMS", sub, "Invalid message reference")
             return
-        entries = history.between(channel.key, min(after, other), max(after, other), limit, newest=after > other)
+        entries = history.between(
+            channel.key, min(after, other), max(after, other), limit, newest=after > other, events=events
+        )
     _send_batch(hub, client, channel.name, entries)

@@ -20,6 +20,7 @@ SUPPORTED_CAPS = frozenset(
         "batch",
         "cap-notify",
         "draft/chathistory",
+        "draft/event-playback",
         "echo-message",
         "invite-notify",
         "labeled-response",
