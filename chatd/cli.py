@@ -128,6 +128,12 @@ def build_parser(file_defaults: dict[str, str] | None = None) -> argparse.Argume
     option("--data-dir", "directory for the history database (chatd.sqlite3)", default="chatd-data")
     option("--no-persist", "keep history and channel state in memory only", action="store_true", default=False)
     option(
+        "--history-private",
+        "keep private messages between two connected users for CHATHISTORY",
+        action="store_true",
+        default=False,
+    )
+    option(
         "--history-max-age", "seconds a channel message is kept (0: forever)", type=_non_negative(float), default=0.0
     )
     option("--history-max-rows", "most channel messages kept in all (0: no limit)", type=_non_negative(int), default=0)
@@ -196,6 +202,7 @@ def parse_settings(argv: Sequence[str] | None = None) -> tuple[argparse.Namespac
         operators=config_file.operators,
         admin_lines=config_file.admin_lines,
         history_on_join=args.history_on_join,
+        history_private=bool(args.history_private),
         max_per_ip=args.max_per_ip,
         register_timeout_s=args.register_timeout,
         flood_burst=args.flood_burst,

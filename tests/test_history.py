@@ -258,3 +258,23 @@ def test_events_are_replayed_only_with_event_playback(backend: str) -> None:
         plain.send("JOIN #ev")
         plain.expect("BATCH")
         assert [m.command for m in plain.until("BATCH")[:-1]] == ["PRIVMSG"]
+
+
+@pytest.mark.parametrize("private", [False, True])
+def test_private_history_only_when_enabled(backend: str, private: bool) -> None:
+    with running_server(backend, history=History(None), history_private=private) as server:
+        alice = _chathistory_client(server, "alice")
+        bob = server.client("bob")
+        bob.send("PRIVMSG alice :just between us")
+        alice.expect("PRIVMSG")
+        alice.send("CHATHISTORY LATEST bob * 10")
+        if private:
+            assert _batch(alice) == ["just between us"]
+        else:
+            assert alice.expect("FAIL").params[:2] == ("CHATHISTORY", "INVALID_TARGET")
+        eve = _chathistory_client(server, "eve")
+        eve.send("CHATHISTORY LATEST bob * 10")
+        if private:
+            assert _batch(eve) == []  # eve's conversation with bob is empty: she cannot read alice's
+        else:
+            assert eve.expect("FAIL").params[:2] == ("CHATHISTORY", "INVALID_TARGET")

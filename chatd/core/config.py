@@ -36,6 +36,8 @@ class ServerConfig:
     admin_lines: tuple[str, str, str] = ("chatd", "", "")
     """ADMIN replies 257, 258, 259: location, second location line, contact."""
     whowas_size: int = 1000
+    history_private: bool = False
+    """Keep private messages between two connected users for CHATHISTORY (off: they are never stored)."""
     history_on_join: int = 20
     """How many recent channel messages a joining client is shown (0: none)."""
     created: str = "today"

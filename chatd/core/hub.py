@@ -26,6 +26,7 @@ from chatd.core.config import ServerConfig
 from chatd.core.event import Event, server_time
 from chatd.core.plain import handle_plain_line, start_plain
 from chatd.history import History
+from chatd.history.history import conversation_key
 from chatd.protocol import numerics as n
 from chatd.protocol.casemap import (
     CASEMAPPING,
@@ -448,6 +449,18 @@ class Hub:
         replay and CHATHISTORY; a no-op without history."""
         if self.history is not None:
             self.history.record(channel.key, event, kind)
+
+    def record_private(self, sender: Client, target: Client, event: Event) -> None:
+        """Keep a private message for CHATHISTORY, only with --history-private and only between
+        two connected IRC users (plain clients and offline targets never have theirs stored)."""
+        if (
+            self.history is not None
+            and self.config.history_private
+            and sender.key is not None
+            and target.key is not None
+            and Mode.PLAIN not in (sender.mode, target.mode)
+        ):
+            self.history.record(conversation_key(sender.key, target.key), event)
 
     def save_channel(self, channel: Channel) -> None:
         """Persist a channel's topic and modes after they change."""

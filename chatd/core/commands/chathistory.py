@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from chatd.core.client import Client
 from chatd.core.event import server_time
+from chatd.history.history import conversation_key
 from chatd.protocol.casemap import irc_lower
 from chatd.protocol.message import Message, format_message, format_tags
 
@@ -94,6 +95,17 @@ def _targets(hub: Hub, client: Client, message: Message) -> None:
     hub.send_line(client, format_message("BATCH", f"-{batch_id}", source=hub.config.name))
 
 
+def _conversation(hub: Hub, client: Client, target: str) -> tuple[str, str] | None:
+    """The history key and display name a client may read: a channel it is in, or (with
+    --history-private) its conversation with a nick."""
+    channel: Channel | None = client.channels.get(irc_lower(target))
+    if channel is not None:
+        return channel.key, channel.name
+    if target[:1] != "#" and target and hub.config.history_private and client.key is not None:
+        return conversation_key(client.key, irc_lower(target)), target
+    return None
+
+
 # CHATHISTORY <subcommand> ...
 def handle_chathistory(hub: Hub, client: Client, message: Message) -> None:
     sub = message.params[0].upper()
@@ -107,10 +119,11 @@ def handle_chathistory(hub: Hub, client: Client, message: Message) -> None:
         _targets(hub, client, message)
         return
     target = message.param(1)
-    channel: Channel | None = client.channels.get(irc_lower(target))
-    if channel is None:
+    conversation = _conversation(hub, client, target)
+    if conversation is None:
         _fail(hub, client, "INVALID_TARGET", sub, target or "*", "Messages could not be retrieved")
         return
+    key, name = conversation
     limit_text = message.param(4) if sub == "BETWEEN" else message.param(3)
     if not limit_text.isdigit() or int(limit_text) <= 0:
         _fail(hub, client, "INVALID_PARAMS", sub, "Invalid limit")
@@ -122,27 +135,25 @@ def handle_chathistory(hub: Hub, client: Client, message: Message) -> None:
     if sub == "LATEST" and first_ref == "*":
         after = -math.inf
     else:
-        resolved = _resolve(hub, channel.key, first_ref)
+        resolved = _resolve(hub, key, first_ref)
         if resolved is None:
             _fail(hub, client, "INVALID_PARAMS", sub, "Invalid message reference")
             return
         after = resolved
     if sub == "LATEST":
-        entries = history.between(channel.key, after, math.inf, limit, newest=True, events=events)
+        entries = history.between(key, after, math.inf, limit, newest=True, events=events)
     elif sub == "BEFORE":
-        entries = history.between(channel.key, -math.inf, after, limit, newest=True, events=events)
+        entries = history.between(key, -math.inf, after, limit, newest=True, events=events)
     elif sub == "AFTER":
-        entries = history.between(channel.key, after, math.inf, limit, newest=False, events=events)
+        entries = history.between(key, after, math.inf, limit, newest=False, events=events)
     elif sub == "AROUND":
-        earlier = history.between(channel.key, -math.inf, after, limit // 2, newest=True, events=events)
-        later = history.between(channel.key, after - 1e-6, math.inf, limit - len(earlier), newest=False, events=events)
+        earlier = history.between(key, -math.inf, after, limit // 2, newest=True, events=events)
+        later = history.between(key, after - 1e-6, math.inf, limit - len(earlier), newest=False, events=events)
         entries = earlier + later
     else:  # BETWEEN
-        other = _resolve(hub, channel.key, message.param(3))
+        other = _resolve(hub, key, message.param(3))
         if other is None:
             _fail(hub, client, "INVALID_PARAMS", sub, "Invalid message reference")
             return
-        entries = history.between(
-            channel.key, min(after, other), max(after, other), limit, newest=after > other, events=events
-        )
-    _send_batch(hub, client, channel.name, entries)
+        entries = history.between(key, min(after, other), max(after, other), limit, newest=after > other, events=events)
+    _send_batch(hub, client, name, entries)

@@ -94,6 +94,8 @@ def _relay(hub: Hub, client: Client, message: Message, *, errors: bool, tags_onl
             hub.send_event(target, event)
         if echo:
             hub.send_event(client, event)
+        if not tags_only:
+            hub.record_private(client, target, event)
         if errors and target.away is not None and not tags_only:
             hub.reply(client, n.RPL_AWAY, target.nick or "", target.away)
 
