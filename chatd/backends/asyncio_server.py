@@ -213,7 +213,7 @@ class AsyncioServer:
             with contextlib.suppress(RuntimeError):
                 self.loop.call_soon_threadsafe(stop.set)
 
-    def fanout(self, members: Iterable[Client], event: Any, skip: Client | None) -> None:
+    def fanout(self, members: Iterable[Client], event: Any, skip: Client | None, channel: Any = None) -> None:
         """The hub's fan-out loop for this backend: append to each outbox inline.
 
         The contract of ``Hub.generic_fanout`` without a method call per delivery,

@@ -32,6 +32,7 @@ from chatd.backends.base import (
 )
 from chatd.backends.tls import TlsSession
 from chatd.core import Client
+from chatd.core.channel import Channel
 from chatd.core.event import Event
 from chatd.protocol.framing import LineReader
 
@@ -195,9 +196,16 @@ class Connection:
         self.interest = wanted
 
     def flush(self) -> None:
-        """Send as much of the queued bytes as the kernel takes now; never blocks."""
+        """Send as much of the queued bytes as the kernel takes now; never blocks.
+
+        A queue past the send queue bound is not sent but reported to the hub, which
+        cuts the client right after this flush pass (the fan-out appends unchecked).
+        """
         self.pending = False
         if self.closed:
+            return
+        if len(self.outbox) > self.sendq_bytes and not self.closing and self.client is not None:
+            self.loop.hub.overflowed(self.client)
             return
         self.prepare_output()
         outbox = self.wire
@@ -330,32 +338,63 @@ class SelectorsServer:
         with contextlib.suppress(OSError):
             self._waker_w.send(b"x")
 
-    def fanout(self, members: Iterable[Client], event: Event, skip: Client | None) -> None:
+    def fanout(
+        self, members: Iterable[Client], event: Event, skip: Client | None, channel: Channel | None = None
+    ) -> None:
         """The hub's hot loop, specialised for this backend: append to each outbox inline.
 
         Same contract as ``Hub.generic_fanout``, without a method call per delivery.
-        A member already past its send queue is recorded for the hub to cut; the
-        bound is checked before appending, so a queue overshoots by at most one line.
+        For a channel, the members that take the plain IRC form over one of our own
+        connections are listed once (``Channel.fanout_cache``, dropped by the core on
+        any change) with their outboxes, so each of those deliveries is one append. The
+        send queue bound is checked when the outbox is flushed, so it is overshot by at
+        most one loop turn's deliveries.
         """
+        if channel is None:
+            common: list[tuple[Client, bytearray, Connection]] = []
+            others: Iterable[Client] = members
+        else:
+            cached = channel.fanout_cache
+            if cached is None:
+                cached = channel.fanout_cache = self._fanout_targets(members)
+            common, others = cached  # type: ignore[misc]
         cache = event.cache
         pending = self.pending
-        sendq = self.sendq_bytes
-        overflowed = self.hub.overflowed
-        for member in members:
+        data = cache[0]
+        if data is not None:
+            for member, outbox, connection in common:
+                if member is skip:
+                    continue
+                outbox += data
+                if not connection.pending:
+                    connection.pending = True
+                    pending.append(connection)
+        for member in others:
             if member is skip:
                 continue
             data = cache[member.codec] or event.data(member.codec)
             if not data:
                 continue
-            connection = member.transport
-            outbox = connection.outbox  # type: ignore[attr-defined]
-            if len(outbox) > sendq:
-                overflowed(member)
-                continue
-            outbox += data
-            if not connection.pending:  # type: ignore[attr-defined]
-                connection.pending = True  # type: ignore[attr-defined]
-                pending.append(connection)
+            transport = member.transport
+            transport.outbox += data  # type: ignore[attr-defined]
+            if not transport.pending:  # type: ignore[attr-defined]
+                transport.pending = True  # type: ignore[attr-defined]
+                pending.append(transport)  # type: ignore[arg-type]
+
+    @staticmethod
+    def _fanout_targets(
+        members: Iterable[Client],
+    ) -> tuple[list[tuple[Client, bytearray, Connection]], list[Client]]:
+        """Split members into (member, outbox, connection) for the plain IRC form, and the rest."""
+        common: list[tuple[Client, bytearray, Connection]] = []
+        others: list[Client] = []
+        for member in members:
+            transport = member.transport
+            if member.codec == 0 and isinstance(transport, Connection):
+                common.append((member, transport.outbox, transport))
+            else:
+                others.append(member)
+        return common, others
 
     def call_later(self, delay_s: float, callback: Callable[[], None]) -> None:
         self.call_at(time.monotonic() + delay_s, callback)
@@ -467,11 +506,15 @@ class SelectorsServer:
         hub a client is gone) adds to the end and is flushed in the same pass.
         """
         pending = self.pending
-        index = 0
-        while index < len(pending):
-            pending[index].flush()
-            index += 1
-        pending.clear()
+        while True:
+            index = 0
+            while index < len(pending):
+                pending[index].flush()
+                index += 1
+            pending.clear()
+            # Clients found past their send queue are cut now; that queues QUITs to flush.
+            if not self.hub.reap_overflowed():
+                break
 
     def _close_all(self) -> None:
         """Say goodbye to everyone, let the goodbyes drain for a moment, then close."""

@@ -24,6 +24,7 @@ class Channel:
     __slots__ = (
         "bans",
         "created",
+        "fanout_cache",
         "invited",
         "key",
         "limit",
@@ -53,15 +54,20 @@ class Channel:
         self.limit: int | None = None
         self.bans: list[Ban] = []
         self.invited: set[str] = set()
+        self.fanout_cache: object | None = None
+        """A backend's precomputed delivery targets; dropped whenever membership or a member's
+        wire form (codec, transport) changes."""
 
     def add(self, client: Client) -> None:
         """Add a member; the first member of a new channel becomes its operator."""
         if not self.members:
             self.operators.add(client)
         self.members[client] = None
+        self.fanout_cache = None
 
     def remove(self, client: Client) -> None:
         self.members.pop(client, None)
+        self.fanout_cache = None
         self.operators.discard(client)
         self.voiced.discard(client)
 

@@ -106,7 +106,7 @@ class Hub:
         self._doomed: list[Client] = []
         self.overflowed = self._doomed.append
         """Record a client whose send queue overflowed; it is cut after the current command."""
-        self.fanout: Callable[[Iterable[Client], Event, Client | None], None] = self.generic_fanout
+        self.fanout: Callable[[Iterable[Client], Event, Client | None, Channel | None], None] = self.generic_fanout
         self.whowas: deque[WhowasEntry] = deque(maxlen=config.whowas_size)
         self._msgid_counter = 0
         self._batch_counter = 0
@@ -293,10 +293,12 @@ class Hub:
         sender can be echoed the very same message.
         """
         event = self.event(line, plain_line, client_tags, tags_only=tags_only)
-        self.fanout(channel.members, event, skip)
+        self.fanout(channel.members, event, skip, channel)
         return event
 
-    def generic_fanout(self, members: Iterable[Client], event: Event, skip: Client | None) -> None:
+    def generic_fanout(
+        self, members: Iterable[Client], event: Event, skip: Client | None, channel: Channel | None = None
+    ) -> None:
         """Deliver ``event`` to every member but ``skip``, through each one's transport.
 
         The hot loop of the server: one list index and one transport call per member.
@@ -351,6 +353,18 @@ class Hub:
         if data and not getattr(transport, "real", transport).write(data):
             self.overflowed(client)
 
+    def wire_form_changed(self, client: Client) -> None:
+        """A client's codec or transport changed: backends must not deliver to it from caches."""
+        for channel in client.channels.values():
+            channel.fanout_cache = None
+
+    def reap_overflowed(self) -> bool:
+        """Cut clients a backend found past their send queue outside a command; True if any were."""
+        if not self._doomed:
+            return False
+        self._reap()
+        return True
+
     def run_labeled(self, client: Client, label: str, action: Callable[[], None]) -> None:
         """Run ``action`` and send what it made for ``client`` as one labeled response.
 
@@ -361,10 +375,12 @@ class Hub:
         original = client.transport
         capture = _CapturingTransport(original)
         client.transport, client._write = capture, capture.write
+        self.wire_form_changed(client)
         try:
             action()
         finally:
             client.transport, client._write = original, original.write
+            self.wire_form_changed(client)
         captured = [line + b"\r\n" for line in bytes(capture.outbox).split(b"\r\n")[:-1]]
         if client.gone:
             return

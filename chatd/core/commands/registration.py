@@ -34,7 +34,7 @@ SUPPORTED_CAPS = frozenset(
 CAP_LS_LINE = " ".join(sorted(SUPPORTED_CAPS))
 
 
-def _apply_caps(client: Client, request: list[str]) -> None:
+def _apply_caps(hub: Hub, client: Client, request: list[str]) -> None:
     for token in request:
         if token.startswith("-"):
             client.caps.discard(token[1:])
@@ -44,6 +44,7 @@ def _apply_caps(client: Client, request: list[str]) -> None:
         client.codec = (CODEC_SERVER_TIME if "server-time" in client.caps else 0) | (
             CODEC_MESSAGE_TAGS if "message-tags" in client.caps else 0
         )
+        hub.wire_form_changed(client)
 
 
 # CAP <subcommand> [:<capabilities>]
@@ -66,7 +67,7 @@ def handle_cap(hub: Hub, client: Client, message: Message) -> None:
         wanted = message.param(1)
         request = wanted.split()
         if request and all(token.lstrip("-") in SUPPORTED_CAPS for token in request):
-            _apply_caps(client, request)
+            _apply_caps(hub, client, request)
             hub.send_line(client, format_message("CAP", target, "ACK", wanted, source=server))
         else:
             hub.send_line(client, format_message("CAP", target, "NAK", wanted, source=server))
