@@ -16,7 +16,8 @@ from bench.loadgen import raise_nofile_limit
 from bench.progress import Progress
 from bench.scenarios import SCENARIOS, Plan, Row, cases_for, run_case
 
-DEFAULT_SERVERS = CONTENDER_NAMES
+DEFAULT_SERVERS = tuple(name for name in CONTENDER_NAMES if name != "selectors+history")
+"""Everything but the history variant, which answers a question of its own (--servers selectors,selectors+history)."""
 QUICK_SERVERS = ("selectors", "threads")
 
 

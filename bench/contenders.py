@@ -38,6 +38,8 @@ class Contender:
     kind: str
     backend: str = ""
     description: str = ""
+    history: bool = False
+    """chatd only: keep its SQLite history (in the run's temporary directory) instead of --no-persist."""
 
     @property
     def is_chatd(self) -> bool:
@@ -75,8 +77,10 @@ class Contender:
     def settings(self, sendq_bytes: int) -> str:
         """The settings this contender runs with, for the report."""
         if self.kind == "chatd":
-            flags = " ".join([f"--backend {self.backend} --sendq {sendq_bytes}", *chatd_extra_flags()])
-            return f"{flags} (TCP_NODELAY on)"
+            flags = " ".join(
+                [f"--backend {self.backend} --sendq {sendq_bytes}", *chatd_extra_flags(persist=self.history)]
+            )
+            return f"{flags}{' (SQLite history on)' if self.history else ''} (TCP_NODELAY on)"
         if self.kind == "bare":
             return "no sendq bound, TCP_NODELAY on"
         if self.kind == "ngircd":
@@ -89,6 +93,7 @@ class Contender:
 CONTENDERS: tuple[Contender, ...] = (
     Contender("selectors", "chatd", "selectors", "chatd, one selectors event loop"),
     Contender("threads", "chatd", "threads", "chatd, a thread per connection"),
+    Contender("selectors+history", "chatd", "selectors", "chatd selectors with its SQLite history on", True),
     Contender("asyncio", "chatd", "asyncio", "chatd core on an asyncio backend (uvloop when installed)"),
     Contender("bare", "bare", "", "bare selectors fan-out loop, minimal IRC (the practical limit)"),
     Contender("miniircd", "miniircd", "", "miniircd (Python, select)"),
@@ -98,16 +103,17 @@ CONTENDERS: tuple[Contender, ...] = (
 CONTENDER_NAMES = tuple(c.name for c in CONTENDERS)
 
 
-def chatd_extra_flags() -> list[str]:
+def chatd_extra_flags(*, persist: bool = False) -> list[str]:
     """Options that turn off chatd's flood control when this chatd has it (senders here are floods),
-    and its history database (the peers keep no history either; history is measured on its own)."""
+    and, unless ``persist``, its history database (the peers keep no history either; the
+    ``selectors+history`` contender measures what history costs)."""
     try:
         from chatd.cli import build_parser
     except ImportError:
         return []
     options = {flag for action in build_parser()._actions for flag in action.option_strings}
     flags = ["--flood-rate", "0"] if "--flood-rate" in options else []
-    return [*flags, "--no-persist"] if "--no-persist" in options else flags
+    return [*flags, "--no-persist"] if "--no-persist" in options and not persist else flags
 
 
 def _ngircd_path() -> str | None:
@@ -171,7 +177,8 @@ class RunningServer:
             return [
                 sys.executable, "-m", "chatd", "--host", HOST, "--port", port, "--backend", c.backend,
                 "--sendq", str(sendq_bytes), "--log-level", "warning", "--max-clients", str(BENCH_MAX_CLIENTS),
-                "--ping-interval", "600", *chatd_extra_flags(),
+                "--ping-interval", "600", *chatd_extra_flags(persist=c.history),
+                *(["--data-dir", str(Path(self.tmp.name) / "data")] if c.history else []),
             ]  # fmt: skip
         if c.kind == "bare":
             return [sys.executable, "-m", "bench.bare_loop", "--host", HOST, "--port", port]
