@@ -369,17 +369,8 @@ class SelectorsServer:
                 if not connection.pending:
                     connection.pending = True
                     pending.append(connection)
-        for member in others:
-            if member is skip:
-                continue
-            data = cache[member.codec] or event.data(member.codec)
-            if not data:
-                continue
-            transport = member.transport
-            transport.outbox += data  # type: ignore[attr-defined]
-            if not transport.pending:  # type: ignore[attr-defined]
-                transport.pending = True  # type: ignore[attr-defined]
-                pending.append(transport)  # type: ignore[arg-type]
+        # Tagged or plain-mode members, and a client mid labeled-response: the generic path.
+        self.hub.generic_fanout(others, event, skip)
 
     @staticmethod
     def _fanout_targets(

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import heapq
 import logging
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -101,6 +101,8 @@ class Hub:
         self.clients_per_host: dict[str, int] = {}
         self.channels: dict[str, Channel] = {}
         self.max_seen_users = 0
+        self.user_count = 0
+        self.user_mode_counts: Counter[str] = Counter()
         self._next_id = 0
         self._timers: list[tuple[float, int, Client]] = []
         self._doomed: list[Client] = []
@@ -246,6 +248,8 @@ class Hub:
         if self.history is not None:
             self.history.close()
         self.clients.clear()
+        self.user_count = 0
+        self.user_mode_counts.clear()
         self.clients_per_host.clear()
         self.clients_by_key.clear()
         self.channels.clear()
@@ -408,7 +412,7 @@ class Hub:
         return self.channels.get(irc_lower(name))
 
     def registered_count(self) -> int:
-        return sum(1 for client in self.clients.values() if client.registered)
+        return self.user_count
 
     # ---- state changes shared by several commands ------------------------------
 
@@ -587,15 +591,28 @@ class Hub:
             self.reply(client, n.ERR_PASSWDMISMATCH, "Password incorrect")
             self.quit(client, "Bad password", error="Closing Link: Bad password")
             return
-        client.registered = True
+        self.mark_registered(client)
         self.welcome(client)
 
-    def count_registration(self) -> None:
-        """A user just registered (IRC or plain): keep the high-water mark LUSERS reports."""
-        self.max_seen_users = max(self.max_seen_users, self.registered_count())
+    def mark_registered(self, client: Client) -> None:
+        """A user just registered (IRC or plain): count it for LUSERS, keep the high-water mark."""
+        client.registered = True
+        self.user_count += 1
+        self.max_seen_users = max(self.max_seen_users, self.user_count)
+
+    def set_user_mode(self, client: Client, mode: str, on: bool) -> bool:
+        """Set or clear a user mode, keeping the LUSERS counts; False when nothing changed."""
+        if on == (mode in client.user_modes):
+            return False
+        if on:
+            client.user_modes.add(mode)
+            self.user_mode_counts[mode] += 1
+        else:
+            client.user_modes.discard(mode)
+            self.user_mode_counts[mode] -= 1
+        return True
 
     def welcome(self, client: Client) -> None:
-        self.count_registration()
         config = self.config
         log.debug("registered %s", client.prefix)
         self.reply(client, n.RPL_WELCOME, f"Welcome to the {config.network} IRC Network {client.prefix}")
@@ -621,10 +638,11 @@ class Hub:
         self.send_motd(client)
 
     def send_lusers(self, client: Client) -> None:
-        users = self.registered_count()
-        invisible = sum(1 for c in self.clients.values() if c.registered and "i" in c.user_modes)
+        # Counters kept as users come, go and change modes: a welcome burst must not scan every client.
+        users = self.user_count
+        invisible = self.user_mode_counts["i"]
         unknown = len(self.clients) - users
-        operators = sum(1 for c in self.clients.values() if "o" in c.user_modes)
+        operators = self.user_mode_counts["o"]
         self.reply(
             client, n.RPL_LUSERCLIENT, f"There are {users - invisible} users and {invisible} invisible on 1 servers"
         )
@@ -719,6 +737,10 @@ class Hub:
             self._remember_nick(client)
         client.gone = True
         if self.clients.pop(client.id, None) is not None:
+            if client.registered:
+                self.user_count -= 1
+                for mode in client.user_modes:
+                    self.user_mode_counts[mode] -= 1
             remaining = self.clients_per_host[client.host] - 1
             if remaining:
                 self.clients_per_host[client.host] = remaining

@@ -41,8 +41,7 @@ def start_plain(hub: Hub, client: Client, name: str) -> None:
     client.user = PLAIN_USER
     client.realname = "plain-mode client"
     hub.claim_nick(client, unique_nick(hub, nick_from_plain_name(name)))
-    client.registered = True
-    hub.count_registration()
+    hub.mark_registered(client)
     channel_name = hub.config.plain_channel
     others = len(hub.find_channel(channel_name).members) if hub.find_channel(channel_name) else 0
     client.send(f"* Welcome, {client.nick}: you are in {channel_name} with {others} others\n".encode())

@@ -155,12 +155,8 @@ def _user_mode(hub: Hub, client: Client, message: Message) -> None:
         if char not in USER_MODES and (char != "o" or sign == "+"):
             hub.reply(client, n.ERR_UMODEUNKNOWNFLAG, "Unknown MODE flag")
             continue
-        if (sign == "+") == (char in client.user_modes):
+        if not hub.set_user_mode(client, char, sign == "+"):
             continue
-        if sign == "+":
-            client.user_modes.add(char)
-        else:
-            client.user_modes.discard(char)
         if sign != last:
             changed += sign
             last = sign

@@ -29,8 +29,7 @@ def handle_oper(hub: Hub, client: Client, message: Message) -> None:
     if not verify_password(message.params[1], stored):
         hub.reply(client, n.ERR_PASSWDMISMATCH, "Password incorrect")
         return
-    if "o" not in client.user_modes:
-        client.user_modes.add("o")
+    if hub.set_user_mode(client, "o", True):
         hub.send_line(client, format_message("MODE", client.nick or "", "+o", source=hub.config.name))
     hub.reply(client, n.RPL_YOUREOPER, "You are now an IRC operator")
 
