@@ -322,10 +322,11 @@ class SelectorsServer:
 
     def bind(self) -> None:
         settings = self.settings
-        self._listeners.append(Listener(listen(settings.host, settings.port), None))
+        self._listeners.append(Listener(listen(settings.host, settings.port, reuse_port=settings.reuse_port), None))
         self.address = self._listeners[0].sock.getsockname()[:2]
         if settings.tls_context is not None and settings.tls_port is not None:
-            tls_listener = Listener(listen(settings.host, settings.tls_port), settings.tls_context)
+            tls_sock = listen(settings.host, settings.tls_port, reuse_port=settings.reuse_port)
+            tls_listener = Listener(tls_sock, settings.tls_context)
             self._listeners.append(tls_listener)
             self.tls_address = tls_listener.sock.getsockname()[:2]
         for listener in self._listeners:

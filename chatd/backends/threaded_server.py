@@ -234,10 +234,10 @@ class ThreadedServer:
 
     def bind(self) -> None:
         settings = self.settings
-        self._listeners.append((listen(settings.host, settings.port), None))
+        self._listeners.append((listen(settings.host, settings.port, reuse_port=settings.reuse_port), None))
         self.address = self._listeners[0][0].getsockname()[:2]
         if settings.tls_context is not None and settings.tls_port is not None:
-            tls_listener = listen(settings.host, settings.tls_port)
+            tls_listener = listen(settings.host, settings.tls_port, reuse_port=settings.reuse_port)
             self._listeners.append((tls_listener, settings.tls_context))
             self.tls_address = tls_listener.getsockname()[:2]
 
