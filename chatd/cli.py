@@ -9,6 +9,7 @@ import getpass
 import logging
 import os
 import signal
+import socket
 import ssl
 import sys
 from collections.abc import Callable, Sequence
@@ -23,6 +24,7 @@ from chatd.config_file import ConfigFile, ConfigFileError, load_config_file
 from chatd.core import ServerConfig
 from chatd.core.passwords import hash_password
 from chatd.history import History, HistoryStoreError, SqliteStore
+from chatd.workers import notify_ready, run_workers
 
 log = logging.getLogger("chatd")
 
@@ -144,6 +146,19 @@ def build_parser(file_defaults: dict[str, str] | None = None) -> argparse.Argume
         default=20,
     )
     option("--plain-channel", "channel plain-mode clients talk in", default="#lobby")
+    option(
+        "--workers",
+        "run N cluster nodes on this machine behind one --port (SO_REUSEPORT), each restarted if it dies; "
+        "needs --cluster and a fixed --port (0: this process serves alone)",
+        type=_non_negative(int),
+        default=0,
+    )
+    option(
+        "--reuse-port",
+        "listen with SO_REUSEPORT so several chatd processes share the port (--workers sets it in its nodes)",
+        action="store_true",
+        default=False,
+    )
     option("--log-level", "logging threshold", choices=("debug", "info", "warning", "error"), default="info")
     parser.add_argument("--version", action="version", version=f"chatd {__version__}")
     parser.add_argument(
@@ -185,6 +200,12 @@ def parse_settings(argv: Sequence[str] | None = None) -> tuple[argparse.Namespac
 
     if not is_channel_name(args.plain_channel):
         parser.error(f"argument --plain-channel: not a channel name: {args.plain_channel!r}")
+    if args.workers and not args.hash_password:
+        # N nodes without a shared Redis would be N separate chats behind one port.
+        if not getattr(args, "cluster", None):
+            parser.error("argument --workers: needs --cluster redis://HOST:PORT/DB (the nodes share it)")
+        if args.port == 0 or (args.tls_cert and args.tls_port == 0):
+            parser.error("argument --workers: needs a fixed --port (with 0 each node would pick its own port)")
     motd: tuple[str, ...] | None = None
     if args.motd_file:
         try:
@@ -227,7 +248,13 @@ def parse_settings(argv: Sequence[str] | None = None) -> tuple[argparse.Namespac
         tls_port=args.tls_port if tls_context else None,
         tls_context=tls_context,
         history=None,
+        reuse_port=bool(args.reuse_port),
     )
+
+
+def _node_id_base(args: argparse.Namespace) -> str:
+    """The stem of the workers' node ids: ``--node-id`` when given, else this host's name."""
+    return getattr(args, "node_id", None) or socket.gethostname()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -244,6 +271,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(message)s",
         stream=sys.stderr,
     )
+    if args.workers:
+        return run_workers(sys.argv[1:] if argv is None else argv, args.workers, _node_id_base(args))
     try:
         store = (
             None
@@ -268,6 +297,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
+    notify_ready()  # a --workers supervisor (or systemd, Type=notify) waits for this
     host, port = server.address
     log.info("chatd %s listening on %s:%s (backend %s)", __version__, host, port, args.backend)
     if server.tls_address is not None:
