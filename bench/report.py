@@ -54,6 +54,11 @@ def _notes(row: Row) -> str:
         notes.append(f"registered {extra['registered']}")
     if "slow_cut" in extra:
         notes.append("slow one cut" if extra["slow_cut"] else "slow one NOT cut")
+    if "redis_us_per_delivery" in extra:
+        notes.append(f"redis {extra['redis_us_per_delivery']:.3f} µs/deliv")
+    for where, label in (("same", "same node"), ("cross", "cross node")):
+        if f"{where}_p50_ms" in extra:
+            notes.append(f"{label} p50/p99 {_ms(extra[f'{where}_p50_ms'])}/{_ms(extra[f'{where}_p99_ms'])} ms")
     return "(" + "; ".join(notes) + ")" if notes else ""
 
 
@@ -225,6 +230,7 @@ def summary(rows: list[Row], skipped: dict[str, str]) -> str:
             lambda r: f"p99 {_ms(r.p99_ms)}, {'cut' if r.extra.get('slow_cut') else 'not cut'}, {r.rss_mib:.0f} MiB",
         ),
     )
+    parts += _cluster_section(rows)
     failures = [row for row in rows if not row.ok]
     if failures:
         parts.append("Failed runs:")
@@ -234,3 +240,36 @@ def summary(rows: list[Row], skipped: dict[str, str]) -> str:
     if skipped:
         parts += [f"- skipped {name}: {reason}" for name, reason in skipped.items()]
     return "\n".join(parts)
+
+
+def _cluster_section(rows: list[Row]) -> list[str]:
+    """One row per node count: what spreading one channel over nodes sharing Redis costs."""
+    chosen = [row for row in rows if row.scenario == "cluster"]
+    if not chosen:
+        return []
+    lines = [
+        "**Cluster** — closed-loop fan-out (10 senders, 1 in flight each), members spread evenly over "
+        "the nodes; CPU summed over the node processes, Redis apart; latency p50 / p99 ms by whether "
+        "the sender was on the receiver's node",
+        "",
+        "| server | N | deliveries/s | nodes µs/delivery | Redis µs/delivery | same node | cross node |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for row in chosen:
+        if not row.ok:
+            lines.append(f"| {row.server} | {row.clients} | **failed** | | | | |")
+            continue
+        extra = row.extra
+        redis = extra.get("redis_us_per_delivery")
+        same = cross = "-"
+        if "same_p50_ms" in extra:
+            same = f"{_ms(extra['same_p50_ms'])} / {_ms(extra['same_p99_ms'])}"
+        elif not extra.get("nodes"):
+            same = f"{_ms(row.p50_ms)} / {_ms(row.p99_ms)}"
+        if "cross_p50_ms" in extra:
+            cross = f"{_ms(extra['cross_p50_ms'])} / {_ms(extra['cross_p99_ms'])}"
+        lines.append(
+            f"| {row.server} | {row.clients} | {row.rate:,.0f} | {row.cpu_us_per_delivery or 0:.2f} | "
+            f"{'-' if redis is None else f'{redis:.2f}'} | {same} | {cross} |"
+        )
+    return [*lines, ""]
