@@ -8,6 +8,7 @@ import datetime
 import getpass
 import logging
 import os
+import re
 import signal
 import socket
 import ssl
@@ -253,8 +254,10 @@ def parse_settings(argv: Sequence[str] | None = None) -> tuple[argparse.Namespac
 
 
 def _node_id_base(args: argparse.Namespace) -> str:
-    """The stem of the workers' node ids: ``--node-id`` when given, else this host's name."""
-    return getattr(args, "node_id", None) or socket.gethostname()
+    """The stem of the workers' node ids (``<stem>-1`` ...): ``--node-id`` when given, else this
+    host's short name, so the ids stay the same across restarts of the supervisor."""
+    host = re.sub(r"[^A-Za-z0-9._-]", "-", socket.gethostname().split(".")[0])[:40]
+    return getattr(args, "node_id", None) or host or "node"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
