@@ -144,8 +144,29 @@ class ClusterServers:
         return [self.redis.pid]
 
     def wait_ready(self) -> None:
+        """Every node accepts connections, and every node's users are visible from node 0.
+
+        A node may accept clients before its Redis link is up; load sent then would stay on
+        that node and look like losses. So a probe user registers on each node, and a probe on
+        node 0 asks WHOIS for each of them until the network answers (311) for all.
+        """
         for node in self.nodes:
             node.wait_ready()
+        if len(self.nodes) < 2:
+            return
+        deadline = time.monotonic() + START_TIMEOUT_S
+        probes = [_Probe(node.address, f"probe{index}", deadline) for index, node in enumerate(self.nodes)]
+        try:
+            for index in range(1, len(probes)):
+                while not probes[0].sees(f"probe{index}"):
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(
+                            f"node {index}'s users not visible from node 0 within {START_TIMEOUT_S:.0f}s"
+                        )
+                    time.sleep(0.05)
+        finally:
+            for probe in probes:
+                probe.close()
 
     def alive(self) -> bool:
         return self.redis.process.poll() is None and all(node.alive() for node in self.nodes)
@@ -160,3 +181,44 @@ class ClusterServers:
         for node in self.nodes:
             node.stop()
         self.redis.stop()
+
+
+class _Probe:
+    """A minimal blocking IRC client for the readiness check; every read has the deadline."""
+
+    def __init__(self, address: tuple[str, int], nick: str, deadline: float) -> None:
+        self.deadline = deadline
+        self.sock = socket.create_connection(address, timeout=max(0.1, deadline - time.monotonic()))
+        self.buffer = b""
+        self.sock.sendall(f"NICK {nick}\r\nUSER {nick} 0 * :bench probe\r\n".encode())
+        self._until({b"001"})
+
+    def _until(self, replies: set[bytes]) -> bytes:
+        while True:
+            while b"\n" in self.buffer:
+                line, self.buffer = self.buffer.split(b"\n", 1)
+                parts = line.split()
+                if parts[:1] == [b"PING"]:
+                    self.sock.sendall(b"PONG " + b" ".join(parts[1:]) + b"\r\n")
+                elif len(parts) > 1 and parts[1] in replies:
+                    return parts[1]
+            remaining = self.deadline - time.monotonic()
+            if remaining <= 0:
+                raise RuntimeError("bench probe: no answer from a node in time")
+            self.sock.settimeout(remaining)
+            data = self.sock.recv(65536)
+            if not data:
+                raise RuntimeError("bench probe: a node closed the connection")
+            self.buffer += data
+
+    def sees(self, nick: str) -> bool:
+        """Whether WHOIS finds ``nick`` (on whichever node it is)."""
+        self.sock.sendall(f"WHOIS {nick}\r\n".encode())
+        found = self._until({b"311", b"401"}) == b"311"
+        self._until({b"318"})  # chatd ends a WHOIS with 318 either way
+        return found
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.sock.sendall(b"QUIT\r\n")
+        self.sock.close()
