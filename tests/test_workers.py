@@ -263,6 +263,14 @@ def whois_server(client: IrcClient) -> str:
 
 
 @needs_cluster
+def sees(client: IrcClient, nick: str) -> bool:
+    """Whether ``nick`` is known to the network as seen from ``client``'s node."""
+    client.send(f"WHOIS {nick}")
+    found = client.expect("311", "401").command == "311"
+    client.expect("318")
+    return found
+
+
 def test_workers_share_one_port_talk_across_nodes_restart_and_stop(redis_url: str, tmp_path: Path) -> None:
     port = free_port()
     log = tmp_path / "chatd.log"
@@ -289,6 +297,10 @@ def test_workers_share_one_port_talk_across_nodes_restart_and_stop(redis_url: st
                 break
         assert set(by_node) == {"wk-1", "wk-2"}, log.read_text()[-2000:]
         alice, bob = by_node["wk-1"], by_node["wk-2"]
+        # Each node is ready once it listens; its Redis link may take a moment longer.
+        wait_until(
+            lambda: sees(bob, alice.nick or "") and sees(alice, bob.nick or ""), "each user seen from the other node"
+        )
 
         alice.send("JOIN #net")
         alice.expect("366")
