@@ -21,6 +21,7 @@ from chatd import __version__
 from chatd.backends import BackendSettings, create_server
 from chatd.backends.base import ALL_BACKENDS
 from chatd.backends.tls import server_context
+from chatd.cluster.config import NODE_ID_PATTERN, ClusterSettings, default_node_id, parse_redis_url
 from chatd.config_file import ConfigFile, ConfigFileError, load_config_file
 from chatd.core import ServerConfig
 from chatd.core.passwords import hash_password
@@ -148,6 +149,25 @@ def build_parser(file_defaults: dict[str, str] | None = None) -> argparse.Argume
     )
     option("--plain-channel", "channel plain-mode clients talk in", default="#lobby")
     option(
+        "--cluster",
+        "join a chat network of several chatd nodes over Redis, e.g. redis://127.0.0.1:6379/0 "
+        "(nicks, channels, private messages, topics and modes are shared; history stays per node)",
+        default=None,
+    )
+    option("--node-id", "this node's unique name in the network, shown as its server (default: hostname-pid)")
+    option(
+        "--cluster-heartbeat",
+        "seconds between a node's signs of life to the network",
+        type=_positive(float),
+        default=1.0,
+    )
+    option(
+        "--cluster-timeout",
+        "seconds of silence after which a node counts as dead and its users quit",
+        type=_positive(float),
+        default=5.0,
+    )
+    option(
         "--workers",
         "run N cluster nodes on this machine behind one --port (SO_REUSEPORT), each restarted if it dies; "
         "needs --cluster and a fixed --port (0: this process serves alone)",
@@ -207,6 +227,7 @@ def parse_settings(argv: Sequence[str] | None = None) -> tuple[argparse.Namespac
             parser.error("argument --workers: needs --cluster redis://HOST:PORT/DB (the nodes share it)")
         if args.port == 0 or (args.tls_cert and args.tls_port == 0):
             parser.error("argument --workers: needs a fixed --port (with 0 each node would pick its own port)")
+    cluster = _cluster_settings(parser, args)
     motd: tuple[str, ...] | None = None
     if args.motd_file:
         try:
@@ -250,6 +271,33 @@ def parse_settings(argv: Sequence[str] | None = None) -> tuple[argparse.Namespac
         tls_context=tls_context,
         history=None,
         reuse_port=bool(args.reuse_port),
+        cluster=cluster,
+    )
+
+
+def _cluster_settings(parser: argparse.ArgumentParser, args: argparse.Namespace) -> ClusterSettings | None:
+    """The --cluster options checked and combined; exits 2 with one line on a bad one."""
+    if not args.cluster:
+        if args.node_id:
+            parser.error("argument --node-id: needs --cluster")
+        return None
+    try:
+        redis = parse_redis_url(args.cluster)
+    except ValueError as error:
+        parser.error(f"argument --cluster: {args.cluster!r} {error}")
+    node_id = args.node_id or default_node_id()
+    if not NODE_ID_PATTERN.fullmatch(node_id):
+        parser.error(f"argument --node-id: letters, digits, '.', '_' and '-' only (at most 63), got {node_id!r}")
+    if args.cluster_timeout <= 2 * args.cluster_heartbeat:
+        parser.error("argument --cluster-timeout: must be more than twice --cluster-heartbeat")
+    if args.backend == "asyncio":
+        parser.error("argument --cluster: works with the selectors and threads backends")
+    return ClusterSettings(
+        redis=redis,
+        node_id=node_id,
+        heartbeat_s=args.cluster_heartbeat,
+        node_timeout_s=args.cluster_timeout,
+        redis_timeout_s=max(1.0, min(3.0, args.cluster_timeout / 2)),
     )
 
 

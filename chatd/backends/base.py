@@ -7,10 +7,13 @@ import socket
 import ssl
 import time
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from chatd.core import Hub, ServerConfig
 from chatd.history import History
+
+if TYPE_CHECKING:
+    from chatd.cluster import ClusterSettings
 
 PAUSE_FLUSH_S = 0.1
 """How long a peer must pause after bytes with no newline before they count as a line."""
@@ -39,6 +42,8 @@ class BackendSettings:
     tls_port: int | None = None
     tls_context: ssl.SSLContext | None = None
     history: History | None = None
+    cluster: ClusterSettings | None = None
+    """Join a chat network over Redis (``--cluster``); None: this server is on its own."""
     reuse_port: bool = False
     """Listen with SO_REUSEPORT, so several processes (``chatd --workers``) share one port and the
     kernel spreads new connections over them; off by default, so a second chatd on a taken port

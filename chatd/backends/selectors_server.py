@@ -15,6 +15,7 @@ import selectors
 import socket
 import ssl
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -316,6 +317,12 @@ class SelectorsServer:
         self._waker_r.setblocking(False)
         self._waker_w.setblocking(False)
         self._stopping = False
+        self._posted: deque[Callable[[], None]] = deque()
+        self._cluster = None
+        if settings.cluster is not None:
+            from chatd.cluster import Cluster
+
+            self._cluster = Cluster(self.hub, settings.cluster, self.post)
         self._accept_backoff_s = 0.0
         self.address: tuple[str, int] = (settings.host, settings.port)
         self.tls_address: tuple[str, int] | None = None
@@ -338,6 +345,21 @@ class SelectorsServer:
         self._stopping = True
         with contextlib.suppress(OSError):
             self._waker_w.send(b"x")
+
+    def post(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` on the loop's thread soon; may be called from any thread (the Redis link)."""
+        self._posted.append(callback)
+        with contextlib.suppress(OSError):  # a full waker is already readable
+            self._waker_w.send(b"p")
+
+    def _run_posted(self) -> None:
+        posted = self._posted
+        while posted:
+            callback = posted.popleft()
+            try:
+                callback()
+            except Exception:
+                log.exception("cluster event failed")
 
     def fanout(
         self, members: Iterable[Client], event: Event, skip: Client | None, channel: Channel | None = None
@@ -384,7 +406,7 @@ class SelectorsServer:
             transport = member.transport
             if member.codec == 0 and isinstance(transport, Connection):
                 common.append((member, transport.outbox, transport))
-            else:
+            elif member.node is None:  # users of other nodes get it from their own node
                 others.append(member)
         return common, others
 
@@ -406,6 +428,8 @@ class SelectorsServer:
             self.bind()
         hub = self.hub
         read_event, write_event = selectors.EVENT_READ, selectors.EVENT_WRITE
+        if self._cluster is not None:
+            self._cluster.start()
         try:
             while not self._stopping:
                 timeout = self._timeout(hub.next_deadline())
@@ -415,6 +439,7 @@ class SelectorsServer:
                         self._accept(data)
                     elif data is None:
                         self._drain_waker()
+                        self._run_posted()
                     else:
                         if mask & read_event and not data.closed:
                             data.on_readable()
@@ -510,6 +535,8 @@ class SelectorsServer:
 
     def _close_all(self) -> None:
         """Say goodbye to everyone, let the goodbyes drain for a moment, then close."""
+        if self._cluster is not None:
+            self._cluster.stop()
         self.hub.shutdown()
         self._flush_pending()
         deadline = time.monotonic() + SHUTDOWN_GRACE_S

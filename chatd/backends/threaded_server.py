@@ -15,6 +15,7 @@ import socket
 import ssl
 import threading
 import time
+from collections.abc import Callable
 
 from chatd.backends.base import (
     ACCEPT_BACKOFF_MAX_S,
@@ -231,6 +232,20 @@ class ThreadedServer:
         self._timer_wake = threading.Event()
         self.address: tuple[str, int] = (settings.host, settings.port)
         self.tls_address: tuple[str, int] | None = None
+        self._cluster = None
+        if settings.cluster is not None:
+            from chatd.cluster import Cluster
+
+            self._cluster = Cluster(self.hub, settings.cluster, self.post)
+
+    def post(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` under the hub lock, now, on the caller's thread (the Redis link's)."""
+        with self.lock:
+            try:
+                callback()
+            except Exception:
+                log.exception("cluster event failed")
+            self.hub.reap_overflowed()
 
     def bind(self) -> None:
         settings = self.settings
@@ -264,11 +279,15 @@ class ThreadedServer:
             )
         for thread in helpers:
             thread.start()
+        if self._cluster is not None:
+            self._cluster.start()
         try:
             self._accept_loop(*self._listeners[0])
         finally:
             self.stopping.set()
             self._timer_wake.set()
+            if self._cluster is not None:
+                self._cluster.stop()
             self._close_all()
             for thread in helpers:
                 thread.join()

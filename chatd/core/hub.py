@@ -24,6 +24,7 @@ from chatd.core.client import Client, Mode, Transport
 from chatd.core.commands import dispatch
 from chatd.core.config import ServerConfig
 from chatd.core.event import Event, server_time
+from chatd.core.network import Network
 from chatd.core.plain import handle_plain_line, start_plain
 from chatd.history import History
 from chatd.history.history import conversation_key
@@ -114,6 +115,8 @@ class Hub:
         self._batch_counter = 0
         self._msgid_prefix = f"{int(wall_clock()):x}-"
         self.isupport = self._build_isupport()
+        self.cluster: Network | None = None
+        """The other nodes of the chat network, or None when this server is on its own."""
 
     # ---- the backend's calls -------------------------------------------------
 
@@ -419,7 +422,8 @@ class Hub:
     def claim_nick(self, client: Client, nick: str) -> None:
         """Move ``client`` to ``nick`` in the nick table (the caller checked it is free)."""
         if client.key is not None:
-            self.clients_by_key.pop(client.key, None)
+            if self.clients_by_key.get(client.key) is client:
+                del self.clients_by_key[client.key]
             if client.registered:
                 self._remember_nick(client)
         client.nick = nick
@@ -445,12 +449,17 @@ class Hub:
             for member in channel.members:
                 if member is not client and "away-notify" in member.caps:
                     self.send_event(member, away)
+        if client.node is not None:  # a user of another node joining: its own node shows it the channel
+            self.record(channel, joined, "event")
+            return channel
         if client.mode is Mode.IRC:
             if channel.topic:
                 self.send_topic(client, channel)
             self.send_names(client, channel)
         self.replay_history(client, channel)
         self.record(channel, joined, "event")  # after the replay: a joiner is not shown its own join
+        if self.cluster is not None:
+            self.cluster.joined(client, channel)
         return channel
 
     def _new_channel(self, name: str, key: str) -> Channel:
@@ -599,6 +608,8 @@ class Hub:
         client.registered = True
         self.user_count += 1
         self.max_seen_users = max(self.max_seen_users, self.user_count)
+        if self.cluster is not None:
+            self.cluster.registered(client)
 
     def set_user_mode(self, client: Client, mode: str, on: bool) -> bool:
         """Set or clear a user mode, keeping the LUSERS counts; False when nothing changed."""
@@ -610,6 +621,8 @@ class Hub:
         else:
             client.user_modes.discard(mode)
             self.user_mode_counts[mode] -= 1
+        if self.cluster is not None and client.registered:
+            self.cluster.user_changed(client)
         return True
 
     def welcome(self, client: Client) -> None:
@@ -748,6 +761,8 @@ class Hub:
                 del self.clients_per_host[client.host]
         if client.key is not None and self.clients_by_key.get(client.key) is client:
             del self.clients_by_key[client.key]
+        if self.cluster is not None and client.node is None:
+            self.cluster.gone(client, reason)
         if client.registered or client.mode is Mode.PLAIN:
             quit_event = self.send_to_peers(
                 client,

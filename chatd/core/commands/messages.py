@@ -75,6 +75,8 @@ def _relay(hub: Hub, client: Client, message: Message, *, errors: bool, tags_onl
                 hub.send_event(client, event)
             if not tags_only:
                 hub.record(channel, event)
+            if hub.cluster is not None:
+                hub.cluster.channel_message(client, channel, event)
             continue
         target = hub.find_client(target_name)
         if target is None or not target.registered:
@@ -90,6 +92,8 @@ def _relay(hub: Hub, client: Client, message: Message, *, errors: bool, tags_onl
         if target is client:
             # To oneself: the copy as recipient is not part of a labeled response; the echo is.
             hub.send_event_unlabeled(target, event)
+        elif target.node is not None and hub.cluster is not None:
+            hub.cluster.private_message(client, target, event)
         else:
             hub.send_event(target, event)
         if echo:

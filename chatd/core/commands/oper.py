@@ -43,6 +43,9 @@ def handle_kill(hub: Hub, client: Client, message: Message) -> None:
         hub.reply(client, n.ERR_NOSUCHNICK, message.params[0], "No such nick/channel")
         return
     reason = f"Killed ({client.nick} ({message.param(1) or 'no reason'}))"
+    if target.node is not None and hub.cluster is not None:
+        hub.cluster.killed(client, target, reason)  # its own node ends it; everyone then sees the QUIT
+        return
     if not target.plain:
         hub.send_line(target, format_message("KILL", target.nick or "", reason, source=client.prefix))
     hub.quit(target, reason)
