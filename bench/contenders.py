@@ -162,6 +162,17 @@ PAM = no
 """
 
 
+def checkout_environment() -> dict[str, str]:
+    """The environment for a server subprocess, with this checkout first on the import path.
+
+    Servers run in a scratch directory, where ``python -m chatd`` would otherwise import
+    whatever chatd is installed: the bench must measure the code it ships with.
+    """
+    root = str(Path(__file__).resolve().parent.parent)
+    path = os.environ.get("PYTHONPATH")
+    return {**os.environ, "PYTHONPATH": root if not path else f"{root}{os.pathsep}{path}"}
+
+
 class RunningServer:
     """A started contender: its pid, port and the subprocess to stop.
 

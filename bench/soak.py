@@ -23,6 +23,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 
+from bench.contenders import checkout_environment
 from bench.procstat import free_port, rss_bytes
 
 CHANNELS = ("#soak0", "#soak1", "#soak2", "#soak3")
@@ -126,6 +127,7 @@ def run_soak(seconds: float, connections: int, backend: str, cycles: int = 3) ->
             "--log-level",
             "warning",
         ],
+        env=checkout_environment(),
     )
     report = SoakReport()
     try:

@@ -99,3 +99,38 @@ def test_away(server: RunningServer) -> None:
     assert a.expect("305")
     b.send("PRIVMSG a :back?")
     assert [m for m in b.sync() if m.command == "301"] == []
+
+
+def test_channel_messages_keep_their_exact_form(server: RunningServer) -> None:
+    """Plain one-channel messages skip the parser; what members receive must not change.
+
+    Each line here is relayed either by the fast path or, when it is less plain, by
+    the general one; both must give the same wire form, for IRC and plain members.
+    """
+    from tests.test_plain import plain_client
+
+    sender, listener = server.client("a"), server.client("b")
+    for client in (sender, listener):
+        client.send("JOIN #lobby")
+        client.expect("366")
+    plain = plain_client(server, "p")
+    listener.expect("JOIN")
+    sent_and_seen = [
+        ("PRIVMSG #LOBBY :hello there", ":a!~u@127.0.0.1 PRIVMSG #lobby :hello there", "a: hello there"),
+        ("PRIVMSG #lobby :single", ":a!~u@127.0.0.1 PRIVMSG #lobby single", "a: single"),
+        ("PRIVMSG #lobby ::-) smile", ":a!~u@127.0.0.1 PRIVMSG #lobby ::-) smile", "a: :-) smile"),
+        ("PRIVMSG #lobby word", ":a!~u@127.0.0.1 PRIVMSG #lobby word", "a: word"),
+        ("PRIVMSG #lobby  :two spaces", ":a!~u@127.0.0.1 PRIVMSG #lobby :two spaces", "a: two spaces"),
+        ("NOTICE #lobby :heads up", ":a!~u@127.0.0.1 NOTICE #lobby :heads up", "-a- heads up"),
+        ("PRIVMSG #lobby :\x01ACTION waves\x01", ":a!~u@127.0.0.1 PRIVMSG #lobby :\x01ACTION waves\x01", "* a waves"),
+        ("privmsg #lobby :lower case verb", ":a!~u@127.0.0.1 PRIVMSG #lobby :lower case verb", "a: lower case verb"),
+    ]
+    for line, _, _ in sent_and_seen:
+        sender.send(line)
+    for _, irc_form, plain_form in sent_and_seen:
+        assert listener.wait_for_line(lambda text: "PRIVMSG" in text or "NOTICE" in text) == irc_form
+        assert plain.wait_for_line(lambda text: not text.startswith("*") or "waves" in text) == plain_form
+    sender.send("PRIVMSG #lobby,b :to both")
+    assert listener.wait_for_line(lambda text: "to both" in text) == ":a!~u@127.0.0.1 PRIVMSG #lobby :to both"
+    assert listener.wait_for_line(lambda text: "to both" in text) == ":a!~u@127.0.0.1 PRIVMSG b :to both"
+    assert [m for m in sender.sync() if m.command in ("PRIVMSG", "NOTICE")] == []

@@ -291,6 +291,31 @@ class TlsConnection(Connection):
             self.wire += self.tls.take_output()
 
 
+class FanoutGroup:
+    """A channel's members that take the plain IRC form over one of our connections.
+
+    Built on a channel's first message after any change to it; a fan-out then appends
+    the same bytes to each buffer in ``outboxes``, with no per-member test.
+    """
+
+    __slots__ = ("connections", "others", "outbox_of", "outboxes", "pending")
+
+    def __init__(self, members: Iterable[Client]) -> None:
+        self.outboxes: list[bytearray] = []
+        self.connections: list[Connection] = []
+        self.outbox_of: dict[Client, bytearray] = {}
+        self.others: list[Client] = []
+        self.pending = False
+        for member in members:
+            transport = member.transport
+            if member.codec == 0 and isinstance(transport, Connection):
+                self.outboxes.append(transport.outbox)
+                self.connections.append(transport)
+                self.outbox_of[member] = transport.outbox
+            elif member.node is None:  # users of other nodes get it from their own node
+                self.others.append(member)
+
+
 @dataclass(frozen=True, slots=True)
 class Listener:
     """A listening socket and, for the TLS port, the context its connections use."""
@@ -309,6 +334,7 @@ class SelectorsServer:
         self.hub.fanout = self.fanout
         self.selector = selectors.DefaultSelector()
         self.pending: list[Connection] = []
+        self.pending_groups: list[FanoutGroup] = []
         self.connections: dict[int, Connection] = {}
         self._timers: list[tuple[float, int, Callable[[], None]]] = []
         self._timer_seq = 0
@@ -364,51 +390,37 @@ class SelectorsServer:
     def fanout(
         self, members: Iterable[Client], event: Event, skip: Client | None, channel: Channel | None = None
     ) -> None:
-        """The hub's hot loop, specialised for this backend: append to each outbox inline.
+        """The hub's hot loop, specialised for this backend: one append per delivery.
 
         Same contract as ``Hub.generic_fanout``, without a method call per delivery.
         For a channel, the members that take the plain IRC form over one of our own
-        connections are listed once (``Channel.fanout_cache``, dropped by the core on
-        any change) with their outboxes, so each of those deliveries is one append. The
-        send queue bound is checked when the outbox is flushed, so it is overshot by at
-        most one loop turn's deliveries.
+        connections are gathered once into a ``FanoutGroup`` (``Channel.fanout_cache``,
+        dropped by the core on any change), so each of those deliveries is one append to
+        a buffer; the sender's copy is cut off its buffer's end afterwards rather than
+        tested for on every member. The group, not each connection, is marked for the
+        flush. The send queue bound is checked when a buffer is flushed, so it is
+        overshot by at most one loop turn's deliveries.
         """
         if channel is None:
-            common: list[tuple[Client, bytearray, Connection]] = []
-            others: Iterable[Client] = members
-        else:
-            cached = channel.fanout_cache
-            if cached is None:
-                cached = channel.fanout_cache = self._fanout_targets(members)
-            common, others = cached  # type: ignore[misc]
-        cache = event.cache
-        pending = self.pending
-        data = cache[0]
-        if data is not None:
-            for member, outbox, connection in common:
-                if member is skip:
-                    continue
+            self.hub.generic_fanout(members, event, skip)
+            return
+        group = channel.fanout_cache
+        if group is None:
+            group = channel.fanout_cache = FanoutGroup(members)
+        assert isinstance(group, FanoutGroup)
+        data = event.cache[0]
+        if data is not None and group.outboxes:
+            for outbox in group.outboxes:
                 outbox += data
-                if not connection.pending:
-                    connection.pending = True
-                    pending.append(connection)
+            own = group.outbox_of.get(skip) if skip is not None else None
+            if own is not None:
+                del own[len(own) - len(data) :]
+            if not group.pending:
+                group.pending = True
+                self.pending_groups.append(group)
         # Tagged or plain-mode members, and a client mid labeled-response: the generic path.
-        self.hub.generic_fanout(others, event, skip)
-
-    @staticmethod
-    def _fanout_targets(
-        members: Iterable[Client],
-    ) -> tuple[list[tuple[Client, bytearray, Connection]], list[Client]]:
-        """Split members into (member, outbox, connection) for the plain IRC form, and the rest."""
-        common: list[tuple[Client, bytearray, Connection]] = []
-        others: list[Client] = []
-        for member in members:
-            transport = member.transport
-            if member.codec == 0 and isinstance(transport, Connection):
-                common.append((member, transport.outbox, transport))
-            elif member.node is None:  # users of other nodes get it from their own node
-                others.append(member)
-        return common, others
+        if group.others:
+            self.hub.generic_fanout(group.others, event, skip)
 
     def call_later(self, delay_s: float, callback: Callable[[], None]) -> None:
         self.call_at(time.monotonic() + delay_s, callback)
@@ -523,6 +535,13 @@ class SelectorsServer:
         hub a client is gone) adds to the end and is flushed in the same pass.
         """
         pending = self.pending
+        for group in self.pending_groups:
+            group.pending = False
+            for connection in group.connections:
+                if not connection.pending:
+                    connection.pending = True
+                    pending.append(connection)
+        self.pending_groups.clear()
         while True:
             index = 0
             while index < len(pending):

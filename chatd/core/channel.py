@@ -97,6 +97,8 @@ class Channel:
         return "s" not in self.modes or client in self.members
 
     def is_banned(self, client: Client) -> bool:
+        if not self.bans:  # the common case, asked on every message: no generator to build
+            return False
         return any(mask_matches(ban.mask, client.prefix) for ban in self.bans)
 
     def can_speak(self, client: Client) -> bool:

@@ -22,6 +22,7 @@ from chatd import __version__
 from chatd.core.channel import Channel
 from chatd.core.client import Client, Mode, Transport
 from chatd.core.commands import dispatch
+from chatd.core.commands.messages import FAST_PREFIXES, relay_to_channel_fast
 from chatd.core.config import ServerConfig
 from chatd.core.event import Event, server_time
 from chatd.core.network import Network
@@ -203,6 +204,13 @@ class Hub:
                 self.reply(client, n.ERR_INPUTTOOLONG, "Input line was too long")
                 return
             assert isinstance(raw, bytes)
+            if (
+                raw.startswith(FAST_PREFIXES)
+                and client.registered
+                and client.mode is Mode.IRC
+                and relay_to_channel_fast(self, client, raw)
+            ):
+                return
             text = decode_line(raw)
             if client.mode is Mode.PLAIN:
                 handle_plain_line(self, client, text)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from chatd.history.store import SqliteStore
 
@@ -34,9 +34,12 @@ def conversation_key(first: str, second: str) -> str:
     return "@" + "|".join(sorted((first, second)))
 
 
-@dataclass(frozen=True, slots=True)
-class HistoryEntry:
-    """One recorded entry: its IRC line (with source), the plain rendering, id, time and kind."""
+class HistoryEntry(NamedTuple):
+    """One recorded entry: its IRC line (with source), the plain rendering, id, time and kind.
+
+    A tuple rather than a frozen dataclass: one is made for every message relayed, and a
+    tuple costs a third of the time to build.
+    """
 
     msgid: str
     time: float
@@ -66,10 +69,10 @@ class History:
         self._recent: dict[str, deque[HistoryEntry]] = {}
 
     def record(self, channel_key: str, event: Event, kind: str = MESSAGE) -> None:
-        entry = HistoryEntry(event.msgid, event.when, event.line, event.plain_line, kind)
-        self._entries(channel_key).append(entry)
+        msgid, when, line, plain = event.msgid, event.when, event.line, event.plain_line
+        self._entries(channel_key).append(HistoryEntry(msgid, when, line, plain, kind))
         if self.store is not None:
-            self.store.submit(INSERT_MESSAGE, (channel_key, entry.msgid, entry.time, entry.line, entry.plain, kind))
+            self.store.submit(INSERT_MESSAGE, (channel_key, msgid, when, line, plain, kind))
 
     def recent(self, channel_key: str, count: int, *, events: bool = False) -> list[HistoryEntry]:
         """The last ``count`` entries of a channel, oldest first; messages only unless ``events``."""
