@@ -17,6 +17,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import pytest
 
@@ -24,8 +25,9 @@ from chatd.backends import BackendSettings
 from chatd.cluster.config import ClusterSettings, RedisAddress
 from chatd.cluster.node import ClusterNode
 from chatd.core import ServerConfig
+from chatd.core.passwords import hash_password
 from chatd.protocol.message import Message
-from tests.helpers import DEADLINE_S, IrcClient, RunningServer
+from tests.helpers import DEADLINE_S, IrcClient, LineClient, RunningServer
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 pytestmark = pytest.mark.skipif(
@@ -119,10 +121,10 @@ def node_of(server: RunningServer) -> ClusterNode:
 
 
 @contextmanager
-def cluster_node(backend: str, redis: RedisServer, node_id: str) -> Iterator[RunningServer]:
+def cluster_node(backend: str, redis: RedisServer, node_id: str, **config: Any) -> Iterator[RunningServer]:
     """An in-process node, returned once it is linked to Redis and has said HELLO."""
     settings = BackendSettings(
-        host="127.0.0.1", port=0, config=ServerConfig(), cluster=cluster_settings(redis, node_id)
+        host="127.0.0.1", port=0, config=ServerConfig(**config), cluster=cluster_settings(redis, node_id)
     )
     server = RunningServer(backend, settings)
     server.thread.start()
@@ -287,6 +289,38 @@ def test_nick_taken_on_another_node_is_refused(backend: str, redis: RedisServer)
             racer.send("USER u 0 * :x")
         outcomes = sorted(racer.expect("433", "001").command for racer in racers)
         assert outcomes == ["001", "433"]
+
+
+def test_plain_clients_invites_and_kills_cross_nodes(backend: str, redis: RedisServer) -> None:
+    operators = {"root": hash_password("secret")}
+    with cluster_node(backend, redis, "a") as a, cluster_node(backend, redis, "b", operators=operators) as b:
+        linked(a, b)
+        pat = LineClient(a.address)
+        pat.send_raw(b"pat\n")  # the classroom protocol: a name, then lines
+        pat.wait_for_line(lambda line: line.startswith("* Welcome"))
+        bob = b.client("bob")
+        sees_member(bob, "#lobby", "pat")
+        joined(bob, "#lobby")
+        pat.wait_for_line(lambda line: "bob has joined" in line)
+        pat.send_raw(b"hello from plain\n")
+        message = expect_from(bob, "PRIVMSG", "pat")
+        assert message.params == ("#lobby", "hello from plain")
+        bob.send("PRIVMSG #lobby :hi pat")
+        assert pat.wait_for_line(lambda line: line.startswith("bob:")) == "bob: hi pat"
+        alice = a.client("alice")
+        joined(alice, "#club")
+        alice.send("MODE #club +i")
+        alice.expect("MODE")
+        alice.send("INVITE bob #club")
+        alice.expect("341")
+        assert bob.expect("INVITE").params == ("bob", "#club")
+        bob.send("JOIN #club")  # bob's own node knows he was invited
+        assert bob.expect("JOIN", "473").command == "JOIN"
+        bob.send("OPER root secret")
+        bob.expect("381")
+        bob.send("KILL alice :enough")
+        assert [m.command for m in alice.until("ERROR") if m.command in ("KILL", "ERROR")] == ["KILL", "ERROR"]
+        assert "Killed (bob (enough))" in expect_from(bob, "QUIT", "alice").params[0]
 
 
 def start_node_process(redis: RedisServer, node_id: str) -> tuple[subprocess.Popen[str], int]:

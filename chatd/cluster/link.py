@@ -253,6 +253,10 @@ class RedisLink:
         last_sub_rx = time.monotonic()
         sub_ping_sent: float | None = None
         stop_deadline: float | None = None
+        # poll, not select: a busy server's Redis sockets get descriptors past select's 1024.
+        poller = select.poll()
+        for sock in (cmd, sub, self._wake_r):
+            poller.register(sock, select.POLLIN)
         while True:
             now = time.monotonic()
             if self._stopping.is_set():
@@ -272,15 +276,15 @@ class RedisLink:
             if sub_ping_sent is not None and now - sub_ping_sent > settings.redis_timeout_s:
                 raise LinkError(f"subscription silent for {settings.redis_timeout_s:g}s")
             timeout = max(0.0, min(next_tick - now, 0.05 if stop_deadline is not None else tick_s))
-            readable, _, _ = select.select([cmd, sub, self._wake_r], [], [], timeout)
-            if self._wake_r in readable:
+            readable = {fd for fd, _ in poller.poll(timeout * 1000)}
+            if self._wake_r.fileno() in readable:
                 with contextlib.suppress(OSError):
                     while self._wake_r.recv(4096):
                         pass
             self._send_queued(cmd)
             replies: list[tuple[Callback, Reply]] = []
             messages: list[tuple[bytes, bytes]] = []
-            if cmd in readable:
+            if cmd.fileno() in readable:
                 data = cmd.recv(RECV_BYTES)
                 if not data:
                     raise LinkError("connection closed by Redis")
@@ -293,7 +297,7 @@ class RedisLink:
                         replies.append((callback, reply))
                     elif isinstance(reply, RespError):
                         log.warning("cluster: Redis refused a command: %s", reply)
-            if sub in readable:
+            if sub.fileno() in readable:
                 data = sub.recv(RECV_BYTES)
                 if not data:
                     raise LinkError("connection closed by Redis")
