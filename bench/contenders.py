@@ -117,21 +117,6 @@ def chatd_extra_flags(*, persist: bool = False) -> list[str]:
     return [*flags, "--no-persist"] if "--no-persist" in options and not persist else flags
 
 
-def source_env() -> dict[str, str]:
-    """The environment for a server subprocess, with the directory this bench's own ``chatd``
-    was imported from first on ``PYTHONPATH``: the server runs in a temporary directory, where
-    ``python -m chatd`` would otherwise find whatever chatd is installed, not the one measured
-    here (and whose options ``chatd_extra_flags`` read)."""
-    env = dict(os.environ)
-    try:
-        import chatd
-    except ImportError:
-        return env
-    root = str(Path(chatd.__file__).resolve().parent.parent)
-    env["PYTHONPATH"] = os.pathsep.join([root, *filter(None, [env.get("PYTHONPATH")])])
-    return env
-
-
 def _ngircd_path() -> str | None:
     return shutil.which("ngircd") or next(
         (p for p in ("/usr/sbin/ngircd", "/usr/local/sbin/ngircd") if os.access(p, os.X_OK)), None
@@ -194,7 +179,7 @@ class RunningServer:
             stderr=subprocess.STDOUT,
             preexec_fn=raise_nofile_limit,
             cwd=self.tmp.name,
-            env=source_env(),
+            env=checkout_environment(),
         )
         self.pid = self.process.pid
 

@@ -256,21 +256,22 @@ def redis_url(tmp_path: Path) -> Iterator[str]:
         process.wait(10)
 
 
-def whois_server(client: IrcClient) -> str:
-    """The server (node) this client is on, as its own WHOIS shows it (312)."""
-    client.send(f"WHOIS {client.nick}")
-    return client.expect("312").params[2]
+def server_seen(observer: IrcClient, nick: str) -> str:
+    """The server ``observer``'s node names for ``nick`` in WHOIS (312): another node's users
+    show that node's id; its own users show its server name (``--name``)."""
+    observer.send(f"WHOIS {nick}")
+    return observer.expect("312").params[2]
 
 
-@needs_cluster
-def sees(client: IrcClient, nick: str) -> bool:
-    """Whether ``nick`` is known to the network as seen from ``client``'s node."""
-    client.send(f"WHOIS {nick}")
-    found = client.expect("311", "401").command == "311"
-    client.expect("318")
+def known(observer: IrcClient, nick: str) -> bool:
+    """Whether ``nick`` is known to the network as seen from ``observer``'s node."""
+    observer.send(f"WHOIS {nick}")
+    found = observer.expect("311", "401").command == "311"
+    observer.expect("318")
     return found
 
 
+@needs_cluster
 def test_workers_share_one_port_talk_across_nodes_restart_and_stop(redis_url: str, tmp_path: Path) -> None:
     port = free_port()
     log = tmp_path / "chatd.log"
@@ -286,32 +287,39 @@ def test_workers_share_one_port_talk_across_nodes_restart_and_stop(redis_url: st
         wait_until(lambda: "all 2 workers ready" in log.read_text() or process.poll() is not None, "workers ready")
         assert process.poll() is None, log.read_text()
 
-        # The kernel spreads connections over the two listeners: keep connecting until
-        # both nodes have a client (40 tries all landing on one node: odds 2**-39).
-        by_node: dict[str, IrcClient] = {}
+        # The kernel spreads connections over the two listeners: keep connecting until a
+        # client lands on the other node than the first (40 tries on one node: odds 2**-39).
+        # Each node is ready once it listens; its Redis link may take a moment longer, so
+        # every new user is first waited for until the first client's node knows it.
+        alice = IrcClient(("127.0.0.1", port), "alice")
+        clients.append(alice)
+        here = server_seen(alice, "alice")
+        bob = None
         for index in range(40):
-            client = IrcClient(("127.0.0.1", port), f"user{index}")
+            client = IrcClient(("127.0.0.1", port), f"bob{index}")
             clients.append(client)
-            by_node.setdefault(whois_server(client), client)
-            if len(by_node) == 2:
+            nick = f"bob{index}"
+            wait_until(lambda nick=nick: known(alice, nick), f"{nick} known on alice's node")  # type: ignore[misc]
+            if server_seen(alice, nick) != here:
+                bob = client
                 break
-        assert set(by_node) == {"wk-1", "wk-2"}, log.read_text()[-2000:]
-        alice, bob = by_node["wk-1"], by_node["wk-2"]
-        # Each node is ready once it listens; its Redis link may take a moment longer.
-        wait_until(
-            lambda: sees(bob, alice.nick or "") and sees(alice, bob.nick or ""), "each user seen from the other node"
-        )
+        assert bob is not None, log.read_text()[-2000:]
+        assert bob.nick is not None
+        wait_until(lambda: known(bob, "alice"), "alice known on bob's node")
+        nodes = {"alice": server_seen(bob, "alice"), "bob": server_seen(alice, bob.nick)}
+        assert sorted(nodes.values()) == ["wk-1", "wk-2"], nodes
+        survivor = alice if nodes["alice"] == "wk-2" else bob
 
         alice.send("JOIN #net")
         alice.expect("366")
         bob.send("JOIN #net")
         bob.expect("366")
         alice.expect("JOIN")  # bob's join reaches alice's node
-        alice.send("PRIVMSG #net :hello from wk-1")
+        alice.send("PRIVMSG #net :hello from the other node")
         said = bob.expect("PRIVMSG")
-        assert said.params == ["#net", "hello from wk-1"] and said.source.startswith(alice.nick or "")
-        bob.send(f"PRIVMSG {alice.nick} :and back from wk-2")
-        assert alice.expect("PRIVMSG").params == [alice.nick, "and back from wk-2"]
+        assert said.params == ["#net", "hello from the other node"] and said.source.startswith("alice!")
+        bob.send("PRIVMSG alice :and back")
+        assert alice.expect("PRIVMSG").params == ["alice", "and back"]
 
         # A worker killed outright is restarted, and its node serves again on the same port.
         [killed] = started_pids(log, 1)
@@ -323,7 +331,9 @@ def test_workers_share_one_port_talk_across_nodes_restart_and_stop(redis_url: st
         def a_client_on_wk1() -> bool:
             client = IrcClient(("127.0.0.1", port), f"again{len(clients)}")
             clients.append(client)
-            return whois_server(client) == "wk-1"
+            assert client.nick is not None
+            wait_until(lambda: known(survivor, client.nick or ""), f"{client.nick} known on wk-2")
+            return server_seen(survivor, client.nick) == "wk-1"
 
         wait_until(a_client_on_wk1, "a new connection served by the restarted wk-1")
 
