@@ -317,9 +317,9 @@ def test_workers_share_one_port_talk_across_nodes_restart_and_stop(redis_url: st
         alice.expect("JOIN")  # bob's join reaches alice's node
         alice.send("PRIVMSG #net :hello from the other node")
         said = bob.expect("PRIVMSG")
-        assert said.params == ["#net", "hello from the other node"] and said.source.startswith("alice!")
+        assert list(said.params) == ["#net", "hello from the other node"] and said.source.startswith("alice!")
         bob.send("PRIVMSG alice :and back")
-        assert alice.expect("PRIVMSG").params == ["alice", "and back"]
+        assert list(alice.expect("PRIVMSG").params) == ["alice", "and back"]
 
         # A worker killed outright is restarted, and its node serves again on the same port.
         [killed] = started_pids(log, 1)
