@@ -222,6 +222,8 @@ def test_names_whois_who_list_see_remote_users(backend: str, redis: RedisServer)
         sees(bob, "alice")
         bob.send("NAMES #x")
         assert bob.expect("353").params[-1] == "@alice"
+        bob.send("LUSERS")
+        assert bob.expect("251").params[-1] == "There are 2 users and 0 invisible on 2 servers"
         bob.send("LIST")
         assert [m.params[1:3] for m in bob.until("323") if m.command == "322"] == [("#x", "1")]
         bob.send("WHOIS alice")

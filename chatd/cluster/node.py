@@ -184,6 +184,8 @@ class ClusterNode:
         self.nodes: dict[str, RemoteNode] = {}
         self.remote: dict[str, Client] = {}
         self.remote_by_key: dict[str, Client] = {}
+        self.remote_invisible = 0
+        """How many users in ``remote`` are +i, kept as they change (LUSERS must not scan them)."""
         self.claimed: set[str] = set()
         """Casefolded nicks Redis has confirmed as ours."""
         self.pending: dict[str, Client] = {}
@@ -227,6 +229,9 @@ class ClusterNode:
 
     def remote_clients(self) -> Iterable[Client]:
         return list(self.remote.values())
+
+    def census(self) -> tuple[int, int, int]:
+        return len(self.remote), self.remote_invisible, len(self.nodes)
 
     def request_nick(self, client: Client, nick: str) -> bool:
         key = irc_lower(nick)
@@ -653,7 +658,7 @@ class ClusterNode:
         client.user = info["user"]
         client.realname = info["real"]
         client.away = info["away"]
-        client.user_modes = set(info["modes"])
+        self._set_modes(client, info["modes"])
         client.nick = info["nick"]
         client.key = irc_lower(client.nick or "")
         client.update_prefix()
@@ -683,7 +688,8 @@ class ClusterNode:
 
     def _quit_remote(self, node: RemoteNode, client: Client, reason: str) -> None:
         node.users.pop(client.uid, None)
-        self.remote.pop(client.uid, None)
+        if self.remote.pop(client.uid, None) is not None and "i" in client.user_modes:
+            self.remote_invisible -= 1
         self._unmap_key(client)
         self.hub._remove(client, reason)
 
@@ -714,7 +720,13 @@ class ClusterNode:
             client.realname = info["real"]
             line = format_message("SETNAME", client.realname, source=client.prefix)
             hub.send_to_peers(client, line, None, include_self=False, only_cap="setname")
-        client.user_modes = set(info["modes"])
+        self._set_modes(client, info["modes"])
+
+    def _set_modes(self, client: Client, modes: str) -> None:
+        """A remote user's modes, keeping the invisible count (call only while it is in ``remote``
+        or about to be)."""
+        self.remote_invisible += ("i" in modes) - ("i" in client.user_modes)
+        client.user_modes = set(modes)
 
     def _local_by_uid(self, uid: str) -> Client | None:
         head, _, tail = uid.rpartition(".")

@@ -664,8 +664,14 @@ class Hub:
         invisible = self.user_mode_counts["i"]
         unknown = len(self.clients) - users
         operators = self.user_mode_counts["o"]
+        everyone, servers = users, 1
+        if self.cluster is not None:
+            remote_users, remote_invisible, remote_servers = self.cluster.census()
+            everyone, invisible, servers = users + remote_users, invisible + remote_invisible, 1 + remote_servers
         self.reply(
-            client, n.RPL_LUSERCLIENT, f"There are {users - invisible} users and {invisible} invisible on 1 servers"
+            client,
+            n.RPL_LUSERCLIENT,
+            f"There are {everyone - invisible} users and {invisible} invisible on {servers} servers",
         )
         if operators:
             self.reply(client, n.RPL_LUSEROP, str(operators), "operator(s) online")
@@ -675,7 +681,10 @@ class Hub:
         self.reply(client, n.RPL_LUSERME, f"I have {users} clients and 0 servers")
         top = str(self.max_seen_users)
         self.reply(client, n.RPL_LOCALUSERS, str(users), top, f"Current local users {users}, max {top}")
-        self.reply(client, n.RPL_GLOBALUSERS, str(users), top, f"Current global users {users}, max {top}")
+        if self.cluster is not None:
+            self.reply(client, n.RPL_GLOBALUSERS, f"Current global users {everyone}")  # no network-wide max kept
+        else:
+            self.reply(client, n.RPL_GLOBALUSERS, str(users), top, f"Current global users {users}, max {top}")
 
     def send_motd(self, client: Client) -> None:
         lines = self.config.motd_lines

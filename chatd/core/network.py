@@ -25,6 +25,10 @@ class Network(Protocol):
         """Registered users of the other nodes (for WHO masks)."""
         ...
 
+    def census(self) -> tuple[int, int, int]:
+        """Users of the other nodes, how many of them are invisible (+i), and how many nodes; O(1)."""
+        ...
+
     def request_nick(self, client: Client, nick: str) -> bool:
         """Ask the network for ``nick``: True means it answers later (the caller must do nothing
         more now: the cluster applies the nick or replies 433); False means go ahead locally."""
