@@ -227,6 +227,8 @@ def parse_settings(argv: Sequence[str] | None = None) -> tuple[argparse.Namespac
             parser.error("argument --workers: needs --cluster redis://HOST:PORT/DB (the nodes share it)")
         if args.port == 0 or (args.tls_cert and args.tls_port == 0):
             parser.error("argument --workers: needs a fixed --port (with 0 each node would pick its own port)")
+        if not NODE_ID_PATTERN.fullmatch(f"{_node_id_base(args)}-{args.workers}"):
+            parser.error("argument --node-id: with --workers, the node ids <id>-<n> must stay within 63 characters")
     cluster = _cluster_settings(parser, args)
     motd: tuple[str, ...] | None = None
     if args.motd_file:

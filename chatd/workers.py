@@ -25,6 +25,10 @@ Invariants:
   ``MAINPID=<pid>`` in one datagram); a child that exits before that *could not start*.
 - At startup, any child that cannot start (port taken, bad Redis URL, ...) stops the whole
   supervisor with a non-zero status: a half-started network is not quietly served.
+- At startup the first child runs alone until it is ready, then the others start together:
+  the children share ``--data-dir``, and the first one creates (or migrates) the history
+  database before anyone else opens it. Two processes creating the schema at once would
+  race ("table messages already exists").
 - Once running, a child that dies without being asked is restarted after a back-off that
   doubles with each quick death (``RESTART_BACKOFF_MIN_S`` to ``RESTART_BACKOFF_MAX_S``) and
   starts over once a child has run ``BACKOFF_RESET_S``; every death and restart is logged.
@@ -127,6 +131,7 @@ class Supervisor:
         self.stopping = False
         self.stop_deadline = 0.0
         self.startup = True
+        self._rest_started = False
         self.failed = False
         self._notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self._notify_name = f"chatd-workers-{os.getpid()}-{os.urandom(4).hex()}"
@@ -163,6 +168,10 @@ class Supervisor:
                 if slot.process is not None and slot.process.pid == pid and not slot.ready:
                     slot.ready = True
                     log.info("worker %d (node %s) ready", slot.index, slot.node_id)
+            if self.startup and self.slots[0].ready and not self._rest_started:
+                self._rest_started = True
+                for slot in self.slots[1:]:
+                    self._spawn(slot)
             if self.startup and all(slot.ready for slot in self.slots):
                 self.startup = False
                 log.info("all %d workers ready", len(self.slots))
@@ -252,8 +261,7 @@ class Supervisor:
         selector.register(self._notify, selectors.EVENT_READ)
         selector.register(self._wake_r, selectors.EVENT_READ)
         try:
-            for slot in self.slots:
-                self._spawn(slot)
+            self._spawn(self.slots[0])  # the others once it is ready: see the module's invariants
             while not (self.stopping and all(slot.process is None for slot in self.slots)):
                 for key, _ in selector.select(self._next_timeout()):
                     if key.fileobj is self._notify:
