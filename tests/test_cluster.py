@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -185,7 +186,7 @@ def joined(client: IrcClient, channel: str) -> None:
 
 
 def test_channel_and_private_messages_cross_nodes_exactly_once_in_order(backend: str, redis: RedisServer) -> None:
-    with cluster_node(backend, redis, "a") as a, cluster_node(backend, redis, "b") as b:
+    with cluster_node(backend, redis, "a", flood_rate=0) as a, cluster_node(backend, redis, "b") as b:
         linked(a, b)
         alice, carol, bob = a.client("alice"), a.client("carol"), b.client("bob")
         joined(alice, "#x")
@@ -325,7 +326,10 @@ def test_plain_clients_invites_and_kills_cross_nodes(backend: str, redis: RedisS
         assert "Killed (bob (enough))" in expect_from(bob, "QUIT", "alice").params[0]
 
 
-def start_node_process(redis: RedisServer, node_id: str) -> tuple[subprocess.Popen[str], int]:
+def start_node_process(
+    redis: RedisServer, node_id: str, log_lines: list[str] | None = None
+) -> tuple[subprocess.Popen[str], int]:
+    """chatd as a subprocess node; with ``log_lines``, its stderr keeps being collected there."""
     process = subprocess.Popen(
         [
             sys.executable,
@@ -347,12 +351,39 @@ def start_node_process(redis: RedisServer, node_id: str) -> tuple[subprocess.Pop
         stderr=subprocess.PIPE,
         text=True,
     )
-    assert process.stderr is not None
-    for line in process.stderr:
+    stderr = process.stderr
+    assert stderr is not None
+    for line in stderr:
+        if log_lines is not None:
+            log_lines.append(line)
         if "listening on" in line:
+            if log_lines is not None:
+                threading.Thread(target=lambda: log_lines.extend(stderr), daemon=True).start()
             return process, int(line.rsplit(":", 1)[1].split()[0])
     process.wait(DEADLINE_S)
     raise AssertionError(f"chatd did not start (exit {process.returncode})")
+
+
+def test_without_redis_a_node_serves_locally_logs_once_and_joins_later(redis: RedisServer) -> None:
+    redis.kill()
+    log_lines: list[str] = []
+    process, port = start_node_process(redis, "lonely", log_lines)
+    try:
+        alice, bob = IrcClient(("127.0.0.1", port), "alice"), IrcClient(("127.0.0.1", port), "bob")
+        joined(alice, "#x")
+        joined(bob, "#x")
+        alice.send("PRIVMSG #x :no redis, no problem")
+        assert bob.expect("PRIVMSG").params == ("#x", "no redis, no problem")
+        wait_until(lambda: any("unreachable" in line for line in log_lines), "the outage to be logged")
+        redis.start()
+        wait_until(lambda: any("reachable again" in line for line in log_lines), "the link to come back")
+        outage = [line for line in log_lines if "Redis" in line and "reachable" in line]
+        assert len(outage) == 2, outage  # one line when it starts, one when it ends: no line per retry
+        assert not any("Traceback" in line for line in log_lines)
+        wait_until(lambda: redis.command("GET", "chatd:nick:alice") == b"$6\r\nlonely\r\n", "alice's nick claimed")
+    finally:
+        process.kill()
+        process.wait(DEADLINE_S)
 
 
 def test_killed_node_users_quit_and_their_nicks_come_free(backend: str, redis: RedisServer) -> None:
