@@ -3,6 +3,10 @@
 Invariants:
 - ``clients_by_key`` holds every client that has claimed a nick, keyed by its
   case-mapped nick; ``channels`` holds every channel with at least one member.
+- In a cluster (``cluster`` set), users of other nodes (``Client.node`` set) are in
+  ``clients_by_key`` and in channels like local ones, never in ``clients`` (which
+  holds this server's connections); they are created, changed and removed only by
+  the cluster code, and the core calls ``cluster`` only about local clients.
 - A client whose send queue overflowed is only marked during a fan-out and is
   disconnected after the command that overflowed it finishes (``_reap``), never in
   the middle of iterating a channel.
