@@ -15,7 +15,7 @@ from bench.cluster import cluster_missing
 from bench.contenders import CONTENDER_NAMES, find
 from bench.loadgen import raise_nofile_limit
 from bench.progress import Progress
-from bench.scenarios import ALL_SCENARIOS, SCENARIOS, Plan, Row, cases_for, run_case
+from bench.scenarios import ALL_SCENARIOS, CLUSTER_SCENARIOS, SCENARIOS, Plan, Row, cases_for, run_case
 
 DEFAULT_SERVERS = tuple(name for name in CONTENDER_NAMES if name != "selectors+history")
 """Everything but the history variant, which answers a question of its own (--servers selectors,selectors+history)."""
@@ -151,7 +151,11 @@ def run(
     skipped = {c.name: reason for c in contenders if (reason := c.missing())}
     runnable = [c for c in contenders if c.name not in skipped]
     cases = cases_for(list(scenarios), plan)
-    no_cluster = {c.name: reason for c in runnable if (reason := cluster_missing(c))} if "cluster" in scenarios else {}
+    no_cluster = (
+        {c.name: reason for c in runnable if (reason := cluster_missing(c))}
+        if set(CLUSTER_SCENARIOS) & set(scenarios)
+        else {}
+    )
     # Peers have no cluster mode at all: that needs no line in the report.
     chatd_names = {c.name for c in runnable if c.is_chatd}
     skipped.update({f"{name} (cluster)": why for name, why in no_cluster.items() if name in chatd_names})
@@ -159,7 +163,7 @@ def run(
         (case, contender)
         for case in cases
         for contender in runnable
-        if not (case.scenario == "cluster" and contender.name in no_cluster)
+        if not (case.scenario in CLUSTER_SCENARIOS and contender.name in no_cluster)
     ]
     total = len(work)
     rows: list[Row] = []
@@ -167,7 +171,7 @@ def run(
         progress.start(total)
     for case, contender in work:
         if progress:
-            nodes = f" nodes={case.nodes}" if case.scenario == "cluster" else ""
+            nodes = f" nodes={case.nodes}" if case.scenario in CLUSTER_SCENARIOS else ""
             progress.step(f"{case.scenario} N={case.clients}{nodes} {contender.name}")
         rows.append(run_case(contender, case, plan))
     if progress:

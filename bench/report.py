@@ -242,15 +242,27 @@ def summary(rows: list[Row], skipped: dict[str, str]) -> str:
     return "\n".join(parts)
 
 
+CLUSTER_TITLES = {
+    "cluster": "**Cluster, closed loop** — fan-out with 10 senders, 1 in flight each",
+    "cluster-blast": "**Cluster, blast** — fan-out with 10 senders pushing as fast as TCP lets them",
+}
+
+
 def _cluster_section(rows: list[Row]) -> list[str]:
-    """One row per node count: what spreading one channel over nodes sharing Redis costs."""
-    chosen = [row for row in rows if row.scenario == "cluster"]
-    if not chosen:
-        return []
+    """One table per cluster scenario, one row per node count: what spreading one channel over
+    nodes sharing Redis costs, beside one chatd alone."""
+    lines: list[str] = []
+    for scenario, title in CLUSTER_TITLES.items():
+        chosen = [row for row in rows if row.scenario == scenario]
+        if chosen:
+            lines += _cluster_table(title, chosen)
+    return lines
+
+
+def _cluster_table(title: str, chosen: list[Row]) -> list[str]:
     lines = [
-        "**Cluster** — closed-loop fan-out (10 senders, 1 in flight each), members spread evenly over "
-        "the nodes; CPU summed over the node processes, Redis apart; latency p50 / p99 ms by whether "
-        "the sender was on the receiver's node",
+        f"{title}; members spread evenly over the nodes; CPU summed over the node processes, Redis "
+        "apart; latency p50 / p99 ms by whether the sender was on the receiver's node",
         "",
         "| server | N | deliveries/s | nodes µs/delivery | Redis µs/delivery | same node | cross node |",
         "|---|---|---|---|---|---|---|",

@@ -18,9 +18,12 @@ from bench.driver import Generator, GeneratorError
 
 SCENARIOS = ("fanout", "blast", "pairs", "idle", "slow")
 """What ``--quick`` (and CI) runs."""
-ALL_SCENARIOS = (*SCENARIOS, "cluster")
-"""Every scenario; ``cluster`` needs redis-server and starts several processes, so it stays
-out of the quick run."""
+CLUSTER_SCENARIOS = ("cluster", "cluster-blast")
+"""The fan-out over 1, 2 and 4 nodes sharing Redis: closed loop (latency, same vs cross node)
+and blast (deliveries/s and CPU per delivery at full load)."""
+ALL_SCENARIOS = (*SCENARIOS, *CLUSTER_SCENARIOS)
+"""Every scenario; the cluster ones need redis-server and start several processes, so they
+stay out of the quick run."""
 SENDERS = 10
 CHANNEL = "#bench"
 DEFAULT_SENDQ_BYTES = 1 << 20
@@ -123,10 +126,9 @@ def cases_for(scenarios: list[str], plan: Plan) -> list[Case]:
         elif scenario == "slow":
             sendq = 64 << 10 if plan.quick else DEFAULT_SENDQ_BYTES
             cases.append(Case("slow", plan.slow_clients, sendq))
-        elif scenario == "cluster":
-            cases += [
-                Case("cluster", n, DEFAULT_SENDQ_BYTES, k) for n in plan.cluster_clients for k in plan.cluster_nodes
-            ]
+        elif scenario in CLUSTER_SCENARIOS:
+            sendq = BLAST_SENDQ_BYTES if scenario == "cluster-blast" else DEFAULT_SENDQ_BYTES
+            cases += [Case(scenario, n, sendq, k) for n in plan.cluster_clients for k in plan.cluster_nodes]
     return cases
 
 
@@ -139,7 +141,7 @@ def percentile(sorted_values: list[int], fraction: float) -> float:
 
 def server_label(contender: Contender, case: Case) -> str:
     """The row's server column: the contender, and for the cluster scenario how many nodes."""
-    if case.scenario != "cluster":
+    if case.scenario not in CLUSTER_SCENARIOS:
         return contender.name
     if case.nodes == 0:
         return f"{contender.name} alone"
@@ -149,12 +151,12 @@ def server_label(contender: Contender, case: Case) -> str:
 def run_case(contender: Contender, case: Case, plan: Plan) -> Row:
     """Start the server, apply the load, judge the deliveries, stop the server."""
     settings = contender.settings(case.sendq_bytes)
-    if case.scenario == "cluster" and case.nodes:
+    if case.scenario in CLUSTER_SCENARIOS and case.nodes:
         settings = f"{settings}, {case.nodes} nodes with --cluster (redis-server --save '' --appendonly no)"
     row = Row(case.scenario, server_label(contender, case), case.clients, settings)
     server: RunningServer | ClusterServers | None = None
     try:
-        if case.scenario == "cluster" and case.nodes:
+        if case.scenario in CLUSTER_SCENARIOS and case.nodes:
             server = ClusterServers(contender, case.sendq_bytes, case.nodes)
         else:
             server = RunningServer(contender, case.sendq_bytes)
@@ -168,7 +170,7 @@ def run_case(contender: Contender, case: Case, plan: Plan) -> Row:
                 _pairs(server, generator, case, plan, row)
             elif case.scenario == "idle":
                 _idle(server, generator, case, plan, row)
-            elif case.scenario == "cluster":
+            elif case.scenario in CLUSTER_SCENARIOS:
                 _cluster(server, generator, case, plan, row)
             else:
                 raise ValueError(f"unknown scenario {case.scenario!r}")
@@ -226,7 +228,7 @@ def _cpu(pids: list[int]) -> float:
 
 
 def _cluster(server: RunningServer | ClusterServers, generator: Generator, case: Case, plan: Plan, row: Row) -> None:
-    """The closed-loop fan-out with its members spread evenly over the nodes."""
+    """The fan-out (closed loop, or blast) with its members spread evenly over the nodes."""
     run_fanout(
         server,
         generator,
@@ -234,7 +236,7 @@ def _cluster(server: RunningServer | ClusterServers, generator: Generator, case:
         row,
         members=case.clients,
         senders=min(SENDERS, case.clients),
-        mode="closed",
+        mode="blast" if case.scenario == "cluster-blast" else "closed",
         window=plan.window,
         duration_s=plan.duration_s,
         nodes=max(1, case.nodes),
