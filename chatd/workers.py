@@ -33,8 +33,8 @@ Invariants:
   doubles with each quick death (``RESTART_BACKOFF_MIN_S`` to ``RESTART_BACKOFF_MAX_S``) and
   starts over once a child has run ``BACKOFF_RESET_S``; every death and restart is logged.
 - SIGTERM or SIGINT to the supervisor is forwarded to every child as SIGTERM; the supervisor
-  exits 0 once they all have exited 0 (each flushes its clients first), 1 otherwise; a child
-  still running ``STOP_GRACE_S`` later is killed.
+  exits 0 once they all have exited 0 (each flushes its clients first) or were ended by that
+  SIGTERM, 1 otherwise; a child still running ``STOP_GRACE_S`` later is killed.
 """
 
 from __future__ import annotations
@@ -91,15 +91,26 @@ def child_argv(argv: Sequence[str], node_id: str) -> list[str]:
     return [sys.executable, "-m", "chatd", *argv, "--workers", "0", "--reuse-port", "--node-id", node_id]
 
 
-def _die_with_parent() -> None:
-    """In the child before exec: get SIGTERM if the supervisor dies (even by SIGKILL), so no
-    node keeps serving unsupervised. Linux only; elsewhere a no-op."""
+def _parent_death_signal() -> Callable[[], None] | None:
+    """What a child runs between fork and exec so that it gets SIGTERM when the supervisor dies
+    (even by SIGKILL), and no node keeps serving unsupervised. Linux only; None elsewhere.
+
+    libc is looked up here, in the supervisor, so the forked child only makes one call and
+    imports nothing (nothing but async-signal-safe work belongs between fork and exec).
+    """
     if not sys.platform.startswith("linux"):
-        return
+        return None
     import ctypes
 
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+    def set_signal() -> None:
+        prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+    return set_signal
 
 
 @dataclass
@@ -141,13 +152,14 @@ class Supervisor:
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
         self._signals: list[int] = []
+        self._preexec = _parent_death_signal()
 
     # ---- children ---------------------------------------------------------------------
 
     def _spawn(self, slot: Slot) -> None:
         env = dict(os.environ, NOTIFY_SOCKET="@" + self._notify_name)
         slot.process = subprocess.Popen(
-            self.command(slot.node_id), stdin=subprocess.DEVNULL, env=env, preexec_fn=_die_with_parent
+            self.command(slot.node_id), stdin=subprocess.DEVNULL, env=env, preexec_fn=self._preexec
         )
         slot.started_at = time.monotonic()
         slot.ready = False
@@ -168,7 +180,7 @@ class Supervisor:
                 if slot.process is not None and slot.process.pid == pid and not slot.ready:
                     slot.ready = True
                     log.info("worker %d (node %s) ready", slot.index, slot.node_id)
-            if self.startup and self.slots[0].ready and not self._rest_started:
+            if self.startup and not self.stopping and self.slots[0].ready and not self._rest_started:
                 self._rest_started = True
                 for slot in self.slots[1:]:
                     self._spawn(slot)
@@ -290,7 +302,8 @@ class Supervisor:
             self._wake_w.close()
         if self.failed:
             return 1
-        clean = all(slot.stop_code in (0, None) for slot in self.slots)
+        # -SIGTERM: a child stopped by our SIGTERM before it had installed its own handler.
+        clean = all(slot.stop_code in (0, None, -signal.SIGTERM) for slot in self.slots)
         log.info("all workers stopped%s", "" if clean else " (not all cleanly)")
         return 0 if clean else 1
 
