@@ -176,3 +176,14 @@ def test_a_remote_channel_message_reaches_local_members_once_with_its_msgid() ->
     world.feed("there", "msg", c="#x", line=":bob!~u@10.0.0.2 PRIVMSG #x :hi", plain="bob: hi", id="m-7", at=1.0)
     (message,) = seen.messages()
     assert message.params == ("#x", "hi") and message.tags["msgid"] == "m-7"
+
+
+def test_a_nick_yielded_to_an_older_claim_renames_the_local_user() -> None:
+    world = World()
+    twin, seen = world.connect("twin")
+    world.feed("there", "burst", users=[remote_user("t.1", "twin")], chans=[])
+    assert world.hub.find_client("twin") is twin  # a clash being settled: the local user stays findable
+    world.feed("there", "yield", k="twin")
+    nick = [m for m in seen.messages() if m.command == "NICK"]
+    assert nick and nick[0].params[0].startswith("Guest")
+    assert world.hub.find_client("twin").node == "there"  # type: ignore[union-attr]

@@ -59,46 +59,68 @@ log = logging.getLogger("chatd")
 
 GUEST_PREFIX = "Guest"
 
-# KEYS[1] nick key, KEYS[2] the node's nick set; ARGV node id, casefolded nick.
+# Every script takes the key prefix last in ARGV. ``<prefix>:nickat`` maps each claimed nick to
+# when its holder took it (wall clock), so a clash after an outage is settled for the older claim.
+
+# KEYS[1] nick key, KEYS[2] the node's nick set; ARGV node id, casefolded nick, claim time, prefix.
 # Returns 1 when the nick is now ours, else the owning node's id.
 CLAIM_SCRIPT = """
 local owner = redis.call('GET', KEYS[1])
 if owner and owner ~= ARGV[1] then return owner end
 redis.call('SET', KEYS[1], ARGV[1])
 redis.call('SADD', KEYS[2], ARGV[2])
+redis.call('HSET', ARGV[4] .. ':nickat', ARGV[2], ARGV[3])
 return 1
 """
 
+# KEYS[1] nick key, KEYS[2] the node's nick set; ARGV node id, casefolded nick, prefix.
 RELEASE_SCRIPT = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  redis.call('HDEL', ARGV[3] .. ':nickat', ARGV[2])
+end
 redis.call('SREM', KEYS[2], ARGV[2])
 return 1
 """
 
-# KEYS[1] the node's nick set; ARGV node id, key prefix, then every nick its users hold now.
-# Drops the node's other nicks, re-claims these; returns those another node took meanwhile.
+# KEYS[1] the node's nick set; ARGV node id, prefix, then (nick, claim time) for every nick its
+# users hold now. Drops the node's other nicks and re-claims these. A nick another node holds
+# stays theirs if their claim is older ("lost"), else becomes ours ("taken", with the node that
+# must rename its user). Returns {lost, taken} with taken as nick, node, nick, node...
 RESYNC_SCRIPT = """
+local nickat = ARGV[2] .. ':nickat'
 local want = {}
-for i = 3, #ARGV do want[ARGV[i]] = true end
+for i = 3, #ARGV, 2 do want[ARGV[i]] = true end
 for _, k in ipairs(redis.call('SMEMBERS', KEYS[1])) do
   if not want[k] then
     local nk = ARGV[2] .. ':nick:' .. k
-    if redis.call('GET', nk) == ARGV[1] then redis.call('DEL', nk) end
+    if redis.call('GET', nk) == ARGV[1] then
+      redis.call('DEL', nk)
+      redis.call('HDEL', nickat, k)
+    end
     redis.call('SREM', KEYS[1], k)
   end
 end
-local lost = {}
-for i = 3, #ARGV do
-  local nk = ARGV[2] .. ':nick:' .. ARGV[i]
+local lost, taken = {}, {}
+for i = 3, #ARGV, 2 do
+  local k, at = ARGV[i], ARGV[i + 1]
+  local nk = ARGV[2] .. ':nick:' .. k
   local owner = redis.call('GET', nk)
-  if owner and owner ~= ARGV[1] then
-    table.insert(lost, ARGV[i])
+  local theirs = tonumber(redis.call('HGET', nickat, k) or '0') or 0
+  if owner and owner ~= ARGV[1] and theirs <= tonumber(at) then
+    table.insert(lost, k)
   else
+    if owner and owner ~= ARGV[1] then
+      redis.call('SREM', ARGV[2] .. ':nicks:' .. owner, k)
+      table.insert(taken, k)
+      table.insert(taken, owner)
+    end
     redis.call('SET', nk, ARGV[1])
-    redis.call('SADD', KEYS[1], ARGV[i])
+    redis.call('SADD', KEYS[1], k)
+    redis.call('HSET', nickat, k, at)
   end
 end
-return lost
+return {lost, taken}
 """
 
 # ARGV key prefix, our node id. Removes the keys of every node whose liveness key expired;
@@ -109,7 +131,10 @@ for _, node in ipairs(redis.call('SMEMBERS', ARGV[1] .. ':nodes')) do
   if node ~= ARGV[2] and redis.call('EXISTS', ARGV[1] .. ':node:' .. node) == 0 then
     for _, k in ipairs(redis.call('SMEMBERS', ARGV[1] .. ':nicks:' .. node)) do
       local nk = ARGV[1] .. ':nick:' .. k
-      if redis.call('GET', nk) == node then redis.call('DEL', nk) end
+      if redis.call('GET', nk) == node then
+        redis.call('DEL', nk)
+        redis.call('HDEL', ARGV[1] .. ':nickat', k)
+      end
     end
     redis.call('DEL', ARGV[1] .. ':nicks:' .. node)
     redis.call('SREM', ARGV[1] .. ':nodes', node)
@@ -188,6 +213,8 @@ class ClusterNode:
         """How many users in ``remote`` are +i, kept as they change (LUSERS must not scan them)."""
         self.claimed: set[str] = set()
         """Casefolded nicks Redis has confirmed as ours."""
+        self.claimed_at: dict[str, float] = {}
+        """When a local user took each nick (wall clock): the older claim wins a clash after an outage."""
         self.pending: dict[str, Client] = {}
         """Nicks asked of Redis and not answered yet, with who asked (no second local claim meanwhile)."""
         self.wanted: dict[Client, str] = {}
@@ -244,13 +271,7 @@ class ClusterNode:
         self.pending[key] = client
         self.wanted[client] = key
         sent = self._command(
-            "EVAL",
-            CLAIM_SCRIPT,
-            2,
-            self._nick_key(key),
-            self.nick_set_key,
-            self.node_id,
-            key,
+            *self._claim_args(key, self.hub.wall_clock()),
             callback=lambda reply: self._claim_answered(client, nick, key, reply),
         )
         if not sent:  # Redis is out of reach: claim against what we know, settle at resync
@@ -267,6 +288,7 @@ class ClusterNode:
         granted = reply == 1
         if granted:
             self.claimed.add(key)
+            self.claimed_at[key] = self.hub.wall_clock()
         if client.gone or not current:  # it left, or asked for another nick since
             if granted and (client.gone or client.key != key):
                 self._release(key)
@@ -291,6 +313,7 @@ class ClusterNode:
     def registered(self, client: Client) -> None:
         client.uid = f"{self.instance}.{client.id:x}"
         if client.key is not None and client.key not in self.claimed:
+            self.claimed_at.setdefault(client.key, self.hub.wall_clock())
             self._claim_after(client)
         self._publish({"t": "user", **_user_info(client)})
 
@@ -298,6 +321,7 @@ class ClusterNode:
         if old_key is not None and old_key != client.key:
             self._release(old_key)
         if client.key is not None and client.key not in self.claimed:
+            self.claimed_at.setdefault(client.key, self.hub.wall_clock())
             self._claim_after(client)
         self._publish({"t": "nick", "u": client.uid, "nick": client.nick})
 
@@ -392,8 +416,11 @@ class ClusterNode:
     def _release(self, key: str) -> None:
         """Give a nick back: in Redis, and locally to a user of another node that holds it."""
         self.claimed.discard(key)
+        self.claimed_at.pop(key, None)
         if key not in self.pending:  # else a local user's claim of it is on its way: keep it
-            self._command("EVAL", RELEASE_SCRIPT, 2, self._nick_key(key), self.nick_set_key, self.node_id, key)
+            self._command(
+                "EVAL", RELEASE_SCRIPT, 2, self._nick_key(key), self.nick_set_key, self.node_id, key, self.prefix
+            )
         other = self.remote_by_key.get(key)
         if other is not None and key not in self.hub.clients_by_key:
             self.hub.clients_by_key[key] = other
@@ -409,12 +436,23 @@ class ClusterNode:
             elif isinstance(reply, bytes) and client.key == key and not client.gone:
                 self._rename_to_guest(client)
 
-        self._command(
-            "EVAL", CLAIM_SCRIPT, 2, self._nick_key(key), self.nick_set_key, self.node_id, key, callback=answered
+        self._command(*self._claim_args(key, self.claimed_at.get(key, self.hub.wall_clock())), callback=answered)
+
+    def _claim_args(self, key: str, when: float) -> tuple[str | int | float, ...]:
+        return (
+            "EVAL",
+            CLAIM_SCRIPT,
+            2,
+            self._nick_key(key),
+            self.nick_set_key,
+            self.node_id,
+            key,
+            repr(when),
+            self.prefix,
         )
 
     def _rename_to_guest(self, client: Client) -> None:
-        """Another node's user holds this local user's nick (claimed while Redis was out of
+        """Another node's user holds this local user's nick (both claimed while Redis was out of
         reach): the local one, the later claimant, becomes ``Guest<digits>``."""
         hub = self.hub
         while True:
@@ -481,6 +519,9 @@ class ClusterNode:
         if kind == "bye":
             self._drop_node(sender)
             return
+        if kind == "yield":
+            self._yield_nick(sender, event["k"])
+            return
         node = self.nodes.get(sender)
         if node is None:
             self._request_sync(sender)
@@ -492,7 +533,7 @@ class ClusterNode:
 
     def farewell(self) -> None:
         """Leave the network on a clean stop: others QUIT our users at once; our nicks are freed."""
-        self._command("EVAL", RESYNC_SCRIPT, 1, self.nick_set_key, self.node_id, self.prefix)
+        self._command("EVAL", RESYNC_SCRIPT, 1, self.nick_set_key, self.node_id, self.prefix)  # frees all our nicks
         self._command("DEL", f"{self.prefix}:node:{self.node_id}")
         self._command("SREM", f"{self.prefix}:nodes", self.node_id)
         self._publish({"t": "bye"})
@@ -519,22 +560,40 @@ class ClusterNode:
 
     def _resync(self) -> None:
         """Re-claim our users' nicks (renaming the losers), then HELLO with our burst."""
+        now = self.hub.wall_clock()
         keys = [client.key for client in self.hub.clients.values() if client.key is not None]
+        claims = [part for key in keys for part in (key, repr(self.claimed_at.setdefault(key, now)))]
 
         def answered(reply: Reply) -> None:
-            if not isinstance(reply, list):
+            if not (isinstance(reply, list) and len(reply) == 2 and all(isinstance(x, list) for x in reply)):
                 if reply is not LINK_DOWN:
                     log.warning("cluster: resync failed: %r", reply)
                 return
-            lost = {item.decode() for item in reply if isinstance(item, bytes)}
+            lost_list, taken = reply
+            lost = {item.decode() for item in lost_list if isinstance(item, bytes)}  # type: ignore[union-attr]
             self.claimed = set(keys) - lost
             for client in list(self.hub.clients.values()):
                 if client.key in lost and not client.gone:
                     self._rename_to_guest(client)
             self.hello_at = self.hub.clock()
             self._publish({"t": "hello", **self._burst()})
+            for index in range(0, len(taken) - 1, 2):  # type: ignore[arg-type]
+                key, owner = taken[index], taken[index + 1]  # type: ignore[index]
+                if isinstance(key, bytes) and isinstance(owner, bytes):
+                    self._publish({"t": "yield", "k": key.decode()}, to=owner.decode())
 
-        self._command("EVAL", RESYNC_SCRIPT, 1, self.nick_set_key, self.node_id, self.prefix, *keys, callback=answered)
+        self._command(
+            "EVAL", RESYNC_SCRIPT, 1, self.nick_set_key, self.node_id, self.prefix, *claims, callback=answered
+        )
+
+    def _yield_nick(self, node_id: str, key: str) -> None:
+        """Another node's user claimed this nick before ours did (both during an outage): ours is renamed."""
+        log.info("cluster: node %s holds an older claim on the nick %s", node_id, key)
+        holder = self.hub.clients_by_key.get(key)
+        self.claimed.discard(key)
+        self.claimed_at.pop(key, None)
+        if holder is not None and holder.node is None and not holder.gone:
+            self._rename_to_guest(holder)
 
     def _swept(self, reply: Reply) -> None:
         if isinstance(reply, list):
