@@ -26,7 +26,7 @@ _ENTRIES = {
         "NICK <nick>",
         "Change your nick. Nicks are unique across every server of the network.",
         "If two servers gave out one nick while they could not reach Redis, the user",
-        "whose server claims it second is renamed Guest<digits> when they reconnect.",
+        "who took it later is renamed Guest<digits> once they reconnect.",
     ),
     "notice": ("NOTICE <target> :<text>", "Like PRIVMSG, but never answered automatically."),
     "oper": ("OPER <name> <password>", "Become a server operator."),
