@@ -152,7 +152,8 @@ def run_case(contender: Contender, case: Case, plan: Plan) -> Row:
     """Start the server, apply the load, judge the deliveries, stop the server."""
     settings = contender.settings(case.sendq_bytes)
     if case.scenario in CLUSTER_SCENARIOS and case.nodes:
-        settings = f"{settings}, {case.nodes} nodes with --cluster (redis-server --save '' --appendonly no)"
+        nodes = f"{case.nodes} node{'s' if case.nodes > 1 else ''}"
+        settings = f"{settings}, {nodes} with --cluster (redis-server --save '' --appendonly no)"
     row = Row(case.scenario, server_label(contender, case), case.clients, settings)
     server: RunningServer | ClusterServers | None = None
     try:
