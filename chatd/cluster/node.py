@@ -18,13 +18,17 @@ Model:
   per node and each node delivers it to its own members, encoding it once per
   wire form as for a local message; msgid and time travel with it.
 - Redis keys: ``<prefix>:nick:<casefolded nick>`` → owning node (uniqueness);
-  ``<prefix>:nicks:<node>`` the set of those a node owns; ``<prefix>:node:<node>``
-  a liveness key refreshed every heartbeat with an expiry; ``<prefix>:nodes`` every
-  node that has lived. Memberships, topics and modes are not stored in Redis: the
-  live nodes hold them and hand them over in bursts, which is all a (re)joining
-  node needs, without a second write per JOIN.
-- (Re)sync: on every (re)connection the node re-claims its users' nicks (a local
-  user whose nick another node took meanwhile is renamed to a guest nick), then
+  ``<prefix>:nicks:<node>`` the set of those a node owns; ``<prefix>:nickat`` when
+  each was taken; ``<prefix>:node:<node>`` a liveness key refreshed every heartbeat
+  with an expiry; ``<prefix>:nodes`` every node that has lived. All nick changes run
+  as Lua scripts, so a claim and its bookkeeping are one atomic step. Memberships,
+  topics and modes are not stored in Redis: the live nodes hold them and hand them
+  over in bursts, which is all a (re)joining node needs, without a second write per
+  JOIN.
+- Nicks: a local claim waits for Redis (no 001, no NICK, until it says yes); while
+  Redis is unreachable a node claims against its replica alone. On resync, of two
+  users holding one nick the later claim is renamed ``Guest<digits>``.
+- (Re)sync: on every (re)connection the node re-claims its users' nicks, then
   publishes HELLO with a burst of its users, memberships and channel state; every
   other node applies it (diffing against its replica: users and memberships that
   appeared JOIN, those that vanished PART or QUIT) and answers with its own burst.
@@ -207,8 +211,12 @@ class ClusterNode:
         self.link: Commands = link or Commands()
         self.up = False
         self.nodes: dict[str, RemoteNode] = {}
+        """Every other node we hold a replica of (from its HELLO or BURST), by id."""
         self.remote: dict[str, Client] = {}
+        """Every user of another node, by network-wide id (``<instance>.<local id>``)."""
         self.remote_by_key: dict[str, Client] = {}
+        """Users of other nodes by casefolded nick, even where a local user shadows one in
+        ``hub.clients_by_key`` while a clash is being settled."""
         self.remote_invisible = 0
         """How many users in ``remote`` are +i, kept as they change (LUSERS must not scan them)."""
         self.claimed: set[str] = set()
@@ -218,7 +226,9 @@ class ClusterNode:
         self.pending: dict[str, Client] = {}
         """Nicks asked of Redis and not answered yet, with who asked (no second local claim meanwhile)."""
         self.wanted: dict[Client, str] = {}
+        """The nick each waiting client asked for last (an earlier answer is then stale)."""
         self.hello_at = float("-inf")
+        """When we last said HELLO (hub clock): bursts answering it are on their way for a while."""
         self.sync_requested: dict[str, float] = {}
         self.alive_seen = False
         self.warned_twin = False
