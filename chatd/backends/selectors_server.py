@@ -14,6 +14,7 @@ import logging
 import selectors
 import socket
 import ssl
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -344,6 +345,8 @@ class SelectorsServer:
         self._waker_w.setblocking(False)
         self._stopping = False
         self._posted: deque[Callable[[], None]] = deque()
+        self._posted_lock = threading.Lock()
+        self._posted_wake_sent = False
         self._cluster = None
         if settings.cluster is not None:
             from chatd.cluster import Cluster
@@ -373,15 +376,24 @@ class SelectorsServer:
             self._waker_w.send(b"x")
 
     def post(self, callback: Callable[[], None]) -> None:
-        """Run ``callback`` on the loop's thread soon; may be called from any thread (the Redis link)."""
-        self._posted.append(callback)
+        """Run ``callback`` on the loop's thread soon; may be called from any thread (the Redis link).
+
+        One wake-up byte per batch, not per callback: the loop takes every queued callback
+        at once, and only a post after it did so needs to wake it again.
+        """
+        with self._posted_lock:
+            self._posted.append(callback)
+            if self._posted_wake_sent:
+                return
+            self._posted_wake_sent = True
         with contextlib.suppress(OSError):  # a full waker is already readable
             self._waker_w.send(b"p")
 
     def _run_posted(self) -> None:
-        posted = self._posted
-        while posted:
-            callback = posted.popleft()
+        with self._posted_lock:
+            self._posted_wake_sent = False
+            batch, self._posted = self._posted, deque()
+        for callback in batch:
             try:
                 callback()
             except Exception:

@@ -41,6 +41,13 @@ class _Incomplete(Exception):
     """Internal: the buffer ends inside a reply."""
 
 
+_MESSAGE_HEAD: Final = b"*3\r\n$7\r\nmessage\r\n$"
+
+
+def _incomplete() -> None:
+    raise _Incomplete
+
+
 NEED_MORE: Final = object()
 """Returned by ``RespParser.get`` when no complete reply is buffered."""
 
@@ -117,30 +124,72 @@ class RespParser:
         return value
 
     def replies(self) -> list[RespValue]:
-        """Every complete reply buffered now, oldest first."""
-        out: list[RespValue] = []
-        while True:
-            value = self.get()
-            if value is NEED_MORE:
-                return out
-            out.append(value)  # type: ignore[arg-type]
+        """Every complete reply buffered now, oldest first.
 
-    def _line(self) -> bytes:
+        The consumed bytes are cut from the buffer once at the end, not after each reply:
+        one read can hold thousands of pub/sub messages, and a cut per reply would move
+        the rest of the buffer each time.
+        """
+        out: list[RespValue] = []
+        buffer = self._buffer
+        start = 0
+        try:
+            while start < len(buffer):
+                self._pos = start
+                try:
+                    value = self._message() if buffer.startswith(_MESSAGE_HEAD, start) else None
+                    if value is None:
+                        self._pos = start
+                        value = self._value()
+                except _Incomplete:
+                    break
+                out.append(value)
+                start = self._pos
+        finally:
+            del buffer[:start]
+        return out
+
+    def _message(self) -> list[RespValue] | None:
+        """A pub/sub ``message`` push, the bulk of a subscriber's input, without the general
+        recursion; None when anything looks unusual (the general parser then decides)."""
+        buffer = self._buffer
+        parts: list[RespValue] = [b"message"]
+        pos = self._pos + len(_MESSAGE_HEAD) - 1
+        for _ in range(2):
+            if buffer[pos : pos + 1] != b"$":
+                return None if len(buffer) > pos else _incomplete()
+            end = buffer.find(b"\r\n", pos, pos + 24)
+            if end < 0:
+                return None if len(buffer) >= pos + 24 else _incomplete()
+            head = buffer[pos + 1 : end]
+            if not head.isdigit() or len(head) > 10:
+                return None
+            data_end = end + 2 + int(head)
+            if len(buffer) < data_end + 2:
+                raise _Incomplete
+            if buffer[data_end : data_end + 2] != b"\r\n":
+                return None
+            parts.append(bytes(buffer[end + 2 : data_end]))
+            pos = data_end + 2
+        self._pos = pos
+        return parts
+
+    def _line(self) -> bytes | bytearray:
         buffer = self._buffer
         end = buffer.find(b"\r\n", self._pos)
         if end < 0:
             if len(buffer) - self._pos > MAX_LINE_BYTES:
                 raise ProtocolError("line too long")
             raise _Incomplete
-        line = bytes(buffer[self._pos : end])
+        line = buffer[self._pos : end]
         self._pos = end + 2
         return line
 
-    def _length(self, line: bytes, limit: int) -> int:
+    def _length(self, line: bytes | bytearray, limit: int) -> int:
         try:
             length = int(line)
         except ValueError:
-            raise ProtocolError(f"bad length {line[:20]!r}") from None
+            raise ProtocolError(f"bad length {bytes(line[:20])!r}") from None
         if length < -1 or length > limit:
             raise ProtocolError(f"length {length} out of bounds")
         return length
@@ -159,7 +208,7 @@ class RespParser:
             try:
                 return int(line)
             except ValueError:
-                raise ProtocolError(f"bad integer {line[:20]!r}") from None
+                raise ProtocolError(f"bad integer {bytes(line[:20])!r}") from None
         if kind == 0x24:  # $
             length = self._length(line, MAX_BULK_BYTES)
             if length == -1:
