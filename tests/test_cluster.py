@@ -36,7 +36,7 @@ pytestmark = pytest.mark.skipif(
 )
 
 HEARTBEAT_S = 0.2
-NODE_TIMEOUT_S = 1.5
+NODE_TIMEOUT_S = 2.0
 POLL_S = 0.02
 
 

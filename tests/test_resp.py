@@ -46,6 +46,24 @@ def test_replies_split_anywhere_parse_back(replies: list[RespValue], cuts: list[
     assert parse_in_pieces(data, cuts) == replies
 
 
+pubsub_messages = st.builds(
+    lambda channel, payload: [b"message", channel, payload], st.binary(max_size=20), st.binary(max_size=300)
+)
+
+
+@given(st.lists(st.one_of(pubsub_messages, values), max_size=8), st.lists(st.integers(min_value=0), max_size=10))
+def test_pubsub_messages_among_other_replies_parse_back(replies: list[RespValue], cuts: list[int]) -> None:
+    data = b"".join(encode_value(value) for value in replies)
+    assert parse_in_pieces(data, [cut % (len(data) + 1) for cut in cuts]) == replies
+
+
+def test_a_message_with_a_bad_length_is_a_protocol_error() -> None:
+    parser = RespParser()
+    parser.feed(b"*3\r\n$7\r\nmessage\r\n$-5\r\nabc\r\n")
+    with pytest.raises(ProtocolError):
+        parser.replies()
+
+
 @given(st.lists(st.one_of(st.binary(max_size=30), st.text(max_size=10), st.integers()), min_size=1, max_size=6))
 def test_a_command_is_an_array_of_bulk_strings(args: list[bytes | str | int]) -> None:
     expected = [arg if isinstance(arg, bytes) else str(arg).encode() for arg in args]
