@@ -203,9 +203,9 @@ def handle_kick(hub: Hub, client: Client, message: Message) -> None:
         if target is None or target not in channel.members:
             hub.reply(client, n.ERR_USERNOTINCHANNEL, nick, channel.name, "They aren't on that channel")
             continue
-        kick(hub, client, channel, target, reason)
-        if hub.cluster is not None:
+        if hub.cluster is not None:  # first: kicking a plain user out of its channel also ends it
             hub.cluster.kicked(client, channel, target, reason)
+        kick(hub, client, channel, target, reason)
 
 
 def kick(hub: Hub, client: Client, channel: Channel, target: Client, reason: str) -> None:
