@@ -30,6 +30,7 @@ Invariants:
 from __future__ import annotations
 
 import contextlib
+import re
 import resource
 import selectors
 import socket
@@ -44,7 +45,10 @@ OUTBUF_HIGH_BYTES = 65536
 CHECK_INTERVAL_S = 0.02
 SLOW_RCVBUF_BYTES = 4096
 
-PRIVMSG = b" PRIVMSG "
+LOAD_FIELDS = re.compile(rb" PRIVMSG [^ ]+ :(\d+) (\d+) (\d+)")
+"""A load message's sender, sequence number and send time, wherever they are in a line."""
+LOAD_LINES = re.compile(rb" PRIVMSG [^ \n]+ :(\d+) (\d+) (\d+)[^\n]*\n")
+"""The same over many lines: one match per load line, never reaching across lines."""
 
 
 def raise_nofile_limit() -> int:
@@ -382,6 +386,17 @@ class Worker:
         now = time.monotonic_ns()
         if peer.inbuf:
             data = peer.inbuf + data
+        if peer.ready:
+            # One regex pass over the read: each match is one whole load line. When every
+            # line matched (the usual case) there is nothing else to look at.
+            cut = data.rfind(b"\n") + 1
+            complete, peer.inbuf = data[:cut], data[cut:]
+            records = LOAD_LINES.findall(complete)
+            if len(records) == complete.count(b"\n"):
+                self._account(peer, records, now)
+                return
+            self._deliver(peer, complete.split(b"\n")[:-1], now)
+            return
         lines = data.split(b"\n")
         peer.inbuf = lines.pop()
         if not peer.ready:
@@ -394,17 +409,21 @@ class Worker:
         self._deliver(peer, lines, now)
 
     def _deliver(self, peer: Peer, lines: list[bytes], now: int) -> None:
-        expect = peer.expect
-        count = 0
+        records = []
         for line in lines:
-            at = line.find(PRIVMSG)
-            if at < 0:
+            match = LOAD_FIELDS.search(line)
+            if match is None:
                 self._control(peer, line)
-                continue
-            fields = line[line.find(b" :", at + 9) + 2 :].split()
-            sid = int(fields[0])
-            seq = int(fields[1])
-            count += 1
+            else:
+                records.append(match.groups())
+        self._account(peer, records, now)
+
+    def _account(self, peer: Peer, records: list[tuple[bytes, bytes, bytes]], now: int) -> None:
+        """Count load messages (sender, seq, sent_ns) against what each sender has sent."""
+        expect = peer.expect
+        for raw_sid, raw_seq, sent_ns in records:
+            sid = int(raw_sid)
+            seq = int(raw_seq)
             wanted = expect[sid]
             if seq == wanted:
                 expect[sid] = wanted + 1
@@ -414,7 +433,7 @@ class Worker:
                 peer.gaps += seq - wanted
                 expect[sid] = seq + 1
             if peer.probe:
-                latency = now - int(fields[2])
+                latency = now - int(sent_ns)
                 self.latencies.append(latency)
                 if self.sender_nodes is not None:
                     same = self.sender_nodes[sid] == peer.node
@@ -425,14 +444,14 @@ class Worker:
                 if self.running:
                     self._send_one(sender)
             elif peer.kind == "pair-b":
-                self._write(peer, b"PRIVMSG %s :0 %d %s\r\n" % (peer.partner.nick, seq, fields[2]))  # type: ignore[union-attr]
+                self._write(peer, b"PRIVMSG %s :0 %d %s\r\n" % (peer.partner.nick, seq, sent_ns))  # type: ignore[union-attr]
             elif peer.kind == "pair-a":
-                self.latencies.append(now - int(fields[2]))
+                self.latencies.append(now - int(sent_ns))
                 self.round_trips += 1
                 if self.running:
                     self._send_pair(self.senders[peer.sender_id], time.monotonic_ns())
-        if count:
-            peer.deliveries += count
+        if records:
+            peer.deliveries += len(records)
             self.last_delivery_ns = now
 
     def _control(self, peer: Peer, line: bytes) -> None:

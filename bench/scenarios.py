@@ -44,7 +44,7 @@ class Plan:
     processes: int = 1
     duration_s: float = 3.0
     window: int = 1
-    blast_deliveries: int = 6_000_000
+    blast_deliveries: int = 3_000_000
     slow_clients: int = 100
     slow_duration_s: float = 6.0
     slow_grace_s: float = 10.0
