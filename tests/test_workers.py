@@ -272,13 +272,16 @@ def known(observer: IrcClient, nick: str) -> bool:
 
 
 @needs_cluster
-def test_workers_share_one_port_talk_across_nodes_restart_and_stop(redis_url: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", ["selectors", "threads"])
+def test_workers_share_one_port_talk_across_nodes_restart_and_stop(
+    backend: str, redis_url: str, tmp_path: Path
+) -> None:
     port = free_port()
     log = tmp_path / "chatd.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "chatd", "--workers", "2", "--cluster", redis_url, "--port", str(port),
-             "--node-id", "wk", "--no-persist"],
+             "--node-id", "wk", "--no-persist", "--backend", backend],
             stderr=out,
             cwd=REPO,
         )  # fmt: skip
