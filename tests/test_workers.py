@@ -148,7 +148,8 @@ def node_behind(port: int) -> str:
         return sock.makefile().readline().strip()
 
 
-def test_supervisor_restarts_a_killed_child_and_stops_on_sigterm(stub_supervisor) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT])
+def test_supervisor_restarts_a_killed_child_and_stops_on_a_signal(stub_supervisor, stop_signal: int) -> None:  # type: ignore[no-untyped-def]
     port = free_port()
     process, log = stub_supervisor(port)
     wait_until(lambda: "all 2 workers ready" in log.read_text(), "both stub children ready")
@@ -163,7 +164,7 @@ def test_supervisor_restarts_a_killed_child_and_stops_on_sigterm(stub_supervisor
     assert gone(first)
 
     children = [started_pids(log, 1)[-1], started_pids(log, 2)[-1]]
-    process.send_signal(signal.SIGTERM)
+    process.send_signal(stop_signal)  # forwarded to each child as SIGTERM
     assert process.wait(DEADLINE_S) == 0, log.read_text()
     assert all(gone(pid) for pid in children)
     assert "all workers stopped" in log.read_text()
