@@ -322,6 +322,10 @@ def test_plain_clients_invites_and_kills_cross_nodes(backend: str, redis: RedisS
         assert bob.expect("JOIN", "473").command == "JOIN"
         bob.send("OPER root secret")
         bob.expect("381")
+        alice.send("MODE alice +w")
+        alice.expect("MODE")
+        bob.send("WALLOPS :hear ye")
+        assert expect_from(alice, "WALLOPS", "bob").params == ("hear ye",)
         bob.send("KILL alice :enough")
         assert [m.command for m in alice.until("ERROR") if m.command in ("KILL", "ERROR")] == ["KILL", "ERROR"]
         assert "Killed (bob (enough))" in expect_from(bob, "QUIT", "alice").params[0]

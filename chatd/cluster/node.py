@@ -52,6 +52,7 @@ from chatd.cluster.resp import RespError
 from chatd.core.channel import Ban, Channel
 from chatd.core.client import Client, Mode
 from chatd.core.commands.channels import kick, part, set_topic
+from chatd.core.commands.oper import send_wallops
 from chatd.core.commands.registration import apply_nick
 from chatd.core.event import Event
 from chatd.core.hub import Hub
@@ -246,6 +247,7 @@ class ClusterNode:
             "pm": self._on_pm,
             "invite": self._on_invite,
             "kill": self._on_kill,
+            "wallops": self._on_wallops,
             "hb": self._on_heartbeat,
         }
 
@@ -415,6 +417,9 @@ class ClusterNode:
 
     def invited(self, client: Client, target: Client, channel: Channel) -> None:
         self._publish({"t": "invite", "u": client.uid, "k": target.uid, "c": channel.name}, to=target.node)
+
+    def wallops(self, client: Client, line: str) -> None:
+        self._publish({"t": "wallops", "line": line})
 
     def killed(self, client: Client, target: Client, reason: str) -> None:
         self._publish(
@@ -927,6 +932,9 @@ class ClusterNode:
             target.send(f"* {source.nick} invites you to {channel.name}\n".encode())
         else:
             self.hub.send_line(target, format_message("INVITE", target.nick or "", channel.name, source=source.prefix))
+
+    def _on_wallops(self, node: RemoteNode, event: dict[str, Any]) -> None:
+        send_wallops(self.hub, event["line"])
 
     def _on_kill(self, node: RemoteNode, event: dict[str, Any]) -> None:
         target = self._local_by_uid(event["k"])

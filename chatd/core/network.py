@@ -66,6 +66,10 @@ class Network(Protocol):
         """``target`` is a user of another node."""
         ...
 
+    def wallops(self, client: Client, line: str) -> None:
+        """An operator sent WALLOPS: the other nodes' +w users get ``line`` too."""
+        ...
+
     def killed(self, client: Client, target: Client, reason: str) -> None:
         """An operator killed ``target``, a user of another node."""
         ...

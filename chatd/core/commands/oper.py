@@ -55,7 +55,15 @@ def handle_kill(hub: Hub, client: Client, message: Message) -> None:
 def handle_wallops(hub: Hub, client: Client, message: Message) -> None:
     if not _is_operator(hub, client):
         return
-    data = format_message("WALLOPS", message.params[0], source=client.prefix).encode() + b"\r\n"
+    line = format_message("WALLOPS", message.params[0], source=client.prefix)
+    send_wallops(hub, line)
+    if hub.cluster is not None:
+        hub.cluster.wallops(client, line)
+
+
+def send_wallops(hub: Hub, line: str) -> None:
+    """Deliver a WALLOPS line to every local user with +w."""
+    data = line.encode() + b"\r\n"
     for other in list(hub.clients.values()):
         if "w" in other.user_modes and other.registered:
             other.send(data)
