@@ -64,6 +64,9 @@ log = logging.getLogger("chatd")
 
 GUEST_PREFIX = "Guest"
 
+_encode_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+"""Built once: ``json.dumps`` with options makes a new encoder for every message."""
+
 # Every script takes the key prefix last in ARGV. ``<prefix>:nickat`` maps each claimed nick to
 # when its holder took it (wall clock), so a clash after an outage is settled for the older claim.
 
@@ -259,7 +262,7 @@ class ClusterNode:
     def _publish(self, payload: dict[str, Any], to: str | None = None) -> None:
         payload["n"] = self.node_id
         channel = self.events_channel if to is None else f"{self.prefix}:to:{to}"
-        self._command("PUBLISH", channel, json.dumps(payload, separators=(",", ":"), ensure_ascii=False))
+        self._command("PUBLISH", channel, _encode_json(payload))
 
     def _nick_key(self, key: str) -> str:
         return f"{self.prefix}:nick:{key}"
