@@ -418,6 +418,30 @@ def test_killed_node_users_quit_and_their_nicks_come_free(backend: str, redis: R
             process.wait(DEADLINE_S)
 
 
+def test_a_crashed_node_restarted_at_once_replaces_its_old_self(backend: str, redis: RedisServer) -> None:
+    with cluster_node(backend, redis, "a") as a:
+        alice = a.client("alice")
+        process, port = start_node_process(redis, "phoenix")
+        try:
+            victim = IrcClient(("127.0.0.1", port), "victim")
+            sees(alice, "victim")
+            process.send_signal(signal.SIGKILL)
+            process.wait(DEADLINE_S)
+            victim.wait_closed()
+            process, port = start_node_process(redis, "phoenix")  # same id, before anyone timed it out
+            # Its HELLO says who it has now (nobody): the old users QUIT, their nicks are free again.
+            again = IrcClient(("127.0.0.1", port))
+            wait_until(
+                lambda: not node_of(a).nodes.get("phoenix", None) or not node_of(a).nodes["phoenix"].users,
+                "old users gone",
+            )
+            assert again.register("victim")[0].command == "001"
+            sees(alice, "victim")
+        finally:
+            process.kill()
+            process.wait(DEADLINE_S)
+
+
 def test_restarted_node_rejoins(backend: str, redis: RedisServer) -> None:
     with cluster_node(backend, redis, "a") as a:
         alice = a.client("alice")
