@@ -19,6 +19,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from chatd.backends.base import (
     ACCEPT_BACKOFF_MAX_S,
@@ -37,6 +38,9 @@ from chatd.core import Client
 from chatd.core.channel import Channel
 from chatd.core.event import Event
 from chatd.protocol.framing import LineReader
+
+if TYPE_CHECKING:
+    from chatd.cluster import Cluster
 
 log = logging.getLogger("chatd")
 
@@ -347,7 +351,7 @@ class SelectorsServer:
         self._posted: deque[Callable[[], None]] = deque()
         self._posted_lock = threading.Lock()
         self._posted_wake_sent = False
-        self._cluster = None
+        self._cluster: Cluster | None = None
         if settings.cluster is not None:
             from chatd.cluster import Cluster
 

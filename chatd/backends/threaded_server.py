@@ -16,6 +16,7 @@ import ssl
 import threading
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from chatd.backends.base import (
     ACCEPT_BACKOFF_MAX_S,
@@ -32,6 +33,9 @@ from chatd.backends.base import (
 from chatd.backends.tls import TlsSession
 from chatd.core import Client
 from chatd.protocol.framing import LineReader
+
+if TYPE_CHECKING:
+    from chatd.cluster import Cluster
 
 log = logging.getLogger("chatd")
 
@@ -232,7 +236,7 @@ class ThreadedServer:
         self._timer_wake = threading.Event()
         self.address: tuple[str, int] = (settings.host, settings.port)
         self.tls_address: tuple[str, int] | None = None
-        self._cluster = None
+        self._cluster: Cluster | None = None
         if settings.cluster is not None:
             from chatd.cluster import Cluster
 
