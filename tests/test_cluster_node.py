@@ -187,3 +187,17 @@ def test_a_nick_yielded_to_an_older_claim_renames_the_local_user() -> None:
     nick = [m for m in seen.messages() if m.command == "NICK"]
     assert nick and nick[0].params[0].startswith("Guest")
     assert world.hub.find_client("twin").node == "there"  # type: ignore[union-attr]
+
+
+def test_a_join_brings_the_channel_state_where_the_channel_is_new() -> None:
+    world = World()
+    world.feed("there", "burst", users=[remote_user("t.1", "bob")], chans=[])
+    state = {
+        "created": 5, "topic": "from there", "by": "bob!~u@10.0.0.2", "at": 7, "modes": "imnt",
+        "key": "k3y", "limit": 9, "bans": [["*!*@bad", "bob", 6]],
+    }  # fmt: skip
+    world.feed("there", "join", u="t.1", c="#new", p="@", s=state)
+    channel = world.hub.find_channel("#new")
+    assert channel is not None
+    assert (channel.topic, channel.modes, channel.mode_key, channel.limit) == ("from there", set("imnt"), "k3y", 9)
+    assert [ban.mask for ban in channel.bans] == ["*!*@bad"]

@@ -348,7 +348,17 @@ class ClusterNode:
             self._publish({"t": "quit", "u": client.uid, "r": reason})
 
     def joined(self, client: Client, channel: Channel) -> None:
-        self._publish({"t": "join", "u": client.uid, "c": channel.name, "p": channel.prefix_of(client, every=True)})
+        # The channel's state travels along: a node where it is new (or only remote users
+        # are in it) takes it, rather than what its own history remembers of the name.
+        self._publish(
+            {
+                "t": "join",
+                "u": client.uid,
+                "c": channel.name,
+                "p": channel.prefix_of(client, every=True),
+                "s": self._channel_state(channel),
+            }
+        )
 
     def parted(self, client: Client, channel: Channel, reason: str) -> None:
         self._publish({"t": "part", "u": client.uid, "c": channel.name, "r": reason})
@@ -846,6 +856,8 @@ class ClusterNode:
             return
         channel = self.hub.join(client, event["c"])
         self._set_prefix(channel, client, event.get("p", ""))
+        if "s" in event:
+            self._adopt_state(channel, event["s"])
 
     def _on_part(self, node: RemoteNode, event: dict[str, Any]) -> None:
         client = node.users.get(event["u"])
