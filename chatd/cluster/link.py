@@ -35,7 +35,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from chatd.cluster.config import ClusterSettings
-from chatd.cluster.resp import NEED_MORE, RespError, RespParser, RespValue, encode_command
+from chatd.cluster.resp import NEED_MORE, ProtocolError, RespError, RespParser, RespValue, encode_command
 
 log = logging.getLogger("chatd")
 
@@ -44,6 +44,8 @@ MAX_QUEUED_BYTES = 32 << 20
 """Commands queued while Redis is slow; past this the link is reset and the node resynchronises
 instead of growing without bound."""
 BACKOFF_MIN_S = 0.1
+STABLE_LINK_S = 10.0
+"""A link up this long counts as healthy again: its next failure reconnects without waiting."""
 STOP_FLUSH_S = 1.0
 """How long a stopping link waits for the replies of its last commands (the goodbye)."""
 
@@ -64,6 +66,10 @@ Post = Callable[[Callable[[], None]], None]
 
 class LinkError(Exception):
     """The link is unusable (no answer in time, a handshake refused, queue overflow)."""
+
+
+FAILURES = (OSError, LinkError, ProtocolError, ValueError)
+"""What a broken, refused or garbled connection raises; each is an outage, never a crash."""
 
 
 class LinkHandler(Protocol):
@@ -145,37 +151,45 @@ class RedisLink:
         down_since: float | None = None
         attempt = 0
         while not self._stopping.is_set():
+            if attempt:
+                ceiling = min(settings.backoff_max_s, BACKOFF_MIN_S * 2**attempt)
+                if self._stopping.wait(ceiling * random.uniform(0.5, 1.0)):
+                    break
             try:
                 self._connect()
-            except (OSError, LinkError, ValueError) as error:
+            except FAILURES as error:
                 self._close_sockets()
                 if down_since is None:
                     down_since = time.monotonic()
                     log.warning("cluster: Redis at %s unreachable (%s); local chat goes on, retrying", address, error)
                 attempt += 1
-                ceiling = min(settings.backoff_max_s, BACKOFF_MIN_S * 2**attempt)
-                self._stopping.wait(ceiling * random.uniform(0.5, 1.0))
                 continue
             if down_since is not None:
                 log.warning("cluster: Redis at %s reachable again after %.1fs", address, time.monotonic() - down_since)
             else:
                 log.info("cluster: connected to Redis at %s", address)
             down_since = None
-            attempt = 0
+            connected_at = time.monotonic()
             with self._lock:
                 self._up = True
                 self._overflow = False
             self.post(self.handler.link_up)
             try:
                 self._serve()
-            except (OSError, LinkError, ValueError) as error:
+            except FAILURES as error:
                 if not self._stopping.is_set():
                     down_since = time.monotonic()
                     log.warning(
                         "cluster: lost the Redis link to %s (%s); local chat goes on, reconnecting", address, error
                     )
+            except Exception:  # a bug: say so loudly, then carry on as after any failure
+                log.exception("cluster: the Redis link failed")
+                down_since = time.monotonic()
             finally:
                 self._go_down()
+            # A link that failed soon after coming up (Redis accepting, then dropping us) keeps
+            # backing off; one that served a while reconnects at once.
+            attempt = attempt + 1 if time.monotonic() - connected_at < STABLE_LINK_S else 0
         self._close_sockets()
 
     def _go_down(self) -> None:
