@@ -37,7 +37,7 @@ pytestmark = pytest.mark.skipif(
 )
 
 HEARTBEAT_S = 0.2
-NODE_TIMEOUT_S = 2.0
+NODE_TIMEOUT_S = 3.0
 POLL_S = 0.02
 
 

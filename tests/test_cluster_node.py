@@ -161,9 +161,12 @@ def test_events_from_an_unknown_node_ask_it_for_a_burst() -> None:
     alice, seen = world.connect("alice")
     world.hub.receive(alice, [b"JOIN #x"])
     seen.messages()
-    world.feed("ghost", "msg", c="#x", line=":ghost!~u@h PRIVMSG #x :boo", plain="ghost: boo", id="1", at=1.0)
-    assert not seen.messages()  # nothing from a node whose users we do not know
+    world.feed("ghost", "join", u="g.1", c="#x", p="")
+    assert not seen.messages()  # a node whose users we do not know changes nothing
     assert world.link.published("chatd:to:ghost")[-1]["t"] == "sync"
+    world.feed("ghost", "msg", c="#x", line=":ghost!~u@h PRIVMSG #x :boo", plain="ghost: boo", id="1", at=1.0)
+    assert [m.params for m in seen.messages()] == [("#x", "boo")]  # but its messages get through
+    assert "ghost" not in world.node.nodes
 
 
 def test_a_remote_channel_message_reaches_local_members_once_with_its_msgid() -> None:

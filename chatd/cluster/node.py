@@ -64,6 +64,9 @@ log = logging.getLogger("chatd")
 
 GUEST_PREFIX = "Guest"
 
+NEEDS_NO_REPLICA = frozenset({"msg", "pm", "wallops", "kill"})
+"""Events applied even from a node whose users we do not know (yet, or any more)."""
+
 _encode_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 """Built once: ``json.dumps`` with options makes a new encoder for every message."""
 
@@ -552,8 +555,12 @@ class ClusterNode:
             return
         node = self.nodes.get(sender)
         if node is None:
+            # A node we hold no replica of (new, or one we took for dead): ask for its burst.
+            # Messages need nothing of its users, so they are delivered meanwhile.
             self._request_sync(sender)
-            return
+            if kind not in NEEDS_NO_REPLICA:
+                return
+            node = RemoteNode(sender, self.hub.clock())
         node.last_heard = self.hub.clock()
         handler = self._handlers.get(kind)
         if handler is not None:
