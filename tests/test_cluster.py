@@ -38,6 +38,9 @@ pytestmark = pytest.mark.skipif(
 
 HEARTBEAT_S = 0.2
 NODE_TIMEOUT_S = 3.0
+"""For the tests about dead nodes: short, so a death is seen in seconds."""
+PATIENT_TIMEOUT_S = 15.0
+"""For every other test: a loaded machine can stall a node for seconds, which must not pass for a death."""
 POLL_S = 0.02
 
 
@@ -105,12 +108,12 @@ def redis() -> Iterator[RedisServer]:
         server.kill()
 
 
-def cluster_settings(redis: RedisServer, node_id: str) -> ClusterSettings:
+def cluster_settings(redis: RedisServer, node_id: str, node_timeout_s: float) -> ClusterSettings:
     return ClusterSettings(
         redis=RedisAddress("127.0.0.1", redis.port),
         node_id=node_id,
         heartbeat_s=HEARTBEAT_S,
-        node_timeout_s=NODE_TIMEOUT_S,
+        node_timeout_s=node_timeout_s,
         redis_timeout_s=1.0,
         backoff_max_s=0.3,
     )
@@ -123,10 +126,15 @@ def node_of(server: RunningServer) -> ClusterNode:
 
 
 @contextmanager
-def cluster_node(backend: str, redis: RedisServer, node_id: str, **config: Any) -> Iterator[RunningServer]:
+def cluster_node(
+    backend: str, redis: RedisServer, node_id: str, node_timeout_s: float = PATIENT_TIMEOUT_S, **config: Any
+) -> Iterator[RunningServer]:
     """An in-process node, returned once it is linked to Redis and has said HELLO."""
     settings = BackendSettings(
-        host="127.0.0.1", port=0, config=ServerConfig(**config), cluster=cluster_settings(redis, node_id)
+        host="127.0.0.1",
+        port=0,
+        config=ServerConfig(**config),
+        cluster=cluster_settings(redis, node_id, node_timeout_s),
     )
     server = RunningServer(backend, settings)
     server.thread.start()
@@ -221,7 +229,9 @@ def test_names_whois_who_list_see_remote_users(backend: str, redis: RedisServer)
         joined(alice, "#x")
         alice.send("AWAY :lunch")
         alice.expect("306")
-        sees(bob, "alice")
+        sees(alice, "bob")
+        alice.send("PRIVMSG bob :after all that")  # a node's events arrive in order: this one comes last
+        assert bob.expect("PRIVMSG").params == ("bob", "after all that")
         bob.send("NAMES #x")
         assert bob.expect("353").params[-1] == "@alice"
         bob.send("LUSERS")
@@ -251,6 +261,7 @@ def test_topic_and_modes_seen_across_nodes(backend: str, redis: RedisServer) -> 
         joined(alice, "#x")
         sees_member(bob, "#x", "alice")  # else bob could found his own #x before alice's JOIN arrives
         joined(bob, "#x")
+        expect_from(alice, "JOIN", "bob")  # and alice's node must know him before she gives him +v
         alice.send("TOPIC #x :hello world")
         assert bob.expect("TOPIC").params == ("#x", "hello world")
         bob.send("TOPIC #x")
@@ -392,7 +403,7 @@ def test_without_redis_a_node_serves_locally_logs_once_and_joins_later(redis: Re
 
 
 def test_killed_node_users_quit_and_their_nicks_come_free(backend: str, redis: RedisServer) -> None:
-    with cluster_node(backend, redis, "a") as a:
+    with cluster_node(backend, redis, "a", NODE_TIMEOUT_S) as a:
         process, port = start_node_process(redis, "doomed")
         try:
             alice = a.client("alice")
@@ -554,7 +565,10 @@ def test_a_node_cut_off_alone_is_dropped_then_rejoins(backend: str, redis: Redis
     behind_proxy = RedisServer.__new__(RedisServer)  # only its port is used: node a reaches Redis through the proxy
     behind_proxy.port = proxy.port
     try:
-        with cluster_node(backend, behind_proxy, "a") as a, cluster_node(backend, redis, "b") as b:
+        with (
+            cluster_node(backend, behind_proxy, "a", NODE_TIMEOUT_S) as a,
+            cluster_node(backend, redis, "b", NODE_TIMEOUT_S) as b,
+        ):
             linked(a, b)
             alice, bob = a.client("alice"), b.client("bob")
             joined(alice, "#x")
