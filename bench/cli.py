@@ -11,10 +11,11 @@ from pathlib import Path
 from typing import NoReturn
 
 from bench import report
+from bench.cluster import cluster_missing
 from bench.contenders import CONTENDER_NAMES, find
 from bench.loadgen import raise_nofile_limit
 from bench.progress import Progress
-from bench.scenarios import SCENARIOS, Plan, Row, cases_for, run_case
+from bench.scenarios import ALL_SCENARIOS, CLUSTER_SCENARIOS, SCENARIOS, Plan, Row, cases_for, run_case
 
 DEFAULT_SERVERS = tuple(name for name in CONTENDER_NAMES if name != "selectors+history")
 """Everything but the history variant, which answers a question of its own (--servers selectors,selectors+history)."""
@@ -80,13 +81,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--scenarios",
-        type=_names(SCENARIOS, "scenario"),
-        help=f"comma-separated scenarios (default: {', '.join(SCENARIOS)})",
+        type=_names(ALL_SCENARIOS, "scenario"),
+        help=f"comma-separated scenarios (default: {', '.join(ALL_SCENARIOS)}; with --quick: {', '.join(SCENARIOS)})",
     )
     parser.add_argument(
         "--clients",
         type=_counts,
-        help="comma-separated channel sizes for fanout, blast and pairs (default 10,100,500,1000)",
+        help="comma-separated channel sizes for fanout, blast, pairs and cluster (default 10,100,500,1000; "
+        "cluster 100)",
     )
     parser.add_argument(
         "--idle", type=_counts_idle, help="comma-separated idle client counts (default 1000,5000,10000)"
@@ -121,6 +123,7 @@ def make_plan(args: argparse.Namespace) -> Plan:
     changes = {}
     if args.clients:
         changes["clients"] = args.clients
+        changes["cluster_clients"] = args.clients
     if args.idle:
         changes["idle_counts"] = args.idle
     if args.duration is not None:
@@ -138,21 +141,39 @@ def run(
     plan: Plan,
     progress: Progress | None = None,
 ) -> tuple[list[Row], dict[str, str]]:
-    """Run every case on every available server; return the rows and the skipped servers."""
+    """Run every case on every available server; return the rows and the skipped servers.
+
+    The cluster scenario runs only on the chatd backends that have ``--cluster``, and only
+    where redis-server is installed; the others are listed as skipped for it, with the reason.
+    """
     raise_nofile_limit()
     contenders = find(list(servers))
     skipped = {c.name: reason for c in contenders if (reason := c.missing())}
     runnable = [c for c in contenders if c.name not in skipped]
     cases = cases_for(list(scenarios), plan)
-    total = len(runnable) * len(cases)
+    no_cluster = (
+        {c.name: reason for c in runnable if (reason := cluster_missing(c))}
+        if set(CLUSTER_SCENARIOS) & set(scenarios)
+        else {}
+    )
+    # Peers have no cluster mode at all: that needs no line in the report.
+    chatd_names = {c.name for c in runnable if c.is_chatd}
+    skipped.update({f"{name} (cluster)": why for name, why in no_cluster.items() if name in chatd_names})
+    work = [
+        (case, contender)
+        for case in cases
+        for contender in runnable
+        if not (case.scenario in CLUSTER_SCENARIOS and contender.name in no_cluster)
+    ]
+    total = len(work)
     rows: list[Row] = []
     if progress:
         progress.start(total)
-    for case in cases:
-        for contender in runnable:
-            if progress:
-                progress.step(f"{case.scenario} N={case.clients} {contender.name}")
-            rows.append(run_case(contender, case, plan))
+    for case, contender in work:
+        if progress:
+            nodes = f" nodes={case.nodes}" if case.scenario in CLUSTER_SCENARIOS else ""
+            progress.step(f"{case.scenario} N={case.clients}{nodes} {contender.name}")
+        rows.append(run_case(contender, case, plan))
     if progress:
         progress.finish()
     return rows, skipped
@@ -169,7 +190,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         build_parser().error("argument --duration: must be between 0.1 and 120 seconds")
     plan = make_plan(args)
     servers = args.servers or (QUICK_SERVERS if args.quick else DEFAULT_SERVERS)
-    scenarios = args.scenarios or SCENARIOS
+    scenarios = args.scenarios or (SCENARIOS if args.quick else ALL_SCENARIOS)
     if args.out is not None:
         try:
             args.out.mkdir(parents=True, exist_ok=True)

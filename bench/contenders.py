@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -158,14 +159,18 @@ def checkout_environment() -> dict[str, str]:
 
 
 class RunningServer:
-    """A started contender: its pid, port and the subprocess to stop."""
+    """A started contender: its pid, port and the subprocess to stop.
 
-    def __init__(self, contender: Contender, sendq_bytes: int) -> None:
+    ``extra_args`` go at the end of a chatd command line (the cluster scenario's
+    ``--cluster URL --node-id ID``).
+    """
+
+    def __init__(self, contender: Contender, sendq_bytes: int, extra_args: Sequence[str] = ()) -> None:
         self.contender = contender
         self.port = free_port(HOST)
         self.tmp = tempfile.TemporaryDirectory(prefix="chatd-bench-")
         self.log_path = Path(self.tmp.name) / "server.log"
-        command = self._command(sendq_bytes)
+        command = [*self._command(sendq_bytes), *extra_args]
         self.log = self.log_path.open("wb")
         self.process = subprocess.Popen(
             command,
@@ -181,6 +186,21 @@ class RunningServer:
     @property
     def address(self) -> tuple[str, int]:
         return (HOST, self.port)
+
+    @property
+    def addresses(self) -> list[tuple[str, int]]:
+        """Where clients may connect: one address here, one per node for a cluster."""
+        return [self.address]
+
+    @property
+    def pids(self) -> list[int]:
+        """The processes whose CPU time and memory count as the server's."""
+        return [self.pid]
+
+    @property
+    def side_pids(self) -> list[int]:
+        """Helper processes measured apart from the server (a cluster's Redis); none here."""
+        return []
 
     def _command(self, sendq_bytes: int) -> list[str]:
         c = self.contender

@@ -14,11 +14,11 @@ from typing import Any
 from bench.loadgen import worker_main
 
 
-def _worker(conn: Connection, parent_end: Connection, address: tuple[str, int], worker_id: int) -> None:
+def _worker(conn: Connection, parent_end: Connection, addresses: list[tuple[str, int]], worker_id: int) -> None:
     # A forked worker inherits the bench's end of its own pipe; closing it here lets
     # the worker see end-of-file, and exit, when the bench goes away.
     parent_end.close()
-    worker_main(conn, address, worker_id)
+    worker_main(conn, addresses, worker_id)
 
 
 class GeneratorError(RuntimeError):
@@ -26,9 +26,14 @@ class GeneratorError(RuntimeError):
 
 
 class Generator:
-    """``processes`` worker processes, each with its own selector loop and clients."""
+    """``processes`` worker processes, each with its own selector loop and clients.
 
-    def __init__(self, address: tuple[str, int], processes: int) -> None:
+    ``address`` is one server, or a list of them (the nodes of a cluster scenario), in which
+    case each setup group says how its clients are spread over them.
+    """
+
+    def __init__(self, address: tuple[str, int] | list[tuple[str, int]], processes: int) -> None:
+        addresses = address if isinstance(address, list) else [address]
         context = multiprocessing.get_context("fork")
         self.pipes: list[Connection] = []
         self.processes: list[Any] = []
@@ -36,7 +41,7 @@ class Generator:
         """Registrations each worker keeps in flight; lower for servers with a tiny listen backlog."""
         for worker_id in range(processes):
             parent, child = context.Pipe()
-            process = context.Process(target=_worker, args=(child, parent, address, worker_id), daemon=True)
+            process = context.Process(target=_worker, args=(child, parent, addresses, worker_id), daemon=True)
             process.start()
             child.close()
             self.pipes.append(parent)

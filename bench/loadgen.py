@@ -6,6 +6,8 @@ on anything but ``select``. Commands (a dict with ``"op"``) and their replies:
 
 - ``setup``: open and register clients (optionally joining a channel), at most
   ``CONNECTS_IN_FLIGHT`` registrations at a time; replies ``ready`` with the time taken.
+  A worker may know several server addresses (the nodes of a cluster); a group then
+  says how its members are spread over them (member ``i`` on node ``(first + i) % nodes``).
 - ``start``: reset CPU and latency baselines and start the load (fan-out senders,
   closed loop or blast, or private pairs); replies ``sent`` when the senders stop.
 - ``expect``: the per-sender totals every receiver must reach; replies ``done``
@@ -20,7 +22,9 @@ Invariants:
 - Timestamps are ``time.monotonic_ns()``, one clock for every process on the machine,
   so latency may be measured across worker processes.
 - Latency is recorded only at probe receivers (a fixed sample) to keep the generator's
-  own cost per delivery small; every delivery is still checked for exactly-once.
+  own cost per delivery small; every delivery is still checked for exactly-once. When
+  ``start`` says which node each sender is on, probe latencies are also kept apart by
+  whether the sender was on the receiver's node or another one (the cluster's Redis hop).
 """
 
 from __future__ import annotations
@@ -77,6 +81,7 @@ class Peer:
         "inbuf",
         "kind",
         "nick",
+        "node",
         "outbuf",
         "partner",
         "probe",
@@ -91,6 +96,7 @@ class Peer:
         self.sock = sock
         self.nick = nick
         self.channel = channel
+        self.node = 0
         self.inbuf = b""
         self.outbuf = bytearray()
         self.wants_write = True
@@ -125,19 +131,22 @@ class Sender:
 class Worker:
     """The event loop of one generator process."""
 
-    def __init__(self, conn: Connection, address: tuple[str, int], worker_id: int) -> None:
+    def __init__(self, conn: Connection, addresses: list[tuple[str, int]], worker_id: int) -> None:
         self.conn = conn
-        self.address = address
+        self.addresses = addresses
         self.worker_id = worker_id
         self.selector = selectors.DefaultSelector()
         self.selector.register(conn.fileno(), selectors.EVENT_READ, None)
         self.peers: list[Peer] = []
-        self.to_connect: list[tuple[bytes, bytes | None, str]] = []
+        self.to_connect: list[tuple[bytes, bytes | None, str, int]] = []
         self.connecting = 0
         self.connect_window = CONNECTS_IN_FLIGHT
         self.setup_started = 0.0
         self.senders: list[Sender] = []
         self.latencies: list[int] = []
+        self.latencies_same: list[int] = []
+        self.latencies_cross: list[int] = []
+        self.sender_nodes: list[int] | None = None
         self.running = False
         self.mode = ""
         self.run_until = 0.0
@@ -172,11 +181,13 @@ class Worker:
             raise ValueError(f"unknown command {op!r}")
 
     def setup(self, command: dict[str, Any]) -> None:
-        """Queue the clients to open: ``groups`` is a list of ``[prefix, count, channel, kind]``."""
-        for prefix, count, channel, kind in command["groups"]:
+        """Queue the clients to open: ``groups`` is a list of ``[prefix, count, channel, kind]``,
+        optionally followed by ``first, nodes``: member ``i`` goes to node ``(first + i) % nodes``."""
+        for prefix, count, channel, kind, *spread in command["groups"]:
             chan = channel.encode() if channel else None
+            first, nodes = spread if spread else (0, 1)
             for index in range(count):
-                self.to_connect.append((f"{prefix}{index}".encode(), chan, kind))
+                self.to_connect.append((f"{prefix}{index}".encode(), chan, kind, (first + index) % nodes))
         self.connect_window = command.get("connect_window", CONNECTS_IN_FLIGHT)
         self.setup_started = time.monotonic()
         self.setup_deadline = self.setup_started + command["timeout_s"]
@@ -189,6 +200,9 @@ class Worker:
         self.slow_grace_s = command.get("slow_grace_s", 0.0)
         self.pad = b" " + b"x" * command["pad"] if command.get("pad") else b""
         self.latencies = []
+        self.latencies_same = []
+        self.latencies_cross = []
+        self.sender_nodes = command.get("sender_nodes")
         self.cpu_start = cpu_seconds()
         self.load_started_ns = time.monotonic_ns()
         self.last_delivery_ns = self.load_started_ns
@@ -254,16 +268,17 @@ class Worker:
 
     def _open_more(self) -> None:
         while self.to_connect and self.connecting < self.connect_window:
-            nick, channel, kind = self.to_connect.pop(0)
+            nick, channel, kind, node = self.to_connect.pop(0)
             sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             if kind == "slow":
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SLOW_RCVBUF_BYTES)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             sock.setblocking(False)
             with contextlib.suppress(BlockingIOError):
-                sock.connect(self.address)
+                sock.connect(self.addresses[node])
             peer = Peer(sock, nick, channel)
             peer.kind = kind
+            peer.node = node
             peer.outbuf += b"NICK %s\r\nUSER %s 0 * :bench client\r\n" % (nick, nick)
             self.peers.append(peer)
             self.connecting += 1
@@ -418,7 +433,11 @@ class Worker:
                 peer.gaps += seq - wanted
                 expect[sid] = seq + 1
             if peer.probe:
-                self.latencies.append(now - int(sent_ns))
+                latency = now - int(sent_ns)
+                self.latencies.append(latency)
+                if self.sender_nodes is not None:
+                    same = self.sender_nodes[sid] == peer.node
+                    (self.latencies_same if same else self.latencies_cross).append(latency)
             if sid in peer.ack_for:
                 sender = self.senders[sid]
                 sender.in_flight -= 1
@@ -548,6 +567,8 @@ class Worker:
             lost_clients=lost_clients,
             round_trips=self.round_trips,
             latencies_ns=self.latencies,
+            latencies_same_ns=self.latencies_same,
+            latencies_cross_ns=self.latencies_cross,
             cpu_s=cpu_seconds() - self.cpu_start,
             first_ns=self.load_started_ns,
             last_ns=self.last_delivery_ns,
@@ -600,8 +621,8 @@ class Worker:
         self.selector.close()
 
 
-def worker_main(conn: Connection, address: tuple[str, int], worker_id: int) -> None:
-    """Entry point of a generator process."""
+def worker_main(conn: Connection, addresses: list[tuple[str, int]], worker_id: int) -> None:
+    """Entry point of a generator process; ``addresses`` are the server's nodes (usually one)."""
     raise_nofile_limit()
     with contextlib.suppress(KeyboardInterrupt, BrokenPipeError, EOFError):
-        Worker(conn, address, worker_id).run()
+        Worker(conn, addresses, worker_id).run()

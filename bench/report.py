@@ -54,6 +54,11 @@ def _notes(row: Row) -> str:
         notes.append(f"registered {extra['registered']}")
     if "slow_cut" in extra:
         notes.append("slow one cut" if extra["slow_cut"] else "slow one NOT cut")
+    if "redis_us_per_delivery" in extra:
+        notes.append(f"redis {extra['redis_us_per_delivery']:.3f} µs/deliv")
+    for where, label in (("same", "same node"), ("cross", "cross node")):
+        if f"{where}_p50_ms" in extra:
+            notes.append(f"{label} p50/p99 {_ms(extra[f'{where}_p50_ms'])}/{_ms(extra[f'{where}_p99_ms'])} ms")
     return "(" + "; ".join(notes) + ")" if notes else ""
 
 
@@ -225,6 +230,7 @@ def summary(rows: list[Row], skipped: dict[str, str]) -> str:
             lambda r: f"p99 {_ms(r.p99_ms)}, {'cut' if r.extra.get('slow_cut') else 'not cut'}, {r.rss_mib:.0f} MiB",
         ),
     )
+    parts += _cluster_section(rows)
     failures = [row for row in rows if not row.ok]
     if failures:
         parts.append("Failed runs:")
@@ -234,3 +240,55 @@ def summary(rows: list[Row], skipped: dict[str, str]) -> str:
     if skipped:
         parts += [f"- skipped {name}: {reason}" for name, reason in skipped.items()]
     return "\n".join(parts)
+
+
+CLUSTER_TITLES = {
+    "cluster": "**Cluster, closed loop** — fan-out with 10 senders, 1 in flight each; latency p50 / p99 ms "
+    "by whether the sender was on the receiver's node",
+    "cluster-blast": "**Cluster, blast** — fan-out with 10 senders pushing as fast as TCP lets them (latency "
+    "there is queueing, so the generator's CPU is shown instead: near 1 CPU-second per second, it is the limit)",
+}
+
+
+def _cluster_section(rows: list[Row]) -> list[str]:
+    """One table per cluster scenario, one row per node count: what spreading one channel over
+    nodes sharing Redis costs, beside one chatd alone."""
+    lines: list[str] = []
+    for scenario, title in CLUSTER_TITLES.items():
+        chosen = [row for row in rows if row.scenario == scenario]
+        if chosen:
+            lines += _cluster_table(title, chosen, blast=scenario == "cluster-blast")
+    return lines
+
+
+def _cluster_table(title: str, chosen: list[Row], *, blast: bool) -> list[str]:
+    last = "gen CPU s / s |" if blast else "same node | cross node |"
+    lines = [
+        f"{title}. Members are spread evenly over the nodes; CPU is summed over the node processes, "
+        "Redis's shown apart.",
+        "",
+        f"| server | N | deliveries/s | nodes µs/delivery | Redis µs/delivery | {last}",
+        "|---|---|---|---|---|" + ("---|" if blast else "---|---|"),
+    ]
+    for row in chosen:
+        if not row.ok:
+            lines.append(f"| {row.server} | {row.clients} | **failed** | | |" + (" |" if blast else " | |"))
+            continue
+        extra = row.extra
+        redis = extra.get("redis_us_per_delivery")
+        head = (
+            f"| {row.server} | {row.clients} | {row.rate:,.0f} | {row.cpu_us_per_delivery or 0:.2f} | "
+            f"{'-' if redis is None else f'{redis:.2f}'} |"
+        )
+        if blast:
+            lines.append(f"{head} {row.gen_cpu_s / row.seconds if row.seconds else 0:.2f} |")
+            continue
+        same = cross = "-"
+        if "same_p50_ms" in extra:
+            same = f"{_ms(extra['same_p50_ms'])} / {_ms(extra['same_p99_ms'])}"
+        elif row.p50_ms is not None:
+            same = f"{_ms(row.p50_ms)} / {_ms(row.p99_ms)}"
+        if "cross_p50_ms" in extra:
+            cross = f"{_ms(extra['cross_p50_ms'])} / {_ms(extra['cross_p99_ms'])}"
+        lines.append(f"{head} {same} | {cross} |")
+    return [*lines, ""]

@@ -12,10 +12,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bench import procstat
+from bench.cluster import ClusterServers
 from bench.contenders import Contender, RunningServer
 from bench.driver import Generator, GeneratorError
 
 SCENARIOS = ("fanout", "blast", "pairs", "idle", "slow")
+"""What ``--quick`` (and CI) runs."""
+CLUSTER_SCENARIOS = ("cluster", "cluster-blast")
+"""The fan-out over 1, 2 and 4 nodes sharing Redis: closed loop (latency, same vs cross node)
+and blast (deliveries/s and CPU per delivery at full load)."""
+ALL_SCENARIOS = (*SCENARIOS, *CLUSTER_SCENARIOS)
+"""Every scenario; the cluster ones need redis-server and start several processes, so they
+stay out of the quick run."""
 SENDERS = 10
 CHANNEL = "#bench"
 DEFAULT_SENDQ_BYTES = 1 << 20
@@ -43,6 +51,9 @@ class Plan:
     """With a slow consumer, the load goes on past the duration until it is cut, at most this long."""
     drain_timeout_s: float = 40.0
     setup_timeout_s: float = 120.0
+    cluster_clients: tuple[int, ...] = (100,)
+    cluster_nodes: tuple[int, ...] = (0, 1, 2, 4)
+    """Node counts of the cluster scenario; 0 is one chatd without --cluster, the baseline."""
 
     @classmethod
     def quick_plan(cls, processes: int = 1) -> Plan:
@@ -57,6 +68,8 @@ class Plan:
             slow_duration_s=1.5,
             drain_timeout_s=15.0,
             setup_timeout_s=20.0,
+            cluster_clients=(20,),
+            cluster_nodes=(0, 2),
         )
 
 
@@ -65,6 +78,8 @@ class Case:
     scenario: str
     clients: int
     sendq_bytes: int = DEFAULT_SENDQ_BYTES
+    nodes: int = 0
+    """Cluster scenario only: chatd nodes sharing one Redis (0: a single chatd without --cluster)."""
 
 
 @dataclass
@@ -111,6 +126,9 @@ def cases_for(scenarios: list[str], plan: Plan) -> list[Case]:
         elif scenario == "slow":
             sendq = 64 << 10 if plan.quick else DEFAULT_SENDQ_BYTES
             cases.append(Case("slow", plan.slow_clients, sendq))
+        elif scenario in CLUSTER_SCENARIOS:
+            sendq = BLAST_SENDQ_BYTES if scenario == "cluster-blast" else DEFAULT_SENDQ_BYTES
+            cases += [Case(scenario, n, sendq, k) for n in plan.cluster_clients for k in plan.cluster_nodes]
     return cases
 
 
@@ -121,15 +139,31 @@ def percentile(sorted_values: list[int], fraction: float) -> float:
     return sorted_values[index] / 1e6
 
 
+def server_label(contender: Contender, case: Case) -> str:
+    """The row's server column: the contender, and for the cluster scenario how many nodes."""
+    if case.scenario not in CLUSTER_SCENARIOS:
+        return contender.name
+    if case.nodes == 0:
+        return f"{contender.name} alone"
+    return f"{contender.name} {case.nodes} node{'s' if case.nodes > 1 else ''}"
+
+
 def run_case(contender: Contender, case: Case, plan: Plan) -> Row:
     """Start the server, apply the load, judge the deliveries, stop the server."""
-    row = Row(case.scenario, contender.name, case.clients, contender.settings(case.sendq_bytes))
-    server: RunningServer | None = None
+    settings = contender.settings(case.sendq_bytes)
+    if case.scenario in CLUSTER_SCENARIOS and case.nodes:
+        nodes = f"{case.nodes} node{'s' if case.nodes > 1 else ''}"
+        settings = f"{settings}, {nodes} with --cluster (redis-server --save '' --appendonly no)"
+    row = Row(case.scenario, server_label(contender, case), case.clients, settings)
+    server: RunningServer | ClusterServers | None = None
     try:
-        server = RunningServer(contender, case.sendq_bytes)
+        if case.scenario in CLUSTER_SCENARIOS and case.nodes:
+            server = ClusterServers(contender, case.sendq_bytes, case.nodes)
+        else:
+            server = RunningServer(contender, case.sendq_bytes)
         server.wait_ready()
         processes = max(1, min(plan.processes, case.clients // 20 or 1))
-        with Generator(server.address, processes) as generator:
+        with Generator(server.addresses, processes) as generator:
             generator.connect_window = contender.connect_window
             if case.scenario in ("fanout", "blast", "slow"):
                 _fanout(server, generator, case, plan, row)
@@ -137,6 +171,8 @@ def run_case(contender: Contender, case: Case, plan: Plan) -> Row:
                 _pairs(server, generator, case, plan, row)
             elif case.scenario == "idle":
                 _idle(server, generator, case, plan, row)
+            elif case.scenario in CLUSTER_SCENARIOS:
+                _cluster(server, generator, case, plan, row)
             else:
                 raise ValueError(f"unknown scenario {case.scenario!r}")
     except (RuntimeError, OSError) as error:
@@ -188,8 +224,29 @@ def _fanout(server: RunningServer, generator: Generator, case: Case, plan: Plan,
             row.fail("the slow consumer was not cut at its sendq")
 
 
+def _cpu(pids: list[int]) -> float:
+    return sum(procstat.cpu_seconds(pid) for pid in pids)
+
+
+def _cluster(server: RunningServer | ClusterServers, generator: Generator, case: Case, plan: Plan, row: Row) -> None:
+    """The fan-out (closed loop, or blast) with its members spread evenly over the nodes."""
+    run_fanout(
+        server,
+        generator,
+        plan,
+        row,
+        members=case.clients,
+        senders=min(SENDERS, case.clients),
+        mode="blast" if case.scenario == "cluster-blast" else "closed",
+        window=plan.window,
+        duration_s=plan.duration_s,
+        nodes=max(1, case.nodes),
+    )
+    row.extra["nodes"] = case.nodes
+
+
 def run_fanout(
-    server: RunningServer,
+    server: RunningServer | ClusterServers,
     generator: Generator,
     plan: Plan,
     row: Row,
@@ -202,33 +259,53 @@ def run_fanout(
     pad: int = 0,
     slow: bool = False,
     prefix: str = "",
+    nodes: int | None = None,
 ) -> dict[str, Any]:
-    """N members in one channel, ``senders`` of them sending; fills ``row`` with the figures."""
+    """N members in one channel, ``senders`` of them sending; fills ``row`` with the figures.
+
+    With ``nodes``, members are dealt to the server's addresses in turn (member ``j`` in
+    joining order on node ``j % nodes``) and latency is also split by same/other node.
+    """
     workers = len(generator.pipes)
     final_is_sender = members == senders
     head_senders = senders - 1 if final_is_sender else senders
     rest = members - senders - (0 if final_is_sender else 1)
     shares = _split(rest, workers) if workers > 1 else [rest]
+    spread = nodes or 1
+    placed = 0
+
+    def group(name: str, count: int, kind: str = "recv") -> list[Any]:
+        """A setup group whose members continue the round-robin over the nodes."""
+        nonlocal placed
+        first = placed
+        placed += count
+        return [name, count, CHANNEL, kind, first % spread, spread]
+
     # Other workers' members join first; worker 0 (the senders and the acknowledging
     # last member, which the server serves last) joins after them.
     for worker_id in range(1, workers):
         if shares[worker_id]:
-            _setup(generator, worker_id, [[f"{prefix}r{worker_id}x", shares[worker_id], CHANNEL, "recv"]], plan)
+            _setup(generator, worker_id, [group(f"{prefix}r{worker_id}x", shares[worker_id])], plan)
     groups: list[list[Any]] = []
     if slow:
-        groups.append([f"{prefix}slow", 1, CHANNEL, "slow"])
-    groups.append([f"{prefix}s", head_senders, CHANNEL, "recv"])
+        groups.append(group(f"{prefix}slow", 1, "slow"))
+    senders_first = placed
+    groups.append(group(f"{prefix}s", head_senders))
     if shares[0]:
-        groups.append([f"{prefix}r0x", shares[0], CHANNEL, "recv"])
+        groups.append(group(f"{prefix}r0x", shares[0]))
     _setup(generator, 0, groups, plan)
-    _setup(generator, 0, [[f"{prefix}z", 1, CHANNEL, "recv"]], plan)
+    last_node = placed % spread
+    _setup(generator, 0, [group(f"{prefix}z", 1)], plan)
     sender_ids = [[sid, f"{prefix}s{sid}"] for sid in range(head_senders)]
+    sender_nodes = [(senders_first + sid) % spread for sid in range(head_senders)]
     if final_is_sender:
         sender_ids.append([senders - 1, f"{prefix}z0"])
+        sender_nodes.append(last_node)
     count = max(20, plan.blast_deliveries // max(1, senders * (members - 1)))
     everyone = list(range(workers))
 
-    cpu_before = procstat.cpu_seconds(server.pid)
+    cpu_before = _cpu(server.pids)
+    side_before = _cpu(server.side_pids)
     for worker_id in everyone:
         generator.send(
             worker_id,
@@ -241,21 +318,34 @@ def run_fanout(
             count=count,
             pad=pad,
             slow_grace_s=plan.slow_grace_s,
+            sender_nodes=sender_nodes if nodes else None,
         )
     sent_replies = generator.collect(everyone, "sent", duration_s + plan.drain_timeout_s + 60)
     sent = sent_replies[0]["sent"]
     for worker_id in everyone:
         generator.send(worker_id, "expect", sent=sent, timeout_s=plan.drain_timeout_s)
     done = generator.collect(everyone, "done", plan.drain_timeout_s + 30)
-    cpu_after = procstat.cpu_seconds(server.pid)
+    cpu_after = _cpu(server.pids)
+    side_after = _cpu(server.side_pids)
 
     expected = sum(total for _, total in sent) * (members - 1)
-    _fill(row, done, cpu_after - cpu_before, server.pid, expected)
+    _fill(row, done, cpu_after - cpu_before, server.pids, expected)
+    if server.side_pids:
+        row.extra["redis_cpu_s"] = side_after - side_before
+        if row.deliveries:
+            row.extra["redis_us_per_delivery"] = (side_after - side_before) / row.deliveries * 1e6
+    if nodes:
+        for where in ("same", "cross"):
+            values = sorted(v for d in done for v in d.get(f"latencies_{where}_ns", []))
+            row.extra[f"{where}_samples"] = len(values)
+            if values:
+                row.extra[f"{where}_p50_ms"] = percentile(values, 0.50)
+                row.extra[f"{where}_p99_ms"] = percentile(values, 0.99)
     row.senders, row.window = senders, window if mode == "closed" else 0
     return {"slow_cut": done[0]["slow_cut"]}
 
 
-def _fill(row: Row, done: list[dict[str, Any]], server_cpu_s: float, pid: int, expected: int) -> None:
+def _fill(row: Row, done: list[dict[str, Any]], server_cpu_s: float, pids: list[int], expected: int) -> None:
     deliveries = sum(d["deliveries"] for d in done)
     dups = sum(d["dups"] for d in done)
     gaps = sum(d["gaps"] for d in done)
@@ -273,7 +363,7 @@ def _fill(row: Row, done: list[dict[str, Any]], server_cpu_s: float, pid: int, e
     row.server_cpu_s = server_cpu_s
     row.cpu_us_per_delivery = server_cpu_s / deliveries * 1e6 if deliveries else None
     row.gen_cpu_s = sum(d["cpu_s"] for d in done)
-    row.rss_mib = procstat.rss_bytes(pid) / (1 << 20)
+    row.rss_mib = sum(procstat.rss_bytes(pid) for pid in pids) / (1 << 20)
     if dups or gaps or missing or deliveries != expected:
         row.fail(f"delivery: {deliveries} of {expected} expected, {dups} duplicated, {gaps} skipped, {missing} missing")
     if lost_clients:
@@ -292,13 +382,13 @@ def _pairs(server: RunningServer, generator: Generator, case: Case, plan: Plan, 
             groups = [[f"a{worker_id}x", share, None, "pair-a"], [f"b{worker_id}x", share, None, "pair-b"]]
             _setup(generator, worker_id, groups, plan)
     active = [w for w, share in enumerate(shares) if share]
-    cpu_before = procstat.cpu_seconds(server.pid)
+    cpu_before = _cpu(server.pids)
     for worker_id in active:
         generator.send(worker_id, "start", mode="pairs", duration_s=plan.duration_s)
     done = generator.collect(active, "done", plan.duration_s + plan.drain_timeout_s + 30)
-    cpu_after = procstat.cpu_seconds(server.pid)
+    cpu_after = _cpu(server.pids)
     round_trips = sum(d["round_trips"] for d in done)
-    _fill(row, done, cpu_after - cpu_before, server.pid, expected=2 * round_trips)
+    _fill(row, done, cpu_after - cpu_before, server.pids, expected=2 * round_trips)
     row.extra["round_trips_per_s"] = round_trips / row.seconds if row.seconds else 0.0
     row.senders = pairs
 

@@ -8,7 +8,9 @@ import datetime
 import getpass
 import logging
 import os
+import re
 import signal
+import socket
 import ssl
 import sys
 from collections.abc import Callable, Sequence
@@ -19,10 +21,12 @@ from chatd import __version__
 from chatd.backends import BackendSettings, create_server
 from chatd.backends.base import ALL_BACKENDS
 from chatd.backends.tls import server_context
+from chatd.cluster.config import NODE_ID_PATTERN, ClusterSettings, default_node_id, parse_redis_url
 from chatd.config_file import ConfigFile, ConfigFileError, load_config_file
 from chatd.core import ServerConfig
 from chatd.core.passwords import hash_password
 from chatd.history import History, HistoryStoreError, SqliteStore
+from chatd.workers import notify_ready, run_workers
 
 log = logging.getLogger("chatd")
 
@@ -144,6 +148,38 @@ def build_parser(file_defaults: dict[str, str] | None = None) -> argparse.Argume
         default=20,
     )
     option("--plain-channel", "channel plain-mode clients talk in", default="#lobby")
+    option(
+        "--cluster",
+        "join a chat network of several chatd nodes over Redis, e.g. redis://127.0.0.1:6379/0 "
+        "(nicks, channels, private messages, topics and modes are shared; history stays per node)",
+        default=None,
+    )
+    option("--node-id", "this node's unique name in the network, shown as its server (default: hostname-pid)")
+    option(
+        "--cluster-heartbeat",
+        "seconds between a node's signs of life to the network",
+        type=_positive(float),
+        default=1.0,
+    )
+    option(
+        "--cluster-timeout",
+        "seconds of silence after which a node counts as dead and its users quit",
+        type=_positive(float),
+        default=5.0,
+    )
+    option(
+        "--workers",
+        "run N cluster nodes on this machine behind one --port (SO_REUSEPORT), each restarted if it dies; "
+        "needs --cluster and a fixed --port (0: this process serves alone)",
+        type=_non_negative(int),
+        default=0,
+    )
+    option(
+        "--reuse-port",
+        "listen with SO_REUSEPORT so several chatd processes share the port (--workers sets it in its nodes)",
+        action="store_true",
+        default=False,
+    )
     option("--log-level", "logging threshold", choices=("debug", "info", "warning", "error"), default="info")
     parser.add_argument("--version", action="version", version=f"chatd {__version__}")
     parser.add_argument(
@@ -185,6 +221,15 @@ def parse_settings(argv: Sequence[str] | None = None) -> tuple[argparse.Namespac
 
     if not is_channel_name(args.plain_channel):
         parser.error(f"argument --plain-channel: not a channel name: {args.plain_channel!r}")
+    if args.workers and not args.hash_password:
+        # N nodes without a shared Redis would be N separate chats behind one port.
+        if not getattr(args, "cluster", None):
+            parser.error("argument --workers: needs --cluster redis://HOST:PORT/DB (the nodes share it)")
+        if args.port == 0 or (args.tls_cert and args.tls_port == 0):
+            parser.error("argument --workers: needs a fixed --port (with 0 each node would pick its own port)")
+        if not NODE_ID_PATTERN.fullmatch(f"{_node_id_base(args)}-{args.workers}"):
+            parser.error("argument --node-id: with --workers, the node ids <id>-<n> must stay within 63 characters")
+    cluster = _cluster_settings(parser, args)
     motd: tuple[str, ...] | None = None
     if args.motd_file:
         try:
@@ -227,7 +272,42 @@ def parse_settings(argv: Sequence[str] | None = None) -> tuple[argparse.Namespac
         tls_port=args.tls_port if tls_context else None,
         tls_context=tls_context,
         history=None,
+        reuse_port=bool(args.reuse_port),
+        cluster=cluster,
     )
+
+
+def _cluster_settings(parser: argparse.ArgumentParser, args: argparse.Namespace) -> ClusterSettings | None:
+    """The --cluster options checked and combined; exits 2 with one line on a bad one."""
+    if not args.cluster:
+        if args.node_id:
+            parser.error("argument --node-id: needs --cluster")
+        return None
+    try:
+        redis = parse_redis_url(args.cluster)
+    except ValueError as error:
+        parser.error(f"argument --cluster: {args.cluster!r} {error}")
+    node_id = args.node_id or default_node_id()
+    if not NODE_ID_PATTERN.fullmatch(node_id):
+        parser.error(f"argument --node-id: letters, digits, '.', '_' and '-' only (at most 63), got {node_id!r}")
+    if args.cluster_timeout <= 2 * args.cluster_heartbeat:
+        parser.error("argument --cluster-timeout: must be more than twice --cluster-heartbeat")
+    if args.backend == "asyncio":
+        parser.error("argument --cluster: works with the selectors and threads backends")
+    return ClusterSettings(
+        redis=redis,
+        node_id=node_id,
+        heartbeat_s=args.cluster_heartbeat,
+        node_timeout_s=args.cluster_timeout,
+        redis_timeout_s=max(1.0, min(3.0, args.cluster_timeout / 2)),
+    )
+
+
+def _node_id_base(args: argparse.Namespace) -> str:
+    """The stem of the workers' node ids (``<stem>-1`` ...): ``--node-id`` when given, else this
+    host's short name, so the ids stay the same across restarts of the supervisor."""
+    host = re.sub(r"[^A-Za-z0-9._-]", "-", socket.gethostname().split(".")[0])[:40]
+    return getattr(args, "node_id", None) or host or "node"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -244,6 +324,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(message)s",
         stream=sys.stderr,
     )
+    if args.workers:
+        return run_workers(sys.argv[1:] if argv is None else argv, args.workers, _node_id_base(args))
     try:
         store = (
             None
@@ -268,6 +350,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
+    notify_ready()  # a --workers supervisor (or systemd, Type=notify) waits for this
     host, port = server.address
     log.info("chatd %s listening on %s:%s (backend %s)", __version__, host, port, args.backend)
     if server.tls_address is not None:

@@ -7,10 +7,13 @@ import socket
 import ssl
 import time
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from chatd.core import Hub, ServerConfig
 from chatd.history import History
+
+if TYPE_CHECKING:
+    from chatd.cluster import ClusterSettings
 
 PAUSE_FLUSH_S = 0.1
 """How long a peer must pause after bytes with no newline before they count as a line."""
@@ -39,6 +42,12 @@ class BackendSettings:
     tls_port: int | None = None
     tls_context: ssl.SSLContext | None = None
     history: History | None = None
+    cluster: ClusterSettings | None = None
+    """Join a chat network over Redis (``--cluster``); None: this server is on its own."""
+    reuse_port: bool = False
+    """Listen with SO_REUSEPORT, so several processes (``chatd --workers``) share one port and the
+    kernel spreads new connections over them; off by default, so a second chatd on a taken port
+    still fails loudly instead of quietly splitting its clients."""
 
 
 class ChatServer(Protocol):
@@ -58,12 +67,19 @@ def make_hub(settings: BackendSettings) -> Hub:
     return Hub(settings.config, time.monotonic, time.time, settings.history)
 
 
-def listen(host: str, port: int) -> socket.socket:
-    """A listening TCP socket; raises OSError (for the CLI to report) when the port is taken."""
+def listen(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
+    """A listening TCP socket; raises OSError (for the CLI to report) when the port is taken.
+
+    With ``reuse_port`` the socket sets SO_REUSEPORT before binding: every process that does
+    the same (as the same user) gets its own accept queue on the port and the kernel
+    balances new connections over them. A socket bound without it still blocks the port.
+    """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind((host, port))
         sock.listen(1024)
     except OSError:

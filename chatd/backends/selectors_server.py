@@ -14,9 +14,12 @@ import logging
 import selectors
 import socket
 import ssl
+import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from chatd.backends.base import (
     ACCEPT_BACKOFF_MAX_S,
@@ -35,6 +38,9 @@ from chatd.core import Client
 from chatd.core.channel import Channel
 from chatd.core.event import Event
 from chatd.protocol.framing import LineReader
+
+if TYPE_CHECKING:
+    from chatd.cluster import Cluster
 
 log = logging.getLogger("chatd")
 
@@ -311,7 +317,7 @@ class FanoutGroup:
                 self.outboxes.append(transport.outbox)
                 self.connections.append(transport)
                 self.outbox_of[member] = transport.outbox
-            else:
+            elif member.node is None:  # users of other nodes get it from their own node
                 self.others.append(member)
 
 
@@ -342,16 +348,25 @@ class SelectorsServer:
         self._waker_r.setblocking(False)
         self._waker_w.setblocking(False)
         self._stopping = False
+        self._posted: deque[Callable[[], None]] = deque()
+        self._posted_lock = threading.Lock()
+        self._posted_wake_sent = False
+        self._cluster: Cluster | None = None
+        if settings.cluster is not None:
+            from chatd.cluster import Cluster
+
+            self._cluster = Cluster(self.hub, settings.cluster, self.post)
         self._accept_backoff_s = 0.0
         self.address: tuple[str, int] = (settings.host, settings.port)
         self.tls_address: tuple[str, int] | None = None
 
     def bind(self) -> None:
         settings = self.settings
-        self._listeners.append(Listener(listen(settings.host, settings.port), None))
+        self._listeners.append(Listener(listen(settings.host, settings.port, reuse_port=settings.reuse_port), None))
         self.address = self._listeners[0].sock.getsockname()[:2]
         if settings.tls_context is not None and settings.tls_port is not None:
-            tls_listener = Listener(listen(settings.host, settings.tls_port), settings.tls_context)
+            tls_sock = listen(settings.host, settings.tls_port, reuse_port=settings.reuse_port)
+            tls_listener = Listener(tls_sock, settings.tls_context)
             self._listeners.append(tls_listener)
             self.tls_address = tls_listener.sock.getsockname()[:2]
         for listener in self._listeners:
@@ -363,6 +378,30 @@ class SelectorsServer:
         self._stopping = True
         with contextlib.suppress(OSError):
             self._waker_w.send(b"x")
+
+    def post(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` on the loop's thread soon; may be called from any thread (the Redis link).
+
+        One wake-up byte per batch, not per callback: the loop takes every queued callback
+        at once, and only a post after it did so needs to wake it again.
+        """
+        with self._posted_lock:
+            self._posted.append(callback)
+            if self._posted_wake_sent:
+                return
+            self._posted_wake_sent = True
+        with contextlib.suppress(OSError):  # a full waker is already readable
+            self._waker_w.send(b"p")
+
+    def _run_posted(self) -> None:
+        with self._posted_lock:
+            self._posted_wake_sent = False
+            batch, self._posted = self._posted, deque()
+        for callback in batch:
+            try:
+                callback()
+            except Exception:
+                log.exception("cluster event failed")
 
     def fanout(
         self, members: Iterable[Client], event: Event, skip: Client | None, channel: Channel | None = None
@@ -417,6 +456,8 @@ class SelectorsServer:
             self.bind()
         hub = self.hub
         read_event, write_event = selectors.EVENT_READ, selectors.EVENT_WRITE
+        if self._cluster is not None:
+            self._cluster.start()
         try:
             while not self._stopping:
                 timeout = self._timeout(hub.next_deadline())
@@ -426,6 +467,7 @@ class SelectorsServer:
                         self._accept(data)
                     elif data is None:
                         self._drain_waker()
+                        self._run_posted()
                     else:
                         if mask & read_event and not data.closed:
                             data.on_readable()
@@ -528,6 +570,8 @@ class SelectorsServer:
 
     def _close_all(self) -> None:
         """Say goodbye to everyone, let the goodbyes drain for a moment, then close."""
+        if self._cluster is not None:
+            self._cluster.stop()
         self.hub.shutdown()
         self._flush_pending()
         deadline = time.monotonic() + SHUTDOWN_GRACE_S

@@ -15,6 +15,8 @@ import socket
 import ssl
 import threading
 import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from chatd.backends.base import (
     ACCEPT_BACKOFF_MAX_S,
@@ -31,6 +33,9 @@ from chatd.backends.base import (
 from chatd.backends.tls import TlsSession
 from chatd.core import Client
 from chatd.protocol.framing import LineReader
+
+if TYPE_CHECKING:
+    from chatd.cluster import Cluster
 
 log = logging.getLogger("chatd")
 
@@ -231,13 +236,27 @@ class ThreadedServer:
         self._timer_wake = threading.Event()
         self.address: tuple[str, int] = (settings.host, settings.port)
         self.tls_address: tuple[str, int] | None = None
+        self._cluster: Cluster | None = None
+        if settings.cluster is not None:
+            from chatd.cluster import Cluster
+
+            self._cluster = Cluster(self.hub, settings.cluster, self.post)
+
+    def post(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` under the hub lock, now, on the caller's thread (the Redis link's)."""
+        with self.lock:
+            try:
+                callback()
+            except Exception:
+                log.exception("cluster event failed")
+            self.hub.reap_overflowed()
 
     def bind(self) -> None:
         settings = self.settings
-        self._listeners.append((listen(settings.host, settings.port), None))
+        self._listeners.append((listen(settings.host, settings.port, reuse_port=settings.reuse_port), None))
         self.address = self._listeners[0][0].getsockname()[:2]
         if settings.tls_context is not None and settings.tls_port is not None:
-            tls_listener = listen(settings.host, settings.tls_port)
+            tls_listener = listen(settings.host, settings.tls_port, reuse_port=settings.reuse_port)
             self._listeners.append((tls_listener, settings.tls_context))
             self.tls_address = tls_listener.getsockname()[:2]
 
@@ -264,11 +283,15 @@ class ThreadedServer:
             )
         for thread in helpers:
             thread.start()
+        if self._cluster is not None:
+            self._cluster.start()
         try:
             self._accept_loop(*self._listeners[0])
         finally:
             self.stopping.set()
             self._timer_wake.set()
+            if self._cluster is not None:
+                self._cluster.stop()
             self._close_all()
             for thread in helpers:
                 thread.join()

@@ -58,6 +58,7 @@ class Client:
         "last_seen",
         "mode",
         "nick",
+        "node",
         "password",
         "ping_sent_at",
         "prefix",
@@ -65,6 +66,7 @@ class Client:
         "registered",
         "signon",
         "transport",
+        "uid",
         "user",
         "user_modes",
     )
@@ -107,6 +109,10 @@ class Client:
         self.flood_stamp = now
         self.backlog: deque[bytes | object] = deque()
         self.gone = False
+        self.node: str | None = None
+        """None for a client connected here; the home node's id for a user of another node."""
+        self.uid = ""
+        """The network-wide id of this user (cluster mode only)."""
 
     def __repr__(self) -> str:
         return f"<Client {self.id} {self.nick or '*'}@{self.host}>"

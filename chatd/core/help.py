@@ -13,7 +13,7 @@ _ENTRIES = {
     "join": ("JOIN <channel>[,<channel>] [<key>[,<key>]] | JOIN 0", "Join channels; JOIN 0 leaves all."),
     "kick": ("KICK <channel> <nick>[,<nick>] [:<reason>]", "Remove someone from a channel (operators)."),
     "kill": ("KILL <nick> :<reason>", "Disconnect a user (server operators)."),
-    "links": ("LINKS", "The servers of this network (just this one)."),
+    "links": ("LINKS", "The servers of this network (not listed: WHOIS shows each user's server)."),
     "list": ("LIST [<channel>|<mask>|>n|<n|!mask]", "List channels, by name, mask or user count."),
     "lusers": ("LUSERS", "How many users and channels there are."),
     "mode": (
@@ -22,7 +22,12 @@ _ENTRIES = {
     ),
     "motd": ("MOTD", "The message of the day."),
     "names": ("NAMES [<channel>]", "Who is in a channel."),
-    "nick": ("NICK <nick>", "Change your nick."),
+    "nick": (
+        "NICK <nick>",
+        "Change your nick. Nicks are unique across every server of the network.",
+        "If two servers gave out one nick while they could not reach Redis, the user",
+        "who took it later is renamed Guest<digits> once they reconnect.",
+    ),
     "notice": ("NOTICE <target> :<text>", "Like PRIVMSG, but never answered automatically."),
     "oper": ("OPER <name> <password>", "Become a server operator."),
     "part": ("PART <channel>[,<channel>] [:<reason>]", "Leave channels."),

@@ -3,6 +3,10 @@
 Invariants:
 - ``clients_by_key`` holds every client that has claimed a nick, keyed by its
   case-mapped nick; ``channels`` holds every channel with at least one member.
+- In a cluster (``cluster`` set), users of other nodes (``Client.node`` set) are in
+  ``clients_by_key`` and in channels like local ones, never in ``clients`` (which
+  holds this server's connections); they are created, changed and removed only by
+  the cluster code, and the core calls ``cluster`` only about local clients.
 - A client whose send queue overflowed is only marked during a fan-out and is
   disconnected after the command that overflowed it finishes (``_reap``), never in
   the middle of iterating a channel.
@@ -25,6 +29,7 @@ from chatd.core.commands import dispatch
 from chatd.core.commands.messages import FAST_PREFIXES, relay_to_channel_fast
 from chatd.core.config import ServerConfig
 from chatd.core.event import Event, server_time
+from chatd.core.network import Network
 from chatd.core.plain import handle_plain_line, start_plain
 from chatd.history import History
 from chatd.history.history import conversation_key
@@ -115,6 +120,8 @@ class Hub:
         self._batch_counter = 0
         self._msgid_prefix = f"{int(wall_clock()):x}-"
         self.isupport = self._build_isupport()
+        self.cluster: Network | None = None
+        """The other nodes of the chat network, or None when this server is on its own."""
 
     # ---- the backend's calls -------------------------------------------------
 
@@ -427,7 +434,8 @@ class Hub:
     def claim_nick(self, client: Client, nick: str) -> None:
         """Move ``client`` to ``nick`` in the nick table (the caller checked it is free)."""
         if client.key is not None:
-            self.clients_by_key.pop(client.key, None)
+            if self.clients_by_key.get(client.key) is client:
+                del self.clients_by_key[client.key]
             if client.registered:
                 self._remember_nick(client)
         client.nick = nick
@@ -453,12 +461,17 @@ class Hub:
             for member in channel.members:
                 if member is not client and "away-notify" in member.caps:
                     self.send_event(member, away)
+        if client.node is not None:  # a user of another node joining: its own node shows it the channel
+            self.record(channel, joined, "event")
+            return channel
         if client.mode is Mode.IRC:
             if channel.topic:
                 self.send_topic(client, channel)
             self.send_names(client, channel)
         self.replay_history(client, channel)
         self.record(channel, joined, "event")  # after the replay: a joiner is not shown its own join
+        if self.cluster is not None:
+            self.cluster.joined(client, channel)
         return channel
 
     def _new_channel(self, name: str, key: str) -> Channel:
@@ -607,6 +620,8 @@ class Hub:
         client.registered = True
         self.user_count += 1
         self.max_seen_users = max(self.max_seen_users, self.user_count)
+        if self.cluster is not None:
+            self.cluster.registered(client)
 
     def set_user_mode(self, client: Client, mode: str, on: bool) -> bool:
         """Set or clear a user mode, keeping the LUSERS counts; False when nothing changed."""
@@ -618,6 +633,8 @@ class Hub:
         else:
             client.user_modes.discard(mode)
             self.user_mode_counts[mode] -= 1
+        if self.cluster is not None and client.registered:
+            self.cluster.user_changed(client)
         return True
 
     def welcome(self, client: Client) -> None:
@@ -651,8 +668,14 @@ class Hub:
         invisible = self.user_mode_counts["i"]
         unknown = len(self.clients) - users
         operators = self.user_mode_counts["o"]
+        everyone, servers = users, 1
+        if self.cluster is not None:
+            remote_users, remote_invisible, remote_servers = self.cluster.census()
+            everyone, invisible, servers = users + remote_users, invisible + remote_invisible, 1 + remote_servers
         self.reply(
-            client, n.RPL_LUSERCLIENT, f"There are {users - invisible} users and {invisible} invisible on 1 servers"
+            client,
+            n.RPL_LUSERCLIENT,
+            f"There are {everyone - invisible} users and {invisible} invisible on {servers} servers",
         )
         if operators:
             self.reply(client, n.RPL_LUSEROP, str(operators), "operator(s) online")
@@ -662,7 +685,10 @@ class Hub:
         self.reply(client, n.RPL_LUSERME, f"I have {users} clients and 0 servers")
         top = str(self.max_seen_users)
         self.reply(client, n.RPL_LOCALUSERS, str(users), top, f"Current local users {users}, max {top}")
-        self.reply(client, n.RPL_GLOBALUSERS, str(users), top, f"Current global users {users}, max {top}")
+        if self.cluster is not None:
+            self.reply(client, n.RPL_GLOBALUSERS, f"Current global users {everyone}")  # no network-wide max kept
+        else:
+            self.reply(client, n.RPL_GLOBALUSERS, str(users), top, f"Current global users {users}, max {top}")
 
     def send_motd(self, client: Client) -> None:
         lines = self.config.motd_lines
@@ -756,6 +782,8 @@ class Hub:
                 del self.clients_per_host[client.host]
         if client.key is not None and self.clients_by_key.get(client.key) is client:
             del self.clients_by_key[client.key]
+        if self.cluster is not None and client.node is None:
+            self.cluster.gone(client, reason)
         if client.registered or client.mode is Mode.PLAIN:
             quit_event = self.send_to_peers(
                 client,

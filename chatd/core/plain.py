@@ -64,3 +64,5 @@ def handle_plain_line(hub: Hub, client: Client, text: str) -> None:
         skip=client,
     )
     hub.record(channel, event)
+    if hub.cluster is not None:
+        hub.cluster.channel_message(client, channel, event)

@@ -77,7 +77,9 @@ def handle_invite(hub: Hub, client: Client, message: Message) -> None:
         return
     channel.invited.add(target.key or "")
     hub.reply(client, n.RPL_INVITING, target.nick or "", channel.name)
-    if target.mode is Mode.PLAIN:
+    if target.node is not None and hub.cluster is not None:
+        hub.cluster.invited(client, target, channel)  # its own node lets it in and tells it
+    elif target.mode is Mode.PLAIN:
         target.send(f"* {client.nick} invites you to {channel.name}\n".encode())
     else:
         hub.send_line(target, format_message("INVITE", target.nick or "", channel.name, source=client.prefix))
@@ -95,6 +97,8 @@ def part(hub: Hub, client: Client, channel: Channel, reason: str) -> None:
     event = hub.send_to_channel(channel, format_message("PART", *params, source=client.prefix), plain)
     hub.record(channel, event, "event")
     hub.leave(client, channel)
+    if hub.cluster is not None and client.node is None:
+        hub.cluster.parted(client, channel, reason)
 
 
 # PART <channel>{,<channel>} [:<reason>]
@@ -126,8 +130,14 @@ def handle_topic(hub: Hub, client: Client, message: Message) -> None:
     if "t" in channel.modes and client not in channel.operators:
         hub.reply(client, n.ERR_CHANOPRIVSNEEDED, channel.name, "You're not channel operator")
         return
-    topic = message.params[1][:MAX_TOPIC_LENGTH]
-    channel.topic, channel.topic_by, channel.topic_at = topic, client.prefix, hub.wall_clock()
+    set_topic(hub, client, channel, message.params[1][:MAX_TOPIC_LENGTH], hub.wall_clock())
+    if hub.cluster is not None:
+        hub.cluster.topic_changed(client, channel)
+
+
+def set_topic(hub: Hub, client: Client, channel: Channel, topic: str, when: float) -> None:
+    """Set a channel's topic (the caller checked the right to) and tell its members."""
+    channel.topic, channel.topic_by, channel.topic_at = topic, client.prefix, when
     hub.save_channel(channel)
     event = hub.send_to_channel(
         channel,
@@ -193,12 +203,19 @@ def handle_kick(hub: Hub, client: Client, message: Message) -> None:
         if target is None or target not in channel.members:
             hub.reply(client, n.ERR_USERNOTINCHANNEL, nick, channel.name, "They aren't on that channel")
             continue
-        event = hub.send_to_channel(
-            channel,
-            format_message("KICK", channel.name, target.nick or "", reason, source=client.prefix),
-            f"* {target.nick} was kicked by {client.nick} ({reason})",
-        )
-        hub.record(channel, event, "event")
-        hub.leave(target, channel)
-        if target.mode is Mode.PLAIN and channel.name == hub.config.plain_channel:
-            hub.quit(target, f"Kicked from {channel.name} by {client.nick}")
+        if hub.cluster is not None:  # first: kicking a plain user out of its channel also ends it
+            hub.cluster.kicked(client, channel, target, reason)
+        kick(hub, client, channel, target, reason)
+
+
+def kick(hub: Hub, client: Client, channel: Channel, target: Client, reason: str) -> None:
+    """Remove ``target`` from ``channel`` on ``client``'s word (checked by the caller), telling its members."""
+    event = hub.send_to_channel(
+        channel,
+        format_message("KICK", channel.name, target.nick or "", reason, source=client.prefix),
+        f"* {target.nick} was kicked by {client.nick} ({reason})",
+    )
+    hub.record(channel, event, "event")
+    hub.leave(target, channel)
+    if target.mode is Mode.PLAIN and target.node is None and channel.name == hub.config.plain_channel:
+        hub.quit(target, f"Kicked from {channel.name} by {client.nick}")

@@ -82,6 +82,8 @@ def _relay(hub: Hub, client: Client, message: Message, *, errors: bool, tags_onl
         if target is client:
             # To oneself: the copy as recipient is not part of a labeled response; the echo is.
             hub.send_event_unlabeled(target, event)
+        elif target.node is not None and hub.cluster is not None:
+            hub.cluster.private_message(client, target, event)
         else:
             hub.send_event(target, event)
         if echo:
@@ -108,6 +110,8 @@ def _deliver_to_channel(
         hub.send_event(client, event)
     if not tags_only:
         hub.record(channel, event)
+    if hub.cluster is not None:
+        hub.cluster.channel_message(client, channel, event)
 
 
 FAST_PREFIXES = (b"PRIVMSG #", b"NOTICE #")

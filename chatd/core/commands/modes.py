@@ -133,11 +133,13 @@ def _channel_mode(hub: Hub, client: Client, channel: Channel, message: Message) 
         mode_text += char
         if param is not None:
             params.append(param)
-    hub.send_to_channel(
+    event = hub.send_to_channel(
         channel,
         format_message("MODE", channel.name, mode_text, *params, source=client.prefix),
         f"* {client.nick} sets mode {mode_text} {' '.join(params)}".rstrip(),
     )
+    if hub.cluster is not None:
+        hub.cluster.modes_changed(client, channel, applied, event)
 
 
 def _user_mode(hub: Hub, client: Client, message: Message) -> None:

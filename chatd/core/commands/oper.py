@@ -43,6 +43,9 @@ def handle_kill(hub: Hub, client: Client, message: Message) -> None:
         hub.reply(client, n.ERR_NOSUCHNICK, message.params[0], "No such nick/channel")
         return
     reason = f"Killed ({client.nick} ({message.param(1) or 'no reason'}))"
+    if target.node is not None and hub.cluster is not None:
+        hub.cluster.killed(client, target, reason)  # its own node ends it; everyone then sees the QUIT
+        return
     if not target.plain:
         hub.send_line(target, format_message("KILL", target.nick or "", reason, source=client.prefix))
     hub.quit(target, reason)
@@ -52,7 +55,15 @@ def handle_kill(hub: Hub, client: Client, message: Message) -> None:
 def handle_wallops(hub: Hub, client: Client, message: Message) -> None:
     if not _is_operator(hub, client):
         return
-    data = format_message("WALLOPS", message.params[0], source=client.prefix).encode() + b"\r\n"
+    line = format_message("WALLOPS", message.params[0], source=client.prefix)
+    send_wallops(hub, line)
+    if hub.cluster is not None:
+        hub.cluster.wallops(client, line)
+
+
+def send_wallops(hub: Hub, line: str) -> None:
+    """Deliver a WALLOPS line to every local user with +w."""
+    data = line.encode() + b"\r\n"
     for other in list(hub.clients.values()):
         if "w" in other.user_modes and other.registered:
             other.send(data)

@@ -31,7 +31,7 @@ def _who_reply(hub: Hub, asker: Client, target: Client, channel: Channel | None)
         channel.name if channel else "*",
         target.user or "",
         target.host,
-        hub.config.name,
+        target.node or hub.config.name,
         target.nick or "",
         flags,
         f"0 {target.realname}",
@@ -52,7 +52,10 @@ def handle_who(hub: Hub, client: Client, message: Message) -> None:
                 _who_reply(hub, client, member, channel)
     else:
         pattern = "*" if mask == "0" else mask
-        for target in list(hub.clients.values()):
+        targets = list(hub.clients.values())
+        if hub.cluster is not None:
+            targets.extend(hub.cluster.remote_clients())
+        for target in targets:
             if not target.registered or not mask_matches(pattern, target.nick or ""):
                 continue
             shared = _shared_channel(client, target)
@@ -79,7 +82,7 @@ def handle_whois(hub: Hub, client: Client, message: Message) -> None:
     channels = " ".join(ch.prefix_of(target) + ch.name for ch in target.channels.values() if ch.visible_to(client))
     if channels:
         hub.reply(client, n.RPL_WHOISCHANNELS, name, channels)
-    hub.reply(client, n.RPL_WHOISSERVER, name, hub.config.name, "chatd")
+    hub.reply(client, n.RPL_WHOISSERVER, name, target.node or hub.config.name, "chatd")
     if target.away is not None:
         hub.reply(client, n.RPL_AWAY, name, target.away)
     idle = int(hub.clock() - target.last_seen)
@@ -102,6 +105,8 @@ def handle_away(hub: Hub, client: Client, message: Message) -> None:
         hub.reply(client, n.RPL_UNAWAY, "You are no longer marked as being away")
         line = format_message("AWAY", source=client.prefix)
     hub.send_to_peers(client, line, None, include_self=False, only_cap="away-notify")
+    if hub.cluster is not None:
+        hub.cluster.user_changed(client)
 
 
 # SETNAME :<realname>   (IRCv3 setname)
@@ -117,6 +122,8 @@ def handle_setname(hub: Hub, client: Client, message: Message) -> None:
     hub.send_to_peers(
         client, format_message("SETNAME", realname, source=client.prefix), None, include_self=True, only_cap="setname"
     )
+    if hub.cluster is not None:
+        hub.cluster.user_changed(client)
 
 
 # MOTD

@@ -102,11 +102,18 @@ def handle_nick(hub: Hub, client: Client, message: Message) -> None:
         return
     if nick == client.nick:
         return
+    if hub.cluster is not None and hub.cluster.request_nick(client, nick):
+        return  # the network answers later: no 001 (or NICK) before it says yes
+    apply_nick(hub, client, nick)
+
+
+def apply_nick(hub: Hub, client: Client, nick: str) -> None:
+    """Give ``client`` the (free) ``nick``: complete its registration, or announce the change."""
     if not client.registered:
         hub.claim_nick(client, nick)
         hub.try_complete_registration(client)
         return
-    old_prefix, old_nick = client.prefix, client.nick
+    old_prefix, old_nick, old_key = client.prefix, client.nick, client.key
     hub.claim_nick(client, nick)
     hub.send_to_peers(
         client,
@@ -114,6 +121,8 @@ def handle_nick(hub: Hub, client: Client, message: Message) -> None:
         f"* {old_nick} is now known as {nick}",
         include_self=True,
     )
+    if hub.cluster is not None:
+        hub.cluster.nick_changed(client, old_key)
 
 
 # USER <username> <mode> <unused> :<realname>

@@ -1,0 +1,206 @@
+"""The hub side of a cluster node without Redis: a fake link records commands and answers them.
+
+Events from other nodes are fed in as the link would post them; what local clients
+get is read from capturing transports. No sockets, no threads, a hand-driven clock.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from chatd.cluster.config import ClusterSettings, RedisAddress
+from chatd.cluster.link import Reply
+from chatd.cluster.node import ClusterNode
+from chatd.core import ServerConfig
+from chatd.core.client import Client
+from chatd.core.hub import Hub
+from chatd.protocol.message import Message, parse
+
+
+class FakeLink:
+    """Records every command; EVAL callbacks wait until the test answers them."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[tuple[Any, ...], Callable[[Reply], None] | None]] = []
+
+    def command(self, *args: Any, callback: Callable[[Reply], None] | None = None) -> bool:
+        self.sent.append((args, callback))
+        return True
+
+    def published(self, channel: str | None = None) -> list[dict[str, Any]]:
+        return [
+            json.loads(args[2])
+            for args, _ in self.sent
+            if args[0] == "PUBLISH" and (channel is None or args[1] == channel)
+        ]
+
+    def answer_claims(self, reply: Reply) -> None:
+        """Answer every nick claim (EVAL with two keys) not answered yet."""
+        waiting = [(args, callback) for args, callback in self.sent if args[:1] == ("EVAL",) and args[2] == 2]
+        self.sent = [entry for entry in self.sent if entry not in waiting]
+        for _, callback in waiting:
+            if callback is not None:
+                callback(reply)
+
+
+class Capture:
+    def __init__(self) -> None:
+        self.data = bytearray()
+
+    def write(self, data: bytes) -> bool:
+        self.data += data
+        return True
+
+    def close(self, farewell: bytes = b"", *, abort: bool = False) -> None:
+        self.data += farewell
+
+    def messages(self) -> list[Message]:
+        lines = bytes(self.data).decode().split("\r\n")[:-1]
+        self.data.clear()
+        return [parse(line) for line in lines]
+
+
+class World:
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.hub = Hub(ServerConfig(), lambda: self.now, lambda: 1.7e9)
+        self.link = FakeLink()
+        settings = ClusterSettings(RedisAddress("redis.invalid"), "here", heartbeat_s=1.0, node_timeout_s=5.0)
+        self.node = ClusterNode(self.hub, settings, self.link)
+        self.hub.cluster = self.node
+        self.node.up = True
+
+    def connect(self, nick: str, *, granted: Reply = 1) -> tuple[Client, Capture]:
+        transport = Capture()
+        client = self.hub.connect(transport, "127.0.0.1")
+        self.hub.receive(client, [f"NICK {nick}".encode(), b"USER u 0 * :Real"])
+        self.link.answer_claims(granted)
+        transport.messages()
+        return client, transport
+
+    def feed(self, sender: str, kind: str, **fields: Any) -> None:
+        payload = json.dumps({"n": sender, "t": kind, **fields}).encode()
+        self.node.link_messages([(b"chatd:events", payload)])
+
+
+def remote_user(uid: str, nick: str) -> dict[str, Any]:
+    return {
+        "u": uid,
+        "nick": nick,
+        "user": "~u",
+        "host": "10.0.0.2",
+        "real": nick,
+        "away": None,
+        "modes": "",
+        "signon": 1,
+    }
+
+
+def test_registration_waits_for_redis_to_grant_the_nick() -> None:
+    world = World()
+    transport = Capture()
+    client = world.hub.connect(transport, "127.0.0.1")
+    world.hub.receive(client, [b"NICK alice", b"USER u 0 * :Real"])
+    assert not client.registered and not transport.data  # no 001 before Redis says yes
+    world.link.answer_claims(1)
+    assert transport.messages()[0].command == "001"
+    assert world.link.published()[-1]["t"] == "user"
+
+
+def test_a_nick_redis_gives_to_another_node_is_refused() -> None:
+    world = World()
+    transport = Capture()
+    client = world.hub.connect(transport, "127.0.0.1")
+    world.hub.receive(client, [b"NICK alice", b"USER u 0 * :Real"])
+    world.link.answer_claims(b"elsewhere")
+    assert [m.command for m in transport.messages()] == ["433"]
+    assert not client.registered
+
+
+def test_bursts_show_local_users_only_the_differences() -> None:
+    world = World()
+    alice, seen = world.connect("alice")
+    world.hub.receive(alice, [b"JOIN #x"])
+    seen.messages()
+    world.feed("there", "hello", users=[remote_user("t.1", "bob")], chans=[{
+        "c": "#x", "m": [["t.1", "@"]], "created": 1, "topic": "", "by": "", "at": 0,
+        "modes": "nt", "key": None, "limit": None, "bans": [],
+    }])  # fmt: skip
+    assert [(m.command, m.source) for m in seen.messages()] == [("JOIN", "bob!~u@10.0.0.2")]
+    assert world.link.published("chatd:to:there")[-1]["t"] == "burst"  # a HELLO is answered
+    assert world.hub.find_channel("#x").prefix_of(world.hub.find_client("bob")) == "@"  # type: ignore[union-attr]
+    world.feed("there", "burst", users=[remote_user("t.1", "bob")], chans=[])
+    assert [(m.command, m.params) for m in seen.messages()] == [("PART", ("#x",))]
+    world.feed("there", "burst", users=[remote_user("t.1", "bobby")], chans=[])
+    assert world.hub.find_client("bobby") is not None and world.hub.find_client("bob") is None
+    world.feed("there", "burst", users=[], chans=[])
+    assert world.hub.find_client("bobby") is None
+
+
+def test_a_silent_node_is_dropped_and_its_users_quit() -> None:
+    world = World()
+    alice, seen = world.connect("alice")
+    world.hub.receive(alice, [b"JOIN #x"])
+    world.feed("there", "burst", users=[remote_user("t.1", "bob")], chans=[])
+    world.feed("there", "join", u="t.1", c="#x", p="")
+    seen.messages()
+    world.now += 4.0
+    world.node.link_tick()
+    assert not seen.messages()
+    world.now += 2.0
+    world.node.link_tick()
+    (quit_message,) = seen.messages()
+    assert quit_message.command == "QUIT" and quit_message.params == ("there left the network",)
+    assert world.hub.find_client("bob") is None and "there" not in world.node.nodes
+
+
+def test_events_from_an_unknown_node_ask_it_for_a_burst() -> None:
+    world = World()
+    alice, seen = world.connect("alice")
+    world.hub.receive(alice, [b"JOIN #x"])
+    seen.messages()
+    world.feed("ghost", "join", u="g.1", c="#x", p="")
+    assert not seen.messages()  # a node whose users we do not know changes nothing
+    assert world.link.published("chatd:to:ghost")[-1]["t"] == "sync"
+    world.feed("ghost", "msg", c="#x", line=":ghost!~u@h PRIVMSG #x :boo", plain="ghost: boo", id="1", at=1.0)
+    assert [m.params for m in seen.messages()] == [("#x", "boo")]  # but its messages get through
+    assert "ghost" not in world.node.nodes
+
+
+def test_a_remote_channel_message_reaches_local_members_once_with_its_msgid() -> None:
+    world = World()
+    alice, seen = world.connect("alice")
+    world.hub.receive(alice, [b"CAP REQ :message-tags", b"JOIN #x"])
+    world.feed("there", "burst", users=[remote_user("t.1", "bob")], chans=[])
+    world.feed("there", "join", u="t.1", c="#x", p="")
+    seen.messages()
+    world.feed("there", "msg", c="#x", line=":bob!~u@10.0.0.2 PRIVMSG #x :hi", plain="bob: hi", id="m-7", at=1.0)
+    (message,) = seen.messages()
+    assert message.params == ("#x", "hi") and message.tags["msgid"] == "m-7"
+
+
+def test_a_nick_yielded_to_an_older_claim_renames_the_local_user() -> None:
+    world = World()
+    twin, seen = world.connect("twin")
+    world.feed("there", "burst", users=[remote_user("t.1", "twin")], chans=[])
+    assert world.hub.find_client("twin") is twin  # a clash being settled: the local user stays findable
+    world.feed("there", "yield", k="twin")
+    nick = [m for m in seen.messages() if m.command == "NICK"]
+    assert nick and nick[0].params[0].startswith("Guest")
+    assert world.hub.find_client("twin").node == "there"  # type: ignore[union-attr]
+
+
+def test_a_join_brings_the_channel_state_where_the_channel_is_new() -> None:
+    world = World()
+    world.feed("there", "burst", users=[remote_user("t.1", "bob")], chans=[])
+    state = {
+        "created": 5, "topic": "from there", "by": "bob!~u@10.0.0.2", "at": 7, "modes": "imnt",
+        "key": "k3y", "limit": 9, "bans": [["*!*@bad", "bob", 6]],
+    }  # fmt: skip
+    world.feed("there", "join", u="t.1", c="#new", p="@", s=state)
+    channel = world.hub.find_channel("#new")
+    assert channel is not None
+    assert (channel.topic, channel.modes, channel.mode_key, channel.limit) == ("from there", set("imnt"), "k3y", 9)
+    assert [ban.mask for ban in channel.bans] == ["*!*@bad"]
