@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from chatd.core import Hub, ServerConfig
 from chatd.history import History, HistoryStoreError, SqliteStore
+from chatd.history.history import INSERT_MESSAGE
 from tests.helpers import DEADLINE_S, IrcClient, LineClient, running_server
 
 
@@ -217,7 +219,7 @@ def test_retention_prunes_old_and_excess_rows(tmp_path: Path) -> None:
 
 
 def test_a_version_1_database_is_migrated(tmp_path: Path) -> None:
-    from chatd.history.store import MIGRATIONS
+    from chatd.history.store import MIGRATIONS, SCHEMA_VERSION
 
     with contextlib.closing(sqlite3.connect(tmp_path / "chatd.sqlite3")) as old:
         for statement in MIGRATIONS[1]:
@@ -229,7 +231,7 @@ def test_a_version_1_database_is_migrated(tmp_path: Path) -> None:
         old.execute("PRAGMA user_version = 1")
         old.commit()
     store = SqliteStore(str(tmp_path))
-    assert store.query("PRAGMA user_version") == [(2,)]
+    assert store.query("PRAGMA user_version") == [(SCHEMA_VERSION,)]
     assert store.query("SELECT msgid, kind FROM messages") == [("m1", "message")]
     store.close()
 
@@ -278,3 +280,23 @@ def test_private_history_only_when_enabled(backend: str, private: bool) -> None:
             assert _batch(eve) == []  # eve's conversation with bob is empty: she cannot read alice's
         else:
             assert eve.expect("FAIL").params[:2] == ("CHATHISTORY", "INVALID_TARGET")
+
+
+def test_messages_past_the_memory_window_are_found_by_msgid_on_disk(tmp_path: Path) -> None:
+    """Ids name their time to the millisecond, so the (channel, time) index finds them."""
+    hub = Hub(ServerConfig(), time.monotonic, time.time)
+    events = [hub.event(f":a!b@c PRIVMSG #far :m{i}", None) for i in range(10)]
+    history = History(SqliteStore(str(tmp_path)), keep=3)
+    for event in events:
+        history.record("#far", event)
+    history.store.submit(  # type: ignore[union-attr]
+        INSERT_MESSAGE, ("#far", "5f00-1", 1.5, ":a!b@c PRIVMSG #far :from schema 2", None, "message")
+    )
+    history.close()
+    reopened = History(SqliteStore(str(tmp_path)), keep=3)
+    assert reopened.find_time("#far", events[0].msgid) == events[0].when  # not among the 3 in memory
+    assert reopened.find_time("#far", "5f00-1") == 1.5  # an id from before ids named their time
+    start, _, millis = events[0].msgid.split("-")
+    assert reopened.find_time("#far", f"{start}-fffff-{millis}") is None  # the right time, no such message
+    assert reopened.find_time("#far", "made-up-zz") is None
+    reopened.close()

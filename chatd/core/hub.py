@@ -290,10 +290,15 @@ class Hub:
         *,
         tags_only: bool = False,
     ) -> Event:
-        """A message to relay, with a fresh msgid and the time it happened."""
+        """A message to relay, with a fresh msgid and the time it happened.
+
+        The msgid ends in the time in milliseconds (``msgid_time``), so history can find a
+        message by its id through the (channel, time) index, without an index of its own.
+        """
         self._msgid_counter += 1
-        msgid = f"{self._msgid_prefix}{self._msgid_counter:x}"
-        return Event(line, plain_line, msgid, self.wall_clock(), client_tags, tags_only=tags_only)
+        when = self.wall_clock()
+        msgid = f"{self._msgid_prefix}{self._msgid_counter:x}-{int(when * 1000):x}"
+        return Event(line, plain_line, msgid, when, client_tags, tags_only=tags_only)
 
     def send_to_channel(
         self,

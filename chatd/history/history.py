@@ -48,6 +48,20 @@ class HistoryEntry(NamedTuple):
     kind: str = MESSAGE
 
 
+def msgid_time(msgid: str) -> float | None:
+    """The time (to the millisecond) a msgid of the form ``<start>-<counter>-<ms>`` names.
+
+    None for ids of the older ``<start>-<counter>`` form, or anything a client made up.
+    """
+    parts = msgid.split("-")
+    if len(parts) != 3:
+        return None
+    try:
+        return int(parts[2], 16) / 1000
+    except ValueError:
+        return None
+
+
 @dataclass(frozen=True, slots=True)
 class SavedChannel:
     name: str
@@ -101,7 +115,14 @@ class History:
                 return entry.time
         if self.store is None:
             return None
-        rows = self.store.query("SELECT time FROM messages WHERE target = ? AND msgid = ?", (channel_key, msgid))
+        when = msgid_time(msgid)
+        if when is None:  # an id from before schema 3 names no time: look through the channel
+            rows = self.store.query("SELECT time FROM messages WHERE target = ? AND msgid = ?", (channel_key, msgid))
+        else:
+            rows = self.store.query(
+                "SELECT time FROM messages WHERE target = ? AND time > ? AND time < ? AND msgid = ?",
+                (channel_key, when - 0.002, when + 0.002, msgid),
+            )
         return rows[0][0] if rows else None
 
     def between(
