@@ -299,4 +299,8 @@ def test_messages_past_the_memory_window_are_found_by_msgid_on_disk(tmp_path: Pa
     start, _, millis = events[0].msgid.split("-")
     assert reopened.find_time("#far", f"{start}-fffff-{millis}") is None  # the right time, no such message
     assert reopened.find_time("#far", "made-up-zz") is None
+    reopened.record("#far", events[1])  # as a second cluster node sharing the database would
     reopened.close()
+    store = SqliteStore(str(tmp_path))
+    assert store.query("SELECT count(*) FROM messages WHERE msgid = ?", (events[1].msgid,)) == [(1,)]
+    store.close()
