@@ -26,7 +26,9 @@ class Cluster:
 
     def __init__(self, hub: Hub, settings: ClusterSettings, post: Callable[[Callable[[], None]], None]) -> None:
         self.node = ClusterNode(hub, settings)
-        self.link = RedisLink(settings, [self.node.events_channel, self.node.own_channel], self.node, post)
+        self.link = RedisLink(
+            settings, [self.node.events_channel, self.node.own_channel], self.node, post, self.node.own_suffix
+        )
         self.node.link = self.link
         hub.cluster = self.node
 

@@ -87,8 +87,17 @@ class LinkHandler(Protocol):
 class RedisLink:
     """Connects to Redis, keeps the subscription, carries commands; ``start``/``stop`` from the owner."""
 
-    def __init__(self, settings: ClusterSettings, channels: list[str], handler: LinkHandler, post: Post) -> None:
+    def __init__(
+        self,
+        settings: ClusterSettings,
+        channels: list[str],
+        handler: LinkHandler,
+        post: Post,
+        own_suffix: bytes | None = None,
+    ) -> None:
+        """``own_suffix`` ends every message this node publishes; those come back and are dropped here."""
         self.settings = settings
+        self.own_suffix = own_suffix
         self.channels = channels
         self.handler = handler
         self.post = post
@@ -318,10 +327,16 @@ class RedisLink:
                 last_sub_rx = time.monotonic()
                 sub_ping_sent = None
                 self._sub_parser.feed(data)
+                own = self.own_suffix
                 for value in self._sub_parser.replies():
                     if isinstance(value, list) and len(value) == 3 and value[0] == b"message":
                         channel, payload = value[1], value[2]
-                        if isinstance(channel, bytes) and isinstance(payload, bytes):
+                        # Our own events, echoed by Redis, are not worth a wake-up of the loop.
+                        if (
+                            isinstance(channel, bytes)
+                            and isinstance(payload, bytes)
+                            and (own is None or not payload.endswith(own))
+                        ):
                             messages.append((channel, payload))
             if replies or messages:
                 self._post_inbound(replies, messages)

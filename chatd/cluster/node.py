@@ -214,6 +214,9 @@ class ClusterNode:
         prefix = self.prefix = settings.prefix
         self.events_channel = f"{prefix}:events"
         self.own_channel = f"{prefix}:to:{self.node_id}"
+        self.own_suffix = _encode_json({"n": self.node_id})[1:].encode()
+        """How every event this node publishes ends: Redis sends each back to us, and the link
+        drops those unread instead of waking the loop for them."""
         self.nick_set_key = f"{prefix}:nicks:{self.node_id}"
         self.link: Commands = link or Commands()
         self.up = False
@@ -263,7 +266,8 @@ class ClusterNode:
         return self.up and self.link.command(*args, callback=callback)
 
     def _publish(self, payload: dict[str, Any], to: str | None = None) -> None:
-        payload["n"] = self.node_id
+        payload.pop("n", None)
+        payload["n"] = self.node_id  # last, so the link can spot our own events (``own_suffix``)
         channel = self.events_channel if to is None else f"{self.prefix}:to:{to}"
         self._command("PUBLISH", channel, _encode_json(payload))
 
