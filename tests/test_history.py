@@ -304,3 +304,17 @@ def test_messages_past_the_memory_window_are_found_by_msgid_on_disk(tmp_path: Pa
     store = SqliteStore(str(tmp_path))
     assert store.query("SELECT count(*) FROM messages WHERE msgid = ?", (events[1].msgid,)) == [(1,)]
     store.close()
+
+
+def test_a_burst_of_writes_is_stored_whole_and_in_order(tmp_path: Path) -> None:
+    """Bursts go in multi-row INSERTs (64 rows a statement) plus a remainder row by row."""
+    hub = Hub(ServerConfig(), time.monotonic, time.time)
+    history = History(SqliteStore(str(tmp_path)))
+    events = [hub.event(f":a!b@c PRIVMSG #burst :m{i}", f"a: m{i}") for i in range(150)]
+    for event in events:
+        history.record("#burst", event)
+    history.close()
+    store = SqliteStore(str(tmp_path))
+    rows = store.query("SELECT msgid, plain FROM messages WHERE target = '#burst' ORDER BY id")
+    store.close()
+    assert rows == [(event.msgid, event.plain_line) for event in events]
