@@ -306,6 +306,22 @@ def test_nick_taken_on_another_node_is_refused(backend: str, redis: RedisServer)
         assert outcomes == ["001", "433"]
 
 
+def test_commands_sent_before_the_nick_is_granted_wait_for_it(backend: str, redis: RedisServer) -> None:
+    """A client that pipelines registration and JOIN (bots, scripts) must not meet 451 while
+    the node waits for Redis to grant its nick; nor may a message after NICK leave under the old one."""
+    with cluster_node(backend, redis, "a") as a, cluster_node(backend, redis, "b") as b:
+        linked(a, b)
+        watcher = b.client("watcher")
+        joined(watcher, "#pipe")
+        eager = IrcClient(a.address)
+        eager.send_raw(b"NICK eager\r\nUSER u 0 * :x\r\nJOIN #pipe\r\nPRIVMSG #pipe :first\r\n")
+        assert eager.expect("001", "451").command == "001"
+        assert eager.expect("366", "451").command == "366"
+        assert expect_from(watcher, "PRIVMSG", "eager").params == ("#pipe", "first")
+        eager.send_raw(b"NICK keen\r\nPRIVMSG #pipe :second\r\n")
+        assert expect_from(watcher, "PRIVMSG", "keen").params == ("#pipe", "second")
+
+
 def test_plain_clients_invites_and_kills_cross_nodes(backend: str, redis: RedisServer) -> None:
     operators = {"root": hash_password("secret")}
     with cluster_node(backend, redis, "a") as a, cluster_node(backend, redis, "b", operators=operators) as b:

@@ -77,6 +77,7 @@ class World:
         client = self.hub.connect(transport, "127.0.0.1")
         self.hub.receive(client, [f"NICK {nick}".encode(), b"USER u 0 * :Real"])
         self.link.answer_claims(granted)
+        self.hub.resume(client)  # as a backend does: the input held during the claim goes on
         transport.messages()
         return client, transport
 
@@ -102,9 +103,10 @@ def test_registration_waits_for_redis_to_grant_the_nick() -> None:
     world = World()
     transport = Capture()
     client = world.hub.connect(transport, "127.0.0.1")
-    world.hub.receive(client, [b"NICK alice", b"USER u 0 * :Real"])
+    assert world.hub.receive(client, [b"NICK alice", b"USER u 0 * :Real"]) is not None  # USER waits
     assert not client.registered and not transport.data  # no 001 before Redis says yes
     world.link.answer_claims(1)
+    assert world.hub.resume(client) is None  # the held USER, now that the nick is granted
     assert transport.messages()[0].command == "001"
     assert world.link.published()[-1]["t"] == "user"
 

@@ -299,9 +299,12 @@ class ClusterNode:
         if not sent:  # Redis is out of reach: claim against what we know, settle at resync
             del self.pending[key]
             del self.wanted[client]
+        client.held = sent
         return sent
 
     def _claim_answered(self, client: Client, nick: str, key: str, reply: Reply) -> None:
+        if self.wanted.get(client) == key:
+            client.held = False  # its input, held meanwhile, goes on (Hub.resume)
         if self.pending.get(key) is client:
             del self.pending[key]
         current = self.wanted.get(client) == key

@@ -52,6 +52,7 @@ class Client:
         "flood_stamp",
         "flood_tokens",
         "gone",
+        "held",
         "host",
         "id",
         "key",
@@ -108,6 +109,9 @@ class Client:
         self.flood_debt = 0
         self.flood_stamp = now
         self.backlog: deque[bytes | object] = deque()
+        self.held = False
+        """A nick claim is out to the cluster: input waits in ``backlog`` until it is answered,
+        so a JOIN sent right after NICK/USER follows the 001 rather than meeting 451."""
         self.gone = False
         self.node: str | None = None
         """None for a client connected here; the home node's id for a user of another node."""

@@ -88,6 +88,10 @@ def _with_tag(line: bytes, tag: bytes) -> bytes:
     return b"@" + tag + b" " + line
 
 
+HOLD_POLL_S = 0.02
+"""How soon a client's input is looked at again while it waits on the network (``Client.held``)."""
+
+
 class Hub:
     """Chat state and protocol logic, driven by a backend; never blocks, never does I/O."""
 
@@ -160,13 +164,17 @@ class Hub:
             return None
         now = self.clock()
         client.last_seen = now
-        if self.config.flood_rate <= 0:
-            for raw in lines:
+        if self.config.flood_rate <= 0 and not client.backlog:
+            lines = list(lines)
+            for index, raw in enumerate(lines):
                 if client.gone:
+                    break
+                if client.held:  # what follows waits for the network's answer, in order
+                    client.backlog.extend(lines[index:])
                     break
                 self._handle_line(client, raw)
             self._reap()
-            return None
+            return now + HOLD_POLL_S if client.backlog and not client.gone else None
         backlog = client.backlog
         backlog.extend(lines)
         tokens = self._refill(client, now)
@@ -183,9 +191,17 @@ class Hub:
     def resume(self, client: Client) -> float | None:
         """Handle backlogged lines the client's token bucket allows; same result as ``receive``."""
         now = self.clock()
-        tokens = self._refill(client, now)
         backlog = client.backlog
-        while backlog and tokens >= 1 and not client.gone:
+        if self.config.flood_rate <= 0:
+            while backlog and not client.gone and not client.held:
+                self._handle_line(client, backlog.popleft())
+            self._reap()
+            if client.gone:
+                backlog.clear()
+                return None
+            return now + HOLD_POLL_S if backlog else None
+        tokens = self._refill(client, now)
+        while backlog and tokens >= 1 and not client.gone and not client.held:
             tokens -= 1
             self._handle_line(client, backlog.popleft())
         client.flood_tokens = tokens
@@ -193,7 +209,11 @@ class Hub:
         if client.gone:
             backlog.clear()
             return None
-        return now + (1 - tokens) / self.config.flood_rate if backlog else None
+        if not backlog:
+            return None
+        if client.held:
+            return now + HOLD_POLL_S
+        return now + (1 - tokens) / self.config.flood_rate
 
     def _refill(self, client: Client, now: float) -> float:
         config = self.config
