@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 
-from bench.contenders import HOST, START_TIMEOUT_S, STOP_TIMEOUT_S, Contender, RunningServer
+from bench.contenders import HOST, START_TIMEOUT_S, Contender, RunningServer, ScratchProcess
 from bench.procstat import free_port
 
 CLUSTER_BACKENDS = ("selectors", "threads")
@@ -51,7 +50,7 @@ def cluster_missing(contender: Contender) -> str | None:
     return None
 
 
-class RedisServer:
+class RedisServer(ScratchProcess):
     """A throwaway ``redis-server`` on a free loopback port, no persistence."""
 
     def __init__(self) -> None:
@@ -86,21 +85,6 @@ class RedisServer:
             time.sleep(0.05)
         raise RuntimeError(f"redis-server did not answer PING within {START_TIMEOUT_S:.0f}s")
 
-    def log_tail(self) -> str:
-        with contextlib.suppress(OSError):
-            return self.log_path.read_text(errors="replace")[-300:].strip().replace("\n", " | ")
-        return ""
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(STOP_TIMEOUT_S)
-        self.log.close()
-        self.tmp.cleanup()
 
 
 class ClusterServers:

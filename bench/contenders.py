@@ -20,6 +20,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from bench.loadgen import raise_nofile_limit
 from bench.procstat import free_port
@@ -158,7 +159,36 @@ def checkout_environment() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": root if not path else f"{root}{os.pathsep}{path}"}
 
 
-class RunningServer:
+class ScratchProcess:
+    """A subprocess the bench started, with a scratch directory holding its log.
+
+    Subclasses set ``process``, ``log``, ``log_path`` and ``tmp`` when they start it.
+    """
+
+    process: subprocess.Popen[bytes]
+    log: IO[bytes]
+    log_path: Path
+    tmp: tempfile.TemporaryDirectory[str]
+
+    def log_tail(self) -> str:
+        with contextlib.suppress(OSError):
+            return self.log_path.read_text(errors="replace")[-300:].strip().replace("\n", " | ")
+        return ""
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL after a grace period; idempotent."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(STOP_TIMEOUT_S)
+        self.log.close()
+        self.tmp.cleanup()
+
+
+class RunningServer(ScratchProcess):
     """A started contender: its pid, port and the subprocess to stop.
 
     ``extra_args`` go at the end of a chatd command line (the cluster scenario's
@@ -241,25 +271,8 @@ class RunningServer:
                 time.sleep(0.05)
         raise RuntimeError(f"{self.contender.name} did not accept connections within {START_TIMEOUT_S:.0f}s")
 
-    def log_tail(self) -> str:
-        with contextlib.suppress(OSError):
-            return self.log_path.read_text(errors="replace")[-300:].strip().replace("\n", " | ")
-        return ""
-
     def alive(self) -> bool:
         return self.process.poll() is None
-
-    def stop(self) -> None:
-        """SIGTERM, then SIGKILL after a grace period; idempotent."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(STOP_TIMEOUT_S)
-        self.log.close()
-        self.tmp.cleanup()
 
 
 def find(names: list[str]) -> list[Contender]:

@@ -1,11 +1,12 @@
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
 
 from chatd.backends import BACKENDS
-from tests.helpers import RunningServer, running_server
+from tests.helpers import REDIS_SERVER, RedisServer, RunningServer, running_server
 
 
 @pytest.fixture(params=BACKENDS)
@@ -17,3 +18,16 @@ def backend(request: pytest.FixtureRequest) -> str:
 def server(backend: str) -> Iterator[RunningServer]:
     with running_server(backend) as running:
         yield running
+
+
+@pytest.fixture
+def redis() -> Iterator[RedisServer]:
+    """A fresh redis-server on a free loopback port (the test is skipped where there is none)."""
+    if not os.path.exists(REDIS_SERVER):
+        pytest.skip("redis-server is not installed (apt-get install redis-server)")
+    server = RedisServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.kill()

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import shutil
 import socket
 import ssl
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -15,6 +17,70 @@ from chatd.history import History
 from chatd.protocol.message import Message, parse
 
 DEADLINE_S = 10.0
+POLL_S = 0.02
+REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until(condition: Callable[[], object], what: str, timeout: float = DEADLINE_S) -> object:
+    """Poll ``condition`` until it returns something true, and return that; fail at the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
+        time.sleep(POLL_S)  # a polling interval, not a wait for something to happen
+
+
+class RedisServer:
+    """A throwaway redis-server: no persistence, loopback only; can be killed and restarted on its port."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_until(self.answers, "redis-server to answer PING")
+
+    def answers(self) -> bool:
+        assert self.process is not None
+        if self.process.poll() is not None:
+            raise AssertionError(f"redis-server exited with {self.process.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
+                sock.sendall(b"*1\r\n$4\r\nPING\r\n")
+                return sock.recv(64).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(DEADLINE_S)
+
+    def command(self, *args: str) -> bytes:
+        """One command over a fresh connection; the raw reply (enough for EXISTS/GET in tests)."""
+        from chatd.cluster.resp import encode_command
+
+        with socket.create_connection(("127.0.0.1", self.port), timeout=DEADLINE_S) as sock:
+            sock.sendall(encode_command(*args))
+            return sock.recv(65536)
 
 
 class LineClient:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -17,7 +16,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -29,9 +28,17 @@ from chatd.cluster.node import ClusterNode
 from chatd.core import ServerConfig
 from chatd.core.passwords import hash_password
 from chatd.protocol.message import Message
-from tests.helpers import DEADLINE_S, IrcClient, LineClient, RunningServer
+from tests.helpers import (
+    DEADLINE_S,
+    POLL_S,
+    REDIS_SERVER,
+    IrcClient,
+    LineClient,
+    RedisServer,
+    RunningServer,
+    wait_until,
+)
 
-REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 pytestmark = pytest.mark.skipif(
     not os.path.exists(REDIS_SERVER), reason="redis-server is not installed (apt-get install redis-server)"
 )
@@ -41,71 +48,6 @@ NODE_TIMEOUT_S = 3.0
 """For the tests about dead nodes: short, so a death is seen in seconds."""
 PATIENT_TIMEOUT_S = 15.0
 """For every other test: a loaded machine can stall a node for seconds, which must not pass for a death."""
-POLL_S = 0.02
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_until(predicate: Callable[[], object], what: str, timeout: float = DEADLINE_S) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(POLL_S)
-
-
-class RedisServer:
-    """A throwaway redis-server: no persistence, loopback only; can be killed and restarted on its port."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        wait_until(self.answers, "redis-server to answer PING")
-
-    def answers(self) -> bool:
-        assert self.process is not None
-        if self.process.poll() is not None:
-            raise AssertionError(f"redis-server exited with {self.process.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
-                sock.sendall(b"*1\r\n$4\r\nPING\r\n")
-                return sock.recv(64).startswith(b"+PONG")
-        except OSError:
-            return False
-
-    def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(DEADLINE_S)
-
-    def command(self, *args: str) -> bytes:
-        """One command over a fresh connection; the raw reply (enough for EXISTS/GET in tests)."""
-        from chatd.cluster.resp import encode_command
-
-        with socket.create_connection(("127.0.0.1", self.port), timeout=DEADLINE_S) as sock:
-            sock.sendall(encode_command(*args))
-            return sock.recv(65536)
-
-
-@pytest.fixture
-def redis() -> Iterator[RedisServer]:
-    server = RedisServer()
-    server.start()
-    try:
-        yield server
-    finally:
-        server.kill()
 
 
 def cluster_settings(redis: RedisServer, node_id: str, node_timeout_s: float) -> ClusterSettings:

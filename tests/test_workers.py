@@ -9,21 +9,21 @@ not installed). Every wait polls under a deadline; nothing sleeps for a fixed ti
 
 from __future__ import annotations
 
+import functools
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from chatd.backends import BackendSettings, create_server
-from tests.helpers import IrcClient
+from tests import helpers
+from tests.helpers import IrcClient, RedisServer, free_port
 
 DEADLINE_S = 30.0
 REPO = Path(__file__).resolve().parent.parent
@@ -39,21 +39,7 @@ def _has_cluster_options() -> bool:
 needs_cluster = pytest.mark.skipif(not _has_cluster_options(), reason="this chatd has no --cluster/--node-id yet")
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_until(condition: Callable[[], object], what: str, timeout: float = DEADLINE_S) -> object:
-    """Poll ``condition`` until it returns something true; fail the test at the deadline."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = condition()
-        if result:
-            return result
-        time.sleep(0.02)  # a polling interval, not a wait for something to happen
-    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
+wait_until = functools.partial(helpers.wait_until, timeout=DEADLINE_S)
 
 
 def started_pids(log: Path, index: int) -> list[int]:
@@ -229,32 +215,8 @@ def test_a_worker_runs_with_its_overrides_last() -> None:
 
 
 @pytest.fixture
-def redis_url(tmp_path: Path) -> Iterator[str]:
-    server = shutil.which("redis-server")
-    if server is None:
-        pytest.skip("redis-server is not installed (Debian package redis-server)")
-    port = free_port()
-    process = subprocess.Popen(
-        [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--dir", str(tmp_path)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-
-    def answers() -> bool:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
-                sock.sendall(b"PING\r\n")
-                return sock.recv(16).startswith(b"+PONG")
-        except OSError:
-            return False
-
-    try:
-        wait_until(answers, "redis-server to answer PING")
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        process.terminate()
-        process.wait(10)
+def redis_url(redis: RedisServer) -> str:
+    return redis.url
 
 
 def server_seen(observer: IrcClient, nick: str) -> str:
