@@ -67,6 +67,21 @@ GUEST_PREFIX = "Guest"
 NEEDS_NO_REPLICA = frozenset({"msg", "pm", "wallops", "kill"})
 """Events applied even from a node whose users we do not know (yet, or any more)."""
 
+def _event_fields(event: Event) -> dict[str, Any]:
+    """What a relayed message carries to the other nodes, so each encodes it as its own."""
+    fields: dict[str, Any] = {
+        "line": event.line,
+        "plain": event.plain_line,
+        "id": event.msgid,
+        "at": event.when,
+    }
+    if event.client_tags:
+        fields["tags"] = event.client_tags
+    if event.tags_only:
+        fields["to"] = 1
+    return fields
+
+
 _encode_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 """Built once: ``json.dumps`` with options makes a new encoder for every message."""
 
@@ -408,35 +423,10 @@ class ClusterNode:
         )
 
     def channel_message(self, client: Client, channel: Channel, event: Event) -> None:
-        payload: dict[str, Any] = {
-            "t": "msg",
-            "c": channel.name,
-            "line": event.line,
-            "plain": event.plain_line,
-            "id": event.msgid,
-            "at": event.when,
-        }
-        if event.client_tags:
-            payload["tags"] = event.client_tags
-        if event.tags_only:
-            payload["to"] = 1
-        self._publish(payload)
+        self._publish({"t": "msg", "c": channel.name, **_event_fields(event)})
 
     def private_message(self, client: Client, target: Client, event: Event) -> None:
-        payload: dict[str, Any] = {
-            "t": "pm",
-            "u": client.uid,
-            "k": target.uid,
-            "line": event.line,
-            "plain": event.plain_line,
-            "id": event.msgid,
-            "at": event.when,
-        }
-        if event.client_tags:
-            payload["tags"] = event.client_tags
-        if event.tags_only:
-            payload["to"] = 1
-        self._publish(payload, to=target.node)
+        self._publish({"t": "pm", "u": client.uid, "k": target.uid, **_event_fields(event)}, to=target.node)
 
     def invited(self, client: Client, target: Client, channel: Channel) -> None:
         self._publish({"t": "invite", "u": client.uid, "k": target.uid, "c": channel.name}, to=target.node)

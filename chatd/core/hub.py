@@ -19,7 +19,7 @@ from __future__ import annotations
 import heapq
 import logging
 from collections import Counter, deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from chatd import __version__
@@ -154,7 +154,7 @@ class Hub:
         self._schedule(now + min(config.ping_interval_s, config.register_timeout_s), client)
         return client
 
-    def receive(self, client: Client, lines: Iterable[bytes | object]) -> float | None:
+    def receive(self, client: Client, lines: Sequence[bytes | object]) -> float | None:
         """Handle complete lines from a client, in order; lines may include ``OVERLONG``.
 
         Returns None, or the monotonic time until which the client is throttled by
@@ -165,7 +165,6 @@ class Hub:
         now = self.clock()
         client.last_seen = now
         if self.config.flood_rate <= 0 and not client.backlog:
-            lines = list(lines)
             for index, raw in enumerate(lines):
                 if client.gone:
                     break
