@@ -6,6 +6,20 @@ from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True, slots=True)
+class PermanentChannel:
+    """A channel declared in the config file (``[channels."#name"]``).
+
+    It exists from startup and keeps its topic, modes and history while empty and
+    across restarts; ``topic`` and ``modes`` (flags of ``imnst``) are what it is
+    founded with the first time, before anyone changed them.
+    """
+
+    name: str
+    topic: str = ""
+    modes: str = "nt"
+
+
+@dataclass(frozen=True, slots=True)
 class ServerConfig:
     """Everything that shapes the server's behaviour, with the documented defaults.
 
@@ -31,6 +45,8 @@ class ServerConfig:
     flood_rate: float = 4.0
     flood_excess_limit: int = 200
     plain_channel: str = "#lobby"
+    """Plain clients talk here; it is always permanent, so the classroom chat keeps its replay."""
+    permanent_channels: tuple[PermanentChannel, ...] = ()
     operators: dict[str, str] = field(default_factory=dict)
     """Operator name → scrypt hash of its password (see chatd.core.passwords)."""
     admin_lines: tuple[str, str, str] = ("chatd", "", "")
