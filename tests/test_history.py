@@ -61,27 +61,23 @@ def test_replay_on_join_in_every_form(backend: str) -> None:
         assert re.fullmatch(r"\[\d\d:\d\d\] lobbyist: for the record", line)
 
 
-def test_history_topic_and_modes_survive_a_restart(backend: str, tmp_path: Path) -> None:
-    with running_server(backend, history=History(SqliteStore(str(tmp_path)))) as server:
-        op = server.client("op")
-        op.send("JOIN #keep")
-        op.until("366")
-        op.send("TOPIC #keep :Kept across restarts")
-        op.send("MODE #keep +k-t door")
-        op.send("PRIVMSG #keep :before the restart")
-        op.sync()
-    with running_server(backend, history=History(SqliteStore(str(tmp_path)))) as server:
-        back = server.client("back")
-        back.send("JOIN #keep")  # an empty channel takes its first member back in, as operator
-        burst = back.until("366")
-        assert [m.params[2] for m in burst if m.command == "332"] == ["Kept across restarts"]
-        replay = back.expect("PRIVMSG")
-        assert replay.source.startswith("op!") and replay.params[1].endswith("before the restart")
-        back.send("MODE #keep")
-        assert back.expect("324").params[2:] == ("+nk", "door")
-        stranger = server.client("stranger")
-        stranger.send("JOIN #keep")
-        assert stranger.expect("475")  # the key survived
+def test_replay_without_server_time_stamps_actions_inside_and_skips_other_ctcp(backend: str) -> None:
+    """weechat showed ``[09:31] AACTION wavesA`` when the stamp went in front of the CTCP mark."""
+    with running_server(backend, history=History(None), history_on_join=10) as server:
+        talker = server.client("talker")
+        talker.send("JOIN #h")
+        talker.until("366")
+        talker.send("PRIVMSG #h :\x01ACTION waves\x01")
+        talker.send("PRIVMSG #h :\x01VERSION\x01")
+        talker.send("PRIVMSG #h :plain words")
+        talker.sync()
+        bare = server.client("bare")
+        bare.send("JOIN #h")
+        bare.until("366")
+        replayed = [m.params[1] for m in bare.sync() if m.command == "PRIVMSG"]
+        assert len(replayed) == 2, replayed  # the VERSION request is not replayed
+        assert re.fullmatch(r"\x01ACTION \[\d\d:\d\d\] waves\x01", replayed[0])
+        assert re.fullmatch(r"\[\d\d:\d\d\] plain words", replayed[1])
 
 
 def test_a_crash_loses_at_most_the_last_commit_interval(tmp_path: Path) -> None:

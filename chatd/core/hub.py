@@ -2,7 +2,8 @@
 
 Invariants:
 - ``clients_by_key`` holds every client that has claimed a nick, keyed by its
-  case-mapped nick; ``channels`` holds every channel with at least one member.
+  case-mapped nick; ``channels`` holds every channel with at least one member, and
+  every permanent channel (``chatd.core.permanent``), empty or not.
 - In a cluster (``cluster`` set), users of other nodes (``Client.node`` set) are in
   ``clients_by_key`` and in channels like local ones, never in ``clients`` (which
   holds this server's connections); they are created, changed and removed only by
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import heapq
 import logging
+import math
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -27,10 +29,12 @@ from chatd.core.channel import Channel
 from chatd.core.client import Client, Mode, Transport
 from chatd.core.commands import dispatch
 from chatd.core.commands.messages import FAST_PREFIXES, relay_to_channel_fast
-from chatd.core.config import ServerConfig
-from chatd.core.event import Event, server_time
+from chatd.core.config import PermanentChannel, ServerConfig
+from chatd.core.event import Event
 from chatd.core.network import Network
+from chatd.core.permanent import PermanentChannels
 from chatd.core.plain import handle_plain_line, start_plain
+from chatd.core.replay import replay_history
 from chatd.history import History
 from chatd.history.history import conversation_key
 from chatd.protocol import numerics as n
@@ -126,6 +130,9 @@ class Hub:
         self.isupport = self._build_isupport()
         self.cluster: Network | None = None
         """The other nodes of the chat network, or None when this server is on its own."""
+        self.permanent = PermanentChannels()
+        """The channels that outlive their members; the config's are founded now."""
+        self._found_permanent_channels()
 
     # ---- the backend's calls -------------------------------------------------
 
@@ -492,22 +499,62 @@ class Hub:
             if channel.topic:
                 self.send_topic(client, channel)
             self.send_names(client, channel)
-        self.replay_history(client, channel)
+        replay_history(self, client, channel)
         self.record(channel, joined, "event")  # after the replay: a joiner is not shown its own join
         if self.cluster is not None:
             self.cluster.joined(client, channel)
         return channel
 
     def _new_channel(self, name: str, key: str) -> Channel:
-        """A channel coming into being: fresh, or as it was saved before it emptied or the server restarted."""
+        """A channel coming into being: fresh, or, if it is permanent, as it was saved before
+        the server restarted (or as the config founds it)."""
+        founding = self.permanent.founding(key)
+        if founding is None:
+            return Channel(name, key, self.wall_clock())
         saved = self.history.saved_channel(key) if self.history is not None else None
         if saved is None:
-            return Channel(name, key, self.wall_clock())
+            channel = Channel(founding.name, key, self.wall_clock())
+            channel.modes = set(founding.modes)
+            if founding.topic:
+                channel.topic, channel.topic_by, channel.topic_at = founding.topic, self.config.name, channel.created
+            return channel
         channel = Channel(saved.name, key, saved.created)
         channel.topic, channel.topic_by, channel.topic_at = saved.topic, saved.topic_by, saved.topic_at
         channel.modes = set(saved.modes)
         channel.mode_key, channel.limit = saved.mode_key, saved.mode_limit
         return channel
+
+    def _found_permanent_channels(self) -> None:
+        """Permanent channels exist from startup; every other channel's saved state is dropped."""
+        self.permanent.declare(PermanentChannel(self.config.plain_channel))
+        for declared in self.config.permanent_channels:
+            self.permanent.declare(declared)
+        for key in self.permanent:
+            founding = self.permanent.founding(key)
+            assert founding is not None
+            self.channels[key] = self._new_channel(founding.name, key)
+        if self.history is not None:
+            self.history.keep_only_channels(self.permanent)
+
+    def keep_channel(self, declared: PermanentChannel, owner: str) -> Channel:
+        """Make a channel permanent on behalf of ``owner`` (the config, an account that
+        registers it), creating it if it does not exist; its state is saved from now on."""
+        self.permanent.declare(declared, owner)
+        key = irc_lower(declared.name)
+        channel = self.channels.get(key)
+        if channel is None:
+            channel = self.channels[key] = self._new_channel(declared.name, key)
+        self.save_channel(channel)
+        return channel
+
+    def release_channel(self, name: str, owner: str) -> None:
+        """``owner`` keeps the channel no longer; once nobody does, it lives only while it has members."""
+        key = irc_lower(name)
+        channel = self.channels.get(key)
+        if self.permanent.withdraw(name, owner) and channel is not None and not channel.members:
+            del self.channels[key]
+            if self.history is not None:
+                self.history.forget_channel(key)
 
     def record(self, channel: Channel, event: Event, kind: str = "message") -> None:
         """Keep a channel message (or, with kind "event", a JOIN/PART/KICK/TOPIC/QUIT) for
@@ -528,59 +575,25 @@ class Hub:
             self.history.record(conversation_key(sender.key, target.key), event)
 
     def save_channel(self, channel: Channel) -> None:
-        """Persist a channel's topic and modes after they change."""
-        if self.history is not None:
+        """Persist a permanent channel's topic and modes after they change (other channels
+        keep nothing beyond their life, so nothing of theirs is written)."""
+        if self.history is not None and channel.key in self.permanent:
             self.history.save_channel(channel)
 
-    def replay_history(self, client: Client, channel: Channel) -> None:
-        """Show a joining client the channel's last messages, in the form it can take.
-
-        With server-time they carry their original time (inside a ``chathistory``
-        batch when it negotiated batch); without, the text is prefixed ``[HH:MM]``.
-        """
-        if self.history is None or self.config.history_on_join <= 0:
-            return
-        entries = self.history.recent(
-            channel.key, self.config.history_on_join, events="draft/event-playback" in client.caps
-        )
-        if not entries:
-            return
-        if client.mode is Mode.PLAIN:
-            for entry in entries:
-                if entry.plain is not None:
-                    client.send(f"[{server_time(entry.time)[11:16]}] {entry.plain}\n".encode())
-            return
-        if "server-time" not in client.caps:
-            for entry in entries:
-                message = parse(entry.line)
-                text = f"[{server_time(entry.time)[11:16]}] {message.params[-1]}"
-                self.send_line(
-                    client, format_message(message.command, *message.params[:-1], text, source=message.source)
-                )
-            return
-        batch_id = ""
-        if "batch" in client.caps:
-            self._batch_counter += 1
-            batch_id = f"H{self._batch_counter}"
-            self.send_line(
-                client, format_message("BATCH", f"+{batch_id}", "chathistory", channel.name, source=self.config.name)
-            )
-        for entry in entries:
-            tags = {"time": server_time(entry.time)}
-            if batch_id:
-                tags["batch"] = batch_id
-            if "message-tags" in client.caps:
-                tags["msgid"] = entry.msgid
-            self.send_line(client, f"@{format_tags(tags)} {entry.line}")
-        if batch_id:
-            self.send_line(client, format_message("BATCH", f"-{batch_id}", source=self.config.name))
+    def history_floor(self, channel: Channel) -> float:
+        """How far back a channel's history may be read: its whole past when it is permanent,
+        else only its current life, from its creation (329) on."""
+        return -math.inf if channel.key in self.permanent else channel.created
 
     def leave(self, client: Client, channel: Channel) -> None:
-        """Remove a member from a channel; an empty channel ceases to exist."""
+        """Remove a member from a channel; an empty channel that is not permanent ceases to
+        exist, and everything about it (modes, key, bans, topic, saved state) is forgotten."""
         channel.remove(client)
         client.channels.pop(channel.key, None)
-        if not channel.members:
+        if not channel.members and channel.key not in self.permanent:
             self.channels.pop(channel.key, None)
+            if self.history is not None:
+                self.history.forget_channel(channel.key)
 
     def send_topic(self, client: Client, channel: Channel) -> None:
         if not channel.topic:

@@ -7,7 +7,9 @@ in the common case. Every record is also queued for the store, if there is one.
 
 from __future__ import annotations
 
+import math
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -88,11 +90,19 @@ class History:
         if self.store is not None:
             self.store.submit(INSERT_MESSAGE, (channel_key, msgid, when, line, plain, kind))
 
-    def recent(self, channel_key: str, count: int, *, events: bool = False) -> list[HistoryEntry]:
-        """The last ``count`` entries of a channel, oldest first; messages only unless ``events``."""
+    def recent(
+        self, channel_key: str, count: int, *, events: bool = False, since: float = -math.inf
+    ) -> list[HistoryEntry]:
+        """The last ``count`` entries of a channel from ``since`` on, oldest first; messages only
+        unless ``events``. ``since`` is where the channel's current life began (see
+        chatd.core.permanent): nothing older is ever returned to a later life."""
         if count <= 0:
             return []
-        entries = [entry for entry in self._entries(channel_key) if events or entry.kind == MESSAGE]
+        entries = [
+            entry
+            for entry in self._entries(channel_key)
+            if (events or entry.kind == MESSAGE) and entry.time >= since
+        ]
         return entries[-count:]
 
     def _entries(self, channel_key: str) -> deque[HistoryEntry]:
@@ -171,6 +181,25 @@ class History:
                 channel.limit,
             ),
         )
+
+    def forget_channel(self, channel_key: str) -> None:
+        """A channel's life ended: drop its saved state and the recent entries held in memory.
+
+        Its messages stay on disk under retention; ``since`` keeps them from a later life.
+        """
+        self._recent.pop(channel_key, None)
+        if self.store is not None:
+            self.store.submit("DELETE FROM channels WHERE key = ?", (channel_key,))
+
+    def keep_only_channels(self, channel_keys: Iterable[str]) -> None:
+        """Drop the saved state of every channel but these (the permanent ones), at startup:
+        a restart ends every other channel's life, and databases of earlier versions kept
+        the state, key included, of every channel that ever existed."""
+        if self.store is None:
+            return
+        keys = tuple(channel_keys)
+        marks = ", ".join("?" * len(keys))
+        self.store.submit(f"DELETE FROM channels WHERE key NOT IN ({marks})", keys)
 
     def saved_channel(self, channel_key: str) -> SavedChannel | None:
         if self.store is None:

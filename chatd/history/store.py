@@ -15,6 +15,7 @@ from __future__ import annotations
 import itertools
 import logging
 import operator
+import os
 import queue
 import sqlite3
 import threading
@@ -94,10 +95,13 @@ class SqliteStore:
         self.max_rows = max_rows
         directory = Path(data_dir)
         try:
-            directory.mkdir(parents=True, exist_ok=True)
+            # Messages (private ones with --history-private) and permanent channels' keys are
+            # in here: only the server's own user may read them.
+            directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         except OSError as error:
             raise HistoryStoreError(f"cannot create data directory {data_dir}: {error.strerror}") from error
         self.path = directory / DATABASE_NAME
+        self._make_private()
         # The hub reads from the loop thread, or under its lock from reader threads.
         self._reader = self._connect(check_same_thread=False)
         self._migrate(self._reader)
@@ -105,6 +109,19 @@ class SqliteStore:
         self._writer = threading.Thread(target=self._write_loop, name="chatd-history-writer", daemon=True)
         self._writer_conn = self._connect(check_same_thread=False)
         self._writer.start()
+
+    def _make_private(self) -> None:
+        """Create the database file ``0600`` before SQLite opens it (SQLite gives its ``-wal``
+        and ``-shm`` files the database's mode), and close up files an earlier version left
+        readable to everyone."""
+        try:
+            os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
+            for suffix in ("", "-wal", "-shm"):
+                path = Path(f"{self.path}{suffix}")
+                if path.exists() and path.stat().st_mode & 0o077:
+                    path.chmod(0o600)
+        except OSError as error:
+            raise HistoryStoreError(f"cannot open {self.path}: {error.strerror}") from error
 
     def _connect(self, *, check_same_thread: bool) -> sqlite3.Connection:
         try:
@@ -208,7 +225,7 @@ class SqliteStore:
             # rows per statement, the rest through one executemany.
             for sql, rows in itertools.groupby(batch, key=operator.itemgetter(0)):
                 params = [row for _, row in rows]
-                full = len(params) - len(params) % ROWS_PER_INSERT if sql.endswith(")") else 0
+                full = len(params) - len(params) % ROWS_PER_INSERT if sql.startswith("INSERT") else 0
                 if full:
                     block_sql = _multi_row(sql, ROWS_PER_INSERT)
                     for start in range(0, full, ROWS_PER_INSERT):

@@ -79,7 +79,8 @@ def _targets(hub: Hub, client: Client, message: Message) -> None:
     assert hub.history is not None
     found = []
     for channel in client.channels.values():
-        when = hub.history.latest_time(channel.key, low, high)
+        floor = math.nextafter(hub.history_floor(channel), -math.inf)
+        when = hub.history.latest_time(channel.key, max(low, floor), high)
         if when is not None:
             found.append((when, channel.name))
     found.sort()
@@ -95,14 +96,15 @@ def _targets(hub: Hub, client: Client, message: Message) -> None:
     hub.send_line(client, format_message("BATCH", f"-{batch_id}", source=hub.config.name))
 
 
-def _conversation(hub: Hub, client: Client, target: str) -> tuple[str, str] | None:
-    """The history key and display name a client may read: a channel it is in, or (with
+def _conversation(hub: Hub, client: Client, target: str) -> tuple[str, str, float] | None:
+    """The history key, display name and earliest readable time of what a client may read: a
+    channel it is in (from its current life on, unless it is permanent), or (with
     --history-private) its conversation with a nick."""
     channel: Channel | None = client.channels.get(irc_lower(target))
     if channel is not None:
-        return channel.key, channel.name
+        return channel.key, channel.name, hub.history_floor(channel)
     if target[:1] != "#" and target and hub.config.history_private and client.key is not None:
-        return conversation_key(client.key, irc_lower(target)), target
+        return conversation_key(client.key, irc_lower(target)), target, -math.inf
     return None
 
 
@@ -123,7 +125,9 @@ def handle_chathistory(hub: Hub, client: Client, message: Message) -> None:
     if conversation is None:
         _fail(hub, client, "INVALID_TARGET", sub, target or "*", "Messages could not be retrieved")
         return
-    key, name = conversation
+    key, name, floor = conversation
+    # Entries are strictly after ``low``: the floor itself is readable.
+    low = math.nextafter(floor, -math.inf)
     limit_text = message.param(4) if sub == "BETWEEN" else message.param(3)
     if not limit_text.isdigit() or int(limit_text) <= 0:
         _fail(hub, client, "INVALID_PARAMS", sub, "Invalid limit")
@@ -133,27 +137,30 @@ def handle_chathistory(hub: Hub, client: Client, message: Message) -> None:
     events = "draft/event-playback" in client.caps
     first_ref = message.param(2)
     if sub == "LATEST" and first_ref == "*":
-        after = -math.inf
+        after = low
     else:
         resolved = _resolve(hub, key, first_ref)
         if resolved is None:
             _fail(hub, client, "INVALID_PARAMS", sub, "Invalid message reference")
             return
         after = resolved
+    after = max(after, low)
     if sub == "LATEST":
         entries = history.between(key, after, math.inf, limit, newest=True, events=events)
     elif sub == "BEFORE":
-        entries = history.between(key, -math.inf, after, limit, newest=True, events=events)
+        entries = history.between(key, low, after, limit, newest=True, events=events)
     elif sub == "AFTER":
         entries = history.between(key, after, math.inf, limit, newest=False, events=events)
     elif sub == "AROUND":
-        earlier = history.between(key, -math.inf, after, limit // 2, newest=True, events=events)
-        later = history.between(key, after - 1e-6, math.inf, limit - len(earlier), newest=False, events=events)
+        earlier = history.between(key, low, after, limit // 2, newest=True, events=events)
+        remaining = limit - len(earlier)
+        later = history.between(key, max(after - 1e-6, low), math.inf, remaining, newest=False, events=events)
         entries = earlier + later
     else:  # BETWEEN
         other = _resolve(hub, key, message.param(3))
         if other is None:
             _fail(hub, client, "INVALID_PARAMS", sub, "Invalid message reference")
             return
+        other = max(other, low)
         entries = history.between(key, min(after, other), max(after, other), limit, newest=after > other, events=events)
     _send_batch(hub, client, name, entries)

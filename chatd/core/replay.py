@@ -1,0 +1,88 @@
+"""Replay on join: a joining client is shown the channel's last messages, in the form it can take.
+
+- With ``server-time`` they carry their original time (inside a ``chathistory`` batch when
+  the client negotiated ``batch``, with their msgid under ``message-tags``).
+- Without it, IRC clients get the time as a ``[HH:MM]`` prefix of the text, inside a CTCP
+  ACTION (``\\x01ACTION [09:31] waves\\x01``), never in front of its ``\\x01``.
+- Plain clients get ``[HH:MM] name: text``.
+- Other CTCP requests (VERSION, PING, ...) are never replayed: a client would answer them.
+- Only the channel's current life is replayed (``Hub.history_floor``).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from chatd.core.client import Mode
+from chatd.core.event import server_time
+from chatd.protocol.message import format_message, format_tags, parse
+
+if TYPE_CHECKING:
+    from chatd.core.channel import Channel
+    from chatd.core.client import Client
+    from chatd.core.hub import Hub
+    from chatd.history import HistoryEntry
+
+CTCP_MARK = "\x01"
+ACTION_PREFIX = "\x01ACTION "
+
+
+def replayable(entry: HistoryEntry) -> bool:
+    """Everything but CTCP requests other than ACTION, which would make clients answer."""
+    message = parse(entry.line)
+    text = message.params[-1] if message.params else ""
+    return not text.startswith(CTCP_MARK) or text.startswith(ACTION_PREFIX)
+
+
+def stamped(text: str, when: float) -> str:
+    """The text with a ``[HH:MM]`` prefix, inside a CTCP ACTION when it is one."""
+    stamp = f"[{server_time(when)[11:16]}]"
+    if text.startswith(ACTION_PREFIX):
+        return f"{ACTION_PREFIX}{stamp} {text[len(ACTION_PREFIX):]}"
+    return f"{stamp} {text}"
+
+
+def replay_history(hub: Hub, client: Client, channel: Channel) -> None:
+    if hub.history is None or hub.config.history_on_join <= 0:
+        return
+    entries = [
+        entry
+        for entry in hub.history.recent(
+            channel.key,
+            hub.config.history_on_join,
+            events="draft/event-playback" in client.caps,
+            since=hub.history_floor(channel),
+        )
+        if replayable(entry)
+    ]
+    if not entries:
+        return
+    if client.mode is Mode.PLAIN:
+        for entry in entries:
+            if entry.plain is not None:
+                client.send(f"[{server_time(entry.time)[11:16]}] {entry.plain}\n".encode())
+        return
+    if "server-time" not in client.caps:
+        for entry in entries:
+            message = parse(entry.line)
+            if message.command not in ("PRIVMSG", "NOTICE"):
+                continue  # events are only asked for with draft/event-playback, which implies server-time
+            text = stamped(message.params[-1], entry.time)
+            hub.send_line(client, format_message(message.command, *message.params[:-1], text, source=message.source))
+        return
+    batch_id = ""
+    if "batch" in client.caps:
+        hub._batch_counter += 1
+        batch_id = f"H{hub._batch_counter}"
+        hub.send_line(
+            client, format_message("BATCH", f"+{batch_id}", "chathistory", channel.name, source=hub.config.name)
+        )
+    for entry in entries:
+        tags = {"time": server_time(entry.time)}
+        if batch_id:
+            tags["batch"] = batch_id
+        if "message-tags" in client.caps:
+            tags["msgid"] = entry.msgid
+        hub.send_line(client, f"@{format_tags(tags)} {entry.line}")
+    if batch_id:
+        hub.send_line(client, format_message("BATCH", f"-{batch_id}", source=hub.config.name))
