@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from tests.helpers import LineClient, RunningServer
+from chatd.history import History
+from chatd.protocol import numerics as n
+from tests.helpers import IrcClient, LineClient, RunningServer, running_server
 
 
 def plain_client(server: RunningServer, name: str) -> LineClient:
@@ -53,7 +55,8 @@ def test_taken_or_odd_names_become_unique_valid_nicks(server: RunningServer) -> 
     assert irc.expect("JOIN").source.startswith("sam2!")
     second = LineClient(server.address)
     second.send_raw(b"Mary Ann 2\n")
-    assert second.wait_for_line(lambda line: line.startswith("* Welcome")).startswith("* Welcome, Mary_Ann_2:")
+    welcome = second.wait_for_line(lambda line: line.startswith("* Welcome"))
+    assert welcome.startswith("* Welcome, Mary Ann 2 (Mary_Ann_2 to IRC users):")
     assert irc.expect("JOIN").source.startswith("Mary_Ann_2!")
 
 
@@ -61,13 +64,13 @@ def test_original_client_bare_sends_without_newlines(server: RunningServer) -> N
     """The classroom client: one send() of bare bytes for the name, then one per message."""
     listener = plain_client(server, "listener")
     original = LineClient(server.address)
-    original.send_raw("zoë".encode())
-    original.wait_for_line(lambda line: line.startswith("* Welcome, zo_"))
-    listener.wait_for_line(lambda line: line == "* zo_ has joined #lobby")
-    original.send_raw(b"first message")
-    assert listener.wait_for_line(lambda line: not line.startswith("*")) == "zo_: first message"
+    original.send_raw("Маша".encode())
+    original.wait_for_line(lambda line: line.startswith("* Welcome, Маша (Masha to IRC users):"))
+    listener.wait_for_line(lambda line: line == "* Маша has joined #lobby")
+    original.send_raw("привет".encode())
+    assert listener.wait_for_line(lambda line: not line.startswith("*")) == "Маша: привет"
     original.send_raw(b"second message")
-    assert listener.wait_for_line(lambda line: not line.startswith("*")) == "zo_: second message"
+    assert listener.wait_for_line(lambda line: not line.startswith("*")) == "Маша: second message"
     listener.send_raw(b"reply\n")
     assert original.wait_for_line(lambda line: not line.startswith("*")) == "listener: reply"
 
@@ -77,3 +80,76 @@ def test_empty_lines_are_ignored_in_plain_mode(server: RunningServer) -> None:
     talker = LineClient(server.address)
     talker.send_raw(b"\r\n\ntalker\n\n  \nreal text\n")
     assert listener.wait_for_line(lambda line: not line.startswith("*")) == "talker: real text"
+
+
+def _names(irc: IrcClient, channel: str = "#lobby") -> list[str]:
+    irc.send(f"NAMES {channel}")
+    replies = irc.until(n.RPL_ENDOFNAMES)
+    return [name.lstrip("@+") for m in replies if m.command == n.RPL_NAMREPLY for name in m.params[-1].split()]
+
+
+def test_names_in_any_script_become_readable_nicks(server: RunningServer) -> None:
+    """Маша and Петя: IRC users see the transliterated nicks, plain users the names as typed."""
+    irc = server.client("teacher")
+    irc.send("JOIN #lobby")
+    irc.expect(n.RPL_ENDOFNAMES)
+    masha = plain_client(server, "Маша")
+    assert irc.expect("JOIN").source == "Masha!plain@127.0.0.1"
+    petya = plain_client(server, "Петя")
+    assert irc.expect("JOIN").source == "Petya!plain@127.0.0.1"
+    assert masha.wait_for_line(lambda line: line.startswith("* П")) == "* Петя has joined #lobby"
+    assert sorted(_names(irc)) == ["Masha", "Petya", "teacher"]
+    masha.send_raw("привет\n".encode())
+    assert petya.wait_for_line(lambda line: not line.startswith("*")) == "Маша: привет"
+    message = irc.expect("PRIVMSG")
+    assert message.source.startswith("Masha!") and message.params == ("#lobby", "привет")
+    irc.send("WHOIS Masha")
+    whois = {m.command: m.params for m in irc.until(n.RPL_ENDOFWHOIS)}
+    assert whois[n.RPL_WHOISUSER][-1] == "Маша"  # the name as typed, for IRC users to read too
+    irc.send("PRIVMSG #lobby :здравствуйте")
+    assert petya.wait_for_line(lambda line: not line.startswith("*")) == "teacher: здравствуйте"
+    masha.close()
+    assert petya.wait_for_line(lambda line: "quit" in line).startswith("* Маша has quit")
+
+
+def test_the_same_typed_name_twice_is_told_apart_in_both_forms(server: RunningServer) -> None:
+    """Two Маша get Masha and Masha2; the second also shows numbered, so no one passes for another.
+
+    A look-alike of an IRC nick (``bob`` with a Cyrillic o) transliterates to the taken
+    nick and so is numbered too.
+    """
+    masha, lookalike_bob = "Маша", "b\N{CYRILLIC SMALL LETTER O}b"
+    irc = server.client("bob")
+    irc.send("JOIN #lobby")
+    irc.expect(n.RPL_ENDOFNAMES)
+    listener = plain_client(server, "listener")
+    first = plain_client(server, "Маша")
+    second = LineClient(server.address)
+    second.send_raw("Маша\n".encode())
+    assert second.wait_for_line(lambda line: line.startswith("* Welcome")).startswith(
+        f"* Welcome, {masha}2 (Masha2 to IRC users):"
+    )
+    assert listener.wait_for_line(lambda line: "2 has joined" in line) == f"* {masha}2 has joined #lobby"
+    lookalike = LineClient(server.address)
+    lookalike.send_raw(f"{lookalike_bob}\n".encode())
+    assert listener.wait_for_line(lambda line: "b2 has joined" in line) == f"* {lookalike_bob}2 has joined #lobby"
+    assert sorted(_names(irc)) == ["Masha", "Masha2", "bob", "bob2", "listener"]
+    first.send_raw(b"one\n")
+    assert listener.wait_for_line(lambda line: not line.startswith("*")) == "Маша: one"
+    second.send_raw(b"two\n")
+    assert listener.wait_for_line(lambda line: not line.startswith("*")) == f"{masha}2: two"
+    lookalike.send_raw(b"three\n")
+    assert listener.wait_for_line(lambda line: not line.startswith("*")) == f"{lookalike_bob}2: three"
+
+
+def test_replay_to_plain_users_uses_the_typed_name(backend: str) -> None:
+    with running_server(backend, history=History(None), history_on_join=3) as server:
+        masha = plain_client(server, "Маша")
+        masha.send_raw("привет\n".encode())
+        irc = server.client("watcher")
+        irc.send("JOIN #lobby")
+        assert irc.expect("PRIVMSG").params[-1].endswith("] привет")  # the message is stored before a late join
+        late = LineClient(server.address)
+        late.send_raw(b"late\n")
+        line = late.wait_for_line(lambda text: "привет" in text)
+        assert line[:1] == "[" and line[6:] == "] Маша: привет"

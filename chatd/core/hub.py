@@ -478,7 +478,7 @@ class Hub:
         joined = self.send_to_channel(
             channel,
             format_message("JOIN", channel.name, source=client.prefix),
-            f"* {client.nick} has joined {channel.name}",
+            f"* {client.plain_name} has joined {channel.name}",
         )
         if client.away is not None:
             away = self.event(format_message("AWAY", client.away, source=client.prefix), None)
@@ -812,7 +812,7 @@ class Hub:
             quit_event = self.send_to_peers(
                 client,
                 format_message("QUIT", reason, source=client.prefix),
-                f"* {client.nick} has quit ({reason})",
+                f"* {client.plain_name} has quit ({reason})",
                 include_self=False,
             )
             for channel in client.channels.values():
