@@ -153,3 +153,30 @@ def test_replay_to_plain_users_uses_the_typed_name(backend: str) -> None:
         late.send_raw(b"late\n")
         line = late.wait_for_line(lambda text: "привет" in text)
         assert line[:1] == "[" and line[6:] == "] Маша: привет"
+
+
+def test_a_first_line_that_is_an_irc_command_is_not_a_name(server: RunningServer) -> None:
+    """``PRIVMSG #x :hi`` first gets 451 as on any IRC server, joins nothing, and may still register."""
+    listener = plain_client(server, "listener")
+    for first in ("PRIVMSG #x :hi", "join #x"):
+        early = IrcClient(server.address)
+        early.send(first)
+        assert early.read_line() == ":chatd 451 * :You have not registered"
+        early.send("PRIVMSG #lobby :still not")
+        assert early.read_line() == ":chatd 451 * :You have not registered"
+        assert early.register("early")[0].command == n.RPL_WELCOME
+        early.close()
+    plain_client(server, "marker")
+    # The next join the listener sees is marker's: no PRIVMSG__x__hi, no join__x came before it.
+    assert listener.wait_for_line(lambda line: "has joined" in line) == "* marker has joined #lobby"
+
+
+def test_a_bare_verb_or_a_full_name_is_a_name(server: RunningServer) -> None:
+    """One word is a name even when it is an IRC verb; so is a name of several words."""
+    talkers = [plain_client(server, name) for name in ("quit", "list", "Anna Karenina")]
+    irc = server.client("looker")
+    irc.send("JOIN #lobby")
+    irc.expect(n.RPL_ENDOFNAMES)
+    assert sorted(_names(irc)) == ["Anna_Karenina", "list", "looker", "quit"]
+    talkers[0].send_raw(b"hello\n")
+    assert talkers[2].wait_for_line(lambda line: not line.startswith("*")) == "quit: hello"

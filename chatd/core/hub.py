@@ -30,7 +30,7 @@ from chatd.core.commands.messages import FAST_PREFIXES, relay_to_channel_fast
 from chatd.core.config import ServerConfig
 from chatd.core.event import Event, server_time
 from chatd.core.network import Network
-from chatd.core.plain import handle_plain_line, start_plain
+from chatd.core.plain import handle_plain_line, speaks_irc, start_plain
 from chatd.history import History
 from chatd.history.history import conversation_key
 from chatd.protocol import numerics as n
@@ -46,8 +46,6 @@ from chatd.protocol.framing import OVERLONG, decode_line
 from chatd.protocol.message import format_message, format_tags, parse
 
 log = logging.getLogger("chatd")
-
-REGISTRATION_VERBS = frozenset({"CAP", "PASS", "NICK", "USER"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,7 +240,7 @@ class Hub:
             if not message.command:
                 return
             if client.mode is Mode.UNDECIDED:
-                if message.command not in REGISTRATION_VERBS:
+                if not speaks_irc(message):
                     start_plain(self, client, text)
                     return
                 client.mode = Mode.IRC

@@ -24,15 +24,17 @@ from typing import TYPE_CHECKING
 from anyascii import anyascii
 
 from chatd.core.client import Mode
+from chatd.core.commands import COMMANDS
 from chatd.core.event import CODEC_PLAIN
 from chatd.protocol.casemap import MAX_NICK_LENGTH, irc_lower, nick_from_plain_name
-from chatd.protocol.message import format_message
+from chatd.protocol.message import Message, format_message
 
 if TYPE_CHECKING:
     from chatd.core.client import Client
     from chatd.core.hub import Hub
 
 PLAIN_USER = "plain"
+REGISTRATION_VERBS = frozenset({"CAP", "PASS", "NICK", "USER"})
 MAX_PLAIN_NAME_LENGTH = MAX_NICK_LENGTH
 """Characters of a typed name kept for display: a name, not a sentence, on every line it says."""
 
@@ -75,6 +77,25 @@ def plain_names(hub: Hub, typed: str) -> tuple[str, str]:
     if suffix:
         shown = shown[: MAX_PLAIN_NAME_LENGTH - len(suffix)] + suffix
     return nick, shown
+
+
+def speaks_irc(first: Message) -> bool:
+    """Whether an undecided connection's first line is IRC rather than a name typed by a person.
+
+    IRC is a registration verb (CAP, PASS, NICK, USER) with or without parameters,
+    or any other verb of the command table *with* parameters (``PRIVMSG #x :hi``,
+    ``join #x``, ``QUIT :bye``; verbs in any case, as IRC has them): a client or a
+    person testing by hand, never a name. Such a connection is an unregistered IRC
+    one from then on, as ngircd and ergo keep it: it gets what any server answers
+    (``451 ERR_NOTREGISTERED`` for most, PONG for PING) and may still register.
+
+    A verb alone (``quit``, ``list``, ``help``, ``away``) is a name: one word is what a
+    person types when asked for a name, and IRC clients open with CAP, PASS or NICK.
+    Everything else (``alice``, ``Маша``, ``Anna Karenina``) is a name.
+    """
+    if first.command in REGISTRATION_VERBS:
+        return True
+    return bool(first.params) and first.command in COMMANDS
 
 
 def start_plain(hub: Hub, client: Client, name: str) -> None:
