@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
+import time
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from chatd.core import Hub, ServerConfig
+from chatd.core.plain import MAX_PLAIN_NAME_LENGTH, clean_plain_name, plain_names
 from chatd.history import History
 from chatd.protocol import numerics as n
+from chatd.protocol.casemap import is_valid_nick
 from tests.helpers import IrcClient, LineClient, RunningServer, running_server
 
 
@@ -180,3 +188,19 @@ def test_a_bare_verb_or_a_full_name_is_a_name(server: RunningServer) -> None:
     assert sorted(_names(irc)) == ["Anna_Karenina", "list", "looker", "quit"]
     talkers[0].send_raw(b"hello\n")
     assert talkers[2].wait_for_line(lambda line: not line.startswith("*")) == "quit: hello"
+
+
+def test_a_typed_name_shows_without_invisible_characters() -> None:
+    """Control and bidi-override characters never reach other users' screens; spacing is tidied."""
+    first, last = "Анна", "Каренина"
+    assert clean_plain_name(f"  {first}\t\u202e{last}\x07  ") == f"{first} {last}"
+    assert clean_plain_name("\x01\x02") == ""
+
+
+@given(st.text(min_size=1, max_size=200))
+def test_any_typed_name_gives_a_valid_nick_and_a_printable_plain_name(typed: str) -> None:
+    hub = Hub(ServerConfig(), time.monotonic, time.time)
+    nick, shown = plain_names(hub, typed)
+    assert is_valid_nick(nick)
+    assert shown and len(shown) <= MAX_PLAIN_NAME_LENGTH
+    assert shown == shown.strip() and "\n" not in shown and "\r" not in shown and "\0" not in shown

@@ -59,8 +59,11 @@ def unique_suffix(hub: Hub, wanted: str) -> tuple[str, str]:
 def clean_plain_name(typed: str) -> str:
     """What a typed name shows as: invisible characters dropped, runs of spaces made one,
     cut to ``MAX_PLAIN_NAME_LENGTH``; empty when nothing printable was typed."""
-    visible = "".join(char for char in typed if unicodedata.category(char) not in _INVISIBLE_CATEGORIES)
-    return " ".join(visible.split())[:MAX_PLAIN_NAME_LENGTH]
+    words = (
+        "".join(char for char in word if unicodedata.category(char) not in _INVISIBLE_CATEGORIES)
+        for word in typed.split()
+    )
+    return " ".join(word for word in words if word)[:MAX_PLAIN_NAME_LENGTH]
 
 
 def plain_names(hub: Hub, typed: str) -> tuple[str, str]:
