@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from chatd.protocol import numerics as n
-from tests.helpers import RunningServer
+from tests.helpers import IrcClient, RunningServer
 
 
 def test_whowas_remembers_quits_and_nick_changes(server: RunningServer) -> None:
@@ -79,3 +79,28 @@ def test_links_and_invisible_count(server: RunningServer) -> None:
     hidden.expect("MODE")
     client.send("LUSERS")
     assert client.expect(n.RPL_LUSERCLIENT).params[1] == "There are 1 users and 1 invisible on 1 servers"
+
+
+def _who_nicks(client: IrcClient, mask: str) -> list[str]:
+    client.send(f"WHO {mask}")
+    return [m.params[5] for m in client.until(n.RPL_ENDOFWHO) if m.command == n.RPL_WHOREPLY]
+
+
+def test_who_hides_invisible_users_only_from_masks_of_strangers(server: RunningServer) -> None:
+    """irctest WhoInvisibleTestCase: a +i user is listed by nick, and by mask once a channel is shared."""
+    evan = server.client("evan")
+    evan.send("MODE evan +i")
+    evan.expect("MODE")
+    shivaram = server.client("shivaram")
+    assert _who_nicks(shivaram, "eva*") == []
+    assert _who_nicks(shivaram, "0") == ["shivaram"]
+    assert _who_nicks(shivaram, "EVAN") == ["evan"]  # an exact nick is not a mask
+    assert _who_nicks(evan, "eva*") == ["evan"]  # oneself is always visible
+    evan.send("JOIN #test")
+    evan.expect(n.RPL_ENDOFNAMES)
+    assert _who_nicks(shivaram, "#test") == []  # a non-member of the channel does not see its +i members
+    shivaram.send("JOIN #test")
+    shivaram.expect(n.RPL_ENDOFNAMES)
+    assert _who_nicks(shivaram, "eva*") == ["evan"]
+    assert sorted(_who_nicks(shivaram, "#test")) == ["evan", "shivaram"]
+    assert _who_nicks(shivaram, "nobody") == []

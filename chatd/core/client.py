@@ -62,6 +62,7 @@ class Client:
         "node",
         "password",
         "ping_sent_at",
+        "plain_name",
         "prefix",
         "realname",
         "registered",
@@ -93,6 +94,10 @@ class Client:
         self.realname = ""
         self.password: str | None = None
         self.prefix = "*"
+        self.plain_name = ""
+        """How plain-form lines (``name: text``, ``* name has joined``) name this user: the
+        name a plain client typed (see ``chatd.core.plain``), the nick for everyone else.
+        Kept here, not worked out per message, because every channel message renders it."""
         self.registered = False
         self.cap_negotiating = False
         self.cap_version = 0
@@ -141,7 +146,14 @@ class Client:
         return self.nick or "*"
 
     def update_prefix(self) -> None:
+        """Recompute the names others see after the nick or user changed.
+
+        ``plain_name`` follows the nick, except for a plain client, whose typed name
+        plain mode sets once, after claiming its nick.
+        """
         self.prefix = f"{self.nick}!{self.user or '~u'}@{self.host}"
+        if self.mode is not Mode.PLAIN:
+            self.plain_name = self.nick or ""
 
     def send(self, data: bytes) -> None:
         """Queue bytes for this client; past its send queue it is marked for disconnection."""

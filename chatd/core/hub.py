@@ -33,7 +33,7 @@ from chatd.core.config import PermanentChannel, ServerConfig
 from chatd.core.event import Event
 from chatd.core.network import Network
 from chatd.core.permanent import PermanentChannels
-from chatd.core.plain import handle_plain_line, start_plain
+from chatd.core.plain import handle_plain_line, speaks_irc, start_plain
 from chatd.core.replay import replay_history
 from chatd.history import History
 from chatd.history.history import conversation_key
@@ -50,8 +50,6 @@ from chatd.protocol.framing import OVERLONG, decode_line
 from chatd.protocol.message import format_message, format_tags, parse
 
 log = logging.getLogger("chatd")
-
-REGISTRATION_VERBS = frozenset({"CAP", "PASS", "NICK", "USER"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,7 +247,7 @@ class Hub:
             if not message.command:
                 return
             if client.mode is Mode.UNDECIDED:
-                if message.command not in REGISTRATION_VERBS:
+                if not speaks_irc(message):
                     start_plain(self, client, text)
                     return
                 client.mode = Mode.IRC
@@ -485,7 +483,7 @@ class Hub:
         joined = self.send_to_channel(
             channel,
             format_message("JOIN", channel.name, source=client.prefix),
-            f"* {client.nick} has joined {channel.name}",
+            f"* {client.plain_name} has joined {channel.name}",
         )
         if client.away is not None:
             away = self.event(format_message("AWAY", client.away, source=client.prefix), None)
@@ -825,7 +823,7 @@ class Hub:
             quit_event = self.send_to_peers(
                 client,
                 format_message("QUIT", reason, source=client.prefix),
-                f"* {client.nick} has quit ({reason})",
+                f"* {client.plain_name} has quit ({reason})",
                 include_self=False,
             )
             for channel in client.channels.values():

@@ -213,7 +213,7 @@ def kick(hub: Hub, client: Client, channel: Channel, target: Client, reason: str
     event = hub.send_to_channel(
         channel,
         format_message("KICK", channel.name, target.nick or "", reason, source=client.prefix),
-        f"* {target.nick} was kicked by {client.nick} ({reason})",
+        f"* {target.plain_name} was kicked by {client.plain_name} ({reason})",
     )
     hub.record(channel, event, "event")
     hub.leave(target, channel)

@@ -51,7 +51,7 @@ def _relay(hub: Hub, client: Client, message: Message, *, errors: bool, tags_onl
             hub.reply(client, n.ERR_NOTEXTTOSEND, "No text to send")
         return
     params = () if tags_only else (text,)
-    plain_text = None if tags_only else _plain_rendering(message.command, client.nick or "", text)
+    plain_text = None if tags_only else _plain_rendering(message.command, client.plain_name, text)
     tags = client_only_tags(message) if message.tags else None
     echo = "echo-message" in client.caps
     for target_name in message.params[0].split(","):
@@ -143,7 +143,7 @@ def relay_to_channel_fast(hub: Hub, client: Client, raw: bytes) -> bool:
         client,
         channel,
         f":{client.prefix} {command} {channel.name}{separator}{text}",
-        _plain_rendering(command, client.nick or "", text),
+        _plain_rendering(command, client.plain_name, text),
         None,
         echo="echo-message" in client.caps,
     )

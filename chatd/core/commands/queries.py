@@ -44,12 +44,27 @@ def _shared_channel(asker: Client, target: Client) -> Channel | None:
 
 # WHO <channel>|<mask>   (a nick, or a nick mask with * and ?; "*" or "0" for everyone visible)
 def handle_who(hub: Hub, client: Client, message: Message) -> None:
+    """List users, hiding invisible (+i) ones from whoever has no channel in common with them.
+
+    As RFC 2812 §3.6.1 and modern.ircdocs.horse (and ergo) have it: a mask lists a +i
+    user only to someone who shares a channel with them (or to themselves, or to a
+    server operator); ``WHO #channel`` from a non-member lists only its visible
+    members. An exact nick is a question about one known user, as WHOIS is, so it
+    lists them whatever their modes (irctest ``WhoInvisibleTestCase``).
+    """
     mask = message.param(0, "*") or "*"
+    sees_all = "o" in client.user_modes
     if mask[:1] == "#":
         channel = hub.find_channel(mask)
         if channel is not None and channel.visible_to(client):
+            member_asks = client in channel.members
             for member in channel.members:
-                _who_reply(hub, client, member, channel)
+                if member_asks or sees_all or "i" not in member.user_modes:
+                    _who_reply(hub, client, member, channel)
+    elif not _is_mask(mask):
+        target = hub.find_client(mask)
+        if target is not None and target.registered:
+            _who_reply(hub, client, target, _shared_channel(client, target))
     else:
         pattern = "*" if mask == "0" else mask
         targets = list(hub.clients.values())
@@ -59,11 +74,15 @@ def handle_who(hub: Hub, client: Client, message: Message) -> None:
             if not target.registered or not mask_matches(pattern, target.nick or ""):
                 continue
             shared = _shared_channel(client, target)
-            # +i users are listed only to those who share a channel with them (or to themselves).
-            if "i" in target.user_modes and shared is None and target is not client and "o" not in client.user_modes:
+            if "i" in target.user_modes and shared is None and target is not client and not sees_all:
                 continue
             _who_reply(hub, client, target, shared)
     hub.reply(client, n.RPL_ENDOFWHO, mask, "End of WHO list")
+
+
+def _is_mask(text: str) -> bool:
+    """Whether a WHO argument is a pattern rather than one nick (``0`` is everyone, as ``*``)."""
+    return text == "0" or "*" in text or "?" in text
 
 
 # WHOIS [<server>] <nick>
