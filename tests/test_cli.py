@@ -92,7 +92,7 @@ def run_chatd(*args: str, env: dict[str, str] | None = None) -> subprocess.Compl
         (["--backend", "fibers"], {}, "--backend"),
         (["--sendq", "-1"], {}, "--sendq"),
         (["--bogus"], {}, "--bogus"),
-        ([], {"CHATD_PORT": "many"}, "--port"),
+        ([], {"CHATD_PORT": "many"}, "CHATD_PORT: 'many' is not a port number (0-65535)"),
         (["--motd-file", "/nonexistent/motd"], {}, "--motd-file"),
         (["--plain-channel", "lobby"], {}, "--plain-channel"),
     ],
@@ -191,7 +191,7 @@ def test_config_file_sets_options_operators_and_admin(tmp_path: pytest.TempPathF
     ("content", "complaint"),
     [
         ("[server\n", "not valid TOML"),
-        ("[server]\nbogus = 1\n", "no option 'bogus'"),
+        ("[server]\nbogus = 1\n", "[server] has no option 'bogus'"),
         ('[operators]\nroot = "plaintext"\n', "scrypt hash"),
         ("[weird]\n", "unknown section"),
     ],
