@@ -310,24 +310,26 @@ def data_dir_problem(data_dir: str) -> str | None:
     if not data_dir:
         return "an empty path is not a directory"
     path = Path(os.path.abspath(data_dir))
-    probe = path
+    probe, hidden = path, False
     while True:
         try:
             status = probe.stat()
             break
-        except (FileNotFoundError, NotADirectoryError):
+        except (FileNotFoundError, NotADirectoryError, PermissionError) as error:
+            # PermissionError: an ancestor may not be searched; it is found further up.
+            hidden = hidden or isinstance(error, PermissionError)
             if probe.parent == probe:
                 return None
             probe = probe.parent
-        except PermissionError:
-            return f"cannot reach {probe}: permission denied ({_running_as()})"
         except OSError as error:
             return f"cannot use {probe}: {error.strerror}"
     if not stat.S_ISDIR(status.st_mode):
         return f"{probe} is a file, not a directory" + ("" if probe == path else f" (so {path} cannot be created)")
-    if not os.access(probe, os.W_OK | os.X_OK):
-        action = "write in" if probe == path else f"create {path} in"
-        return f"cannot {action} {probe}: permission denied ({_running_as()})"
+    if not os.access(probe, os.W_OK | os.X_OK) or hidden:
+        if probe == path:
+            return f"cannot write in {path}: permission denied ({_running_as()})"
+        action = "reach" if hidden else "create"
+        return f"cannot {action} {path}: permission denied in {probe} ({_running_as()})"
     database = path / DATABASE_NAME
     if probe == path and os.path.lexists(database) and not os.access(database, os.R_OK | os.W_OK):
         return f"cannot write {database}: permission denied ({_running_as()})"
