@@ -19,29 +19,43 @@ COLUMNS = (
     ("deliv/s", "rate"),
     ("p50 ms", "p50_ms"),
     ("p99 ms", "p99_ms"),
-    ("max ms", "max_ms"),
-    ("srv µs/deliv", "cpu_us_per_delivery"),
-    ("srv CPU s", "server_cpu_s"),
-    ("gen CPU s", "gen_cpu_s"),
+    ("µs/deliv", "cpu_us_per_delivery"),
     ("RSS MiB", "rss_mib"),
     ("result", "ok"),
 )
+"""The terminal table: what compares the servers at a glance, in under 100 columns. The rest
+(max latency, CPU seconds of server and generator) is in results.json and summary.md."""
+TABLE_LEGEND = (
+    "deliv/s: deliveries per second (pairs: round trips, rt); µs/deliv: server CPU µs per delivery",
+    "max latency and CPU seconds of server and generator: results.json",
+)
+
+
+def plain_number(value: float) -> str:
+    """``20``, ``0.5``, ``68.2k``, ``600k``, ``1.5M``: three significant digits, a k/M suffix past a
+    thousand. For table cells and plot ticks alike, so a reader never meets ``2x10^1``."""
+    for scale, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= scale:
+            return f"{value / scale:.3g}{suffix}"
+    return f"{value:.3g}"
 
 
 def _cell(row: Row, key: str) -> str:
     value: Any = getattr(row, key)
     if key == "ok":
-        text = "ok" if value else "FAILED"
-        notes = _notes(row)
-        return f"{text} {notes}".strip()
+        return "ok" if value else "FAILED"
     if value is None:
         return "-"
     if key == "rate":
         if row.scenario == "pairs":
-            return f"{row.extra.get('round_trips_per_s', 0.0):,.0f} rt/s"
-        return f"{value:,.0f}"
+            return f"{plain_number(row.extra.get('round_trips_per_s', 0.0))} rt"
+        return plain_number(value)
+    if key in ("p50_ms", "p99_ms"):
+        return _ms(value)
+    if key == "cpu_us_per_delivery":
+        return f"{value:.3f}" if value < 10 else f"{value:.1f}"
     if isinstance(value, float):
-        return f"{value:.3f}" if key == "cpu_us_per_delivery" else f"{value:.2f}"
+        return f"{value:.1f}"
     return str(value)
 
 
@@ -59,11 +73,13 @@ def _notes(row: Row) -> str:
     for where, label in (("same", "same node"), ("cross", "cross node")):
         if f"{where}_p50_ms" in extra:
             notes.append(f"{label} p50/p99 {_ms(extra[f'{where}_p50_ms'])}/{_ms(extra[f'{where}_p99_ms'])} ms")
-    return "(" + "; ".join(notes) + ")" if notes else ""
+    return "; ".join(notes)
 
 
 def table(rows: list[Row], skipped: dict[str, str]) -> str:
-    """A Markdown table (readable as plain text too), then the failures and skips."""
+    """A Markdown table (readable as plain text too), its legend, then each run's notes, the
+    failures and the skips. The table stays within 100 columns for the --quick run: the notes
+    that made it wide (idle memory per connection, the slow consumer cut) are lines below it."""
     header = [title for title, _ in COLUMNS]
     body = [[_cell(row, key) for _, key in COLUMNS] for row in rows]
     widths = [max(len(h), *(len(r[i]) for r in body)) if body else len(h) for i, h in enumerate(header)]
@@ -72,6 +88,11 @@ def table(rows: list[Row], skipped: dict[str, str]) -> str:
         "|" + "|".join("-" * (w + 2) for w in widths) + "|",
     ]
     lines += ["| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |" for r in body]
+    lines += ["", *TABLE_LEGEND]
+    notes = [(row, note) for row in rows if (note := _notes(row))]
+    if notes:
+        lines.append("")
+        lines += [f"{row.scenario} N={row.clients} {row.server}: {note}" for row, note in notes]
     failures = [row for row in rows if not row.ok]
     if failures:
         lines.append("")
@@ -112,12 +133,30 @@ def read_json(path: Path) -> tuple[list[Row], dict[str, str]]:
 
 def write_plots(out: Path, rows: list[Row]) -> list[Path]:
     """deliveries/s and p99 against clients per channel, RSS per connection against connections."""
+    written: list[Path] = []
+    for name, figure in figures(rows).items():
+        path = out / name
+        figure.savefig(path, dpi=100)
+        written.append(path)
+    import matplotlib.pyplot as plt
+
+    plt.close("all")
+    return written
+
+
+def figures(rows: list[Row]) -> dict[str, Any]:
+    """The plots as matplotlib Figures by file name (only those with data), not yet saved.
+
+    Every axis is logarithmic with plain tick labels (``20``, ``30``, ``600k``; matplotlib's
+    default would write ``2x10^1``), and the legend sits to the right of the axes, so it never
+    covers a line however the data fall.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    written: list[Path] = []
+    made: dict[str, Any] = {}
 
     def by_server(scenario: str, value: Any) -> dict[str, list[tuple[int, float]]]:
         series: dict[str, list[tuple[int, float]]] = {}
@@ -129,28 +168,24 @@ def write_plots(out: Path, rows: list[Row]) -> list[Path]:
                 series.setdefault(row.server, []).append((row.clients, y))
         return series
 
-    def plot(
-        name: str, title: str, ylabel: str, xlabel: str, series: dict[str, list[tuple[int, float]]], logy: bool = True
-    ) -> None:
+    def plot(name: str, title: str, ylabel: str, xlabel: str, series: dict[str, list[tuple[int, float]]]) -> None:
         if not series:
             return
-        figure, axes = plt.subplots(figsize=(7, 4.2))
+        figure, axes = plt.subplots(figsize=(8.5, 4.2), layout="constrained")
         for server, points in sorted(series.items()):
             points.sort()
             axes.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=server)
         axes.set_xscale("log")
-        if logy:
-            axes.set_yscale("log")
+        axes.set_yscale("log")
+        for axis in (axes.xaxis, axes.yaxis):
+            axis.set_major_formatter(plain_log_formatter())
+            axis.set_minor_formatter(plain_log_formatter())
         axes.set_title(title)
         axes.set_xlabel(xlabel)
         axes.set_ylabel(ylabel)
         axes.grid(True, which="both", alpha=0.3)
-        axes.legend(fontsize="small")
-        figure.tight_layout()
-        path = out / name
-        figure.savefig(path, dpi=100)
-        plt.close(figure)
-        written.append(path)
+        axes.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
+        made[name] = figure
 
     plot("blast_rate.png", "Fan-out blast: deliveries per second", "deliveries/s", "clients in the channel",
          by_server("blast", lambda r: r.rate))  # fmt: skip
@@ -160,7 +195,20 @@ def write_plots(out: Path, rows: list[Row]) -> list[Path]:
          "clients in the channel", by_server("fanout", lambda r: r.p99_ms))  # fmt: skip
     plot("idle_rss.png", "Idle clients: server RSS per connection", "KiB per connection", "connections",
          by_server("idle", lambda r: r.extra.get("rss_per_conn_kib")))  # fmt: skip
-    return written
+    return made
+
+
+def plain_log_formatter() -> Any:
+    """matplotlib's LogFormatter, which picks the ticks worth a label (all of them within a
+    decade, fewer over many), writing each as ``plain_number`` does. Built on use so that the
+    table and JSON need no matplotlib."""
+    from matplotlib.ticker import LogFormatter
+
+    class PlainLogFormatter(LogFormatter):  # type: ignore[misc]
+        def _num_to_string(self, x: float, vmin: float, vmax: float) -> str:
+            return plain_number(x)
+
+    return PlainLogFormatter(minor_thresholds=(2, 1.0))
 
 
 def _pivot(rows: list[Row], scenario: str, cell: Any) -> list[str]:

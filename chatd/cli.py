@@ -8,179 +8,166 @@ import datetime
 import getpass
 import logging
 import os
+import pwd
 import re
 import signal
 import socket
 import ssl
+import stat
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
-from chatd import __version__
-from chatd.backends import BackendSettings, create_server
-from chatd.backends.base import ALL_BACKENDS
+from chatd import __version__, options
+from chatd.backends import BACKENDS, BackendSettings, create_server
 from chatd.backends.tls import server_context
 from chatd.cluster.config import NODE_ID_PATTERN, ClusterSettings, default_node_id, parse_redis_url
-from chatd.config_file import ConfigFile, ConfigFileError, load_config_file
+from chatd.config_file import ConfigFile, ConfigFileError, ConfigFileUnreadable, load_config_file
 from chatd.core import ServerConfig
 from chatd.core.passwords import hash_password
 from chatd.history import History, HistoryStoreError, SqliteStore
+from chatd.history.store import DATABASE_NAME
+from chatd.options import Kind, OptionValueError
 from chatd.workers import notify_ready, run_workers
 
 log = logging.getLogger("chatd")
 
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
 
 class _OneLineParser(argparse.ArgumentParser):
-    """Report bad options in one line, as ``chatd: error: ...``, and exit 2."""
+    """Report a bad command line in one line, ``chatd: --port: 'abc' is not ...``, and exit 2."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        if message.startswith("argument "):
+            fail(message.removeprefix("argument "))
+        fail(f"{message} (see {self.prog} --help)")
 
 
-def _positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:
-    def convert(text: str) -> Any:
-        value = kind(text)
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"must be greater than 0, got {text}")
-        return value
-
-    convert.__name__ = kind.__name__
-    return convert
+def fail(message: str) -> NoReturn:
+    """One line on stderr and exit status 2: what every bad value or option a user gives gets."""
+    print(f"chatd: {message}", file=sys.stderr)
+    raise SystemExit(2)
 
 
-def _non_negative(kind: Callable[[str], Any]) -> Callable[[str], Any]:
-    def convert(text: str) -> Any:
-        value = kind(text)
-        if value < 0:
-            raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
-        return value
+@dataclass(frozen=True, slots=True)
+class Option:
+    """One chatd option: its flag, the ``CHATD_<NAME>`` variable and [server] key that also set it,
+    and the Kind that checks a value from any of the three."""
 
-    convert.__name__ = kind.__name__
-    return convert
+    flag: str
+    help: str
+    kind: Kind = options.TEXT
+    default: Any = None
+    choices: tuple[str, ...] = ()
+
+    @property
+    def dest(self) -> str:
+        return self.flag.lstrip("-").replace("-", "_")
+
+    @property
+    def env(self) -> str:
+        return "CHATD_" + self.dest.upper()
 
 
-def _port(text: str) -> int:
-    value = int(text)
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 65535, got {text}")
-    return value
+OPTIONS: tuple[Option, ...] = (
+    Option("--config", "TOML file with option defaults, [operators], [admin] and [channels] (see chatd.config_file)"),
+    Option("--host", "address to listen on; 0.0.0.0 serves the network", default="127.0.0.1"),
+    Option("--port", "TCP port to listen on; 0 picks a free one", options.PORT, 6667),
+    Option("--backend", "I/O model", options.choice(BACKENDS), "selectors", BACKENDS),
+    Option("--name", "server name shown to clients", default="chatd"),
+    Option("--network", "network name in RPL_ISUPPORT", default="chatd"),
+    Option("--motd-file", "file whose lines form the message of the day"),
+    Option("--password", "connection password clients must give with PASS"),
+    Option("--sendq", "bytes queued for a client before it is disconnected", options.POSITIVE_INT, 1 << 20),
+    Option("--ping-interval", "seconds of silence before the server pings a client", options.POSITIVE_SECONDS, 120.0),
+    Option("--ping-timeout", "seconds to wait for any reply to a ping", options.POSITIVE_SECONDS, 60.0),
+    Option("--max-clients", "most simultaneous connections", options.POSITIVE_INT, 10_000),
+    Option("--max-per-ip", "most connections from one address (loopback exempt); 0 for no limit", options.COUNT, 32),
+    Option("--register-timeout", "seconds a new connection has to register", options.POSITIVE_SECONDS, 60.0),
+    Option("--flood-burst", "lines a client may send at once before flood control slows it", options.POSITIVE_INT, 10),
+    Option(
+        "--flood-rate",
+        "lines per second a client may send after its burst; 0 turns flood control off",
+        options.NUMBER,
+        4.0,
+    ),
+    Option(
+        "--flood-limit",
+        "lines a client may send beyond its rate before it is cut with Excess Flood",
+        options.POSITIVE_INT,
+        200,
+    ),
+    Option("--tls-cert", "PEM certificate (chain) file; enables the TLS listener"),
+    Option("--tls-key", "PEM private key file (default: read from the certificate file)"),
+    Option("--tls-port", "TCP port of the TLS listener", options.PORT, 6697),
+    Option("--data-dir", f"directory for the history database ({DATABASE_NAME})", default="chatd-data"),
+    Option("--no-persist", "keep history and channel state in memory only", options.FLAG, False),
+    Option(
+        "--history-private",
+        "keep private messages between two connected users for CHATHISTORY",
+        options.FLAG,
+        False,
+    ),
+    Option("--history-max-age", "seconds a channel message is kept (0: forever)", options.SECONDS, 0.0),
+    Option("--history-max-rows", "most channel messages kept in all (0: no limit)", options.COUNT, 0),
+    Option("--history-on-join", "recent channel messages shown to a joining client (0: none)", options.COUNT, 20),
+    Option("--plain-channel", "channel plain-mode clients talk in (always permanent)", default="#lobby"),
+    Option(
+        "--cluster",
+        "join a chat network of several chatd nodes over Redis, e.g. redis://127.0.0.1:6379/0 "
+        "(nicks, channels, private messages, topics and modes are shared; history stays per node)",
+    ),
+    Option("--node-id", "this node's unique name in the network, shown as its server (default: hostname-pid)"),
+    Option(
+        "--cluster-heartbeat", "seconds between a node's signs of life to the network", options.POSITIVE_SECONDS, 1.0
+    ),
+    Option(
+        "--cluster-timeout",
+        "seconds of silence after which a node counts as dead and its users quit",
+        options.POSITIVE_SECONDS,
+        5.0,
+    ),
+    Option(
+        "--workers",
+        "run N cluster nodes on this machine behind one --port (SO_REUSEPORT), each restarted if it dies; "
+        "needs --cluster and a fixed --port (0: this process serves alone)",
+        options.COUNT,
+        0,
+    ),
+    Option(
+        "--reuse-port",
+        "listen with SO_REUSEPORT so several chatd processes share the port (--workers sets it in its nodes)",
+        options.FLAG,
+        False,
+    ),
+    Option("--log-level", "logging threshold", options.choice(LOG_LEVELS), "info", LOG_LEVELS),
+)
+OPTIONS_BY_DEST = {option.dest: option for option in OPTIONS}
 
 
-def build_parser(file_defaults: dict[str, str] | None = None) -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line alone: every option defaults to None here, so ``parse_settings`` can tell
+    a value typed on the command line from one to look up in the environment or the file."""
     parser = _OneLineParser(
         prog="chatd",
         description="A chat server speaking the IRC client protocol and a plain line mode "
         "(first line is your name, then one message per line). "
         "Every option can also be set with an environment variable CHATD_<OPTION>, "
-        "e.g. CHATD_PORT=6668; a command-line option wins.",
+        "e.g. CHATD_PORT=6668, or in the [server] table of --config; the command line wins, "
+        f"then the environment, then the file. On/off options take {options.FLAG_WORDS} there.",
     )
-
-    def option(flag: str, help_text: str, **kwargs: Any) -> None:
-        dest = flag.lstrip("-").replace("-", "_")
-        env_name = "CHATD_" + dest.upper()
-        default = kwargs.pop("default", None)
-        if file_defaults and dest in file_defaults:
-            default = file_defaults[dest]
-        if env_name in os.environ:
-            default = os.environ[env_name]
-        shown = "" if kwargs.get("action") else " (default: %(default)s)"
-        parser.add_argument(flag, dest=dest, default=default, help=f"{help_text}{shown} [env {env_name}]", **kwargs)
-
-    option("--config", "TOML file with option defaults, [operators] and [admin] (see chatd.config_file)")
-    option("--host", "address to listen on; 0.0.0.0 serves the network", default="127.0.0.1")
-    option("--port", "TCP port to listen on; 0 picks a free one", type=_port, default=6667)
-    option("--backend", "I/O model", choices=ALL_BACKENDS, default="selectors")
-    option("--name", "server name shown to clients", default="chatd")
-    option("--network", "network name in RPL_ISUPPORT", default="chatd")
-    option("--motd-file", "file whose lines form the message of the day", default=None)
-    option("--password", "connection password clients must give with PASS", default=None)
-    option("--sendq", "bytes queued for a client before it is disconnected", type=_positive(int), default=1 << 20)
-    option(
-        "--ping-interval", "seconds of silence before the server pings a client", type=_positive(float), default=120.0
-    )
-    option("--ping-timeout", "seconds to wait for any reply to a ping", type=_positive(float), default=60.0)
-    option("--max-clients", "most simultaneous connections", type=_positive(int), default=10_000)
-    option(
-        "--max-per-ip",
-        "most connections from one address (loopback exempt); 0 for no limit",
-        type=_non_negative(int),
-        default=32,
-    )
-    option("--register-timeout", "seconds a new connection has to register", type=_positive(float), default=60.0)
-    option(
-        "--flood-burst",
-        "lines a client may send at once before flood control slows it",
-        type=_positive(int),
-        default=10,
-    )
-    option(
-        "--flood-rate",
-        "lines per second a client may send after its burst; 0 turns flood control off",
-        type=_non_negative(float),
-        default=4.0,
-    )
-    option(
-        "--flood-limit",
-        "lines a client may send beyond its rate before it is cut with Excess Flood",
-        type=_positive(int),
-        default=200,
-    )
-    option("--tls-cert", "PEM certificate (chain) file; enables the TLS listener", default=None)
-    option("--tls-key", "PEM private key file (default: read from the certificate file)", default=None)
-    option("--tls-port", "TCP port of the TLS listener", type=_port, default=6697)
-    option("--data-dir", "directory for the history database (chatd.sqlite3)", default="chatd-data")
-    option("--no-persist", "keep history and channel state in memory only", action="store_true", default=False)
-    option(
-        "--history-private",
-        "keep private messages between two connected users for CHATHISTORY",
-        action="store_true",
-        default=False,
-    )
-    option(
-        "--history-max-age", "seconds a channel message is kept (0: forever)", type=_non_negative(float), default=0.0
-    )
-    option("--history-max-rows", "most channel messages kept in all (0: no limit)", type=_non_negative(int), default=0)
-    option(
-        "--history-on-join",
-        "recent channel messages shown to a joining client (0: none)",
-        type=_non_negative(int),
-        default=20,
-    )
-    option("--plain-channel", "channel plain-mode clients talk in", default="#lobby")
-    option(
-        "--cluster",
-        "join a chat network of several chatd nodes over Redis, e.g. redis://127.0.0.1:6379/0 "
-        "(nicks, channels, private messages, topics and modes are shared; history stays per node)",
-        default=None,
-    )
-    option("--node-id", "this node's unique name in the network, shown as its server (default: hostname-pid)")
-    option(
-        "--cluster-heartbeat",
-        "seconds between a node's signs of life to the network",
-        type=_positive(float),
-        default=1.0,
-    )
-    option(
-        "--cluster-timeout",
-        "seconds of silence after which a node counts as dead and its users quit",
-        type=_positive(float),
-        default=5.0,
-    )
-    option(
-        "--workers",
-        "run N cluster nodes on this machine behind one --port (SO_REUSEPORT), each restarted if it dies; "
-        "needs --cluster and a fixed --port (0: this process serves alone)",
-        type=_non_negative(int),
-        default=0,
-    )
-    option(
-        "--reuse-port",
-        "listen with SO_REUSEPORT so several chatd processes share the port (--workers sets it in its nodes)",
-        action="store_true",
-        default=False,
-    )
-    option("--log-level", "logging threshold", choices=("debug", "info", "warning", "error"), default="info")
+    for option in OPTIONS:
+        shown = "" if option.default in (None, False) else f" (default: {option.default})"
+        help_text = f"{option.help}{shown} [env {option.env}]".replace("%", "%%")
+        if option.kind is options.FLAG:
+            parser.add_argument(option.flag, dest=option.dest, action="store_true", default=None, help=help_text)
+        elif option.choices:
+            parser.add_argument(option.flag, dest=option.dest, choices=option.choices, help=help_text)
+        else:
+            parser.add_argument(option.flag, dest=option.dest, type=option.kind.argparse_type(), help=help_text)
     parser.add_argument("--version", action="version", version=f"chatd {__version__}")
     parser.add_argument(
         "--hash-password",
@@ -190,52 +177,80 @@ def build_parser(file_defaults: dict[str, str] | None = None) -> argparse.Argume
     return parser
 
 
-def parse_settings(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, BackendSettings]:
-    """Options to settings; exits 2 with one line on anything invalid."""
-    pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--config", default=os.environ.get("CHATD_CONFIG"))
-    config_path = pre.parse_known_args(argv)[0].config
+def resolve_options(args: argparse.Namespace, environ: Mapping[str, str]) -> tuple[ConfigFile, dict[str, str]]:
+    """Fill every option the command line left unset from ``CHATD_*``, then the file, then its default.
+
+    Returns the config file and, for each option, where its value came from as the user
+    would name it (``--port``, ``CHATD_PORT``, ``chatd.toml: [server] port``), for messages
+    about it. Exits 2 with one line on a bad value or an unreadable or malformed file.
+    """
+    sources: dict[str, str] = {}
     config_file = ConfigFile()
+    config_path = args.config if args.config is not None else environ.get("CHATD_CONFIG")
     if config_path:
         try:
             config_file = load_config_file(config_path)
+        except ConfigFileUnreadable as error:
+            fail(f"{'--config' if args.config is not None else 'CHATD_CONFIG'}: {error}")
         except ConfigFileError as error:
-            build_parser().error(f"argument --config: {error}")
-    parser = build_parser(config_file.server)
-    known = {action.dest for action in parser._actions}
-    for key in config_file.server:
-        if key not in known or key in ("config", "help", "version", "hash_password"):
-            parser.error(f"argument --config: [server] has no option {key!r}")
-    args = parser.parse_args(argv)
-    # Values from the environment arrive as strings; run them through the same checks.
-    for action in parser._actions:
-        value = getattr(args, action.dest, None)
-        if isinstance(value, str) and action.type is not None:
-            try:
-                setattr(args, action.dest, action.type(value))
-            except (ValueError, argparse.ArgumentTypeError) as error:
-                parser.error(f"argument {action.option_strings[0]}: invalid value {value!r}: {error}")
-        if action.choices and value is not None and value not in action.choices:
-            parser.error(f"argument {action.option_strings[0]}: invalid choice {value!r}")
-    from chatd.protocol.casemap import is_channel_name
+            fail(str(error))
+    in_file: dict[str, tuple[str, object]] = {}
+    for key, value in config_file.server.items():
+        dest = key.replace("-", "_")
+        if dest not in OPTIONS_BY_DEST or dest == "config":
+            fail(f"{config_path}: [server] has no option {key!r} (see chatd --help)")
+        if dest in in_file:
+            fail(f"{config_path}: [server] {key}: the same option as {in_file[dest][0]}")
+        in_file[dest] = (key, value)
+    for option in OPTIONS:
+        dest = option.dest
+        if getattr(args, dest) is not None:
+            sources[dest] = option.flag
+            continue
+        try:
+            if option.env in environ:
+                sources[dest] = option.env
+                value = option.kind.from_text(environ[option.env])
+            elif dest in in_file:
+                key, raw = in_file[dest]
+                sources[dest] = f"{config_path}: [server] {key}"
+                value = option.kind.from_toml(raw)
+            else:
+                sources[dest] = option.flag
+                value = option.default
+        except OptionValueError as error:
+            fail(f"{sources[dest]}: {error}")
+        setattr(args, dest, value)
+    return config_file, sources
 
-    if not is_channel_name(args.plain_channel):
-        parser.error(f"argument --plain-channel: not a channel name: {args.plain_channel!r}")
+
+def parse_settings(
+    argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None
+) -> tuple[argparse.Namespace, BackendSettings]:
+    """Options to settings; exits 2 with one line on anything invalid."""
+    args = build_parser().parse_args(argv)
+    config_file, sources = resolve_options(args, os.environ if environ is None else environ)
+    if not _is_channel_name(args.plain_channel):
+        fail(f"{sources['plain_channel']}: {args.plain_channel!r} is not a channel name (like #lobby)")
     if args.workers and not args.hash_password:
         # N nodes without a shared Redis would be N separate chats behind one port.
-        if not getattr(args, "cluster", None):
-            parser.error("argument --workers: needs --cluster redis://HOST:PORT/DB (the nodes share it)")
+        if not args.cluster:
+            fail(f"{sources['workers']}: needs --cluster redis://HOST:PORT/DB (the nodes share it)")
         if args.port == 0 or (args.tls_cert and args.tls_port == 0):
-            parser.error("argument --workers: needs a fixed --port (with 0 each node would pick its own port)")
+            fail(f"{sources['workers']}: needs a fixed --port (with 0 each node would pick its own port)")
         if not NODE_ID_PATTERN.fullmatch(f"{_node_id_base(args)}-{args.workers}"):
-            parser.error("argument --node-id: with --workers, the node ids <id>-<n> must stay within 63 characters")
-    cluster = _cluster_settings(parser, args)
+            fail(f"{sources['node_id']}: with --workers, the node ids <id>-<n> must stay within 63 characters")
+    cluster = _cluster_settings(args, sources)
     motd: tuple[str, ...] | None = None
     if args.motd_file:
         try:
             motd = tuple(Path(args.motd_file).read_text(encoding="utf-8", errors="replace").splitlines())
         except OSError as error:
-            parser.error(f"argument --motd-file: cannot read {args.motd_file}: {error.strerror}")
+            fail(f"{sources['motd_file']}: cannot read {args.motd_file}: {error.strerror}")
+    if not args.no_persist and not args.hash_password:
+        problem = data_dir_problem(args.data_dir)
+        if problem:
+            fail(f"{sources['data_dir']}: {problem}")
     config = ServerConfig(
         name=args.name,
         network=args.network,
@@ -247,13 +262,14 @@ def parse_settings(argv: Sequence[str] | None = None) -> tuple[argparse.Namespac
         operators=config_file.operators,
         admin_lines=config_file.admin_lines,
         history_on_join=args.history_on_join,
-        history_private=bool(args.history_private),
+        history_private=args.history_private,
         max_per_ip=args.max_per_ip,
         register_timeout_s=args.register_timeout,
         flood_burst=args.flood_burst,
         flood_rate=args.flood_rate,
         flood_excess_limit=args.flood_limit,
         plain_channel=args.plain_channel,
+        permanent_channels=config_file.channels,
         created=datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
     )
     tls_context = None
@@ -261,9 +277,9 @@ def parse_settings(argv: Sequence[str] | None = None) -> tuple[argparse.Namespac
         try:
             tls_context = server_context(args.tls_cert, args.tls_key)
         except (OSError, ssl.SSLError) as error:
-            parser.error(f"argument --tls-cert/--tls-key: cannot load the certificate: {error}")
+            fail(f"{sources['tls_cert']}: cannot load the certificate: {error}")
     elif args.tls_key:
-        parser.error("argument --tls-key: needs --tls-cert")
+        fail(f"{sources['tls_key']}: needs --tls-cert")
     return args, BackendSettings(
         host=args.host,
         port=args.port,
@@ -272,28 +288,79 @@ def parse_settings(argv: Sequence[str] | None = None) -> tuple[argparse.Namespac
         tls_port=args.tls_port if tls_context else None,
         tls_context=tls_context,
         history=None,
-        reuse_port=bool(args.reuse_port),
+        reuse_port=args.reuse_port,
         cluster=cluster,
     )
 
 
-def _cluster_settings(parser: argparse.ArgumentParser, args: argparse.Namespace) -> ClusterSettings | None:
+def _is_channel_name(name: str) -> bool:
+    from chatd.protocol.casemap import is_channel_name
+
+    return is_channel_name(name)
+
+
+def data_dir_problem(data_dir: str) -> str | None:
+    """Why the history store could not be created or written in ``data_dir``, or None.
+
+    Checked before the store opens so the user reads what is wrong with the path they
+    gave (a file in the way, a directory this user may not write) rather than SQLite's
+    "unable to open database file". The nearest existing ancestor is checked when the
+    directory does not exist yet, since the store creates it.
+    """
+    if not data_dir:
+        return "an empty path is not a directory"
+    path = Path(os.path.abspath(data_dir))
+    probe, hidden = path, False
+    while True:
+        try:
+            status = probe.stat()
+            break
+        except (FileNotFoundError, NotADirectoryError, PermissionError) as error:
+            # PermissionError: an ancestor may not be searched; it is found further up.
+            hidden = hidden or isinstance(error, PermissionError)
+            if probe.parent == probe:
+                return None
+            probe = probe.parent
+        except OSError as error:
+            return f"cannot use {probe}: {error.strerror}"
+    if not stat.S_ISDIR(status.st_mode):
+        return f"{probe} is a file, not a directory" + ("" if probe == path else f" (so {path} cannot be created)")
+    if not os.access(probe, os.W_OK | os.X_OK) or hidden:
+        if probe == path:
+            return f"cannot write in {path}: permission denied ({_running_as()})"
+        action = "reach" if hidden else "create"
+        return f"cannot {action} {path}: permission denied in {probe} ({_running_as()})"
+    database = path / DATABASE_NAME
+    if probe == path and os.path.lexists(database) and not os.access(database, os.R_OK | os.W_OK):
+        return f"cannot write {database}: permission denied ({_running_as()})"
+    return None
+
+
+def _running_as() -> str:
+    """Which user the server runs as, the first thing to know about a permission error."""
+    uid = os.geteuid()
+    try:
+        name = pwd.getpwuid(uid).pw_name
+    except KeyError:
+        name = str(uid)
+    return f"chatd runs as user {name}, uid {uid}"
+
+
+def _cluster_settings(args: argparse.Namespace, sources: dict[str, str]) -> ClusterSettings | None:
     """The --cluster options checked and combined; exits 2 with one line on a bad one."""
     if not args.cluster:
         if args.node_id:
-            parser.error("argument --node-id: needs --cluster")
+            fail(f"{sources['node_id']}: needs --cluster")
         return None
     try:
         redis = parse_redis_url(args.cluster)
     except ValueError as error:
-        parser.error(f"argument --cluster: {args.cluster!r} {error}")
+        fail(f"{sources['cluster']}: {args.cluster!r} {error}")
     node_id = args.node_id or default_node_id()
     if not NODE_ID_PATTERN.fullmatch(node_id):
-        parser.error(f"argument --node-id: letters, digits, '.', '_' and '-' only (at most 63), got {node_id!r}")
+        fail(f"{sources['node_id']}: {node_id!r} is not a node id (letters, digits, '.', '_' and '-', at most 63)")
     if args.cluster_timeout <= 2 * args.cluster_heartbeat:
-        parser.error("argument --cluster-timeout: must be more than twice --cluster-heartbeat")
-    if args.backend == "asyncio":
-        parser.error("argument --cluster: works with the selectors and threads backends")
+        fail(f"{sources['cluster_timeout']}: must be more than twice --cluster-heartbeat")
     return ClusterSettings(
         redis=redis,
         node_id=node_id,
@@ -351,6 +418,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
     notify_ready()  # a --workers supervisor (or systemd, Type=notify) waits for this
+    if store is None:
+        log.info("history in memory only (no-persist is on): nothing is kept when chatd stops")
+    else:
+        log.info("history database %s", store.path.resolve())
     host, port = server.address
     log.info("chatd %s listening on %s:%s (backend %s)", __version__, host, port, args.backend)
     if server.tls_address is not None:

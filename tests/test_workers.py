@@ -180,13 +180,13 @@ def run_chatd(*argv: str, env: dict[str, str] | None = None) -> subprocess.Compl
 
 
 def test_workers_without_cluster_is_one_line_and_exit_2() -> None:
-    for result in (
-        run_chatd("--workers", "2", "--port", str(free_port())),
-        run_chatd("--port", str(free_port()), env=dict(os.environ, CHATD_WORKERS="3")),
+    for result, given in (
+        (run_chatd("--workers", "2", "--port", str(free_port())), "--workers"),
+        (run_chatd("--port", str(free_port()), env=dict(os.environ, CHATD_WORKERS="3")), "CHATD_WORKERS"),
     ):
         assert result.returncode == 2
         assert result.stderr.count("\n") == 1, result.stderr
-        assert "--workers" in result.stderr and "--cluster" in result.stderr
+        assert result.stderr.startswith(f"chatd: {given}: needs --cluster"), result.stderr
 
 
 @needs_cluster
