@@ -48,6 +48,7 @@ from chatc.events import (
     ServerText,
     TopicChanged,
 )
+from chatc.ignore import IgnoreList
 from chatc.paging import (
     DEFAULT_HISTORY_PAGE,
     HISTORY_BATCH,
@@ -84,6 +85,7 @@ _ACTIVE_BUFFER_NUMERICS: Final = frozenset(
         n.RPL_AWAY, n.RPL_UNAWAY, n.RPL_NOWAWAY, n.RPL_WHOISUSER, n.RPL_WHOISSERVER, n.RPL_ENDOFWHO,
         n.RPL_WHOISIDLE, n.RPL_ENDOFWHOIS, n.RPL_WHOISCHANNELS, n.RPL_LISTSTART, n.RPL_LIST, n.RPL_LISTEND,
         n.RPL_CHANNELMODEIS, n.RPL_WHOREPLY, n.RPL_USERHOST, n.RPL_ISON, n.RPL_VERSION, n.RPL_TIME,
+        n.RPL_WHOWASUSER, n.RPL_ENDOFWHOWAS, n.RPL_INVITING, n.RPL_BANLIST, n.RPL_ENDOFBANLIST,
         "313", "330", "338", "378", "671",
     }
 )  # fmt: skip
@@ -162,6 +164,7 @@ class ClientState(HistoryPaging):
         self._names_incoming: dict[str, dict[str, str]] = {}
         self._nick_attempts = 0
         self.caps: set[str] = set()  # acknowledged by the server on this connection
+        self.ignores = IgnoreList()  # /ignore: the state outlives connections, and so do they
         self.caps_offered: set[str] = set()
         self.cap_negotiating = False
         self._cap_ls_incoming: list[str] = []
@@ -266,14 +269,23 @@ class ClientState(HistoryPaging):
 
         Without echo-message servers never send our own PRIVMSGs back, so a local copy
         is all there is. With it, the echo is shown instead: one copy, with the
-        server's time, and only if the server accepted the message. The buffer is
-        opened either way, so ``/msg nick`` lands in a query buffer at once.
+        server's time, and only if the server accepted the message.
         """
-        buf = self.open_buffer(target)
         if "echo-message" in self.caps:
             return None
-        self.add_line(buf, kind, text, self.nick, own=True)
+        buf = self._show_own(target, text, kind)
         return MessageReceived(buf.name, self.nick, safe_text(text), kind, own=True)
+
+    def _show_own(self, target: str, text: str, kind: str) -> Buffer:
+        """Our message goes to its conversation's buffer; to a nick with no query open, it reads ``-> nick: text``
+        in the buffer the user is looking at (irssi, weechat): ``/msg`` answers in passing, ``/query`` opens one."""
+        buf = self.buffer(target)
+        if buf is None and not self.is_channel(target) and kind != "action":
+            self.add_line(self.active, "sent-notice" if kind == "notice" else "sent", text, target, own=True)
+            return self.active
+        buf = buf or self.open_buffer(target)
+        self.add_line(buf, kind, text, self.nick, own=True)
+        return buf
 
     # ---- connection lifecycle -----------------------------------------------------
 
@@ -465,6 +477,8 @@ class ClientState(HistoryPaging):
         command = message.command
         channel = message.param(0)
         if command in ("PRIVMSG", "NOTICE"):
+            if self.ignores.matches(message.source) and not self.is_me(source):
+                return []
             text = message.param(1)
             kind = "notice" if command == "NOTICE" else "privmsg"
             if text.startswith(CTCP_DELIM):
@@ -549,6 +563,8 @@ class ClientState(HistoryPaging):
 
     def _privmsg(self, message: Message) -> list[Event]:
         sender = _nick_of(message.source)
+        if self.ignores.matches(message.source) and not self.is_me(sender):
+            return []  # /ignore: no message, notice, action or CTCP (not even an answer) from them
         target = message.param(0)
         text = message.param(1)
         notice = message.command == "NOTICE"
@@ -573,8 +589,11 @@ class ClientState(HistoryPaging):
             buf = self.open_buffer(target.lstrip(self.prefix_symbols))
         elif not self.registered or "!" not in (message.source or "") or not sender:
             buf = self.buffers[SERVER_KEY]  # server notices, pre-registration AUTH notices
+        elif own:  # echo-message: shown where record_own_message would have shown it
+            buf = self._show_own(target, text, kind)
+            return [MessageReceived(buf.name, safe_text(sender), safe_text(text), kind, own)]
         else:
-            buf = self.open_buffer(target if own else sender)
+            buf = self.open_buffer(sender)
         highlight = not own and (buf.kind == "query" or mentions(text, self.nick))
         self.add_line(buf, kind, text, sender, own=own, highlight=highlight)
         events.append(MessageReceived(buf.name, safe_text(sender), safe_text(text), kind, own, highlight))
@@ -668,14 +687,16 @@ class ClientState(HistoryPaging):
         if own:
             self.nick = new
             self.wanted_nick = new
-            self.add_line(self.buffers[SERVER_KEY], "nick", f"You are now known as {new}", new, own=True)
+        text = f"You are now known as {new}" if own else f"{old} is now known as {new}"
         for buf in list(self.buffers.values()):
             if old_key in buf.nicks:
                 del buf.nicks[old_key]
                 buf.nicks[new_key] = new
                 if old_key in buf.prefixes:
                     buf.prefixes[new_key] = buf.prefixes.pop(old_key)
-                self.add_line(buf, "nick", f"{old} is now known as {new}", new, own=own)
+                self.add_line(buf, "nick", text, new, own=own)
+            elif own and buf.kind != "channel":  # the server buffer and every query: we are in each of them
+                self.add_line(buf, "nick", text, new, own=True)
         query = self.buffers.get(old_key)
         if query is not None and query.kind == "query" and (new_key == old_key or new_key not in self.buffers):
             self._rename_buffer(old_key, new_key, new)

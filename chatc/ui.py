@@ -92,6 +92,10 @@ def render_line(line: BufferLine, now: float | None = None) -> StyleAndTextTuple
         fragments += [("", "* "), (nick_style, line.nick), (text_style, " " + line.text)]
     elif line.kind == "notice":
         fragments += [("", "-"), (nick_style, line.nick), ("", "- "), (text_style, line.text)]
+    elif line.kind == "sent":  # /msg to a nick with no query open: the nick is the recipient
+        fragments += [("", "-> "), (nick_colour(line.nick), line.nick), ("", ": "), ("class:own", line.text)]
+    elif line.kind == "sent-notice":
+        fragments += [("", "-> -"), (nick_colour(line.nick), line.nick), ("", "- "), ("class:own", line.text)]
     elif line.kind == "error":
         fragments.append(("class:error", "!! " + line.text))
     elif line.kind in _EVENT_ARROWS:
