@@ -42,6 +42,8 @@ def wrap_fragments(fragments: StyleAndTextTuples, width: int, indent: int) -> li
 
     def new_row() -> None:
         nonlocal column
+        while rows[-1] and not rows[-1][-1][1].strip(" "):
+            rows[-1].pop()  # spaces before a break would only pad the row
         rows.append([("", " " * indent)] if indent else [])
         column = indent
 
