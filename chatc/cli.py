@@ -1,8 +1,8 @@
 """Command line of chatc: options, then the full-screen UI on a terminal or the headless mode on a pipe.
 
 Every option also reads ``CHATC_<NAME>`` from the environment (as chatd does); the
-command line wins. Bad input ends with one line on stderr and exit status 2, never a
-traceback.
+command line wins. Bad input ends with one line on stderr saying why (no usage dump: the
+reason is what the user needs, ``--help`` has the rest) and exit status 2, never a traceback.
 """
 
 from __future__ import annotations
@@ -12,11 +12,12 @@ import getpass
 import os
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from chatc import __version__
 from chatc.connection import ServerAddress
 from chatc.state import ClientState
-from chatd.protocol.casemap import is_valid_nick, nick_from_plain_name
+from chatd.protocol.casemap import MAX_NICK_LENGTH, is_valid_nick, nick_from_plain_name
 
 EXIT_USAGE = 2
 PROMPT_FOR_PASSWORD = "\0prompt"
@@ -32,10 +33,41 @@ def _port(value: str) -> int:
     return port
 
 
+_NICK_SPECIALS = "[]\\`_^{|}"
+
+
+def nick_problem(nick: str) -> str | None:
+    """Why ``nick`` is no valid nick, in the words a user can act on; None when it is valid."""
+    if not nick:
+        return "a nick cannot be empty"
+    if len(nick) > MAX_NICK_LENGTH:
+        return f"a nick has at most {MAX_NICK_LENGTH} characters ({len(nick)} given)"
+    if nick[0].isdigit():
+        return "a nick cannot start with a digit"
+    if nick[0] == "-":
+        return "a nick cannot start with '-'"
+    for char in nick:
+        if not (char.isascii() and char.isalnum()) and char not in _NICK_SPECIALS + "-":
+            return f"a nick cannot contain {char!r} (letters, digits, - and {_NICK_SPECIALS} only)"
+    return None if is_valid_nick(nick) else "not a valid nick"
+
+
 def _nick(value: str) -> str:
-    if not is_valid_nick(value):
-        raise argparse.ArgumentTypeError(f"not a valid nick: {value!r} (letters, digits and []\\`_^{{|}}-)")
+    problem = nick_problem(value)
+    if problem is not None:
+        raise argparse.ArgumentTypeError(f"{value!r}: {problem}")
     return value
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports an error as one line, ``chatc: --nick '1a': why``, without the usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        if message.startswith("argument "):
+            message = message[len("argument ") :]
+        if message.startswith("unrecognized arguments"):
+            message += " (chatc --help lists the options)"
+        self.exit(EXIT_USAGE, f"{self.prog}: {message}\n")
 
 
 def _channel(value: str) -> str:
@@ -47,7 +79,7 @@ def _channel(value: str) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     env = os.environ
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="chatc",
         description="Terminal chat client for chatd and any IRC server. Full-screen on a terminal; "
         "when stdin is not a terminal, sends each input line to --channel and prints what arrives.",
@@ -95,18 +127,24 @@ def _default_nick() -> str:
     return nick_from_plain_name(login)
 
 
-def _ask_nick(default: str) -> str | None:
-    """Ask on the terminal; None when the user gives up (Ctrl-C / Ctrl-D)."""
+def ask_nick(default: str) -> str | None:
+    """Ask on the terminal; None when the user gives up (Ctrl-C / Ctrl-D).
+
+    The default is a placeholder, not text in the line: what the user types replaces it
+    (typing ``ana`` gives ``ana``, not ``rootana``) and Enter alone takes it.
+    """
     from prompt_toolkit import prompt
+    from prompt_toolkit.formatted_text import FormattedText
 
     while True:
         try:
-            answer = prompt("Nick: ", default=default).strip()
+            answer = prompt("Nick: ", placeholder=FormattedText([("ansibrightblack", default)])).strip() or default
         except (EOFError, KeyboardInterrupt):
             return None
-        if is_valid_nick(answer):
+        problem = nick_problem(answer)
+        if problem is None:
             return answer
-        print(f"not a valid nick: {answer!r}", file=sys.stderr)
+        print(f"chatc: {answer!r}: {problem}", file=sys.stderr)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -128,7 +166,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     nick = args.nick
     if nick is None:
-        nick = _ask_nick(_default_nick()) if interactive else _default_nick()
+        nick = ask_nick(_default_nick()) if interactive else _default_nick()
         if nick is None:
             return EXIT_USAGE
 

@@ -14,6 +14,7 @@ from typing import Final
 from chatc.buffers import SERVER_KEY
 from chatc.state import CTCP_DELIM, DEFAULT_HISTORY_PAGE, ClientState, HistoryRefused
 from chatd.protocol.casemap import irc_lower
+from chatd.protocol.mask import normalize_mask
 from chatd.protocol.message import format_message
 
 # The server relays ":nick!user@host PRIVMSG target :text\r\n" in 512 bytes; we cannot
@@ -21,6 +22,8 @@ from chatd.protocol.message import format_message
 MAX_LINE_BYTES: Final = 512
 RESERVED_HOST_BYTES: Final = 64
 RESERVED_USER_BYTES: Final = 12
+# Mode changes with an argument per MODE line: 3 is the least any server's ISUPPORT MODES allows.
+MODES_PER_LINE: Final = 3
 
 
 @dataclass(slots=True)
@@ -54,7 +57,21 @@ COMMANDS: Final[dict[str, CommandInfo]] = {
     "names": CommandInfo("/names [#channel]", "list the nicks in a channel"),
     "who": CommandInfo("/who [mask]", "list users matching a mask"),
     "whois": CommandInfo("/whois nick", "show who a nick is"),
-    "list": CommandInfo("/list [#channel]", "list channels"),
+    "list": CommandInfo("/list [pattern]", "list channels (a bare word matches inside names: *word*)"),
+    "whowas": CommandInfo("/whowas nick [count]", "show who a nick was, after they left"),
+    "kick": CommandInfo("/kick nick [reason]", "remove a nick from this channel"),
+    "ban": CommandInfo("/ban [mask]", "ban a mask (a bare nick means nick!*@*); no mask lists the bans"),
+    "unban": CommandInfo("/unban mask...", "lift bans"),
+    "kickban": CommandInfo("/kickban nick [reason]", "ban nick!*@*, then kick the nick"),
+    "mode": CommandInfo("/mode [target] modes...", "show or change the modes of a channel (or yours)"),
+    "op": CommandInfo("/op nick...", "give channel operator status"),
+    "deop": CommandInfo("/deop nick...", "take channel operator status"),
+    "voice": CommandInfo("/voice nick...", "give voice"),
+    "devoice": CommandInfo("/devoice nick...", "take voice"),
+    "invite": CommandInfo("/invite nick [#channel]", "invite a nick to a channel (default: this one)"),
+    "ctcp": CommandInfo("/ctcp nick VERB [args]", "send a CTCP request (VERSION, PING, TIME...)"),
+    "ignore": CommandInfo("/ignore [mask]", "hide everything from a mask (nick or nick!user@host); alone: list"),
+    "unignore": CommandInfo("/unignore mask", "stop ignoring a mask"),
     "away": CommandInfo("/away [message]", "set away (no message: back)"),
     "history": CommandInfo("/history [N]", f"fetch N (default {DEFAULT_HISTORY_PAGE}) older messages of this channel"),
     "quote": CommandInfo("/quote RAW LINE", "send a raw protocol line"),
@@ -200,7 +217,112 @@ def _cmd_whois(state: ClientState, args: str, out: Outcome) -> None:
 
 
 def _cmd_list(state: ClientState, args: str, out: Outcome) -> None:
-    out.lines.append(format_message("LIST", *args.split()[:1]))
+    """A bare word is looked for inside channel names, as weechat's /list does; masks and names go as typed."""
+    pattern = args.strip().split(" ")[0]
+    if pattern and not state.is_channel(pattern) and not any(char in pattern for char in "*?<>!"):
+        pattern = f"*{pattern}*"
+    out.lines.append(format_message("LIST", pattern) if pattern else "LIST")
+
+
+def _cmd_whowas(state: ClientState, args: str, out: Outcome) -> None:
+    out.lines.append(format_message("WHOWAS", *_need(args, "whowas").split()[:2]))
+
+
+def _cmd_kick(state: ClientState, args: str, out: Outcome) -> None:
+    channel, rest = _channel_arg(state, args)
+    nick, _, reason = _need(rest, "kick").partition(" ")
+    out.lines.append(format_message("KICK", channel, nick, reason) if reason else format_message("KICK", channel, nick))
+
+
+def _mode_lines(channel: str, sign: str, mode: str, arguments: list[str]) -> list[str]:
+    """``MODE #chan +ooo a b c`` lines, at most ``MODES_PER_LINE`` changes each (the RFC's minimum for MODES)."""
+    lines = []
+    for start in range(0, len(arguments), MODES_PER_LINE):
+        chunk = arguments[start : start + MODES_PER_LINE]
+        lines.append(format_message("MODE", channel, sign + mode * len(chunk), *chunk))
+    return lines
+
+
+def _cmd_ban(state: ClientState, args: str, out: Outcome) -> None:
+    channel, rest = _channel_arg(state, args)
+    masks = [normalize_mask(mask) for mask in rest.split()]
+    out.lines.extend(_mode_lines(channel, "+", "b", masks) if masks else [format_message("MODE", channel, "+b")])
+
+
+def _cmd_unban(state: ClientState, args: str, out: Outcome) -> None:
+    channel, rest = _channel_arg(state, args)
+    out.lines.extend(_mode_lines(channel, "-", "b", [normalize_mask(mask) for mask in _need(rest, "unban").split()]))
+
+
+def _cmd_kickban(state: ClientState, args: str, out: Outcome) -> None:
+    """Ban first, then kick: kicked first, the nick could rejoin in between."""
+    channel, rest = _channel_arg(state, args)
+    nick, _, reason = _need(rest, "kickban").partition(" ")
+    out.lines.extend(_mode_lines(channel, "+", "b", [normalize_mask(nick)]))
+    out.lines.append(format_message("KICK", channel, nick, reason) if reason else format_message("KICK", channel, nick))
+
+
+def _cmd_mode(state: ClientState, args: str, out: Outcome) -> None:
+    """``/mode +i`` changes the active channel's modes (in a channel buffer) or our own (elsewhere)."""
+    words = args.split()
+    if words and (state.is_channel(words[0]) or state.is_me(words[0])):
+        target, changes = words[0], words[1:]
+    elif state.active.kind == "channel":
+        target, changes = state.active.name, words
+    elif words:
+        target, changes = state.nick, words
+    else:
+        raise CommandError("usage: " + COMMANDS["mode"].usage)
+    out.lines.append(format_message("MODE", target, *changes))
+
+
+def _status_command(sign: str, mode: str, name: str) -> Callable[[ClientState, str, Outcome], None]:
+    def handler(state: ClientState, args: str, out: Outcome) -> None:
+        channel, rest = _channel_arg(state, args)
+        out.lines.extend(_mode_lines(channel, sign, mode, _need(rest, name).split()))
+
+    return handler
+
+
+def _cmd_invite(state: ClientState, args: str, out: Outcome) -> None:
+    nick, _, rest = _need(args, "invite").partition(" ")
+    channel = rest.strip().split(" ")[0]
+    if not channel:
+        if state.active.kind != "channel":
+            raise CommandError("Not in a channel buffer: name the channel")
+        channel = state.active.name
+    out.lines.append(format_message("INVITE", nick, channel))
+
+
+def _cmd_ctcp(state: ClientState, args: str, out: Outcome) -> None:
+    target, _, rest = _need(args, "ctcp").partition(" ")
+    verb, _, argument = rest.strip().partition(" ")
+    if not verb:
+        raise CommandError("usage: " + COMMANDS["ctcp"].usage)
+    verb = verb.upper()
+    if verb == "PING" and not argument:
+        argument = str(int(state.clock()))  # the answer echoes it: that is how the round trip is timed
+    body = f"{verb} {argument}".strip()
+    out.lines.append(format_message("PRIVMSG", target, f"{CTCP_DELIM}{body}{CTCP_DELIM}"))
+    state.info(f"CTCP {verb} sent to {target}")
+
+
+def _cmd_ignore(state: ClientState, args: str, out: Outcome) -> None:
+    mask = args.strip().split(" ")[0]
+    if not mask:
+        masks = state.ignores.masks
+        state.info("Ignoring: " + " ".join(masks) if masks else "Ignoring nobody")
+        return
+    full, new = state.ignores.add(mask)
+    state.info(f"Ignoring {full}" if new else f"Already ignoring {full}")
+
+
+def _cmd_unignore(state: ClientState, args: str, out: Outcome) -> None:
+    mask = _need(args, "unignore").split(" ")[0]
+    removed = state.ignores.remove(mask)
+    if removed is None:
+        raise CommandError(f"Not ignoring {normalize_mask(mask)}; /ignore lists the masks")
+    state.info(f"No longer ignoring {removed}")
 
 
 def _cmd_away(state: ClientState, args: str, out: Outcome) -> None:
@@ -272,6 +394,20 @@ _DISPATCH: Final[dict[str, Callable[[ClientState, str, Outcome], None]]] = {
     "who": _cmd_who,
     "whois": _cmd_whois,
     "list": _cmd_list,
+    "whowas": _cmd_whowas,
+    "kick": _cmd_kick,
+    "ban": _cmd_ban,
+    "unban": _cmd_unban,
+    "kickban": _cmd_kickban,
+    "mode": _cmd_mode,
+    "op": _status_command("+", "o", "op"),
+    "deop": _status_command("-", "o", "deop"),
+    "voice": _status_command("+", "v", "voice"),
+    "devoice": _status_command("-", "v", "devoice"),
+    "invite": _cmd_invite,
+    "ctcp": _cmd_ctcp,
+    "ignore": _cmd_ignore,
+    "unignore": _cmd_unignore,
     "away": _cmd_away,
     "history": _cmd_history,
     "quote": _cmd_quote,

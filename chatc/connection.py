@@ -101,6 +101,7 @@ class Connection:
         on_events: Callable[[list[Event]], None] = lambda events: None,
         on_status: Callable[[str], None] = lambda status: None,
         *,
+        on_sent: Callable[[int], None] = lambda queued: None,
         reconnect: bool = True,
         backoff_initial_s: float = 1.0,
         backoff_max_s: float = 60.0,
@@ -112,6 +113,7 @@ class Connection:
         self.state = state
         self.on_events = on_events
         self.on_status = on_status
+        self.on_sent = on_sent  # after each paced line, with how many still wait: a paste's countdown
         self.reconnect = reconnect
         self.backoff_initial_s = backoff_initial_s
         self.backoff_max_s = backoff_max_s
@@ -245,6 +247,7 @@ class Connection:
                 continue
             self._write(self._queue.popleft())
             self._queue_changed.set()
+            self.on_sent(len(self._queue))
             with contextlib.suppress(OSError):
                 await writer.drain()
 

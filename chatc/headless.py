@@ -27,8 +27,9 @@ from typing import BinaryIO, Final, TextIO
 from chatc.buffers import SERVER_KEY
 from chatc.commands import CommandError, interpret
 from chatc.connection import Connection, ConnectionClosed, ServerAddress
-from chatc.events import ErrorReply, Event, MessageReceived
+from chatc.events import ErrorReply, Event, MessageReceived, Registered
 from chatc.state import ClientState
+from chatd.protocol.casemap import irc_lower
 from chatd.protocol.framing import decode_line
 
 # Stop reading input while this many lines wait for their turn, so a huge pipe stays in the pipe.
@@ -104,10 +105,18 @@ class HeadlessClient:
         self.quitting = False
         self.stdout_gone = False
         self.connection = Connection(address, state, self._on_events, reconnect=False)
+        self.asked_nick = state.wanted_nick
+
+    def _announce_nick(self, nick: str) -> None:
+        """A script reads its own nick from stderr when the one it asked for was taken: lines to it go there."""
+        if irc_lower(nick) != irc_lower(self.asked_nick):
+            self.error(f"nick {self.asked_nick} is taken; using {nick} instead")
 
     def _on_events(self, events: list[Event]) -> None:
         for event in events:
-            if isinstance(event, MessageReceived) and not (event.own or event.history or self._from_server(event)):
+            if isinstance(event, Registered):
+                self._announce_nick(event.nick)
+            elif isinstance(event, MessageReceived) and not (event.own or event.history or self._from_server(event)):
                 self.print(format_event(event))
             elif isinstance(event, ErrorReply) and not (self.quitting and event.code in ("ERROR", "DISCONNECTED")):
                 self.error(f"{event.code} {event.text}")

@@ -15,6 +15,10 @@ def _idle(seconds: str) -> str:
     return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
 
 
+def _nick(source: str) -> str:
+    return source.split("!", 1)[0]
+
+
 def describe_reply(code: str, params: tuple[str, ...]) -> str | None:
     """Readable text for the replies users ask for (WHOIS, WHO, LIST, AWAY); None means show the raw text.
 
@@ -38,6 +42,12 @@ def describe_reply(code: str, params: tuple[str, ...]) -> str | None:
     if code == n.RPL_WHOREPLY and len(params) >= 7:
         realname = get(6).split(" ", 1)[1] if " " in get(6) else get(6)
         return f"{get(0)} {get(4)} {get(5)} {get(1)}@{get(2)} ({realname})"
+    if code == n.RPL_WHOWASUSER and len(params) >= 5:
+        return f"{get(0)} was {get(1)}@{get(2)} ({get(4)})"
+    if code == n.RPL_INVITING and len(params) >= 2:
+        return f"Inviting {get(0)} to {get(1)}"
+    if code == n.RPL_BANLIST and len(params) >= 2:
+        return f"{get(0)}: ban {get(1)}" + (f" set by {_nick(get(2))}" if get(2) else "")
     if code == n.RPL_LIST and len(params) >= 2:
         return f"{get(0)} ({get(1)} users) {get(2)}".rstrip()
     return None

@@ -23,19 +23,12 @@ Invariants:
   never count as unread or highlight, and CTCP queries in them are not answered.
   A replayed message whose msgid the buffer already shows is skipped (a reconnect
   replays what the user saw live).
-- Paging back (``request_history``, IRCv3 ``draft/chathistory``): at most one request per
-  buffer is in flight. Its answer is the ``chathistory`` batch inside the
-  ``labeled-response`` batch carrying our label; a server without labeled-response
-  answers in order, so it is the next ``chathistory`` batch for that channel. Its lines
-  are collected, then put at the top of the buffer in one go, oldest first, minus
-  msgids already shown; they are history (muted, never unread). An answer shorter
-  than asked means nothing older exists: the buffer says so once at its top and
-  stops asking until ``/clear``.
+- Paging back (``request_history``, IRCv3 ``draft/chathistory``) keeps the invariants written
+  at the top of ``chatc/paging.py``.
 """
 
 from __future__ import annotations
 
-import datetime
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
@@ -54,6 +47,16 @@ from chatc.events import (
     SendLine,
     ServerText,
     TopicChanged,
+)
+from chatc.ignore import IgnoreList
+from chatc.paging import (
+    DEFAULT_HISTORY_PAGE,
+    HISTORY_BATCH,
+    LABELED_BATCH,
+    PAGE_BATCH,
+    HistoryPaging,
+    HistoryRefused,
+    parse_server_time,
 )
 from chatc.replies import describe_reply
 from chatc.text import mentions, safe_text
@@ -75,18 +78,6 @@ WANTED_CAPS: Final = frozenset(
 MAX_OPEN_BATCHES: Final = 32
 # Likewise a CAP LS reply continued forever: names past this many are not collected.
 MAX_CAP_NAMES: Final = 256
-HISTORY_BATCH: Final = "chathistory"
-# Internal batch kinds: the answer to our own CHATHISTORY request, and the labeled-response
-# batch around it (its "target" is our label).
-PAGE_BATCH: Final = "chatc/history-page"
-LABELED_BATCH: Final = "labeled-response"
-HISTORY_CAP: Final = "draft/chathistory"
-# /history without a count, and PageUp at the top of a buffer, ask for this many.
-DEFAULT_HISTORY_PAGE: Final = 50
-# A server that advertises no CHATHISTORY limit still has one; asking for more than it gives would
-# read as "nothing older left". 100 is what chatd (and ergo) allow.
-UNADVERTISED_HISTORY_LIMIT: Final = 100
-_MESSAGE_KINDS: Final = frozenset({"privmsg", "notice", "action"})
 
 # Replies to commands the user typed: shown in the buffer the user is looking at.
 _ACTIVE_BUFFER_NUMERICS: Final = frozenset(
@@ -94,6 +85,7 @@ _ACTIVE_BUFFER_NUMERICS: Final = frozenset(
         n.RPL_AWAY, n.RPL_UNAWAY, n.RPL_NOWAWAY, n.RPL_WHOISUSER, n.RPL_WHOISSERVER, n.RPL_ENDOFWHO,
         n.RPL_WHOISIDLE, n.RPL_ENDOFWHOIS, n.RPL_WHOISCHANNELS, n.RPL_LISTSTART, n.RPL_LIST, n.RPL_LISTEND,
         n.RPL_CHANNELMODEIS, n.RPL_WHOREPLY, n.RPL_USERHOST, n.RPL_ISON, n.RPL_VERSION, n.RPL_TIME,
+        n.RPL_WHOWASUSER, n.RPL_ENDOFWHOWAS, n.RPL_INVITING, n.RPL_BANLIST, n.RPL_ENDOFBANLIST,
         "313", "330", "338", "378", "671",
     }
 )  # fmt: skip
@@ -133,33 +125,7 @@ def _nick_of(source: str | None) -> str:
     return (source or "").split("!", 1)[0]
 
 
-def parse_server_time(value: str | None) -> float | None:
-    """The epoch time of an IRCv3 ``time`` tag (``2026-11-26T10:40:00.000Z``), or None if absent or malformed.
-
-    A tag without a zone is taken as UTC, which is what the specification mandates.
-    """
-    if not value:
-        return None
-    try:
-        moment = datetime.datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=datetime.UTC)
-    return moment.timestamp()
-
-
-def format_server_time(when: float) -> str:
-    """An epoch time as a CHATHISTORY ``timestamp=`` value: UTC, milliseconds (truncated), ``Z``."""
-    moment = datetime.datetime.fromtimestamp(when, datetime.UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
-
-
-class HistoryRefused(Exception):
-    """``request_history`` cannot ask now; the message says why, for the user."""
-
-
-class ClientState:
+class ClientState(HistoryPaging):
     """Everything the client knows about its session with one server.
 
     Feed it each received line (``feed``) and each lost connection
@@ -198,6 +164,7 @@ class ClientState:
         self._names_incoming: dict[str, dict[str, str]] = {}
         self._nick_attempts = 0
         self.caps: set[str] = set()  # acknowledged by the server on this connection
+        self.ignores = IgnoreList()  # /ignore: the state outlives connections, and so do they
         self.caps_offered: set[str] = set()
         self.cap_negotiating = False
         self._cap_ls_incoming: list[str] = []
@@ -302,14 +269,23 @@ class ClientState:
 
         Without echo-message servers never send our own PRIVMSGs back, so a local copy
         is all there is. With it, the echo is shown instead: one copy, with the
-        server's time, and only if the server accepted the message. The buffer is
-        opened either way, so ``/msg nick`` lands in a query buffer at once.
+        server's time, and only if the server accepted the message.
         """
-        buf = self.open_buffer(target)
         if "echo-message" in self.caps:
             return None
-        self.add_line(buf, kind, text, self.nick, own=True)
+        buf = self._show_own(target, text, kind)
         return MessageReceived(buf.name, self.nick, safe_text(text), kind, own=True)
+
+    def _show_own(self, target: str, text: str, kind: str) -> Buffer:
+        """Our message goes to its conversation's buffer; to a nick with no query open, it reads ``-> nick: text``
+        in the buffer the user is looking at (irssi, weechat): ``/msg`` answers in passing, ``/query`` opens one."""
+        buf = self.buffer(target)
+        if buf is None and not self.is_channel(target) and kind != "action":
+            self.add_line(self.active, "sent-notice" if kind == "notice" else "sent", text, target, own=True)
+            return self.active
+        buf = buf or self.open_buffer(target)
+        self.add_line(buf, kind, text, self.nick, own=True)
+        return buf
 
     # ---- connection lifecycle -----------------------------------------------------
 
@@ -366,57 +342,6 @@ class ClientState:
         self.cap_negotiating = False
         self._cap_requests_pending = 0
         return [format_message("CAP", "END")]
-
-    def history_pending(self, key: str) -> bool:
-        """Whether a CHATHISTORY request for buffer ``key`` awaits its answer."""
-        return key in self._page_requests
-
-    def request_history(self, key: str, count: int = DEFAULT_HISTORY_PAGE) -> str:
-        """The ``CHATHISTORY BEFORE`` line asking for ``count`` messages older than the top of buffer ``key``.
-
-        The reference is the oldest message shown: its msgid when known (and the server's
-        MSGREFTYPES allow it), else its time (``LATEST *`` for a buffer that shows no
-        message). ``count`` is capped at the server's ISUPPORT ``CHATHISTORY`` limit (100
-        when it names none). The request counts as in flight from now on, so the caller
-        must send the line or call ``cancel_history``. Raises ``HistoryRefused`` when the
-        server offers no history, the buffer is no joined channel, a request is already
-        in flight, or nothing older exists.
-        """
-        buf = self.buffers.get(key)
-        if HISTORY_CAP not in self.caps or "batch" not in self.caps:
-            raise HistoryRefused("This server does not offer message history (IRCv3 draft/chathistory)")
-        if buf is None or buf.kind != "channel":
-            raise HistoryRefused("/history pages back in a channel buffer")
-        if not buf.joined:
-            raise HistoryRefused(f"Not in {buf.name}: join it to see its history")
-        if key in self._page_requests:
-            raise HistoryRefused(f"Already fetching history for {buf.name}")
-        if buf.history_exhausted:
-            raise HistoryRefused(f"Already at the start of the history of {buf.name}")
-        count = max(1, min(count, self.history_limit or UNADVERTISED_HISTORY_LIMIT))
-        oldest = next((line for line in buf.lines if line.kind in _MESSAGE_KINDS and line.nick), None)
-        if oldest is None:
-            params = ["LATEST", buf.name, "*", str(count)]
-        elif oldest.msgid and "msgid" in self.msgref_types:
-            params = ["BEFORE", buf.name, f"msgid={oldest.msgid}", str(count)]
-        else:
-            params = ["BEFORE", buf.name, f"timestamp={format_server_time(oldest.time)}", str(count)]
-        line = format_message("CHATHISTORY", *params)  # raises ValueError only for a name no server sent
-        if "labeled-response" in self.caps:
-            self._label_counter += 1
-            label = f"chatc-h{self._label_counter}"
-            self._page_labels[label] = key
-            line = f"@label={label} {line}"
-        self._page_requests[key] = count
-        return line
-
-    def cancel_history(self, key: str) -> None:
-        """Forget the request for buffer ``key`` (its line could not be sent)."""
-        self._page_requests.pop(key, None)
-        self._page_lines.pop(key, None)
-        self._page_received.pop(key, None)
-        for label in [label for label, owner in self._page_labels.items() if owner == key]:
-            del self._page_labels[label]
 
     def rejoin_lines(self) -> list[str]:
         """JOIN lines for every wanted channel, batched with commas under the line limit."""
@@ -546,65 +471,14 @@ class ClientState:
                 self.cancel_history(self._page_labels[closed[1]])  # labeled answer without a history batch
         return []
 
-    def _answer_batch(self, parent: tuple[str, str] | None, target: str) -> tuple[str, str]:
-        """A ``chathistory`` batch opening: the answer to our request (PAGE_BATCH and the buffer key),
-        or history replayed on join (HISTORY_BATCH and the channel)."""
-        if parent is not None and parent[0] == LABELED_BATCH:
-            key = self._page_labels.pop(parent[1], None)
-            if key is not None and key in self._page_requests:
-                self._page_lines[key] = []
-                self._page_received[key] = 0
-                return PAGE_BATCH, key
-        elif "labeled-response" not in self.caps and irc_lower(target) in self._page_requests:
-            key = irc_lower(target)  # no labels: the server answers in order, this is ours
-            if key not in self._page_lines:
-                self._page_lines[key] = []
-                self._page_received[key] = 0
-                return PAGE_BATCH, key
-        return HISTORY_BATCH, target
-
-    def _page_line(self, message: Message, key: str) -> list[Event]:
-        """A line of the answer to our CHATHISTORY request: collected, shown when the batch ends."""
-        buf = self.buffers.get(key)
-        collected = self._page_lines.get(key)
-        if buf is None or collected is None:
-            return []
-        self._page_received[key] = self._page_received.get(key, 0) + 1
-        if self._line_msgid and any(line.msgid == self._line_msgid for line in collected):
-            return []
-        self._collecting = collected
-        try:
-            self._history_line(message, buf.name)
-        finally:
-            self._collecting = None
-        return []  # nothing new to announce: what was said long ago is no news, even to a script
-
-    def _finish_page(self, key: str) -> None:
-        """Put the collected answer at the top of its buffer, oldest first; say so if nothing older is left."""
-        asked = self._page_requests.pop(key, 0)
-        lines = self._page_lines.pop(key, [])
-        received = self._page_received.pop(key, 0)
-        buf = self.buffers.get(key)
-        if buf is None:
-            return
-        room = MAX_BUFFER_LINES - len(buf.lines)
-        lines = lines[len(lines) - room :] if room > 0 else []  # the newest of them, when the buffer is nearly full
-        for line in reversed(lines):
-            buf.lines.appendleft(line)
-        for line in lines:
-            if line.msgid:
-                buf.remember_older_msgid(line.msgid)
-        if received < asked and not buf.history_exhausted:
-            buf.history_exhausted = True
-            if len(buf.lines) < MAX_BUFFER_LINES:
-                buf.lines.appendleft(BufferLine(self.clock(), "info", "no older messages"))
-
     def _history_line(self, message: Message, target: str) -> list[Event]:
         """A replayed line: shown muted in its buffer, with no effect on the channel or on unread counts."""
         source = _nick_of(message.source)
         command = message.command
         channel = message.param(0)
         if command in ("PRIVMSG", "NOTICE"):
+            if self.ignores.matches(message.source) and not self.is_me(source):
+                return []
             text = message.param(1)
             kind = "notice" if command == "NOTICE" else "privmsg"
             if text.startswith(CTCP_DELIM):
@@ -689,6 +563,8 @@ class ClientState:
 
     def _privmsg(self, message: Message) -> list[Event]:
         sender = _nick_of(message.source)
+        if self.ignores.matches(message.source) and not self.is_me(sender):
+            return []  # /ignore: no message, notice, action or CTCP (not even an answer) from them
         target = message.param(0)
         text = message.param(1)
         notice = message.command == "NOTICE"
@@ -713,8 +589,11 @@ class ClientState:
             buf = self.open_buffer(target.lstrip(self.prefix_symbols))
         elif not self.registered or "!" not in (message.source or "") or not sender:
             buf = self.buffers[SERVER_KEY]  # server notices, pre-registration AUTH notices
+        elif own:  # echo-message: shown where record_own_message would have shown it
+            buf = self._show_own(target, text, kind)
+            return [MessageReceived(buf.name, safe_text(sender), safe_text(text), kind, own)]
         else:
-            buf = self.open_buffer(target if own else sender)
+            buf = self.open_buffer(sender)
         highlight = not own and (buf.kind == "query" or mentions(text, self.nick))
         self.add_line(buf, kind, text, sender, own=own, highlight=highlight)
         events.append(MessageReceived(buf.name, safe_text(sender), safe_text(text), kind, own, highlight))
@@ -808,14 +687,16 @@ class ClientState:
         if own:
             self.nick = new
             self.wanted_nick = new
-            self.add_line(self.buffers[SERVER_KEY], "nick", f"You are now known as {new}", new, own=True)
+        text = f"You are now known as {new}" if own else f"{old} is now known as {new}"
         for buf in list(self.buffers.values()):
             if old_key in buf.nicks:
                 del buf.nicks[old_key]
                 buf.nicks[new_key] = new
                 if old_key in buf.prefixes:
                     buf.prefixes[new_key] = buf.prefixes.pop(old_key)
-                self.add_line(buf, "nick", f"{old} is now known as {new}", new, own=own)
+                self.add_line(buf, "nick", text, new, own=own)
+            elif own and buf.kind != "channel":  # the server buffer and every query: we are in each of them
+                self.add_line(buf, "nick", text, new, own=True)
         query = self.buffers.get(old_key)
         if query is not None and query.kind == "query" and (new_key == old_key or new_key not in self.buffers):
             self._rename_buffer(old_key, new_key, new)

@@ -22,6 +22,7 @@ from prompt_toolkit.filters import Condition
 from prompt_toolkit.formatted_text import StyleAndTextTuples
 from prompt_toolkit.history import InMemoryHistory
 from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent
+from prompt_toolkit.keys import Keys
 from prompt_toolkit.layout import (
     ConditionalContainer,
     Float,
@@ -34,6 +35,7 @@ from prompt_toolkit.layout import (
 )
 from prompt_toolkit.layout.menus import CompletionsMenu
 from prompt_toolkit.styles import Style
+from prompt_toolkit.utils import get_cwidth
 from prompt_toolkit.widgets import TextArea
 
 from chatc.buffers import SERVER_KEY, BufferLine
@@ -42,6 +44,7 @@ from chatc.connection import Connection, ServerAddress
 from chatc.events import Event, Joined
 from chatc.state import ClientState, HistoryRefused
 from chatc.text import nick_colour
+from chatc.wrap import cells, fit_parts, wrap_fragments
 from chatd.protocol.casemap import irc_lower
 
 # Only this many lines above the bottom are handed to prompt_toolkit per redraw;
@@ -92,6 +95,10 @@ def render_line(line: BufferLine, now: float | None = None) -> StyleAndTextTuple
         fragments += [("", "* "), (nick_style, line.nick), (text_style, " " + line.text)]
     elif line.kind == "notice":
         fragments += [("", "-"), (nick_style, line.nick), ("", "- "), (text_style, line.text)]
+    elif line.kind == "sent":  # /msg to a nick with no query open: the nick is the recipient
+        fragments += [("", "-> "), (nick_colour(line.nick), line.nick), ("", ": "), ("class:own", line.text)]
+    elif line.kind == "sent-notice":
+        fragments += [("", "-> -"), (nick_colour(line.nick), line.nick), ("", "- "), ("class:own", line.text)]
     elif line.kind == "error":
         fragments.append(("class:error", "!! " + line.text))
     elif line.kind in _EVENT_ARROWS:
@@ -158,7 +165,9 @@ class ChatUI:
 
     def __init__(self, address: ServerAddress, state: ClientState, **connection_options: float) -> None:
         self.state = state
-        self.connection = Connection(address, state, self._on_events, self._on_status, **connection_options)
+        self.connection = Connection(
+            address, state, self._on_events, self._on_status, on_sent=self._on_sent, **connection_options
+        )
         self.scroll: dict[str, int] = {}  # buffer key -> lines scrolled up from the bottom
         self.show_nicklist = False
         self.quitting = False
@@ -173,9 +182,10 @@ class ChatUI:
             complete_while_typing=False,
             accept_handler=self._accept,
         )
+        self._rows = 0  # display rows of the message pane as last built (lines wrap into several)
         self.messages = Window(
             FormattedTextControl(self._message_fragments, get_cursor_position=self._message_cursor),
-            wrap_lines=True,
+            wrap_lines=False,  # we wrap ourselves, at words and with a hanging indent (chatc.wrap)
             always_hide_cursor=True,
         )
         nicklist = ConditionalContainer(
@@ -243,6 +253,27 @@ class ChatUI:
 
     def _on_status(self, status: str) -> None:
         self.app.invalidate()
+
+    def _on_sent(self, queued: int) -> None:
+        """A paced line left: the status line's ``[N queued]`` counts down."""
+        self.app.invalidate()
+
+    def paste(self, data: str) -> None:
+        """A bracketed paste: every complete line is sent (paced, so the server does not cut us for
+        flooding), and the text after the last newline stays in the input line to be finished.
+
+        The input line stays one line and visible: a pasted block never lands in it whole.
+        """
+        data = data.replace("\r\n", "\n").replace("\r", "\n")
+        buffer = self.input.buffer
+        if "\n" not in data:
+            buffer.insert_text(data)
+            return
+        text = buffer.text[: buffer.cursor_position] + data + buffer.text[buffer.cursor_position :]
+        *complete, rest = text.split("\n")
+        buffer.reset()
+        self.submit("\n".join(complete))
+        buffer.set_document(Document(rest, len(rest)))
 
     # ---- input ------------------------------------------------------------------------
 
@@ -347,17 +378,31 @@ class ChatUI:
         start = max(0, end - RENDER_LINES)
         return [lines[index] for index in range(start, max(start, end))]
 
+    def _message_width(self) -> int:
+        width = self.app.output.get_size().columns
+        if self.show_nicklist and self.state.active.kind == "channel":
+            width -= NICKLIST_WIDTH + 1
+        return max(10, width)
+
     def _message_fragments(self) -> StyleAndTextTuples:
+        """Each line wrapped at words to the pane's width, continuation rows indented under the message column."""
+        width = self._message_width()
         fragments: StyleAndTextTuples = []
-        for index, line in enumerate(self._visible_lines()):
-            if index:
-                fragments.append(("", "\n"))
-            fragments.extend(render_line(line))
+        rows = 0
+        for line in self._visible_lines():
+            rendered = render_line(line)
+            indent = cells(rendered) - get_cwidth(line.text)  # where the message text starts
+            for row in wrap_fragments(rendered, width, indent):
+                if rows:
+                    fragments.append(("", "\n"))
+                fragments.extend(row)
+                rows += 1
+        self._rows = rows
         return fragments
 
     def _message_cursor(self) -> Point:
-        """The (hidden) cursor sits on the last visible line, so the window scrolls to show it."""
-        return Point(x=0, y=max(0, len(self._visible_lines()) - 1))
+        """The (hidden) cursor sits on the last row, so the window scrolls to show it."""
+        return Point(x=0, y=max(0, self._rows - 1))
 
     def _topic_fragments(self) -> StyleAndTextTuples:
         buf = self.state.active
@@ -373,30 +418,35 @@ class ChatUI:
         return fragments
 
     def _status_fragments(self) -> StyleAndTextTuples:
+        """The status line, shortened to the terminal's width by dropping whole parts, least important first
+        (the clock, then the network when all is well, the activity list, our nick); the buffer, a connection
+        problem, the paste queue and ``-- MORE --`` stay longest."""
         state = self.state
         buffers = state.buffer_list
         number = [buf.key for buf in buffers].index(state.active_key) + 1
         status = "quitting" if self.quitting and self.app.is_running else self.connection.status
-        fragments: StyleAndTextTuples = [
-            ("", f" {time.strftime('%H:%M')} "),
-            ("", f"[{state.nick}{' (away)' if state.away else ''}] "),
-            ("", f"[{number}:{state.active.name}"),
+        members = f" ({len(state.active.nicks)})" if state.active.kind == "channel" else ""
+        connected = status == "connected"
+        parts: list[tuple[int, StyleAndTextTuples]] = [
+            (9, [("", f" {time.strftime('%H:%M')}")]),
+            (5, [("", f" [{state.nick}{' (away)' if state.away else ''}]")]),
+            (0, [("", f" [{number}:{state.active.name}{members}]")]),
+            (7 if connected else 1, [("" if connected else "class:status.bad", f" [{state.network}: {status}]")]),
         ]
-        if state.active.kind == "channel":
-            fragments.append(("", f" ({len(state.active.nicks)})"))
-        fragments.append(("", "] "))
-        fragments.append(("" if status == "connected" else "class:status.bad", f"[{state.network}: {status}] "))
         active = [(index, buf) for index, buf in enumerate(buffers, 1) if buf.unread or buf.highlighted]
         if active:
-            fragments.append(("", "[Act: "))
+            activity: StyleAndTextTuples = [("", " [Act: ")]
             for position, (index, buf) in enumerate(active):
                 style = "class:status.highlight" if buf.highlighted else "class:status.activity"
                 count = f"({buf.unread})" if buf.unread > 1 else ""
-                fragments.append((style, f"{index}:{buf.name}{count}" + ("!" if buf.highlighted else "")))
-                fragments.append(("", "," if position < len(active) - 1 else "] "))
+                activity.append((style, f"{index}:{buf.name}{count}" + ("!" if buf.highlighted else "")))
+                activity.append(("", "," if position < len(active) - 1 else "]"))
+            parts.append((6, activity))
+        if self.connection.queued:
+            parts.append((2, [("class:status.activity", f" [{self.connection.queued} queued]")]))
         if self.scroll.get(state.active_key, 0):
-            fragments.append(("class:status.activity", "-- MORE -- "))
-        return fragments
+            parts.append((3, [("class:status.activity", " -- MORE --")]))
+        return fit_parts(parts, self.app.output.get_size().columns)
 
     # ---- keys ---------------------------------------------------------------------------
 
@@ -425,6 +475,10 @@ class ChatUI:
         @bindings.add("pagedown")
         def _page_down(event: KeyPressEvent) -> None:
             self.scroll_page(-1)
+
+        @bindings.add(Keys.BracketedPaste)
+        def _paste(event: KeyPressEvent) -> None:
+            self.paste(event.data)
 
         @bindings.add("f2")
         def _nicklist(event: KeyPressEvent) -> None:

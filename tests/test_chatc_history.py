@@ -44,6 +44,8 @@ def labeled_answer(label: str, lines: list[tuple[str, str, str]]) -> list[str]:
 
 
 OLDER = [("m5", "45", "five"), ("m6", "46", "six"), ("m7", "47", "seven")]
+# The lines of the current session above the first message in ``paging()``: the join and the names.
+SESSION = 2
 
 
 def test_the_request_names_the_oldest_message_by_msgid_and_carries_a_label() -> None:
@@ -53,17 +55,16 @@ def test_the_request_names_the_oldest_message_by_msgid_and_carries_a_label() -> 
     assert state.history_pending("#room")
 
 
-def test_an_answer_goes_to_the_top_in_order_muted_and_never_unread() -> None:
+def test_an_answer_goes_above_the_oldest_message_in_order_muted_and_never_unread() -> None:
     state = paging()
     state.request_history("#room", 3)
     for line in labeled_answer("chatc-h1", OLDER):
         assert state.feed(line) == []  # nothing to announce: old words are no news
     buf = state.buffer("#room")
     assert buf is not None
-    assert texts_of(state, "#room")[:3] == ["five", "six", "seven"]
-    assert texts_of(state, "#room")[-2:] == ["eight", "nine"]  # the live lines stay at the bottom
-    assert all(line.history for line in list(buf.lines)[:3])
-    assert {style for style, _text in render_line(buf.lines[0])} == {"class:time", "class:history"}
+    assert texts_of(state, "#room")[SESSION:] == ["five", "six", "seven", "eight", "nine"]
+    assert all(line.history for line in list(buf.lines)[SESSION : SESSION + 3])
+    assert {style for style, _text in render_line(buf.lines[SESSION])} == {"class:time", "class:history"}
     assert buf.unread == 0 and not buf.highlighted
     assert not state.history_pending("#room") and not buf.history_exhausted
     # The next page starts from the new top.
@@ -76,7 +77,7 @@ def test_lines_already_shown_are_skipped() -> None:
     state.request_history("#room", 3)
     for line in labeled_answer("chatc-h1", [*OLDER[:2], ("m5", "45", "five")]):
         state.feed(line)
-    assert texts_of(state, "#room") == ["five", *texts_of(state, "#room")[1:]]
+    assert texts_of(state, "#room")[SESSION] == "five"
     assert texts_of(state, "#room").count("six") == 1 and texts_of(state, "#room").count("five") == 1
 
 
@@ -87,7 +88,7 @@ def test_a_short_answer_means_the_start_is_reached_and_it_is_said_once() -> None
         state.feed(line)
     buf = state.buffer("#room")
     assert buf is not None and buf.history_exhausted
-    assert texts_of(state, "#room")[:4] == ["no older messages", "five", "six", "seven"]
+    assert texts_of(state, "#room")[SESSION : SESSION + 4] == ["no older messages", "five", "six", "seven"]
     with pytest.raises(HistoryRefused, match="start of the history"):
         state.request_history("#room")
     assert texts_of(state, "#room").count("no older messages") == 1
@@ -101,7 +102,7 @@ def test_an_empty_answer_says_no_older_messages() -> None:
     state.request_history("#room", 5)
     for line in labeled_answer("chatc-h1", []):
         state.feed(line)
-    assert texts_of(state, "#room")[0] == "no older messages"
+    assert texts_of(state, "#room")[SESSION] == "no older messages"
 
 
 def test_a_buffer_without_messages_asks_for_the_latest_and_a_timestamp_without_msgids() -> None:
@@ -182,7 +183,7 @@ def test_a_replay_on_join_while_a_request_is_out_stays_a_replay() -> None:
     assert texts_of(state, "#room")[-1] == "replayed" and state.history_pending("#room")
     for line in labeled_answer("chatc-h1", OLDER):
         state.feed(line)
-    assert texts_of(state, "#room")[:3] == ["five", "six", "seven"]
+    assert texts_of(state, "#room")[SESSION : SESSION + 3] == ["five", "six", "seven"]
 
 
 def test_without_labels_the_next_chathistory_batch_for_the_channel_is_the_answer() -> None:
@@ -192,7 +193,7 @@ def test_without_labels_the_next_chathistory_batch_for_the_channel_is_the_answer
     for msgid, minute, text in OLDER:
         state.feed(f"@batch=C1;time=2026-11-26T10:{minute}:00.000Z;msgid={msgid} :bob!u@h PRIVMSG #room :{text}")
     state.feed(":srv BATCH -C1")
-    assert texts_of(state, "#room")[:3] == ["five", "six", "seven"]
+    assert texts_of(state, "#room")[SESSION : SESSION + 3] == ["five", "six", "seven"]
     assert not state.history_pending("#room")
 
 
@@ -211,12 +212,11 @@ def test_a_nearly_full_buffer_takes_only_the_newest_of_the_page() -> None:
     assert buf is not None
     for index in range(MAX_BUFFER_LINES - len(buf.lines) - 2):
         state.add_line(buf, "info", f"filler {index}")
-    oldest_live = buf.lines[0].text
     state.request_history("#room", 3)
     for line in labeled_answer("chatc-h1", OLDER):
         state.feed(line)
     assert len(buf.lines) == MAX_BUFFER_LINES
-    assert [line.text for line in list(buf.lines)[:3]] == ["six", "seven", oldest_live]
+    assert [line.text for line in list(buf.lines)[SESSION : SESSION + 3]] == ["six", "seven", "eight"]
 
 
 # ---- against a real chatd --------------------------------------------------------------
@@ -238,13 +238,19 @@ def test_slash_history_and_page_up_page_back_against_chatd(backend: str) -> None
             async with running_ui(server.address, channels=("#t",)) as (ui, keys):
                 await until(lambda: joined(ui, "#t") and said(ui.state) == ["said 8", "said 9"], "the replay")
                 assert ui.state.active.name == "#t"
+                buf = ui.state.active
+                session = [line.text for line in buf.lines][: texts_of(ui.state, "#t").index("said 8")]
+                assert session[0] == "me has joined #t" and any(text.startswith("Names on") for text in session)
                 keys.send_text("/history 5\r")
                 await until(lambda: len(said(ui.state)) == 7, "five older messages")
-                buf = ui.state.active
                 assert said(ui.state) == [f"said {index}" for index in range(3, 10)]
-                assert [line.text for line in list(buf.lines)[:5]] == [f"said {index}" for index in range(3, 8)]
-                assert all(line.history and line.nick == "zed" for line in list(buf.lines)[:5])
-                assert all(render_line(line)[1][0] == "class:history" for line in list(buf.lines)[:5])
+                # In time order: the older messages go above the replay, below this session's join lines.
+                top = len(session)
+                assert texts_of(ui.state, "#t")[:top] == session
+                page = list(buf.lines)[top : top + 5]
+                assert [line.text for line in page] == [f"said {index}" for index in range(3, 8)]
+                assert all(line.history and line.nick == "zed" for line in page)
+                assert all(render_line(line)[1][0] == "class:history" for line in page)
                 assert buf.unread == 0
                 await until(lambda: not ui.state.history_pending(buf.key), "the request to end")
                 # Everything fits on the screen, so the top is shown: PageUp fetches the rest.
@@ -254,7 +260,7 @@ def test_slash_history_and_page_up_page_back_against_chatd(backend: str) -> None
                 keys.send_text(PAGE_UP)
                 await until(lambda: len(said(ui.state)) == 10, "the rest")
                 assert said(ui.state) == [f"said {index}" for index in range(10)]
-                assert buf.lines[0].text == "no older messages"
+                assert texts_of(ui.state, "#t")[: top + 2] == [*session, "no older messages", "said 0"]
                 assert ui.scroll.get(buf.key, 0) == 0  # fetching did not scroll
                 # Again at the top: nothing more to ask, nothing above to scroll to; the notice is not repeated.
                 shown = len(buf.lines)
@@ -303,3 +309,17 @@ def test_page_up_waits_for_a_request_in_flight_and_a_fail_is_shown(server: Runni
             assert not ui.state.history_pending(buf.key)
 
     asyncio.run(scenario())
+
+
+def test_older_messages_never_go_above_the_join_topic_and_names_of_this_session() -> None:
+    """``/history`` keeps the buffer in time order: the page lands just above the message it precedes."""
+    state = in_channel(negotiated())
+    state.feed(ISUPPORT)
+    state.feed(":srv 332 me #room :the topic")
+    state.feed("@time=2026-11-26T10:48:00.000Z;msgid=m8 :bob!u@h PRIVMSG #room :eight")
+    session = texts_of(state, "#room")[:-1]
+    state.request_history("#room", 3)
+    for line in labeled_answer("chatc-h1", OLDER):
+        state.feed(line)
+    assert texts_of(state, "#room") == [*session, "five", "six", "seven", "eight"]
+    assert "Topic for #room: the topic" in session

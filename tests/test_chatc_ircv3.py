@@ -200,13 +200,20 @@ def test_echo_message_shows_exactly_the_echo() -> None:
     assert state.active.lines[-1].time == TEN_FORTY
 
 
-def test_echo_message_of_a_private_message_lands_in_the_query_buffer() -> None:
+def test_echo_message_of_a_private_message_lands_where_the_local_copy_would() -> None:
+    """/msg opens no query (irssi, weechat): its echo reads ``-> alice: psst`` here; an open query takes its own."""
     state = negotiated()
     interpret(state, "/msg alice psst")
-    query = state.buffer("alice")
-    assert query is not None and not query.lines  # opened at once, filled by the echo
+    assert state.buffer("alice") is None and not any(line.kind == "sent" for line in state.active.lines)
     state.feed(":me!u@h PRIVMSG alice :psst")
-    assert [(line.nick, line.text, line.own) for line in query.lines] == [("me", "psst", True)]
+    assert state.buffer("alice") is None
+    line = state.active.lines[-1]
+    assert (line.kind, line.nick, line.text, line.own) == ("sent", "alice", "psst", True)
+    interpret(state, "/query alice")
+    query = state.buffer("alice")
+    assert query is not None
+    state.feed(":me!u@h PRIVMSG alice :in the query")
+    assert [(line.nick, line.text, line.own) for line in query.lines] == [("me", "in the query", True)]
     assert query.unread == 0
 
 
@@ -410,9 +417,17 @@ def test_server_time_and_echo_message_against_chatd(server: RunningServer) -> No
             received = [await asyncio.to_thread(peer.expect, "PRIVMSG") for _ in range(2)]
             assert [message.params[-1] for message in received] == ["mine, once", "\x01ACTION nods\x01"]
             keys.send_text("/msg zed direct\r")
-            await until(lambda: last_text(ui, "zed") == "direct", "the echoed private message")
+            # /msg opens no query: the echo reads "-> zed: direct" in #t, where we typed it.
+            await until(lambda: last_text(ui, "#t") == "direct", "the echoed private message")
+            assert (ui.state.active.lines[-1].kind, ui.state.active.lines[-1].nick) == ("sent", "zed")
+            assert ui.state.buffer("zed") is None
+            assert "".join(text for _style, text, *_ in render_line(ui.state.active.lines[-1])).endswith(
+                "-> zed: direct"
+            )
+            keys.send_text("/query zed\rin the query\r")
+            await until(lambda: last_text(ui, "zed") == "in the query", "the echo in the query")
             query = ui.state.buffer("zed")
-            assert query is not None and [line.text for line in query.lines] == ["direct"]
+            assert query is not None and [line.text for line in query.lines] == ["in the query"]
 
     asyncio.run(scenario())
     peer.close()
