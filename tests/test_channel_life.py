@@ -107,9 +107,12 @@ def test_saved_state_of_an_earlier_version_is_dropped_at_startup(backend: str, t
 def test_a_permanent_channel_exists_from_startup_with_its_topic(backend: str) -> None:
     with running_server(backend, history=History(None), permanent_channels=(KEEP,)) as server:
         looker = server.client("looker")
-        looker.send("LIST")
-        listed = {m.params[1]: m.params[2:] for m in looker.until("323") if m.command == "322"}
-        assert listed["#keep"] == ("0", "Welcome")
+        looker.send("TOPIC #keep")
+        assert looker.expect("332", "331", "403").params[1:] == ("#keep", "Welcome")
+        looker.send("MODE #keep")
+        assert looker.expect("324", "403").params[2:] == ("+nt",)
+        looker.send("LIST")  # LIST shows where people are, as ergo does: not an empty channel
+        assert [m for m in looker.until("323") if m.command == "322"] == []
         looker.send("JOIN #KEEP")
         burst = looker.until("366")
         assert [m.params[2] for m in burst if m.command == "332"] == ["Welcome"]

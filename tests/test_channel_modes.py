@@ -129,7 +129,7 @@ def test_secret_channels_are_hidden_from_outsiders(server: RunningServer) -> Non
     outsider = server.client("outsider")
     outsider.send("LIST")
     names = [m.params[1] for m in outsider.until("323") if m.command == "322"]
-    assert names == ["#lobby", "#open"]
+    assert names == ["#open"]
     outsider.send("NAMES #hidden")
     assert [m.command for m in outsider.until("366")] == ["366"]
     outsider.send("WHOIS op")
@@ -151,4 +151,4 @@ def test_list_patterns_and_user_counts(server: RunningServer) -> None:
     b.send("LIST >1")
     assert [m.params[1] for m in b.until("323") if m.command == "322"] == ["#chat-two"]
     b.send("LIST !*chat*")
-    assert [m.params[1] for m in b.until("323") if m.command == "322"] == ["#lobby", "#other"]
+    assert [m.params[1] for m in b.until("323") if m.command == "322"] == ["#other"]

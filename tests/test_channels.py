@@ -30,8 +30,7 @@ def test_join_comma_list_invalid_name_and_join_zero(server: RunningServer) -> No
     assert parts == {"#a", "#b"}
     alice.send("LIST")
     listing = alice.until("323")
-    # Only the permanent plain-mode channel is left: the others emptied and ceased to exist.
-    assert [m.params[1:3] for m in listing if m.command == "322"] == [("#lobby", "0")]
+    assert [m for m in listing if m.command == "322"] == []
 
 
 def test_part_with_reason_and_errors(server: RunningServer) -> None:
@@ -88,7 +87,7 @@ def test_names_and_list(server: RunningServer) -> None:
     b.send("LIST")
     listing = b.until("323")
     rows = {m.params[1]: (m.params[2], m.params[3]) for m in listing if m.command == "322"}
-    assert rows == {"#lobby": ("0", ""), "#one": ("2", "first"), "#two": ("1", "")}
+    assert rows == {"#one": ("2", "first"), "#two": ("1", "")}
     assert listing[0].command == "321"
 
 

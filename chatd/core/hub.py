@@ -716,7 +716,8 @@ class Hub:
             self.reply(client, n.RPL_LUSEROP, str(operators), "operator(s) online")
         if unknown:
             self.reply(client, n.RPL_LUSERUNKNOWN, str(unknown), "unknown connection(s)")
-        self.reply(client, n.RPL_LUSERCHANNELS, str(len(self.channels)), "channels formed")
+        formed = sum(1 for channel in self.channels.values() if channel.members)  # not empty permanent ones
+        self.reply(client, n.RPL_LUSERCHANNELS, str(formed), "channels formed")
         self.reply(client, n.RPL_LUSERME, f"I have {users} clients and 0 servers")
         top = str(self.max_seen_users)
         self.reply(client, n.RPL_LOCALUSERS, str(users), top, f"Current local users {users}, max {top}")

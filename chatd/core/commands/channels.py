@@ -151,7 +151,7 @@ def set_topic(hub: Hub, client: Client, channel: Channel, topic: str, when: floa
 def handle_names(hub: Hub, client: Client, message: Message) -> None:
     if not message.params:
         for channel in list(hub.channels.values()):
-            if channel.visible_to(client):
+            if channel.members and channel.visible_to(client):
                 hub.send_names(client, channel)
         return
     for name in message.params[0].split(","):
@@ -180,7 +180,9 @@ def handle_list(hub: Hub, client: Client, message: Message) -> None:
     terms = [term for term in message.param(0).split(",") if term]
     filters = [_list_filter(term) for term in terms]
     for channel in list(hub.channels.values()):
-        if channel.visible_to(client) and all(accept(channel) for accept in filters):
+        # An empty permanent channel exists but is not listed, as ergo does for registered
+        # channels nobody is in: LIST shows where people are.
+        if channel.members and channel.visible_to(client) and all(accept(channel) for accept in filters):
             hub.reply(client, n.RPL_LIST, channel.name, str(len(channel.members)), channel.topic)
     hub.reply(client, n.RPL_LISTEND, "End of /LIST")
 
