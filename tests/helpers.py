@@ -251,3 +251,22 @@ def running_server(
         yield server
     finally:
         server.stop()
+
+
+class Capture:
+    """A transport for a Hub driven without sockets: it keeps what the hub writes."""
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+
+    def write(self, data: bytes) -> bool:
+        self.data += data
+        return True
+
+    def close(self, farewell: bytes = b"", *, abort: bool = False) -> None:
+        self.data += farewell
+
+    def messages(self) -> list[Message]:
+        lines = bytes(self.data).decode().split("\r\n")[:-1]
+        self.data.clear()
+        return [parse(line) for line in lines]

@@ -14,7 +14,7 @@ import pytest
 from chatd.core import Hub, ServerConfig
 from chatd.core.config import PermanentChannel
 from chatd.history import History, SqliteStore
-from tests.helpers import IrcClient, LineClient, RunningServer, running_server
+from tests.helpers import Capture, IrcClient, LineClient, RunningServer, running_server
 
 KEEP = PermanentChannel("#keep", topic="Welcome", modes="nt")
 
@@ -225,17 +225,3 @@ def test_owners_declare_and_withdraw_permanent_channels() -> None:
     hub.keep_channel(PermanentChannel("#fresh", topic="Hello"), "accounts")
     assert hub.find_channel("#fresh").topic == "Hello"
     assert "#lobby" in hub.permanent and hub.find_channel("#lobby") is not None
-
-
-class Capture:
-    """A transport that keeps what the hub writes."""
-
-    def __init__(self) -> None:
-        self.data = bytearray()
-
-    def write(self, data: bytes) -> bool:
-        self.data += data
-        return True
-
-    def close(self, farewell: bytes = b"", *, abort: bool = False) -> None:
-        self.data += farewell

@@ -16,7 +16,7 @@ from chatd.cluster.node import ClusterNode
 from chatd.core import ServerConfig
 from chatd.core.client import Client
 from chatd.core.hub import Hub
-from chatd.protocol.message import Message, parse
+from tests.helpers import Capture
 
 
 class FakeLink:
@@ -43,23 +43,6 @@ class FakeLink:
         for _, callback in waiting:
             if callback is not None:
                 callback(reply)
-
-
-class Capture:
-    def __init__(self) -> None:
-        self.data = bytearray()
-
-    def write(self, data: bytes) -> bool:
-        self.data += data
-        return True
-
-    def close(self, farewell: bytes = b"", *, abort: bool = False) -> None:
-        self.data += farewell
-
-    def messages(self) -> list[Message]:
-        lines = bytes(self.data).decode().split("\r\n")[:-1]
-        self.data.clear()
-        return [parse(line) for line in lines]
 
 
 class World:
