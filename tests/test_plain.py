@@ -59,12 +59,13 @@ def test_taken_or_odd_names_become_unique_valid_nicks(server: RunningServer) -> 
     irc.expect("366")
     first = LineClient(server.address)
     first.send_raw(b"sam\n")
-    assert first.wait_for_line(lambda line: line.startswith("* Welcome")).startswith("* Welcome, sam2:")
+    welcome = first.wait_for_line(lambda line: line.startswith("* Welcome"))
+    assert welcome == "* Welcome, sam2: you are in #lobby with 1 other"
     assert irc.expect("JOIN").source.startswith("sam2!")
     second = LineClient(server.address)
     second.send_raw(b"Mary Ann 2\n")
     welcome = second.wait_for_line(lambda line: line.startswith("* Welcome"))
-    assert welcome.startswith("* Welcome, Mary Ann 2 (Mary_Ann_2 to IRC users):")
+    assert welcome == "* Welcome, Mary Ann 2 (Mary_Ann_2 to IRC users): you are in #lobby with 2 others"
     assert irc.expect("JOIN").source.startswith("Mary_Ann_2!")
 
 

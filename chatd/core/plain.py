@@ -112,9 +112,11 @@ def start_plain(hub: Hub, client: Client, name: str) -> None:
     client.plain_name = shown  # after claim_nick, which makes it the nick for everyone else
     hub.mark_registered(client)
     channel_name = hub.config.plain_channel
-    others = len(hub.find_channel(channel_name).members) if hub.find_channel(channel_name) else 0
+    channel = hub.find_channel(channel_name)
+    others = len(channel.members) if channel is not None else 0
+    company = "1 other" if others == 1 else f"{others} others"
     known_as = "" if nick == shown else f" ({nick} to IRC users)"
-    client.send(f"* Welcome, {shown}{known_as}: you are in {channel_name} with {others} others\n".encode())
+    client.send(f"* Welcome, {shown}{known_as}: you are in {channel_name} with {company}\n".encode())
     hub.join(client, channel_name)
 
 
