@@ -209,9 +209,9 @@ def test_a_world_readable_database_of_an_earlier_version_is_closed_up(tmp_path: 
     assert stat.S_IMODE(database.stat().st_mode) == 0o600
 
 
-def test_owners_declare_and_withdraw_permanent_channels() -> None:
+def test_owners_declare_and_withdraw_permanent_channels(tmp_path: Path) -> None:
     """The place a later kind of owned channel (registered by an account) plugs into."""
-    hub = Hub(ServerConfig(), time.monotonic, time.time, History(None))
+    hub = Hub(ServerConfig(), time.monotonic, time.time, History(SqliteStore(str(tmp_path))))
     owner = hub.connect(Capture(), "127.0.0.1")
     hub.receive(owner, [b"NICK owner", b"USER u 0 * :Real", b"JOIN #club", b"MODE #club +k door"])
     hub.keep_channel(PermanentChannel("#club"), "accounts")
@@ -225,3 +225,7 @@ def test_owners_declare_and_withdraw_permanent_channels() -> None:
     hub.keep_channel(PermanentChannel("#fresh", topic="Hello"), "accounts")
     assert hub.find_channel("#fresh").topic == "Hello"
     assert "#lobby" in hub.permanent and hub.find_channel("#lobby") is not None
+    hub.shutdown()
+    with closing(sqlite3.connect(tmp_path / "chatd.sqlite3")) as database:
+        saved = {row[0]: row[1] for row in database.execute("SELECT key, topic FROM channels")}
+    assert saved == {"#fresh": "Hello"}  # #club's saved state went with its last keeper

@@ -552,7 +552,7 @@ class Hub:
         if self.permanent.withdraw(name, owner) and channel is not None and not channel.members:
             del self.channels[key]
             if self.history is not None:
-                self.history.forget_channel(key)
+                self.history.end_life(key, saved=True)
 
     def record(self, channel: Channel, event: Event, kind: str = "message") -> None:
         """Keep a channel message (or, with kind "event", a JOIN/PART/KICK/TOPIC/QUIT) for
@@ -591,7 +591,7 @@ class Hub:
         if not channel.members and channel.key not in self.permanent:
             self.channels.pop(channel.key, None)
             if self.history is not None:
-                self.history.forget_channel(channel.key)
+                self.history.end_life(channel.key)
 
     def send_topic(self, client: Client, channel: Channel) -> None:
         if not channel.topic:

@@ -182,13 +182,14 @@ class History:
             ),
         )
 
-    def forget_channel(self, channel_key: str) -> None:
-        """A channel's life ended: drop its saved state and the recent entries held in memory.
+    def end_life(self, channel_key: str, *, saved: bool = False) -> None:
+        """A channel's life ended: drop the recent entries held in memory and, when it had
+        any (it was permanent), its saved state.
 
         Its messages stay on disk under retention; ``since`` keeps them from a later life.
         """
         self._recent.pop(channel_key, None)
-        if self.store is not None:
+        if saved and self.store is not None:
             self.store.submit("DELETE FROM channels WHERE key = ?", (channel_key,))
 
     def keep_only_channels(self, channel_keys: Iterable[str]) -> None:
