@@ -24,7 +24,6 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from chatd import __version__
 from chatd.core.channel import Channel
 from chatd.core.client import Client, Mode, Transport
 from chatd.core.commands import dispatch
@@ -35,17 +34,11 @@ from chatd.core.network import Network
 from chatd.core.permanent import PermanentChannels
 from chatd.core.plain import handle_plain_line, speaks_irc, start_plain
 from chatd.core.replay import replay_history
+from chatd.core.welcome import isupport_tokens, send_welcome
 from chatd.history import History
 from chatd.history.history import conversation_key
 from chatd.protocol import numerics as n
-from chatd.protocol.casemap import (
-    CASEMAPPING,
-    CHANNEL_TYPES,
-    MAX_CHANNEL_LENGTH,
-    MAX_NICK_LENGTH,
-    MAX_TOPIC_LENGTH,
-    irc_lower,
-)
+from chatd.protocol.casemap import irc_lower
 from chatd.protocol.framing import OVERLONG, decode_line
 from chatd.protocol.message import format_message, format_tags, parse
 
@@ -125,7 +118,7 @@ class Hub:
         self._msgid_counter = 0
         self._batch_counter = 0
         self._msgid_prefix = f"{int(wall_clock()):x}-"
-        self.isupport = self._build_isupport()
+        self.isupport = isupport_tokens(config)
         self.cluster: Network | None = None
         """The other nodes of the chat network, or None when this server is on its own."""
         self.permanent = PermanentChannels()
@@ -455,9 +448,6 @@ class Hub:
     def find_channel(self, name: str) -> Channel | None:
         return self.channels.get(irc_lower(name))
 
-    def registered_count(self) -> int:
-        return self.user_count
-
     # ---- state changes shared by several commands ------------------------------
 
     def claim_nick(self, client: Client, nick: str) -> None:
@@ -648,7 +638,7 @@ class Hub:
             self.quit(client, "Bad password", error="Closing Link: Bad password")
             return
         self.mark_registered(client)
-        self.welcome(client)
+        send_welcome(self, client)
 
     def mark_registered(self, client: Client) -> None:
         """A user just registered (IRC or plain): count it for LUSERS, keep the high-water mark."""
@@ -672,92 +662,7 @@ class Hub:
             self.cluster.user_changed(client)
         return True
 
-    def welcome(self, client: Client) -> None:
-        config = self.config
-        log.debug("registered %s", client.prefix)
-        self.reply(client, n.RPL_WELCOME, f"Welcome to the {config.network} IRC Network {client.prefix}")
-        self.reply(client, n.RPL_YOURHOST, f"Your host is {config.name}, running version chatd-{__version__}")
-        self.reply(client, n.RPL_CREATED, f"This server was created {config.created}")
-        self.send_line(
-            client,
-            format_message(
-                n.RPL_MYINFO,
-                client.display_nick,
-                config.name,
-                f"chatd-{__version__}",
-                "iow",
-                "biklmnostv",
-                "bklov",
-                source=config.name,
-            ),
-        )
-        tokens = self.isupport
-        for start in range(0, len(tokens), 12):
-            self.reply(client, n.RPL_ISUPPORT, *tokens[start : start + 12], "are supported by this server")
-        self.send_lusers(client)
-        self.send_motd(client)
-
-    def send_lusers(self, client: Client) -> None:
-        # Counters kept as users come, go and change modes: a welcome burst must not scan every client.
-        users = self.user_count
-        invisible = self.user_mode_counts["i"]
-        unknown = len(self.clients) - users
-        operators = self.user_mode_counts["o"]
-        everyone, servers = users, 1
-        if self.cluster is not None:
-            remote_users, remote_invisible, remote_servers = self.cluster.census()
-            everyone, invisible, servers = users + remote_users, invisible + remote_invisible, 1 + remote_servers
-        self.reply(
-            client,
-            n.RPL_LUSERCLIENT,
-            f"There are {everyone - invisible} users and {invisible} invisible on {servers} servers",
-        )
-        if operators:
-            self.reply(client, n.RPL_LUSEROP, str(operators), "operator(s) online")
-        if unknown:
-            self.reply(client, n.RPL_LUSERUNKNOWN, str(unknown), "unknown connection(s)")
-        formed = sum(1 for channel in self.channels.values() if channel.members)  # not empty permanent ones
-        self.reply(client, n.RPL_LUSERCHANNELS, str(formed), "channels formed")
-        self.reply(client, n.RPL_LUSERME, f"I have {users} clients and 0 servers")
-        top = str(self.max_seen_users)
-        self.reply(client, n.RPL_LOCALUSERS, str(users), top, f"Current local users {users}, max {top}")
-        if self.cluster is not None:
-            self.reply(client, n.RPL_GLOBALUSERS, f"Current global users {everyone}")  # no network-wide max kept
-        else:
-            self.reply(client, n.RPL_GLOBALUSERS, str(users), top, f"Current global users {users}, max {top}")
-
-    def send_motd(self, client: Client) -> None:
-        lines = self.config.motd_lines
-        if lines is None:
-            self.reply(client, n.ERR_NOMOTD, "MOTD File is missing")
-            return
-        self.reply(client, n.RPL_MOTDSTART, f"- {self.config.name} Message of the day - ")
-        for line in lines:
-            self.reply(client, n.RPL_MOTD, f"- {line}")
-        self.reply(client, n.RPL_ENDOFMOTD, "End of /MOTD command.")
-
     # ---- internals -------------------------------------------------------------
-
-    def _build_isupport(self) -> list[str]:
-        tokens = {
-            "AWAYLEN": "390",
-            "CASEMAPPING": CASEMAPPING,
-            "CHANLIMIT": f"{CHANNEL_TYPES}:",
-            "CHANMODES": "b,k,l,imnst",
-            "CHANNELLEN": str(MAX_CHANNEL_LENGTH),
-            "CHATHISTORY": "100",
-            "MSGREFTYPES": "timestamp,msgid",
-            "ELIST": "MNU",
-            "CHANTYPES": CHANNEL_TYPES,
-            "KICKLEN": "390",
-            "MODES": "4",
-            "NETWORK": self.config.network,
-            "NICKLEN": str(MAX_NICK_LENGTH),
-            "PREFIX": "(ov)@+",
-            "TOPICLEN": str(MAX_TOPIC_LENGTH),
-        }
-        tokens.update(self.config.isupport_extra)
-        return [f"{key}={value}" if value else key for key, value in sorted(tokens.items())]
 
     def _schedule(self, deadline: float, client: Client) -> None:
         heapq.heappush(self._timers, (deadline, client.id, client))

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from chatd.core.client import Client
 from chatd.core.event import server_time
+from chatd.core.limits import CHATHISTORY_MAX
 from chatd.history.history import conversation_key
 from chatd.protocol.casemap import irc_lower
 from chatd.protocol.message import Message, format_message, format_tags
@@ -27,7 +28,6 @@ if TYPE_CHECKING:
     from chatd.core.hub import Hub
     from chatd.history import HistoryEntry
 
-CHATHISTORY_MAX = 100
 SUBCOMMANDS = ("LATEST", "BEFORE", "AFTER", "AROUND", "BETWEEN", "TARGETS")
 
 

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 from chatd.core.channel import Ban
 from chatd.core.client import Client
+from chatd.core.limits import MAX_KEY_LENGTH, MAX_MODES_WITH_PARAMS
 from chatd.protocol import numerics as n
 from chatd.protocol.casemap import irc_lower
 from chatd.protocol.mask import normalize_mask
@@ -24,9 +25,7 @@ LIMIT_MODES = frozenset("l")
 FLAG_MODES = frozenset("imnst")
 MEMBER_MODES = frozenset("ov")
 USER_MODES = frozenset("iw")
-MAX_MODES_WITH_PARAMS = 4
 MAX_BANS = 100
-MAX_KEY_LENGTH = 23
 
 
 def _send_ban_list(hub: Hub, client: Client, channel: Channel) -> None:

@@ -8,6 +8,8 @@ from chatd import __version__
 from chatd.core.client import Client
 from chatd.core.event import server_time
 from chatd.core.help import HELP_TEXT
+from chatd.core.limits import MAX_AWAY_LENGTH
+from chatd.core.welcome import send_isupport, send_lusers, send_motd
 from chatd.protocol import numerics as n
 from chatd.protocol.casemap import irc_lower
 from chatd.protocol.mask import mask_matches
@@ -116,7 +118,7 @@ MAX_REALNAME_LENGTH = 128
 def handle_away(hub: Hub, client: Client, message: Message) -> None:
     text = message.param(0)
     if text:
-        client.away = text[:390]
+        client.away = text[:MAX_AWAY_LENGTH]
         hub.reply(client, n.RPL_NOWAWAY, "You have been marked as being away")
         line = format_message("AWAY", client.away, source=client.prefix)
     else:
@@ -147,19 +149,18 @@ def handle_setname(hub: Hub, client: Client, message: Message) -> None:
 
 # MOTD
 def handle_motd(hub: Hub, client: Client, message: Message) -> None:
-    hub.send_motd(client)
+    send_motd(hub, client)
 
 
 # LUSERS
 def handle_lusers(hub: Hub, client: Client, message: Message) -> None:
-    hub.send_lusers(client)
+    send_lusers(hub, client)
 
 
 # VERSION
 def handle_version(hub: Hub, client: Client, message: Message) -> None:
     hub.reply(client, n.RPL_VERSION, f"chatd-{__version__}", hub.config.name, "")
-    for start in range(0, len(hub.isupport), 12):
-        hub.reply(client, n.RPL_ISUPPORT, *hub.isupport[start : start + 12], "are supported by this server")
+    send_isupport(hub, client)
 
 
 # USERHOST <nick>{ <nick>}

@@ -1,0 +1,30 @@
+"""The limits the server enforces, in one place: handlers enforce them and ISUPPORT advertises them.
+
+A limit advertised to clients (``RPL_ISUPPORT``) and the code that enforces it read the
+same constant here, so the two cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from chatd.protocol.casemap import MAX_CHANNEL_LENGTH, MAX_NICK_LENGTH, MAX_TOPIC_LENGTH
+
+MAX_AWAY_LENGTH: Final = 390
+MAX_KICK_LENGTH: Final = 390
+MAX_MODES_WITH_PARAMS: Final = 4
+"""Mode changes with a parameter (``+k key``, ``+o nick``, ``+b mask``) taken from one MODE command."""
+MAX_KEY_LENGTH: Final = 23
+CHATHISTORY_MAX: Final = 100
+"""Most messages one CHATHISTORY query returns."""
+
+__all__ = [
+    "CHATHISTORY_MAX",
+    "MAX_AWAY_LENGTH",
+    "MAX_CHANNEL_LENGTH",
+    "MAX_KEY_LENGTH",
+    "MAX_KICK_LENGTH",
+    "MAX_MODES_WITH_PARAMS",
+    "MAX_NICK_LENGTH",
+    "MAX_TOPIC_LENGTH",
+]
