@@ -33,10 +33,9 @@ from chatd.core.event import Event
 from chatd.core.network import Network
 from chatd.core.permanent import PermanentChannels
 from chatd.core.plain import handle_plain_line, speaks_irc, start_plain
+from chatd.core.ports import HistoryPort, conversation_key
 from chatd.core.replay import replay_history
 from chatd.core.welcome import isupport_tokens, send_welcome
-from chatd.history import History
-from chatd.history.history import conversation_key
 from chatd.protocol import numerics as n
 from chatd.protocol.casemap import irc_lower
 from chatd.protocol.framing import OVERLONG, decode_line
@@ -95,7 +94,7 @@ class Hub:
         config: ServerConfig,
         clock: Callable[[], float],
         wall_clock: Callable[[], float],
-        history: History | None = None,
+        history: HistoryPort | None = None,
     ) -> None:
         self.config = config
         self.history = history

@@ -21,13 +21,13 @@ if TYPE_CHECKING:
     from chatd.core.channel import Channel
     from chatd.core.client import Client
     from chatd.core.hub import Hub
-    from chatd.history import HistoryEntry
+    from chatd.core.ports import StoredEntry
 
 CTCP_MARK = "\x01"
 ACTION_PREFIX = "\x01ACTION "
 
 
-def replayable(entry: HistoryEntry) -> bool:
+def replayable(entry: StoredEntry) -> bool:
     """Everything but CTCP requests other than ACTION, which would make clients answer."""
     message = parse(entry.line)
     text = message.params[-1] if message.params else ""

@@ -28,14 +28,6 @@ SAVE_CHANNEL = (
 )
 
 
-def conversation_key(first: str, second: str) -> str:
-    """The history key of a private conversation: the two case-mapped nicks, in order.
-
-    ``@`` cannot begin a channel key, so conversations and channels never collide.
-    """
-    return "@" + "|".join(sorted((first, second)))
-
-
 class HistoryEntry(NamedTuple):
     """One recorded entry: its IRC line (with source), the plain rendering, id, time and kind.
 

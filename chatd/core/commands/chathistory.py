@@ -14,19 +14,19 @@ from __future__ import annotations
 
 import datetime
 import math
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from chatd.core.client import Client
 from chatd.core.event import server_time
 from chatd.core.limits import CHATHISTORY_MAX
-from chatd.history.history import conversation_key
+from chatd.core.ports import StoredEntry, conversation_key
 from chatd.protocol.casemap import irc_lower
 from chatd.protocol.message import Message, format_message, format_tags
 
 if TYPE_CHECKING:
     from chatd.core.channel import Channel
     from chatd.core.hub import Hub
-    from chatd.history import HistoryEntry
 
 SUBCOMMANDS = ("LATEST", "BEFORE", "AFTER", "AROUND", "BETWEEN", "TARGETS")
 
@@ -56,7 +56,7 @@ def _resolve(hub: Hub, channel_key: str, reference: str) -> float | None:
     return None
 
 
-def _send_batch(hub: Hub, client: Client, target: str, entries: list[HistoryEntry]) -> None:
+def _send_batch(hub: Hub, client: Client, target: str, entries: Sequence[StoredEntry]) -> None:
     hub._batch_counter += 1
     batch_id = f"C{hub._batch_counter}"
     hub.send_line(client, format_message("BATCH", f"+{batch_id}", "chathistory", target, source=hub.config.name))
@@ -155,7 +155,7 @@ def handle_chathistory(hub: Hub, client: Client, message: Message) -> None:
         earlier = history.between(key, low, after, limit // 2, newest=True, events=events)
         remaining = limit - len(earlier)
         later = history.between(key, max(after - 1e-6, low), math.inf, remaining, newest=False, events=events)
-        entries = earlier + later
+        entries = [*earlier, *later]
     else:  # BETWEEN
         other = _resolve(hub, key, message.param(3))
         if other is None:
