@@ -15,7 +15,7 @@ import pytest
 
 from chatd.core import Hub, ServerConfig
 from chatd.history import History, HistoryStoreError, SqliteStore
-from chatd.history.history import INSERT_MESSAGE
+from chatd.history.store import INSERT_MESSAGE
 from tests.helpers import DEADLINE_S, IrcClient, LineClient, running_server
 
 

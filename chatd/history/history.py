@@ -19,15 +19,8 @@ if TYPE_CHECKING:
     from chatd.core.channel import Channel
     from chatd.core.event import Event
 
-INSERT_MESSAGE = "INSERT OR IGNORE INTO messages (target, msgid, time, line, plain, kind) VALUES (?, ?, ?, ?, ?, ?)"
 MESSAGE = "message"
 """The kind of PRIVMSG and NOTICE entries; events (JOIN, PART, KICK, TOPIC, QUIT) are kind "event"."""
-SAVE_CHANNEL = (
-    "INSERT OR REPLACE INTO channels (key, name, created, topic, topic_by, topic_at, modes, mode_key, mode_limit)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
-)
-
-
 class HistoryEntry(NamedTuple):
     """One recorded entry: its IRC line (with source), the plain rendering, id, time and kind.
 
@@ -80,7 +73,7 @@ class History:
         msgid, when, line, plain = event.msgid, event.when, event.line, event.plain_line
         self._entries(channel_key).append(HistoryEntry(msgid, when, line, plain, kind))
         if self.store is not None:
-            self.store.submit(INSERT_MESSAGE, (channel_key, msgid, when, line, plain, kind))
+            self.store.insert_message((channel_key, msgid, when, line, plain, kind))
 
     def recent(
         self, channel_key: str, count: int, *, events: bool = False, since: float = -math.inf
@@ -102,11 +95,7 @@ class History:
         if entries is None:
             entries = self._recent[channel_key] = deque(maxlen=self.keep)
             if self.store is not None:
-                rows = self.store.query(
-                    "SELECT msgid, time, line, plain, kind FROM messages WHERE target = ?"
-                    " ORDER BY time DESC, id DESC LIMIT ?",
-                    (channel_key, self.keep),
-                )
+                rows = self.store.newest_entries(channel_key, self.keep)
                 entries.extend(HistoryEntry(*row) for row in reversed(rows))
         return entries
 
@@ -117,15 +106,7 @@ class History:
                 return entry.time
         if self.store is None:
             return None
-        when = msgid_time(msgid)
-        if when is None:  # an id from before schema 3 names no time: look through the channel
-            rows = self.store.query("SELECT time FROM messages WHERE target = ? AND msgid = ?", (channel_key, msgid))
-        else:
-            rows = self.store.query(
-                "SELECT time FROM messages WHERE target = ? AND time > ? AND time < ? AND msgid = ?",
-                (channel_key, when - 0.002, when + 0.002, msgid),
-            )
-        return rows[0][0] if rows else None
+        return self.store.message_time(channel_key, msgid, msgid_time(msgid))
 
     def between(
         self, channel_key: str, after: float, before: float, limit: int, *, newest: bool, events: bool = False
@@ -142,12 +123,7 @@ class History:
                 if after < entry.time < before and (events or entry.kind == MESSAGE)
             ]
             return window[-limit:] if newest else window[:limit]
-        order = "DESC" if newest else "ASC"
-        rows = self.store.query(
-            "SELECT msgid, time, line, plain, kind FROM messages WHERE target = ? AND time > ? AND time < ?"
-            f" AND (kind = 'message' OR ?) ORDER BY time {order}, id {order} LIMIT ?",
-            (channel_key, after, before, events, limit),
-        )
+        rows = self.store.entries_between(channel_key, after, before, limit, newest=newest, events=events)
         entries = [HistoryEntry(*row) for row in rows]
         return entries[::-1] if newest else entries
 
@@ -159,8 +135,7 @@ class History:
     def save_channel(self, channel: Channel) -> None:
         if self.store is None:
             return
-        self.store.submit(
-            SAVE_CHANNEL,
+        self.store.save_channel(
             (
                 channel.key,
                 channel.name,
@@ -182,7 +157,7 @@ class History:
         """
         self._recent.pop(channel_key, None)
         if saved and self.store is not None:
-            self.store.submit("DELETE FROM channels WHERE key = ?", (channel_key,))
+            self.store.delete_channel(channel_key)
 
     def keep_only_channels(self, channel_keys: Iterable[str]) -> None:
         """Drop the saved state of every channel but these (the permanent ones), at startup:
@@ -190,18 +165,13 @@ class History:
         the state, key included, of every channel that ever existed."""
         if self.store is None:
             return
-        keys = tuple(channel_keys)
-        marks = ", ".join("?" * len(keys))
-        self.store.submit(f"DELETE FROM channels WHERE key NOT IN ({marks})", keys)
+        self.store.delete_channels_except(tuple(channel_keys))
 
     def saved_channel(self, channel_key: str) -> SavedChannel | None:
         if self.store is None:
             return None
-        rows = self.store.query(
-            "SELECT name, created, topic, topic_by, topic_at, modes, mode_key, mode_limit FROM channels WHERE key = ?",
-            (channel_key,),
-        )
-        return SavedChannel(*rows[0]) if rows else None
+        row = self.store.saved_channel(channel_key)
+        return SavedChannel(*row) if row is not None else None
 
     def close(self) -> None:
         if self.store is not None:

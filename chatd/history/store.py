@@ -1,5 +1,8 @@
 """SQLite storage for history and channel state, written off the event loop.
 
+Every SQL statement of chatd is in this module; ``chatd.history.History`` calls its
+named methods and never writes SQL.
+
 Writes are queued by the loop (never blocking it) and committed by a writer
 thread in one transaction per batch: at most ``COMMIT_INTERVAL_S`` of accepted
 messages can be lost by a crash. Reads (startup, CHATHISTORY) use their own
@@ -69,6 +72,12 @@ MIGRATIONS: dict[int, Sequence[str]] = {
     ),
 }
 
+
+INSERT_MESSAGE = "INSERT OR IGNORE INTO messages (target, msgid, time, line, plain, kind) VALUES (?, ?, ?, ?, ?, ?)"
+SAVE_CHANNEL = (
+    "INSERT OR REPLACE INTO channels (key, name, created, topic, topic_by, topic_at, modes, mode_key, mode_limit)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
 
 ROWS_PER_INSERT = 64
 """Rows per INSERT statement for a burst of writes. The sqlite3 module lets go of the GIL
@@ -165,10 +174,66 @@ class SqliteStore:
         self._writer.join(timeout=10)
         self._reader.close()
 
+    # ---- writes: queued, committed by the writer thread -----------------------------
+
+    def insert_message(self, row: tuple[str, str, float, str, str | None, str]) -> None:
+        """(target, msgid, time, line, plain, kind); a message already stored is kept once."""
+        self.submit(INSERT_MESSAGE, row)
+
+    def save_channel(self, row: tuple[Any, ...]) -> None:
+        """(key, name, created, topic, topic_by, topic_at, modes, mode_key, mode_limit)."""
+        self.submit(SAVE_CHANNEL, row)
+
+    def delete_channel(self, key: str) -> None:
+        self.submit("DELETE FROM channels WHERE key = ?", (key,))
+
+    def delete_channels_except(self, keys: tuple[str, ...]) -> None:
+        marks = ", ".join("?" * len(keys))
+        self.submit(f"DELETE FROM channels WHERE key NOT IN ({marks})", keys)
+
     # ---- reads (startup and queries) ---------------------------------------------------
 
     def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         return self._reader.execute(sql, params).fetchall()
+
+    def newest_entries(self, target: str, limit: int) -> list[tuple[Any, ...]]:
+        """The newest ``limit`` rows (msgid, time, line, plain, kind) of a target, newest first."""
+        return self.query(
+            "SELECT msgid, time, line, plain, kind FROM messages WHERE target = ? ORDER BY time DESC, id DESC LIMIT ?",
+            (target, limit),
+        )
+
+    def entries_between(
+        self, target: str, after: float, before: float, limit: int, *, newest: bool, events: bool
+    ) -> list[tuple[Any, ...]]:
+        """Rows strictly between two times, nearest ``before`` first when ``newest`` (else nearest
+        ``after`` first); messages only unless ``events``."""
+        order = "DESC" if newest else "ASC"
+        return self.query(
+            "SELECT msgid, time, line, plain, kind FROM messages WHERE target = ? AND time > ? AND time < ?"
+            f" AND (kind = 'message' OR ?) ORDER BY time {order}, id {order} LIMIT ?",
+            (target, after, before, events, limit),
+        )
+
+    def message_time(self, target: str, msgid: str, named_time: float | None) -> float | None:
+        """When ``msgid`` was stored. ``named_time``, the time the id names, lets the
+        (target, time, msgid) index find it; ids from before schema 3 name none."""
+        if named_time is None:
+            rows = self.query("SELECT time FROM messages WHERE target = ? AND msgid = ?", (target, msgid))
+        else:
+            rows = self.query(
+                "SELECT time FROM messages WHERE target = ? AND time > ? AND time < ? AND msgid = ?",
+                (target, named_time - 0.002, named_time + 0.002, msgid),
+            )
+        return rows[0][0] if rows else None
+
+    def saved_channel(self, key: str) -> tuple[Any, ...] | None:
+        """(name, created, topic, topic_by, topic_at, modes, mode_key, mode_limit) or None."""
+        rows = self.query(
+            "SELECT name, created, topic, topic_by, topic_at, modes, mode_key, mode_limit FROM channels WHERE key = ?",
+            (key,),
+        )
+        return rows[0] if rows else None
 
     # ---- the writer thread -----------------------------------------------------------
 
