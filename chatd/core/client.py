@@ -66,6 +66,7 @@ class Client:
         "prefix",
         "realname",
         "registered",
+        "reply_capture",
         "signon",
         "transport",
         "uid",
@@ -84,6 +85,7 @@ class Client:
     ) -> None:
         self.id = client_id
         self.transport = transport
+        self.reply_capture: bytearray | None = None
         self._write = transport.write
         self._on_overflow = on_overflow
         self.host = host
@@ -156,6 +158,12 @@ class Client:
             self.plain_name = self.nick or ""
 
     def send(self, data: bytes) -> None:
-        """Queue bytes for this client; past its send queue it is marked for disconnection."""
+        """Queue bytes for this client; past its send queue it is marked for disconnection.
+
+        While a labeled command of this client runs, the bytes are kept for its labeled
+        response instead (chatd.core.replies)."""
+        if self.reply_capture is not None:
+            self.reply_capture += data
+            return
         if not self.gone and not self._write(data):
             self._on_overflow(self)

@@ -39,7 +39,7 @@ from chatd.core.welcome import isupport_tokens, send_welcome
 from chatd.protocol import numerics as n
 from chatd.protocol.casemap import irc_lower
 from chatd.protocol.framing import OVERLONG, decode_line
-from chatd.protocol.message import format_message, format_tags, parse
+from chatd.protocol.message import format_message, parse
 
 log = logging.getLogger("chatd")
 
@@ -51,35 +51,6 @@ class WhowasEntry:
     host: str
     realname: str
     left_at: float
-
-
-class _CapturingTransport:
-    """Stands in for a client's transport while a labeled command runs, keeping its output.
-
-    It looks like a backend connection to a backend's own fan-out loop (an
-    ``outbox`` it may append to, already ``pending``), and passes ``close`` through.
-    """
-
-    __slots__ = ("outbox", "pending", "real")
-
-    def __init__(self, real: Transport) -> None:
-        self.real = real
-        self.outbox = bytearray()
-        self.pending = True
-
-    def write(self, data: bytes) -> bool:
-        self.outbox += data
-        return True
-
-    def close(self, farewell: bytes = b"", *, abort: bool = False) -> None:
-        self.real.close(farewell, abort=abort)
-
-
-def _with_tag(line: bytes, tag: bytes) -> bytes:
-    """Add one already-escaped tag to an encoded line."""
-    if line.startswith(b"@"):
-        return b"@" + tag + b";" + line[1:]
-    return b"@" + tag + b" " + line
 
 
 HOLD_POLL_S = 0.02
@@ -120,6 +91,8 @@ class Hub:
         self.isupport = isupport_tokens(config)
         self.cluster: Network | None = None
         """The other nodes of the chat network, or None when this server is on its own."""
+        self.labeled_client: Client | None = None
+        """The client whose labeled command is running, if any (chatd.core.replies)."""
         self.permanent = PermanentChannels()
         """The channels that outlive their members; the config's are founded now."""
         self._found_permanent_channels()
@@ -333,7 +306,15 @@ class Hub:
         sender can be echoed the very same message.
         """
         event = self.event(line, plain_line, client_tags, tags_only=tags_only)
-        self.fanout(channel.members, event, skip, channel)
+        labeled = self.labeled_client
+        if labeled is None or labeled is skip or labeled not in channel.members:
+            self.fanout(channel.members, event, skip, channel)
+        else:  # its copy is part of its labeled response: through Client.send (chatd.core.replies)
+            if skip is None:
+                self.fanout(channel.members, event, labeled, channel)
+            else:
+                self.generic_fanout([member for member in channel.members if member is not labeled], event, skip)
+            self.send_event(labeled, event)
         return event
 
     def generic_fanout(
@@ -387,10 +368,9 @@ class Hub:
             client.send(data)
 
     def send_event_unlabeled(self, client: Client, event: Event) -> None:
-        """Like ``send_event``, but past a labeled-response capture, straight to the connection."""
+        """Like ``send_event``, but never part of a labeled response: straight to the connection."""
         data = event.data(client.codec)
-        transport = client.transport
-        if data and not getattr(transport, "real", transport).write(data):
+        if data and not client.gone and not client._write(data):
             self.overflowed(client)
 
     def wire_form_changed(self, client: Client) -> None:
@@ -404,40 +384,6 @@ class Hub:
             return False
         self._reap()
         return True
-
-    def run_labeled(self, client: Client, label: str, action: Callable[[], None]) -> None:
-        """Run ``action`` and send what it made for ``client`` as one labeled response.
-
-        Nothing → ``ACK``; one line → that line with the label tag; more → a
-        ``labeled-response`` batch. Lines are collected by swapping the client's
-        transport for the duration, so nothing else on the send path changes.
-        """
-        original = client.transport
-        capture = _CapturingTransport(original)
-        client.transport, client._write = capture, capture.write
-        self.wire_form_changed(client)
-        try:
-            action()
-        finally:
-            client.transport, client._write = original, original.write
-            self.wire_form_changed(client)
-        captured = [line + b"\r\n" for line in bytes(capture.outbox).split(b"\r\n")[:-1]]
-        if client.gone:
-            return
-        label_tag = format_tags({"label": label}).encode()
-        server = self.config.name.encode()
-        if not captured:
-            client.send(b"@" + label_tag + b" :" + server + b" ACK\r\n")
-        elif len(captured) == 1:
-            client.send(_with_tag(captured[0], label_tag))
-        else:
-            self._batch_counter += 1
-            batch_id = f"L{self._batch_counter}".encode()
-            batch_tag = b"batch=" + batch_id
-            client.send(b"@" + label_tag + b" :" + server + b" BATCH +" + batch_id + b" labeled-response\r\n")
-            for data in captured:
-                client.send(_with_tag(data, batch_tag))
-            client.send(b":" + server + b" BATCH -" + batch_id + b"\r\n")
 
     # ---- lookups -------------------------------------------------------------
 

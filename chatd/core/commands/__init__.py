@@ -51,6 +51,7 @@ from chatd.core.commands.registration import (
     handle_quit,
     handle_user,
 )
+from chatd.core.replies import run_labeled
 from chatd.protocol import numerics as n
 from chatd.protocol.message import Message
 
@@ -75,7 +76,7 @@ def dispatch(hub: Hub, client: Client, message: Message) -> None:
     """
     label = message.tags.get("label") if message.tags else None
     if label and "labeled-response" in client.caps and "batch" in client.caps:
-        hub.run_labeled(client, label, lambda: _run(hub, client, message))
+        run_labeled(hub, client, label, lambda: _run(hub, client, message))
     else:
         _run(hub, client, message)
 
