@@ -44,14 +44,15 @@ import json
 import logging
 import secrets
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from typing import Any
 
 from chatd.cluster.config import ClusterSettings
 from chatd.cluster.link import LINK_DOWN, Reply
 from chatd.cluster.resp import RespError
-from chatd.core.channel import Ban, Channel
+from chatd.cluster.wire import channel_state, state_fields
+from chatd.core.channel import Channel, ChannelState, apply_relayed_modes, kick, part, set_topic
 from chatd.core.client import Client, Mode
-from chatd.core.commands.channels import kick, part, set_topic
 from chatd.core.commands.oper import send_wallops
 from chatd.core.commands.registration import apply_nick
 from chatd.core.event import Event
@@ -66,6 +67,7 @@ GUEST_PREFIX = "Guest"
 
 NEEDS_NO_REPLICA = frozenset({"msg", "pm", "wallops", "kill"})
 """Events applied even from a node whose users we do not know (yet, or any more)."""
+
 
 def _event_fields(event: Event) -> dict[str, Any]:
     """What a relayed message carries to the other nodes, so each encodes it as its own."""
@@ -381,7 +383,7 @@ class ClusterNode:
                 "u": client.uid,
                 "c": channel.name,
                 "p": channel.prefix_of(client, every=True),
-                "s": self._channel_state(channel),
+                "s": state_fields(channel.snapshot()),
             }
         )
 
@@ -663,21 +665,8 @@ class ClusterNode:
                 if member.node is None and member.uid
             ]
             if members:
-                channels.append({"c": channel.name, "m": members, **self._channel_state(channel)})
+                channels.append({"c": channel.name, "m": members, **state_fields(channel.snapshot())})
         return {"users": users, "chans": channels}
-
-    @staticmethod
-    def _channel_state(channel: Channel) -> dict[str, Any]:
-        return {
-            "created": channel.created,
-            "topic": channel.topic,
-            "by": channel.topic_by,
-            "at": channel.topic_at,
-            "modes": "".join(sorted(channel.modes)),
-            "key": channel.mode_key,
-            "limit": channel.limit,
-            "bans": [[ban.mask, ban.set_by, ban.set_at] for ban in channel.bans],
-        }
 
     def _apply_burst(self, node_id: str, burst: dict[str, Any]) -> None:
         """Make our replica of ``node_id`` what it says it is; local users see the differences."""
@@ -715,21 +704,16 @@ class ClusterNode:
                     channel = hub.join(client, entry["c"])
                 self._set_prefix(channel, client, prefix)
             if channel is not None:
-                self._adopt_state(channel, entry)
+                self._adopt_state(channel, channel_state(channel.name, entry))
 
-    def _adopt_state(self, channel: Channel, state: dict[str, Any]) -> None:
+    def _adopt_state(self, channel: Channel, state: ChannelState) -> None:
         """Take another node's view of a channel where ours has nothing better: when no local
         user is in it, all of it; else only a newer topic."""
         if any(member.node is None for member in channel.members):
-            if state["at"] > channel.topic_at:
-                channel.topic, channel.topic_by, channel.topic_at = state["topic"], state["by"], state["at"]
+            if state.topic_at > channel.topic_at:
+                channel.set_topic(state.topic, state.topic_by, state.topic_at)
             return
-        channel.topic, channel.topic_by, channel.topic_at = state["topic"], state["by"], state["at"]
-        channel.created = min(channel.created, state["created"])
-        channel.modes = set(state["modes"])
-        channel.mode_key = state["key"]
-        channel.limit = state["limit"]
-        channel.bans = [Ban(mask, by, at) for mask, by, at in state["bans"]]
+        channel.restore(replace(state, created=min(channel.created, state.created)))
 
     @staticmethod
     def _set_prefix(channel: Channel, client: Client, prefix: str) -> None:
@@ -861,7 +845,7 @@ class ClusterNode:
         channel = self.hub.join(client, event["c"])
         self._set_prefix(channel, client, event.get("p", ""))
         if "s" in event:
-            self._adopt_state(channel, event["s"])
+            self._adopt_state(channel, channel_state(channel.name, event["s"]))
 
     def _on_part(self, node: RemoteNode, event: dict[str, Any]) -> None:
         client = node.users.get(event["u"])
@@ -889,27 +873,7 @@ class ClusterNode:
         if channel is None:
             return
         source_prefix = event["line"][1:].split(" ", 1)[0] if event["line"].startswith(":") else ""
-        for sign, char, param in event["ch"]:
-            adding = sign == "+"
-            if char == "k":
-                channel.mode_key = param if adding else None
-            elif char == "l":
-                channel.limit = int(param) if adding and param else None
-            elif char == "b":
-                present = next((ban for ban in channel.bans if irc_lower(ban.mask) == irc_lower(param)), None)
-                if adding and present is None:
-                    channel.bans.append(Ban(param, source_prefix, event["at"]))
-                elif not adding and present is not None:
-                    channel.bans.remove(present)
-            elif char in "ov":
-                target = hub.find_client(param or "")
-                if target is not None and target in channel.members:
-                    group = channel.operators if char == "o" else channel.voiced
-                    (group.add if adding else group.discard)(target)
-            else:
-                (channel.modes.add if adding else channel.modes.discard)(char)
-        hub.save_channel(channel)
-        hub.send_to_channel(channel, event["line"], event["plain"])
+        apply_relayed_modes(hub, channel, event["ch"], source_prefix, event["at"], event["line"], event["plain"])
 
     def _on_umeta(self, node: RemoteNode, event: dict[str, Any]) -> None:
         client = node.users.get(event["u"])
