@@ -53,10 +53,9 @@ from chatd.cluster.resp import RespError
 from chatd.cluster.wire import channel_state, state_fields
 from chatd.core.channel import Channel, ChannelState, apply_relayed_modes, kick, part, set_topic
 from chatd.core.client import Client, Mode
-from chatd.core.commands.oper import send_wallops
-from chatd.core.commands.registration import apply_nick
 from chatd.core.event import Event
 from chatd.core.hub import Hub
+from chatd.core.users import announce_nick, change_nick, deliver_wallops, kill
 from chatd.protocol import numerics as n
 from chatd.protocol.casemap import irc_lower
 from chatd.protocol.message import format_message
@@ -348,7 +347,7 @@ class ClusterNode:
                 self._release(key)
             return
         old_key, was_registered = client.key, client.registered
-        apply_nick(self.hub, client, nick)
+        change_nick(self.hub, client, nick)
         if not was_registered and old_key is not None and old_key != client.key:
             self._release(old_key)
 
@@ -491,7 +490,7 @@ class ClusterNode:
                 break
         log.info("cluster: nick %s is taken on another node; renaming the local user to %s", client.nick, guest)
         hub.notice(client, f"Your nick {client.nick} is in use on another server of the network; you are now {guest}")
-        apply_nick(hub, client, guest)
+        change_nick(hub, client, guest)
 
     # ---- the link's calls ----------------------------------------------------------------
 
@@ -780,9 +779,7 @@ class ClusterNode:
         client.key = irc_lower(nick)
         client.update_prefix()
         self._map_key(client)
-        self.hub.send_to_peers(
-            client, format_message("NICK", nick, source=old_prefix), f"* {old_nick} is now known as {nick}", False
-        )
+        announce_nick(self.hub, client, old_prefix, old_nick)
 
     def _on_umeta_of(self, client: Client, info: dict[str, Any]) -> None:
         hub = self.hub
@@ -917,12 +914,10 @@ class ClusterNode:
             self.hub.send_line(target, format_message("INVITE", target.nick or "", channel.name, source=source.prefix))
 
     def _on_wallops(self, node: RemoteNode, event: dict[str, Any]) -> None:
-        send_wallops(self.hub, event["line"])
+        deliver_wallops(self.hub, event["line"])
 
     def _on_kill(self, node: RemoteNode, event: dict[str, Any]) -> None:
         target = self._local_by_uid(event["k"])
         if target is None:
             return
-        if not target.plain:
-            self.hub.send_line(target, format_message("KILL", target.nick or "", event["r"], source=event["src"]))
-        self.hub.quit(target, event["r"])
+        kill(self.hub, target, event["r"], event["src"])
