@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from chatd.core.channel import Channel
+from chatd.core.client import Client
 from chatd.protocol import numerics as n
-from tests.helpers import IrcClient, RunningServer
+from tests.helpers import Capture, IrcClient, RunningServer
 
 
 def op_and_channel(server: RunningServer, name: str = "#m") -> IrcClient:
@@ -152,3 +154,27 @@ def test_list_patterns_and_user_counts(server: RunningServer) -> None:
     assert [m.params[1] for m in b.until("323") if m.command == "322"] == ["#chat-two"]
     b.send("LIST !*chat*")
     assert [m.params[1] for m in b.until("323") if m.command == "322"] == ["#other"]
+
+
+def test_apply_modes_is_the_one_rule_set_for_local_and_relayed_changes() -> None:
+    """What MODE applies is what another node's replica applies from the announced changes."""
+    member = Client(1, Capture(), "127.0.0.1", 0.0, 0.0, lambda client: None)
+    member.nick = "bob"
+    here, there = Channel("#m", "#m", 1.0), Channel("#m", "#m", 1.0)
+    for channel in (here, there):
+        channel.add(member)
+        channel.operators.discard(member)
+    refused: list[tuple[str, str]] = []
+    asked = [("+", "k", "sesame"), ("+", "o", "bob"), ("+", "o", "ghost"), ("+", "z", None), ("-", "t", None)]
+    applied = here.apply_modes(
+        iter(asked), by="op!~u@h", at=5.0, find={"bob": member}.get, refused=lambda c, why: refused.append((c[1], why))
+    )
+    assert applied == [("+", "k", "sesame"), ("+", "o", "bob"), ("-", "t", None)]
+    assert refused == [("o", n.ERR_NOSUCHNICK), ("z", n.ERR_UNKNOWNMODE)]
+    assert here.apply_modes(applied, by="op!~u@h", at=6.0, find={"bob": member}.get) == []  # nothing new
+    there.apply_modes([*applied, ("+", "b", "bad")], by="op!~u@h", at=5.0, find={"bob": member}.get)
+    assert (there.mode_key, there.modes, member in there.operators) == ("sesame", {"n"}, True)
+    assert [(ban.mask, ban.set_by, ban.set_at) for ban in there.bans] == [("bad!*@*", "op!~u@h", 5.0)]
+    restored = Channel("#m", "#m", 9.0)
+    restored.restore(there.snapshot())
+    assert restored.snapshot() == there.snapshot()

@@ -1,8 +1,16 @@
 """Several chatd nodes as one chat network over Redis (``chatd --cluster redis://...``).
 
 - ``resp``: the Redis wire protocol, sans I/O.
-- ``link``: the Redis connections, in a bridge thread, with reconnect and backoff.
-- ``node``: the hub-side logic: replicas of other nodes' users, events in and out.
+- ``link``: the Redis connections, in a bridge thread, with reconnect and backoff; its
+  whole interface to the node is ``link.Commands`` and ``link.LinkHandler``.
+- ``node``: the hub's side of the network (``ClusterNode``, the core's ``Network``):
+  publishes what local users do, dispatches what other nodes publish, (re)syncs.
+- ``claims``: nick ownership in Redis and its Lua scripts.
+- ``replica``: the users of the other nodes, as ``Client`` objects in the hub.
+- ``handlers``: what each event from another node does here (through the core's owners
+  of channel and user state, ``chatd.core.channel`` and ``chatd.core.users``).
+- ``liveness``: the heartbeat, silent and expired nodes (with the sweep script).
+- ``wire``: the JSON form of events, users and channel state on the bus.
 - ``config``: settings and the Redis URL.
 
 A backend calls ``Cluster(hub, settings, post).start()`` once it serves, and

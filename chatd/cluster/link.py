@@ -72,8 +72,23 @@ FAILURES = (OSError, LinkError, ProtocolError, ValueError)
 """What a broken, refused or garbled connection raises; each is an outage, never a crash."""
 
 
+class Commands(Protocol):
+    """What the node asks of the link: the whole of it (a fake in tests)."""
+
+    def command(self, *args: bytes | str | int | float, callback: Callback | None = None) -> bool:
+        """Queue one Redis command; False (nothing queued) while the link is down. ``callback``
+        gets the reply, or ``LINK_DOWN``, exactly once, through ``post``."""
+        ...
+
+
 class LinkHandler(Protocol):
-    """What the link calls, always through ``post`` (so on the hub's thread or under its lock)."""
+    """What the link calls, always through ``post`` (so on the hub's thread or under its lock).
+
+    With ``Commands``, the whole interface between the node and the link: pub/sub
+    messages arrive as (channel, payload) pairs in publish order; ``link_tick`` comes every
+    heartbeat while the link is up; ``link_up`` after every (re)connection and
+    subscription, ``link_down`` once per outage.
+    """
 
     def link_up(self) -> None: ...
 

@@ -1,14 +1,66 @@
-"""A channel: its members in join order, their privileges, topic and modes."""
+"""A channel, and every change of one: topic, modes, membership, kick, snapshot and restore.
+
+Invariants (this module's "Rule 1"):
+- A channel's state changes only here: ``Channel`` methods change the state itself
+  (``add``, ``remove``, ``set_topic``, ``apply_modes``, ``restore``), and the functions
+  below (``set_topic``, ``change_modes``, ``part``, ``kick``) change it *and* tell the
+  members, for the command handlers and the cluster alike. So there is one MODE
+  implementation, one KICK, one PART, whether a local user or another node asked.
+- ``apply_modes`` is the only place a mode is set or cleared, and it returns exactly what
+  changed: nothing that is already so is announced again.
+- ``members``, ``operators`` and ``voiced`` agree: a privileged client is always a member
+  (``remove`` drops every privilege). ``fanout_cache`` is dropped whenever membership changes.
+- A ``ChannelState`` is a frozen copy of what outlives a member list (topic, modes, key,
+  limit, bans, creation time): what a node hands another in a burst, and what a saved
+  permanent channel comes back as.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from chatd.protocol.mask import mask_matches
+from chatd.core.limits import MAX_BANS, MAX_KEY_LENGTH
+from chatd.protocol import numerics as n
+from chatd.protocol.casemap import irc_lower
+from chatd.protocol.mask import mask_matches, normalize_mask
+from chatd.protocol.message import format_message
 
 if TYPE_CHECKING:
     from chatd.core.client import Client
+    from chatd.core.hub import Hub
+
+
+# CHANMODES=b,k,l,imnst: A (list, always a parameter), B (parameter both ways),
+# C (parameter only when set), D (flags). Prefix modes o and v take a nick.
+LIST_MODES = frozenset("b")
+KEY_MODES = frozenset("k")
+LIMIT_MODES = frozenset("l")
+FLAG_MODES = frozenset("imnst")
+MEMBER_MODES = frozenset("ov")
+
+ModeChange = tuple[str, str, str | None]
+"""``(sign, mode char, parameter)``: ``("+", "k", "sesame")``, ``("-", "l", None)``. A list of
+them is what MODE asks for, what ``apply_modes`` returns, and what travels between nodes."""
+
+
+def takes_param(char: str, adding: bool) -> bool:
+    """Whether a mode change consumes a parameter of the MODE line."""
+    return char in LIST_MODES or char in MEMBER_MODES or char in KEY_MODES or (char in LIMIT_MODES and adding)
+
+
+def mode_text(applied: Iterable[ModeChange]) -> tuple[str, list[str]]:
+    """The announced form of changes: ``("+kl-t", ["sesame", "5"])``, each sign written once per run."""
+    text, params, last = "", [], ""
+    for sign, char, param in applied:
+        if sign != last:
+            text += sign
+            last = sign
+        text += char
+        if param is not None:
+            params.append(param)
+    return text, params
 
 
 @dataclass(frozen=True, slots=True)
@@ -16,6 +68,21 @@ class Ban:
     mask: str
     set_by: str
     set_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelState:
+    """What a channel is apart from its members; ``modes`` holds the flag modes only."""
+
+    name: str
+    created: float
+    topic: str = ""
+    topic_by: str = ""
+    topic_at: float = 0.0
+    modes: str = "nt"
+    mode_key: str | None = None
+    limit: int | None = None
+    bans: tuple[Ban, ...] = ()
 
 
 class Channel:
@@ -58,6 +125,8 @@ class Channel:
         """A backend's precomputed delivery targets; dropped whenever membership or a member's
         wire form (codec, transport) changes."""
 
+    # ---- membership ------------------------------------------------------------
+
     def add(self, client: Client) -> None:
         """Add a member; the first member of a new channel becomes its operator."""
         if not self.members:
@@ -70,6 +139,119 @@ class Channel:
         self.fanout_cache = None
         self.operators.discard(client)
         self.voiced.discard(client)
+
+    def set_prefix(self, client: Client, prefix: str) -> None:
+        """Give a member exactly the privileges a NAMES prefix (``@``, ``+``, ``@+``) shows."""
+        (self.operators.add if "@" in prefix else self.operators.discard)(client)
+        (self.voiced.add if "+" in prefix else self.voiced.discard)(client)
+
+    # ---- topic and modes -----------------------------------------------------------
+
+    def set_topic(self, topic: str, by: str, when: float) -> None:
+        self.topic, self.topic_by, self.topic_at = topic, by, when
+
+    def apply_modes(
+        self,
+        changes: Iterable[ModeChange],
+        *,
+        by: str,
+        at: float,
+        find: Callable[[str], Client | None],
+        refused: Callable[[ModeChange, str], None] | None = None,
+    ) -> list[ModeChange]:
+        """Apply mode changes in order; return those that changed something, as announced.
+
+        ``by`` and ``at`` are recorded on new bans; ``find`` looks up the nick of ``+o``/``+v``.
+        A change that cannot apply is passed to ``refused`` with the numeric that explains it
+        (``ERR_NOSUCHNICK``, ``ERR_USERNOTINCHANNEL``, ``ERR_INVALIDMODEPARAM``,
+        ``ERR_BANLISTFULL``, ``ERR_UNKNOWNMODE``), at its place in the sequence: ``changes``
+        is consumed lazily, so a caller's own replies while producing it stay in order.
+        A key is cut to ``MAX_KEY_LENGTH``; an announced ``-k`` carries ``*``.
+        """
+        applied: list[ModeChange] = []
+        for change in changes:
+            sign, char, param = change
+            adding = sign == "+"
+            param = param or ""
+            problem = None
+            if char in FLAG_MODES:
+                if adding != (char in self.modes):
+                    (self.modes.add if adding else self.modes.discard)(char)
+                    applied.append((sign, char, None))
+            elif char in MEMBER_MODES:
+                target = find(param)
+                if target is None:
+                    problem = n.ERR_NOSUCHNICK
+                elif target not in self.members:
+                    problem = n.ERR_USERNOTINCHANNEL
+                else:
+                    group = self.operators if char == "o" else self.voiced
+                    if adding != (target in group):
+                        (group.add if adding else group.discard)(target)
+                        applied.append((sign, char, target.nick))
+            elif char in KEY_MODES:
+                if adding:
+                    if " " in param or "," in param or param.startswith(":"):
+                        problem = n.ERR_INVALIDMODEPARAM
+                    else:
+                        key = param[:MAX_KEY_LENGTH]
+                        if key and key != self.mode_key:
+                            self.mode_key = key
+                            applied.append((sign, char, key))
+                elif self.mode_key is not None:
+                    self.mode_key = None
+                    applied.append((sign, char, "*"))
+            elif char in LIMIT_MODES:
+                if adding:
+                    if param.isdigit() and int(param) > 0 and int(param) != self.limit:
+                        self.limit = int(param)
+                        applied.append((sign, char, str(self.limit)))
+                elif self.limit is not None:
+                    self.limit = None
+                    applied.append((sign, char, None))
+            elif char in LIST_MODES:
+                mask = normalize_mask(param)
+                present = next((ban for ban in self.bans if irc_lower(ban.mask) == irc_lower(mask)), None)
+                if adding and present is None:
+                    if len(self.bans) >= MAX_BANS:
+                        problem = n.ERR_BANLISTFULL
+                    else:
+                        self.bans.append(Ban(mask, by, at))
+                        applied.append((sign, char, mask))
+                elif not adding and present is not None:
+                    self.bans.remove(present)
+                    applied.append((sign, char, present.mask))
+            else:
+                problem = n.ERR_UNKNOWNMODE
+            if problem is not None and refused is not None:
+                refused(change, problem)
+        return applied
+
+    # ---- snapshot and restore ------------------------------------------------------
+
+    def snapshot(self) -> ChannelState:
+        return ChannelState(
+            self.name,
+            self.created,
+            self.topic,
+            self.topic_by,
+            self.topic_at,
+            "".join(sorted(self.modes)),
+            self.mode_key,
+            self.limit,
+            tuple(self.bans),
+        )
+
+    def restore(self, state: ChannelState) -> None:
+        """Take every part of ``state`` but the name (a channel keeps the name it was made with)."""
+        self.created = state.created
+        self.set_topic(state.topic, state.topic_by, state.topic_at)
+        self.modes = set(state.modes)
+        self.mode_key = state.mode_key
+        self.limit = state.limit
+        self.bans = list(state.bans)
+
+    # ---- questions -----------------------------------------------------------------
 
     def prefix_of(self, client: Client, *, every: bool = False) -> str:
         """A member's NAMES prefix: the highest of ``@`` and ``+``, or all of them (multi-prefix)."""
@@ -108,3 +290,90 @@ class Channel:
         if client in self.operators or client in self.voiced:
             return True
         return "m" not in self.modes and not self.is_banned(client)
+
+
+# ---- changes told to the members (the hub fans them out) -------------------------------
+
+
+def set_topic(hub: Hub, client: Client, channel: Channel, topic: str, when: float) -> None:
+    """Set a channel's topic on ``client``'s word (the caller checked the right to) and tell its members."""
+    channel.set_topic(topic, client.prefix, when)
+    hub.save_channel(channel)
+    event = hub.send_to_channel(
+        channel,
+        format_message("TOPIC", channel.name, topic, source=client.prefix),
+        f"* {client.nick} changed the topic to: {topic}",
+    )
+    hub.record(channel, event, "event")
+    if hub.cluster is not None and client.node is None:
+        hub.cluster.topic_changed(client, channel)
+
+
+def change_modes(hub: Hub, client: Client, channel: Channel, changes: Iterable[ModeChange]) -> None:
+    """Apply a channel operator's MODE changes (privilege checked by the caller) and announce
+    what changed; each refused change is answered to ``client`` with its numeric."""
+
+    def refused(change: ModeChange, numeric: str) -> None:
+        _sign, char, param = change
+        if numeric == n.ERR_NOSUCHNICK:
+            hub.reply(client, numeric, param or "", "No such nick/channel")
+        elif numeric == n.ERR_USERNOTINCHANNEL:
+            hub.reply(client, numeric, param or "", channel.name, "They aren't on that channel")
+        elif numeric == n.ERR_INVALIDMODEPARAM:
+            hub.reply(client, numeric, channel.name, char, "*", "Invalid channel key")
+        elif numeric == n.ERR_BANLISTFULL:
+            hub.reply(client, numeric, channel.name, char, "Channel ban list is full")
+        else:
+            hub.reply(client, n.ERR_UNKNOWNMODE, char, "is unknown mode char to me")
+
+    applied = channel.apply_modes(changes, by=client.prefix, at=hub.wall_clock(), find=hub.find_client, refused=refused)
+    if not applied:
+        return
+    hub.save_channel(channel)
+    text, params = mode_text(applied)
+    event = hub.send_to_channel(
+        channel,
+        format_message("MODE", channel.name, text, *params, source=client.prefix),
+        f"* {client.nick} sets mode {text} {' '.join(params)}".rstrip(),
+    )
+    if hub.cluster is not None:
+        hub.cluster.modes_changed(client, channel, applied, event)
+
+
+def apply_relayed_modes(
+    hub: Hub, channel: Channel, applied: Iterable[ModeChange], by: str, at: float, line: str, plain: str | None
+) -> None:
+    """Changes another node applied and announced: the same rules here, then its very announcement."""
+    channel.apply_modes(applied, by=by, at=at, find=hub.find_client)
+    hub.save_channel(channel)
+    hub.send_to_channel(channel, line, plain)
+
+
+def part(hub: Hub, client: Client, channel: Channel, reason: str) -> None:
+    """``client`` leaves ``channel`` (its own wish, or its node's word): members see PART."""
+    params = (channel.name, reason) if reason else (channel.name,)
+    plain = f"* {client.nick} has left {channel.name}" + (f" ({reason})" if reason else "")
+    event = hub.send_to_channel(channel, format_message("PART", *params, source=client.prefix), plain)
+    hub.record(channel, event, "event")
+    hub.leave(client, channel)
+    if hub.cluster is not None and client.node is None:
+        hub.cluster.parted(client, channel, reason)
+
+
+def kick(hub: Hub, client: Client, channel: Channel, target: Client, reason: str) -> None:
+    """Remove ``target`` from ``channel`` on ``client``'s word (checked by the caller), telling its members.
+
+    A plain user kicked out of the plain channel has nowhere left to be: it is ended.
+    The network hears of a local kick first, as ending that user tells it of a QUIT.
+    """
+    if hub.cluster is not None and client.node is None:
+        hub.cluster.kicked(client, channel, target, reason)
+    event = hub.send_to_channel(
+        channel,
+        format_message("KICK", channel.name, target.nick or "", reason, source=client.prefix),
+        f"* {target.plain_name} was kicked by {client.plain_name} ({reason})",
+    )
+    hub.record(channel, event, "event")
+    hub.leave(target, channel)
+    if target.plain and target.node is None and channel.name == hub.config.plain_channel:
+        hub.quit(target, f"Kicked from {channel.name} by {client.nick}")

@@ -15,12 +15,15 @@ MAX_KICK_LENGTH: Final = 390
 MAX_MODES_WITH_PARAMS: Final = 4
 """Mode changes with a parameter (``+k key``, ``+o nick``, ``+b mask``) taken from one MODE command."""
 MAX_KEY_LENGTH: Final = 23
+MAX_BANS: Final = 100
+"""Entries a channel's ban list holds (478 past it)."""
 CHATHISTORY_MAX: Final = 100
 """Most messages one CHATHISTORY query returns."""
 
 __all__ = [
     "CHATHISTORY_MAX",
     "MAX_AWAY_LENGTH",
+    "MAX_BANS",
     "MAX_CHANNEL_LENGTH",
     "MAX_KEY_LENGTH",
     "MAX_KICK_LENGTH",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from chatd.core.channel import kick, part, set_topic
 from chatd.core.client import Client, Mode
 from chatd.protocol import numerics as n
 from chatd.protocol.casemap import MAX_TOPIC_LENGTH, irc_lower, is_channel_name
@@ -91,16 +92,6 @@ def handle_invite(hub: Hub, client: Client, message: Message) -> None:
             hub.send_event(member, notice)
 
 
-def part(hub: Hub, client: Client, channel: Channel, reason: str) -> None:
-    params = (channel.name, reason) if reason else (channel.name,)
-    plain = f"* {client.nick} has left {channel.name}" + (f" ({reason})" if reason else "")
-    event = hub.send_to_channel(channel, format_message("PART", *params, source=client.prefix), plain)
-    hub.record(channel, event, "event")
-    hub.leave(client, channel)
-    if hub.cluster is not None and client.node is None:
-        hub.cluster.parted(client, channel, reason)
-
-
 # PART <channel>{,<channel>} [:<reason>]
 def handle_part(hub: Hub, client: Client, message: Message) -> None:
     reason = message.param(1)
@@ -131,20 +122,6 @@ def handle_topic(hub: Hub, client: Client, message: Message) -> None:
         hub.reply(client, n.ERR_CHANOPRIVSNEEDED, channel.name, "You're not channel operator")
         return
     set_topic(hub, client, channel, message.params[1][:MAX_TOPIC_LENGTH], hub.wall_clock())
-    if hub.cluster is not None:
-        hub.cluster.topic_changed(client, channel)
-
-
-def set_topic(hub: Hub, client: Client, channel: Channel, topic: str, when: float) -> None:
-    """Set a channel's topic (the caller checked the right to) and tell its members."""
-    channel.topic, channel.topic_by, channel.topic_at = topic, client.prefix, when
-    hub.save_channel(channel)
-    event = hub.send_to_channel(
-        channel,
-        format_message("TOPIC", channel.name, topic, source=client.prefix),
-        f"* {client.nick} changed the topic to: {topic}",
-    )
-    hub.record(channel, event, "event")
 
 
 # NAMES [<channel>{,<channel>}]
@@ -205,19 +182,4 @@ def handle_kick(hub: Hub, client: Client, message: Message) -> None:
         if target is None or target not in channel.members:
             hub.reply(client, n.ERR_USERNOTINCHANNEL, nick, channel.name, "They aren't on that channel")
             continue
-        if hub.cluster is not None:  # first: kicking a plain user out of its channel also ends it
-            hub.cluster.kicked(client, channel, target, reason)
         kick(hub, client, channel, target, reason)
-
-
-def kick(hub: Hub, client: Client, channel: Channel, target: Client, reason: str) -> None:
-    """Remove ``target`` from ``channel`` on ``client``'s word (checked by the caller), telling its members."""
-    event = hub.send_to_channel(
-        channel,
-        format_message("KICK", channel.name, target.nick or "", reason, source=client.prefix),
-        f"* {target.plain_name} was kicked by {client.plain_name} ({reason})",
-    )
-    hub.record(channel, event, "event")
-    hub.leave(target, channel)
-    if target.mode is Mode.PLAIN and target.node is None and channel.name == hub.config.plain_channel:
-        hub.quit(target, f"Kicked from {channel.name} by {client.nick}")

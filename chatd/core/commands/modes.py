@@ -4,28 +4,43 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from chatd.core.channel import Ban
+from chatd.core.channel import (
+    FLAG_MODES,
+    KEY_MODES,
+    LIMIT_MODES,
+    LIST_MODES,
+    MAX_BANS,
+    MEMBER_MODES,
+    ModeChange,
+    change_modes,
+    takes_param,
+)
 from chatd.core.client import Client
 from chatd.core.limits import MAX_KEY_LENGTH, MAX_MODES_WITH_PARAMS
 from chatd.protocol import numerics as n
 from chatd.protocol.casemap import irc_lower
-from chatd.protocol.mask import normalize_mask
 from chatd.protocol.message import Message, format_message
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from chatd.core.channel import Channel
     from chatd.core.hub import Hub
 
+__all__ = [
+    "FLAG_MODES",
+    "KEY_MODES",
+    "LIMIT_MODES",
+    "LIST_MODES",
+    "MAX_BANS",
+    "MAX_KEY_LENGTH",
+    "MAX_MODES_WITH_PARAMS",
+    "MEMBER_MODES",
+    "USER_MODES",
+    "handle_mode",
+]
 
-# CHANMODES=b,k,l,imnst: A (list, always a parameter), B (parameter both ways),
-# C (parameter only when set), D (flags). Prefix modes o and v take a nick.
-LIST_MODES = frozenset("b")
-KEY_MODES = frozenset("k")
-LIMIT_MODES = frozenset("l")
-FLAG_MODES = frozenset("imnst")
-MEMBER_MODES = frozenset("ov")
 USER_MODES = frozenset("iw")
-MAX_BANS = 100
 
 
 def _send_ban_list(hub: Hub, client: Client, channel: Channel) -> None:
@@ -34,32 +49,21 @@ def _send_ban_list(hub: Hub, client: Client, channel: Channel) -> None:
     hub.reply(client, n.RPL_ENDOFBANLIST, channel.name, "End of channel ban list")
 
 
-def _channel_mode(hub: Hub, client: Client, channel: Channel, message: Message) -> None:
-    if len(message.params) < 2:
-        shown = client in channel.members
-        hub.reply(client, n.RPL_CHANNELMODEIS, channel.name, *channel.mode_string(with_params=shown).split(" "))
-        hub.reply(client, n.RPL_CREATIONTIME, channel.name, str(int(channel.created)))
-        return
-    changes = message.params[1]
-    args = list(message.params[2:])
-    if changes.lstrip("+") == "b" and not args:
-        _send_ban_list(hub, client, channel)
-        return
-    if client not in channel.operators:
-        hub.reply(client, n.ERR_CHANOPRIVSNEEDED, channel.name, "You're not channel operator")
-        return
-    applied: list[tuple[str, str, str | None]] = []
+def _changes(hub: Hub, client: Client, channel: Channel, text: str, args: list[str]) -> Iterator[ModeChange]:
+    """The changes a MODE line asks for, each with its parameter, read as ``apply_modes`` asks.
+
+    A list mode without a parameter shows the list and a parameter mode without one is
+    answered 461, at its place among the refusals ``apply_modes`` reports; past
+    ``MAX_MODES_WITH_PARAMS`` parameters the rest of the line is ignored.
+    """
     sign = "+"
     with_params = 0
-    for char in changes:
+    for char in text:
         if char in "+-":
             sign = char
             continue
-        adding = sign == "+"
-        takes_param = (
-            char in LIST_MODES or char in MEMBER_MODES or char in KEY_MODES or (char in LIMIT_MODES and adding)
-        )
-        if takes_param:
+        param = None
+        if takes_param(char, sign == "+"):
             if not args:
                 if char in LIST_MODES:
                     _send_ban_list(hub, client, channel)
@@ -68,77 +72,26 @@ def _channel_mode(hub: Hub, client: Client, channel: Channel, message: Message) 
                 continue
             with_params += 1
             if with_params > MAX_MODES_WITH_PARAMS:
-                break
+                return
             param = args.pop(0)
-        else:
-            param = ""
-        if char in FLAG_MODES:
-            if adding != (char in channel.modes):
-                (channel.modes.add if adding else channel.modes.discard)(char)
-                applied.append((sign, char, None))
-        elif char in MEMBER_MODES:
-            target = hub.find_client(param)
-            if target is None:
-                hub.reply(client, n.ERR_NOSUCHNICK, param, "No such nick/channel")
-            elif target not in channel.members:
-                hub.reply(client, n.ERR_USERNOTINCHANNEL, param, channel.name, "They aren't on that channel")
-            else:
-                group = channel.operators if char == "o" else channel.voiced
-                if adding != (target in group):
-                    (group.add if adding else group.discard)(target)
-                    applied.append((sign, char, target.nick))
-        elif char in KEY_MODES:
-            if adding:
-                if " " in param or "," in param or param.startswith(":"):
-                    hub.reply(client, n.ERR_INVALIDMODEPARAM, channel.name, "k", "*", "Invalid channel key")
-                    continue
-                key = param[:MAX_KEY_LENGTH]
-                if key and key != channel.mode_key:
-                    channel.mode_key = key
-                    applied.append((sign, char, key))
-            elif channel.mode_key is not None:
-                channel.mode_key = None
-                applied.append((sign, char, "*"))
-        elif char in LIMIT_MODES:
-            if adding:
-                if param.isdigit() and int(param) > 0 and int(param) != channel.limit:
-                    channel.limit = int(param)
-                    applied.append((sign, char, str(channel.limit)))
-            elif channel.limit is not None:
-                channel.limit = None
-                applied.append((sign, char, None))
-        elif char in LIST_MODES:
-            mask = normalize_mask(param)
-            present = next((ban for ban in channel.bans if irc_lower(ban.mask) == irc_lower(mask)), None)
-            if adding and present is None:
-                if len(channel.bans) >= MAX_BANS:
-                    hub.reply(client, n.ERR_BANLISTFULL, channel.name, "b", "Channel ban list is full")
-                    continue
-                channel.bans.append(Ban(mask, client.prefix, hub.wall_clock()))
-                applied.append((sign, char, mask))
-            elif not adding and present is not None:
-                channel.bans.remove(present)
-                applied.append((sign, char, present.mask))
-        else:
-            hub.reply(client, n.ERR_UNKNOWNMODE, char, "is unknown mode char to me")
-    if not applied:
+        yield sign, char, param
+
+
+def _channel_mode(hub: Hub, client: Client, channel: Channel, message: Message) -> None:
+    if len(message.params) < 2:
+        shown = client in channel.members
+        hub.reply(client, n.RPL_CHANNELMODEIS, channel.name, *channel.mode_string(with_params=shown).split(" "))
+        hub.reply(client, n.RPL_CREATIONTIME, channel.name, str(int(channel.created)))
         return
-    hub.save_channel(channel)
-    mode_text, params, last = "", [], ""
-    for sign, char, param in applied:
-        if sign != last:
-            mode_text += sign
-            last = sign
-        mode_text += char
-        if param is not None:
-            params.append(param)
-    event = hub.send_to_channel(
-        channel,
-        format_message("MODE", channel.name, mode_text, *params, source=client.prefix),
-        f"* {client.nick} sets mode {mode_text} {' '.join(params)}".rstrip(),
-    )
-    if hub.cluster is not None:
-        hub.cluster.modes_changed(client, channel, applied, event)
+    text = message.params[1]
+    args = list(message.params[2:])
+    if text.lstrip("+") == "b" and not args:
+        _send_ban_list(hub, client, channel)
+        return
+    if client not in channel.operators:
+        hub.reply(client, n.ERR_CHANOPRIVSNEEDED, channel.name, "You're not channel operator")
+        return
+    change_modes(hub, client, channel, _changes(hub, client, channel, text, args))
 
 
 def _user_mode(hub: Hub, client: Client, message: Message) -> None:

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 from chatd.core.client import Client
 from chatd.core.passwords import verify_password
+from chatd.core.users import deliver_wallops, kill
 from chatd.protocol import numerics as n
 from chatd.protocol.message import Message, format_message
 
@@ -46,9 +47,7 @@ def handle_kill(hub: Hub, client: Client, message: Message) -> None:
     if target.node is not None and hub.cluster is not None:
         hub.cluster.killed(client, target, reason)  # its own node ends it; everyone then sees the QUIT
         return
-    if not target.plain:
-        hub.send_line(target, format_message("KILL", target.nick or "", reason, source=client.prefix))
-    hub.quit(target, reason)
+    kill(hub, target, reason, client.prefix)
 
 
 # WALLOPS :<text>
@@ -56,14 +55,6 @@ def handle_wallops(hub: Hub, client: Client, message: Message) -> None:
     if not _is_operator(hub, client):
         return
     line = format_message("WALLOPS", message.params[0], source=client.prefix)
-    send_wallops(hub, line)
+    deliver_wallops(hub, line)
     if hub.cluster is not None:
         hub.cluster.wallops(client, line)
-
-
-def send_wallops(hub: Hub, line: str) -> None:
-    """Deliver a WALLOPS line to every local user with +w."""
-    data = line.encode() + b"\r\n"
-    for other in list(hub.clients.values()):
-        if "w" in other.user_modes and other.registered:
-            other.send(data)

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 from chatd.core.client import Client, Mode
 from chatd.core.event import CODEC_MESSAGE_TAGS, CODEC_SERVER_TIME
+from chatd.core.users import change_nick
 from chatd.protocol import numerics as n
 from chatd.protocol.casemap import is_valid_nick
 from chatd.protocol.message import Message, format_message
@@ -104,25 +105,7 @@ def handle_nick(hub: Hub, client: Client, message: Message) -> None:
         return
     if hub.cluster is not None and hub.cluster.request_nick(client, nick):
         return  # the network answers later: no 001 (or NICK) before it says yes
-    apply_nick(hub, client, nick)
-
-
-def apply_nick(hub: Hub, client: Client, nick: str) -> None:
-    """Give ``client`` the (free) ``nick``: complete its registration, or announce the change."""
-    if not client.registered:
-        hub.claim_nick(client, nick)
-        hub.try_complete_registration(client)
-        return
-    old_prefix, old_nick, old_key = client.prefix, client.nick, client.key
-    hub.claim_nick(client, nick)
-    hub.send_to_peers(
-        client,
-        format_message("NICK", nick, source=old_prefix),
-        f"* {old_nick} is now known as {nick}",
-        include_self=True,
-    )
-    if hub.cluster is not None:
-        hub.cluster.nick_changed(client, old_key)
+    change_nick(hub, client, nick)
 
 
 # USER <username> <mode> <unused> :<realname>

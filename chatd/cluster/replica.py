@@ -1,0 +1,232 @@
+"""The replica of other nodes' users: ordinary ``Client`` objects that live elsewhere.
+
+Invariants:
+- A user of another node is in ``remote`` (by network-wide id), in its ``RemoteNode``'s
+  ``users``, in ``remote_by_key`` (by casefolded nick) and, unless a local user holds
+  that nick while a clash is being settled, in ``hub.clients_by_key``; never in
+  ``hub.clients``. Its ``node`` is set and its transport writes nowhere.
+- Only this module creates, renames and removes such users, and only as their home node
+  says (its events and bursts): the home node is the authority on its users.
+- ``remote_invisible`` is how many of ``remote`` are +i, kept as they change, so LUSERS
+  never scans them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from chatd.cluster.wire import channel_state
+from chatd.core.channel import Channel, ChannelState, part
+from chatd.core.client import Client, Mode
+from chatd.core.hub import Hub
+from chatd.core.users import announce_nick
+from chatd.protocol.casemap import irc_lower
+from chatd.protocol.message import format_message
+
+
+class _Nowhere:
+    """The transport of a user of another node: its own node delivers to it."""
+
+    __slots__ = ()
+
+    def write(self, data: bytes) -> bool:
+        return True
+
+    def close(self, farewell: bytes = b"", *, abort: bool = False) -> None:
+        return None
+
+
+NOWHERE = _Nowhere()
+
+
+class RemoteNode:
+    """What this node knows of another: its users and when it was last heard from."""
+
+    __slots__ = ("id", "last_heard", "users")
+
+    def __init__(self, node_id: str, now: float) -> None:
+        self.id = node_id
+        self.users: dict[str, Client] = {}
+        self.last_heard = now
+
+
+class Replica:
+    """Every other node's users, kept as their nodes tell; runs on the hub's thread."""
+
+    def __init__(self, hub: Hub, instance: str) -> None:
+        self.hub = hub
+        self.instance = instance
+        """This run's id, embedded in the network-wide ids of our own users."""
+        self.nodes: dict[str, RemoteNode] = {}
+        """Every other node we hold a replica of (from its HELLO or BURST), by id."""
+        self.remote: dict[str, Client] = {}
+        """Every user of another node, by network-wide id (``<instance>.<local id>``)."""
+        self.remote_by_key: dict[str, Client] = {}
+        """Users of other nodes by casefolded nick, even where a local user shadows one in
+        ``hub.clients_by_key`` while a clash is being settled."""
+        self.remote_invisible = 0
+        """How many users in ``remote`` are +i, kept as they change (LUSERS must not scan them)."""
+
+    # ---- looking users up ------------------------------------------------------------
+
+    def local_by_uid(self, uid: str) -> Client | None:
+        """The registered local user with this network-wide id, if it is still here."""
+        head, _, tail = uid.rpartition(".")
+        if head != self.instance:
+            return None
+        try:
+            client = self.hub.clients.get(int(tail, 16))
+        except ValueError:
+            return None
+        return client if client is not None and not client.gone and client.registered else None
+
+    def anyone(self, uid: str) -> Client | None:
+        return self.remote.get(uid) or self.local_by_uid(uid)
+
+    def give_back(self, key: str) -> None:
+        """A local user let go of a nick: a user of another node that holds it becomes findable."""
+        other = self.remote_by_key.get(key)
+        if other is not None and key not in self.hub.clients_by_key:
+            self.hub.clients_by_key[key] = other
+
+    # ---- users -----------------------------------------------------------------------
+
+    def introduce(self, node: RemoteNode, info: dict[str, Any]) -> Client:
+        hub = self.hub
+        hub._next_id += 1
+        client = Client(hub._next_id, NOWHERE, info["host"], hub.clock(), info["signon"], hub.overflowed)
+        client.mode = Mode.IRC
+        client.node = node.id
+        client.uid = info["u"]
+        client.registered = True
+        client.user = info["user"]
+        client.realname = info["real"]
+        client.away = info["away"]
+        self._set_modes(client, info["modes"])
+        client.nick = info["nick"]
+        client.key = irc_lower(client.nick or "")
+        client.update_prefix()
+        node.users[client.uid] = client
+        self.remote[client.uid] = client
+        self._map_key(client)
+        return client
+
+    def introduce_or_update(self, node: RemoteNode, info: dict[str, Any]) -> None:
+        client = node.users.get(info["u"])
+        if client is None:
+            self.introduce(node, info)
+        else:
+            self.update_user(client, info)
+
+    def update_user(self, client: Client, info: dict[str, Any]) -> None:
+        if info["nick"] != client.nick:
+            self.rename(client, info["nick"])
+        self.update_meta(client, info)
+
+    def rename(self, client: Client, nick: str) -> None:
+        old_prefix, old_nick = client.prefix, client.nick
+        self._unmap_key(client)
+        client.nick = nick
+        client.key = irc_lower(nick)
+        client.update_prefix()
+        self._map_key(client)
+        announce_nick(self.hub, client, old_prefix, old_nick)
+
+    def update_meta(self, client: Client, info: dict[str, Any]) -> None:
+        """Away status, realname and user modes, as its node says; peers with the caps see changes."""
+        hub = self.hub
+        if info["away"] != client.away:
+            client.away = info["away"]
+            params = (client.away,) if client.away is not None else ()
+            line = format_message("AWAY", *params, source=client.prefix)
+            hub.send_to_peers(client, line, None, include_self=False, only_cap="away-notify")
+        if info["real"] != client.realname:
+            client.realname = info["real"]
+            line = format_message("SETNAME", client.realname, source=client.prefix)
+            hub.send_to_peers(client, line, None, include_self=False, only_cap="setname")
+        self._set_modes(client, info["modes"])
+
+    def quit(self, node: RemoteNode, client: Client, reason: str) -> None:
+        node.users.pop(client.uid, None)
+        if self.remote.pop(client.uid, None) is not None and "i" in client.user_modes:
+            self.remote_invisible -= 1
+        self._unmap_key(client)
+        self.hub._remove(client, reason)
+
+    def drop(self, node_id: str) -> None:
+        """Forget a node: its users QUIT with ``<node> left the network``."""
+        node = self.nodes.pop(node_id, None)
+        if node is None:
+            return
+        for client in list(node.users.values()):
+            self.quit(node, client, f"{node_id} left the network")
+
+    def _set_modes(self, client: Client, modes: str) -> None:
+        """A remote user's modes, keeping the invisible count (call only while it is in ``remote``
+        or about to be)."""
+        self.remote_invisible += ("i" in modes) - ("i" in client.user_modes)
+        client.user_modes = set(modes)
+
+    def _map_key(self, client: Client) -> None:
+        """Make a remote user findable by nick, unless a local user holds that nick (a clash
+        being settled: Redis has the last word, and the loser's node renames it)."""
+        key = client.key
+        assert key is not None
+        self.remote_by_key[key] = client
+        holder = self.hub.clients_by_key.get(key)
+        if holder is None or holder.node is not None:
+            self.hub.clients_by_key[key] = client
+
+    def _unmap_key(self, client: Client) -> None:
+        key = client.key
+        if key is None:
+            return
+        if self.remote_by_key.get(key) is client:
+            del self.remote_by_key[key]
+        if self.hub.clients_by_key.get(key) is client:
+            del self.hub.clients_by_key[key]
+
+    # ---- channels ----------------------------------------------------------------------
+
+    def apply_burst(self, node_id: str, burst: dict[str, Any]) -> None:
+        """Make our replica of ``node_id`` what it says it is; local users see the differences
+        (users and memberships that appeared JOIN, those that vanished PART or QUIT)."""
+        hub = self.hub
+        node = self.nodes.get(node_id)
+        if node is None:
+            node = self.nodes[node_id] = RemoteNode(node_id, hub.clock())
+        node.last_heard = hub.clock()
+        incoming = {info["u"]: info for info in burst.get("users", [])}
+        for uid, client in list(node.users.items()):
+            if uid not in incoming:
+                self.quit(node, client, f"{node_id} left the network")
+        for info in incoming.values():
+            self.introduce_or_update(node, info)
+        wanted: dict[str, dict[str, str]] = {}
+        for entry in burst.get("chans", []):
+            wanted[irc_lower(entry["c"])] = {uid: prefix for uid, prefix in entry["m"]}
+        for user in list(node.users.values()):
+            for key, joined in list(user.channels.items()):
+                if user.uid not in wanted.get(key, {}):
+                    part(hub, user, joined, "")
+        for entry in burst.get("chans", []):
+            channel: Channel | None = None
+            for uid, prefix in entry["m"]:
+                member = node.users.get(uid)
+                if member is None:
+                    continue
+                channel = member.channels.get(irc_lower(entry["c"])) or hub.join(member, entry["c"])
+                channel.set_prefix(member, prefix)
+            if channel is not None:
+                adopt_state(channel, channel_state(channel.name, entry))
+
+
+def adopt_state(channel: Channel, state: ChannelState) -> None:
+    """Take another node's view of a channel where ours has nothing better: when no local
+    user is in it, all of it; else only a newer topic."""
+    if any(member.node is None for member in channel.members):
+        if state.topic_at > channel.topic_at:
+            channel.set_topic(state.topic, state.topic_by, state.topic_at)
+        return
+    channel.restore(replace(state, created=min(channel.created, state.created)))

@@ -1,0 +1,122 @@
+"""The wire format between nodes: one compact JSON object per pub/sub message.
+
+Invariants:
+- Every event is a JSON object with ``t`` (its kind) and ``n`` (the sending node's id),
+  and ``n`` is the *last* key of what this node publishes: the link recognises our own
+  events, which Redis echoes back, by that ending (``own_suffix``) without parsing them.
+- Field names are short and stable: they are the protocol between nodes of different
+  versions during a rolling restart. Only this module spells them for users, relayed
+  messages and channel state; the event handlers read the rest of each event by name.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from chatd.core.channel import Ban, ChannelState
+from chatd.core.client import Client
+from chatd.core.event import Event
+
+encode_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+"""Built once: ``json.dumps`` with options makes a new encoder for every message."""
+
+
+class MalformedEvent(ValueError):
+    """A pub/sub payload that is not one of our events (logged and skipped)."""
+
+
+def own_suffix(node_id: str) -> bytes:
+    """How every event ``node_id`` publishes ends (see ``encode_event``)."""
+    return encode_json({"n": node_id})[1:].encode()
+
+
+def encode_event(payload: dict[str, Any], node_id: str) -> str:
+    """``payload`` with the sender's id put last, as text to publish."""
+    payload.pop("n", None)
+    payload["n"] = node_id
+    return encode_json(payload)
+
+
+def decode_event(payload: bytes) -> tuple[str, str, dict[str, Any]]:
+    """``(sender, kind, event)`` of a published payload; raises ``MalformedEvent``."""
+    try:
+        event = json.loads(payload)
+        return event["n"], event["t"], event
+    except (ValueError, KeyError, TypeError) as error:
+        raise MalformedEvent(repr(payload[:200])) from error
+
+
+def user_info(client: Client) -> dict[str, Any]:
+    """What other nodes keep of a local user (its ``user`` event, and its entry in a burst)."""
+    return {
+        "u": client.uid,
+        "nick": client.nick,
+        "user": client.user,
+        "host": client.host,
+        "real": client.realname,
+        "away": client.away,
+        "modes": "".join(sorted(client.user_modes)),
+        "signon": client.signon,
+    }
+
+
+def event_fields(event: Event) -> dict[str, Any]:
+    """What a relayed message carries to the other nodes, so each encodes it as its own."""
+    fields: dict[str, Any] = {
+        "line": event.line,
+        "plain": event.plain_line,
+        "id": event.msgid,
+        "at": event.when,
+    }
+    if event.client_tags:
+        fields["tags"] = event.client_tags
+    if event.tags_only:
+        fields["to"] = 1
+    return fields
+
+
+def relayed_event(fields: dict[str, Any]) -> Event:
+    """The message another node sent, with its own msgid and time (``event_fields`` read back)."""
+    return Event(
+        fields["line"],
+        fields["plain"],
+        fields["id"],
+        fields["at"],
+        fields.get("tags"),
+        tags_only=bool(fields.get("to")),
+    )
+
+
+def state_fields(state: ChannelState) -> dict[str, Any]:
+    """A channel's state as it travels with a JOIN and in a burst (the name travels beside it)."""
+    return {
+        "created": state.created,
+        "topic": state.topic,
+        "by": state.topic_by,
+        "at": state.topic_at,
+        "modes": state.modes,
+        "key": state.mode_key,
+        "limit": state.limit,
+        "bans": [[ban.mask, ban.set_by, ban.set_at] for ban in state.bans],
+    }
+
+
+def channel_state(name: str, fields: dict[str, Any]) -> ChannelState:
+    """``state_fields`` read back."""
+    return ChannelState(
+        name,
+        fields["created"],
+        fields["topic"],
+        fields["by"],
+        fields["at"],
+        fields["modes"],
+        fields["key"],
+        fields["limit"],
+        tuple(Ban(mask, by, at) for mask, by, at in fields["bans"]),
+    )
+
+
+def source_of(line: str) -> str:
+    """The prefix of an IRC line (``nick!user@host``), or "" when it has none."""
+    return line[1:].split(" ", 1)[0] if line.startswith(":") else ""

@@ -1,0 +1,62 @@
+"""Changes of a user that others see: a nick change, a kill, a WALLOPS delivery.
+
+Invariants:
+- A registered user's nick changes only through ``change_nick`` (a local user: the nick
+  table, the NICK line, the network told) or, for a user of another node, through the
+  cluster's replica, which announces it with the same ``announce_nick``. So every
+  client sees one NICK form, whoever renamed whom.
+- A kill ends only a local user (``kill``); a user of another node is killed by its own
+  node, which the cluster asks and whose QUIT then reaches everyone.
+- Leaving (QUIT, timeouts, kills, another node's users going) has one owner too:
+  ``Hub.quit`` for a user the server ends, ``Hub._remove`` for every departure.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from chatd.protocol.message import format_message
+
+if TYPE_CHECKING:
+    from chatd.core.client import Client
+    from chatd.core.hub import Hub
+
+
+def change_nick(hub: Hub, client: Client, nick: str) -> None:
+    """Give a local ``client`` the (free, granted) ``nick``: complete its registration, or
+    announce the change to it, its peers and the network."""
+    if not client.registered:
+        hub.claim_nick(client, nick)
+        hub.try_complete_registration(client)
+        return
+    old_prefix, old_nick, old_key = client.prefix, client.nick, client.key
+    hub.claim_nick(client, nick)
+    announce_nick(hub, client, old_prefix, old_nick)
+    if hub.cluster is not None:
+        hub.cluster.nick_changed(client, old_key)
+
+
+def announce_nick(hub: Hub, client: Client, old_prefix: str, old_nick: str | None) -> None:
+    """Tell everyone sharing a channel with ``client`` (and a local ``client`` itself) that
+    ``old_prefix`` is now its nick."""
+    hub.send_to_peers(
+        client,
+        format_message("NICK", client.nick or "", source=old_prefix),
+        f"* {old_nick} is now known as {client.nick}",
+        include_self=client.node is None,
+    )
+
+
+def kill(hub: Hub, target: Client, reason: str, source: str) -> None:
+    """End a local ``target`` on an operator's word: KILL from ``source`` (a prefix), then QUIT."""
+    if not target.plain:
+        hub.send_line(target, format_message("KILL", target.nick or "", reason, source=source))
+    hub.quit(target, reason)
+
+
+def deliver_wallops(hub: Hub, line: str) -> None:
+    """Deliver a WALLOPS line to every local user with +w."""
+    data = line.encode() + b"\r\n"
+    for other in list(hub.clients.values()):
+        if "w" in other.user_modes and other.registered:
+            other.send(data)
