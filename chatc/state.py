@@ -14,10 +14,8 @@ Invariants:
   all day cannot grow the client without bound.
 - ``wanted_channels`` is what the user asked to be in (command line, /join,
   minus /part and kicks); it survives a lost connection and is rejoined on 001.
-- Capability negotiation never stalls registration: ``CAP LS 302`` goes out with
-  NICK/USER, so a server that does not know CAP registers us anyway (001 ends the
-  negotiation), and one that does gets ``CAP END`` once every REQ has its ACK or NAK.
-  ``caps`` holds only what the server acknowledged, and is emptied on a new connection.
+- Capability negotiation (``self.cap``) keeps the invariants written at the top of
+  ``chatc/caps.py``; ``caps`` is its set of acknowledged capabilities.
 - Lines inside a ``chathistory`` batch are things said before we joined: they are
   shown (muted), but never change the channel state (nick list, topic, joined) and
   never count as unread or highlight, and CTCP queries in them are not answered.
@@ -35,6 +33,7 @@ from collections.abc import Callable, Iterable
 from typing import Final
 
 from chatc.buffers import MAX_BUFFER_LINES, SERVER_KEY, Buffer, BufferLine
+from chatc.caps import CapNegotiation
 from chatc.events import (
     ErrorReply,
     Event,
@@ -47,6 +46,7 @@ from chatc.events import (
     SendLine,
     ServerText,
     TopicChanged,
+    send_line,
 )
 from chatc.ignore import IgnoreList
 from chatc.paging import (
@@ -67,17 +67,8 @@ from chatd.protocol.message import Message, format_message, parse
 CTCP_DELIM: Final = "\x01"
 # JOIN lines are batched with commas; stay well inside the 512-byte line limit.
 MAX_JOIN_LINE_BYTES: Final = 400
-# The IRCv3 capabilities chatc knows how to use; it asks for those the server offers.
-WANTED_CAPS: Final = frozenset(
-    {
-        "away-notify", "batch", "cap-notify", "draft/chathistory", "echo-message", "labeled-response",
-        "message-tags", "multi-prefix", "server-time",
-    }
-)  # fmt: skip
 # A server could open batches and never close them; past this many, the oldest is forgotten.
 MAX_OPEN_BATCHES: Final = 32
-# Likewise a CAP LS reply continued forever: names past this many are not collected.
-MAX_CAP_NAMES: Final = 256
 
 # Replies to commands the user typed: shown in the buffer the user is looking at.
 _ACTIVE_BUFFER_NUMERICS: Final = frozenset(
@@ -110,15 +101,6 @@ __all__ = [
     "ServerText",
     "TopicChanged",
 ]
-
-
-def _send(command: str, *params: str) -> list[Event]:
-    """A ``SendLine`` for the reply, or nothing when a parameter from the network cannot be sent back
-    (a NUL in a PING token, say): answering with a malformed line would be worse than not answering."""
-    try:
-        return [SendLine(format_message(command, *params))]
-    except ValueError:
-        return []
 
 
 def _nick_of(source: str | None) -> str:
@@ -163,12 +145,9 @@ class ClientState(HistoryPaging):
         self.active_key = SERVER_KEY
         self._names_incoming: dict[str, dict[str, str]] = {}
         self._nick_attempts = 0
-        self.caps: set[str] = set()  # acknowledged by the server on this connection
+        self.cap = CapNegotiation()
+        self.caps = self.cap.enabled  # acknowledged by the server on this connection (the same set)
         self.ignores = IgnoreList()  # /ignore: the state outlives connections, and so do they
-        self.caps_offered: set[str] = set()
-        self.cap_negotiating = False
-        self._cap_ls_incoming: list[str] = []
-        self._cap_requests_pending = 0
         self._batches: OrderedDict[str, tuple[str, str]] = OrderedDict()  # id -> (type, first parameter)
         self.away_nicks: dict[str, str] = {}  # case-mapped nick -> away message ("" if unknown)
         self._quiet_who: set[str] = set()  # channels whose WHO we asked for ourselves, not the user
@@ -205,6 +184,14 @@ class ClientState(HistoryPaging):
 
     def channel_names(self) -> list[str]:
         return [buf.name for buf in self.buffers.values() if buf.kind == "channel"]
+
+    @property
+    def caps_offered(self) -> set[str]:
+        return self.cap.offered
+
+    @property
+    def cap_negotiating(self) -> bool:
+        return self.cap.negotiating
 
     # ---- changes the UI makes -----------------------------------------------------
 
@@ -295,9 +282,8 @@ class ClientState(HistoryPaging):
         self.away = False
         self.nick = self.wanted_nick
         self._nick_attempts = 0
-        self._reset_session_caps()
-        self.cap_negotiating = True
-        lines = [format_message("CAP", "LS", "302")]
+        self._reset_session()
+        lines = [self.cap.start()]
         if self.password:
             lines.append(format_message("PASS", self.password))
         lines.append(format_message("NICK", self.nick))
@@ -308,7 +294,7 @@ class ClientState(HistoryPaging):
         """The socket is gone: no channel is joined any more, but the wish to be in them stays."""
         self.registered = False
         self._names_incoming.clear()
-        self._reset_session_caps()
+        self._reset_session()
         for buf in self.buffers.values():
             if buf.kind == "channel" and buf.joined:
                 buf.joined = False
@@ -317,13 +303,9 @@ class ClientState(HistoryPaging):
             self.add_line(buf, "error", f"Disconnected: {reason}")
         return [ErrorReply("DISCONNECTED", safe_text(reason))]
 
-    def _reset_session_caps(self) -> None:
+    def _reset_session(self) -> None:
         """Forget what the last connection negotiated: a new session (maybe another server) starts bare."""
-        self.caps.clear()
-        self.caps_offered.clear()
-        self.cap_negotiating = False
-        self._cap_ls_incoming.clear()
-        self._cap_requests_pending = 0
+        self.cap.reset()
         self._batches.clear()
         self.away_nicks.clear()
         self._quiet_who.clear()
@@ -337,11 +319,7 @@ class ClientState(HistoryPaging):
     def end_cap_negotiation(self) -> list[str]:
         """``CAP END`` if negotiation is still open (the connection's timeout for a server that never
         answers a REQ); an empty list otherwise."""
-        if not self.cap_negotiating or self.registered:
-            return []
-        self.cap_negotiating = False
-        self._cap_requests_pending = 0
-        return [format_message("CAP", "END")]
+        return self.cap.end(self.registered)
 
     def rejoin_lines(self) -> list[str]:
         """JOIN lines for every wanted channel, batched with commas under the line limit."""
@@ -389,7 +367,7 @@ class ClientState(HistoryPaging):
         return [ServerText(self.buffers[SERVER_KEY].name, safe_text(text))]
 
     def _ping(self, message: Message) -> list[Event]:
-        return _send("PONG", message.param(0) or "chatc")
+        return send_line("PONG", message.param(0) or "chatc")
 
     def _ignore(self, message: Message) -> list[Event]:
         return []
@@ -397,56 +375,10 @@ class ClientState(HistoryPaging):
     # ---- capabilities and batches (IRCv3) ---------------------------------------------
 
     def _cap(self, message: Message) -> list[Event]:
-        """CAP LS/ACK/NAK/NEW/DEL: ask for what we use, and end negotiation once every REQ is answered."""
-        sub = message.param(1).upper()
-        args = message.params[2:]
-        more = len(args) > 1 and args[0] == "*"  # a multi-line CAP LS 302 reply continues
-        # "sasl=PLAIN,EXTERNAL" offers a value; "~"/"=" are CAP 3.1 modifiers; "-" in an ACK removes.
-        names = [token.split("=", 1)[0].lstrip("~=") for token in (args[-1] if args else "").split()]
-        if sub == "LS":
-            self._cap_ls_incoming.extend(names[: MAX_CAP_NAMES - len(self._cap_ls_incoming)])
-            if more:
-                return []
-            self.caps_offered = set(self._cap_ls_incoming)
-            self._cap_ls_incoming.clear()
-            if not self.cap_negotiating:
-                return []  # a /quote CAP LS later on: nothing to negotiate
-            return self._cap_request(self.caps_offered) or self._cap_maybe_end()
-        if sub == "ACK":
-            for name in names:
-                if name.startswith("-"):
-                    self.caps.discard(name[1:])
-                else:
-                    self.caps.add(name)
-            self._cap_requests_pending = max(0, self._cap_requests_pending - 1)
-            self.add_line(self.buffers[SERVER_KEY], "info", "Capabilities enabled: " + " ".join(names))
-            return self._cap_maybe_end()
-        if sub == "NAK":
-            self._cap_requests_pending = max(0, self._cap_requests_pending - 1)
-            self.add_line(self.buffers[SERVER_KEY], "info", "Capabilities refused: " + " ".join(names))
-            return self._cap_maybe_end()
-        if sub == "NEW":
-            self.caps_offered.update(names)
-            return self._cap_request(names)
-        if sub == "DEL":
-            self.caps_offered.difference_update(names)
-            self.caps.difference_update(names)
-            self.add_line(self.buffers[SERVER_KEY], "info", "Capabilities withdrawn: " + " ".join(names))
-        return []
-
-    def _cap_request(self, offered: Iterable[str]) -> list[Event]:
-        """One ``CAP REQ`` for the wanted capabilities among ``offered`` that are not on yet (or nothing)."""
-        wanted = sorted(name for name in set(offered) & WANTED_CAPS if name not in self.caps)
-        if not wanted:
-            return []
-        self._cap_requests_pending += 1
-        return _send("CAP", "REQ", " ".join(wanted))
-
-    def _cap_maybe_end(self) -> list[Event]:
-        if not self.cap_negotiating or self._cap_requests_pending or self.registered:
-            return []
-        self.cap_negotiating = False
-        return _send("CAP", "END")
+        events, note = self.cap.handle(message, self.registered)
+        if note:
+            self.add_line(self.buffers[SERVER_KEY], "info", note)
+        return events
 
     def _batch(self, message: Message) -> list[Event]:
         """``BATCH +id type params`` opens, ``BATCH -id`` closes; a batch nested in a history batch is history."""
@@ -605,7 +537,7 @@ class ClientState(HistoryPaging):
         if verb not in answers or not sender:
             return []
         body = f"{verb} {answers[verb]}".strip()
-        return _send("NOTICE", sender, f"{CTCP_DELIM}{body}{CTCP_DELIM}")
+        return send_line("NOTICE", sender, f"{CTCP_DELIM}{body}{CTCP_DELIM}")
 
     def _join(self, message: Message) -> list[Event]:
         nick = _nick_of(message.source)
@@ -627,7 +559,7 @@ class ClientState(HistoryPaging):
             if own and "away-notify" in self.caps:
                 # away-notify only reports changes; who is away already, a WHO tells (read quietly).
                 self._quiet_who.add(buf.key)
-                events.extend(_send("WHO", channel))
+                events.extend(send_line("WHO", channel))
         return events
 
     def _left(self, channel: str, nick: str, reason: str, kicked_by: str = "") -> list[Event]:
@@ -780,7 +712,7 @@ class ClientState(HistoryPaging):
         params = message.params[1:]  # params[0] is our nick (or "*")
         text = " ".join(params)
         if code == n.ERR_UNKNOWNCOMMAND and message.param(1).upper() == "CAP":
-            self.cap_negotiating = False  # a server without IRCv3 capabilities: it registers us anyway
+            self.cap.stop()  # a server without IRCv3 capabilities: it registers us anyway
             self.add_line(self.buffers[SERVER_KEY], "info", "The server does not support capabilities")
             return []
         if code == n.ERR_UNKNOWNCOMMAND and message.param(1).upper() == "CHATHISTORY":
@@ -806,11 +738,11 @@ class ClientState(HistoryPaging):
         suffix = "_" * self._nick_attempts if self._nick_attempts < 3 else str(self._nick_attempts)
         self.nick = (base[: 30 - len(suffix)] + suffix) if base else f"chatc{self._nick_attempts}"
         self.add_line(self.buffers[SERVER_KEY], "info", f"Trying nick {self.nick}")
-        return _send("NICK", self.nick)
+        return send_line("NICK", self.nick)
 
     def _welcome(self, message: Message) -> list[Event]:
         self.registered = True
-        self.cap_negotiating = False  # registered: whatever was not negotiated by now never will be
+        self.cap.stop()  # registered: whatever was not negotiated by now never will be
         self.nick = message.param(0, self.nick)
         if message.source:
             self.buffers[SERVER_KEY].name = safe_text(message.source)
