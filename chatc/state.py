@@ -5,13 +5,11 @@ Invariants:
   registration, rejoining channels after a reconnect) come back as ``SendLine``
   events for the connection to write, so the whole client logic is testable
   by feeding strings.
-- Buffers are keyed by the case-mapped name (``irc_lower``); the server buffer has
-  the key ``""`` and is always first. Buffers keep creation order, which is the
-  order of ``/buffer N`` and Alt-N.
+- The state never writes a buffer: every change to the buffers (a line, a member, a topic,
+  which buffer is shown) is a ``BufferChange`` applied by ``self.model`` (``BufferModel``),
+  whose invariants are written at the top of ``chatc/buffers.py``.
 - Every string stored in a ``BufferLine`` went through ``safe_text``: the UI and the
   headless printer never see raw control characters from the network.
-- A buffer keeps at most ``MAX_BUFFER_LINES`` lines, so a chatty channel left open
-  all day cannot grow the client without bound.
 - ``wanted_channels`` is what the user asked to be in (command line, /join,
   minus /part and kicks); it survives a lost connection and is rejoined on 001.
 - Capability negotiation (``self.cap``) keeps the invariants written at the top of
@@ -32,7 +30,27 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from typing import Final
 
-from chatc.buffers import MAX_BUFFER_LINES, SERVER_KEY, Buffer, BufferLine
+from chatc.buffers import (
+    MAX_BUFFER_LINES,
+    SERVER_KEY,
+    Buffer,
+    BufferActivated,
+    BufferCleared,
+    BufferClosed,
+    BufferLine,
+    BufferModel,
+    BufferOpened,
+    BufferRenamed,
+    ChannelEntered,
+    ChannelLeft,
+    LineAdded,
+    MemberAdded,
+    MemberRemoved,
+    MemberRenamed,
+    MembersSet,
+    PrefixSet,
+    TopicSet,
+)
 from chatc.caps import CapNegotiation
 from chatc.events import (
     ErrorReply,
@@ -141,8 +159,7 @@ class ClientState(HistoryPaging):
         self.wanted_channels: dict[str, str] = {}
         for channel in channels:
             self.wanted_channels[irc_lower(channel)] = channel
-        self.buffers: dict[str, Buffer] = {SERVER_KEY: Buffer(server_name, "server")}
-        self.active_key = SERVER_KEY
+        self.model = BufferModel(server_name)  # the only writer of buffers: every change is applied there
         self._names_incoming: dict[str, dict[str, str]] = {}
         self._nick_attempts = 0
         self.cap = CapNegotiation()
@@ -172,6 +189,14 @@ class ClientState(HistoryPaging):
         return irc_lower(nick) == irc_lower(self.nick)
 
     @property
+    def buffers(self) -> dict[str, Buffer]:
+        return self.model.buffers
+
+    @property
+    def active_key(self) -> str:
+        return self.model.active_key
+
+    @property
     def buffer_list(self) -> list[Buffer]:
         return list(self.buffers.values())
 
@@ -196,34 +221,24 @@ class ClientState(HistoryPaging):
     # ---- changes the UI makes -----------------------------------------------------
 
     def set_active(self, key: str) -> Buffer:
-        """Show buffer ``key``; its unread count and highlight are cleared."""
+        """Show buffer ``key`` (KeyError if there is none); its unread count and highlight are cleared."""
         buf = self.buffers[key]
-        self.active_key = key
-        buf.unread = 0
-        buf.highlighted = False
+        self.model.apply(BufferActivated(key))
         return buf
 
     def open_buffer(self, name: str) -> Buffer:
         """The buffer for a channel or nick, created (at the end of the list) if needed."""
         key = irc_lower(name)
-        buf = self.buffers.get(key)
-        if buf is None:
-            buf = Buffer(safe_text(name), "channel" if self.is_channel(name) else "query")
-            self.buffers[key] = buf
-        return buf
+        self.model.apply(BufferOpened(key, safe_text(name), "channel" if self.is_channel(name) else "query"))
+        return self.buffers[key]
 
     def close_buffer(self, key: str) -> None:
         """Forget a buffer (never the server buffer); the active one falls back to the server."""
-        if key == SERVER_KEY:
-            return
-        self.buffers.pop(key, None)
-        if self.active_key == key:
-            self.set_active(SERVER_KEY)
+        self.model.apply(BufferClosed(key))
 
     def clear_buffer(self, key: str) -> None:
         """Empty the buffer; paging back starts again from the newest history."""
-        self.buffers[key].lines.clear()
-        self.buffers[key].history_exhausted = False
+        self.model.apply(BufferCleared(key))
 
     def add_line(self, buf: Buffer, kind: str, text: str, nick: str = "", *, own: bool = False,
                  highlight: bool = False, history: bool = False) -> BufferLine:  # fmt: skip
@@ -239,12 +254,9 @@ class ClientState(HistoryPaging):
         if self._collecting is not None:  # a line of a CHATHISTORY answer: inserted when the batch ends
             self._collecting.append(line)
             return line
-        buf.lines.append(line)
-        if self._line_msgid:
-            buf.remember_msgid(self._line_msgid)
-        if buf.key != self.active_key and kind in ("privmsg", "action", "notice") and not own and not history:
-            buf.unread += 1
-            buf.highlighted = buf.highlighted or highlight
+        key = self.model.key_of(buf)
+        if key is not None:
+            self.model.apply(LineAdded(key, line))
         return line
 
     def info(self, text: str, key: str | None = None, kind: str = "info") -> None:
@@ -295,11 +307,9 @@ class ClientState(HistoryPaging):
         self.registered = False
         self._names_incoming.clear()
         self._reset_session()
-        for buf in self.buffers.values():
+        for key, buf in self.buffers.items():
             if buf.kind == "channel" and buf.joined:
-                buf.joined = False
-                buf.nicks.clear()
-                buf.prefixes.clear()
+                self.model.apply(ChannelLeft(key))
             self.add_line(buf, "error", f"Disconnected: {reason}")
         return [ErrorReply("DISCONNECTED", safe_text(reason))]
 
@@ -546,14 +556,11 @@ class ClientState(HistoryPaging):
             if not channel:
                 continue
             buf = self.open_buffer(channel)
-            key = irc_lower(nick)
             own = self.is_me(nick)
             if own:
-                buf.joined = True
-                buf.nicks.clear()
-                buf.prefixes.clear()
+                self.model.apply(ChannelEntered(irc_lower(channel)))
                 self.wanted_channels[buf.key] = channel
-            buf.nicks[key] = nick
+            self.model.apply(MemberAdded(irc_lower(channel), irc_lower(nick), nick))
             self.add_line(buf, "join", f"{nick} has joined {channel}", nick, own=own)
             events.append(Joined(buf.name, safe_text(nick), own))
             if own and "away-notify" in self.caps:
@@ -567,13 +574,9 @@ class ClientState(HistoryPaging):
         own = self.is_me(nick)
         if buf is None:
             return []
-        key = irc_lower(nick)
-        buf.nicks.pop(key, None)
-        buf.prefixes.pop(key, None)
+        self.model.apply(MemberRemoved(irc_lower(channel), irc_lower(nick)))
         if own:
-            buf.joined = False
-            buf.nicks.clear()
-            buf.prefixes.clear()
+            self.model.apply(ChannelLeft(irc_lower(channel)))
             self.wanted_channels.pop(buf.key, None)
         if kicked_by:
             text = f"{nick} was kicked from {buf.name} by {kicked_by}" + (f" ({reason})" if reason else "")
@@ -597,10 +600,9 @@ class ClientState(HistoryPaging):
         key = irc_lower(nick)
         reason = message.param(0)
         channels = []
-        for buf in self.buffers.values():
+        for buf_key, buf in self.buffers.items():
             if key in buf.nicks or (buf.kind == "query" and buf.key == key):
-                buf.nicks.pop(key, None)
-                buf.prefixes.pop(key, None)
+                self.model.apply(MemberRemoved(buf_key, key))
                 self.add_line(buf, "quit", f"{nick} has quit" + (f" ({reason})" if reason else ""), nick)
                 if buf.kind == "channel":
                     channels.append(buf.name)
@@ -620,33 +622,17 @@ class ClientState(HistoryPaging):
             self.nick = new
             self.wanted_nick = new
         text = f"You are now known as {new}" if own else f"{old} is now known as {new}"
-        for buf in list(self.buffers.values()):
+        for buf_key, buf in list(self.buffers.items()):
             if old_key in buf.nicks:
-                del buf.nicks[old_key]
-                buf.nicks[new_key] = new
-                if old_key in buf.prefixes:
-                    buf.prefixes[new_key] = buf.prefixes.pop(old_key)
+                self.model.apply(MemberRenamed(buf_key, old_key, new_key, new))
                 self.add_line(buf, "nick", text, new, own=own)
             elif own and buf.kind != "channel":  # the server buffer and every query: we are in each of them
                 self.add_line(buf, "nick", text, new, own=True)
         query = self.buffers.get(old_key)
         if query is not None and query.kind == "query" and (new_key == old_key or new_key not in self.buffers):
-            self._rename_buffer(old_key, new_key, new)
+            self.model.apply(BufferRenamed(old_key, new_key, safe_text(new)))
             self.add_line(query, "nick", f"{old} is now known as {new}", new)
         return [NickChanged(safe_text(old), safe_text(new), own)]
-
-    def _rename_buffer(self, old_key: str, new_key: str, name: str) -> None:
-        """Rename in place, keeping the buffer's position in the list (buffer numbers must not jump)."""
-        renamed: dict[str, Buffer] = {}
-        for key, buf in self.buffers.items():
-            if key == old_key:
-                buf.name = safe_text(name)
-                renamed[new_key] = buf
-            else:
-                renamed[key] = buf
-        self.buffers = renamed
-        if self.active_key == old_key:
-            self.active_key = new_key
 
     def _invite(self, message: Message) -> list[Event]:
         """Shown where the user is looking: an invitation is only useful if it is seen."""
@@ -659,7 +645,7 @@ class ClientState(HistoryPaging):
     def _topic(self, message: Message) -> list[Event]:
         buf = self.open_buffer(message.param(0))
         by = _nick_of(message.source)
-        buf.topic = safe_text(message.param(1))
+        self.model.apply(TopicSet(irc_lower(message.param(0)), safe_text(message.param(1))))
         self.add_line(buf, "topic", f"{by} changed the topic to: {message.param(1)}", by)
         return [TopicChanged(buf.name, buf.topic, safe_text(by))]
 
@@ -669,14 +655,15 @@ class ClientState(HistoryPaging):
         changes = " ".join(message.params[1:])
         if self.is_channel(target):
             buf = self.open_buffer(target)
-            self._apply_prefix_modes(buf, message.params[1:])
+            self._apply_prefix_modes(irc_lower(target), message.params[1:])
         else:
             buf = self.buffers[SERVER_KEY]
         self.add_line(buf, "mode", f"{by} sets mode {changes} on {target}", by)
         return [ServerText(buf.name, safe_text(f"mode {changes} {target}"))]
 
-    def _apply_prefix_modes(self, buf: Buffer, params: tuple[str, ...]) -> None:
+    def _apply_prefix_modes(self, channel_key: str, params: tuple[str, ...]) -> None:
         """Keep the @/+ shown in the nick list in step with +o/-o/+v/-v."""
+        buf = self.buffers[channel_key]
         if not params:
             return
         args = list(params[1:])
@@ -693,7 +680,7 @@ class ClientState(HistoryPaging):
                 current = buf.prefixes.get(key, "").replace(symbol, "")
                 if adding:
                     current = "".join(s for s in self.prefix_symbols if s in current + symbol)
-                buf.prefixes[key] = current
+                self.model.apply(PrefixSet(channel_key, key, current))
             elif char in "bkelIjf" and args and (adding or char != "l"):
                 args.pop(0)  # list and parameter modes consume an argument we do not track
 
@@ -745,7 +732,7 @@ class ClientState(HistoryPaging):
         self.cap.stop()  # registered: whatever was not negotiated by now never will be
         self.nick = message.param(0, self.nick)
         if message.source:
-            self.buffers[SERVER_KEY].name = safe_text(message.source)
+            self.model.apply(BufferRenamed(SERVER_KEY, SERVER_KEY, safe_text(message.source)))
         self.add_line(self.buffers[SERVER_KEY], "info", message.param(1))
         events: list[Event] = [Registered(safe_text(self.nick))]
         events.extend(SendLine(line) for line in self.rejoin_lines())
@@ -789,11 +776,12 @@ class ClientState(HistoryPaging):
 
     def _topic_reply(self, message: Message) -> list[Event]:
         buf = self.open_buffer(message.param(1))
+        key = irc_lower(message.param(1))
         if message.command == n.RPL_TOPIC:
-            buf.topic = safe_text(message.param(2))
+            self.model.apply(TopicSet(key, safe_text(message.param(2))))
             self.add_line(buf, "topic", f"Topic for {buf.name}: {message.param(2)}")
             return [TopicChanged(buf.name, buf.topic, "")]
-        buf.topic = ""
+        self.model.apply(TopicSet(key, ""))
         self.add_line(buf, "topic", f"No topic is set for {buf.name}")
         return []
 
@@ -819,8 +807,9 @@ class ClientState(HistoryPaging):
         collected = self._names_incoming.pop(irc_lower(channel), {})
         buf = self.buffer(channel)
         if buf is not None and buf.kind == "channel" and buf.joined:
-            buf.nicks = {irc_lower(nick): nick for nick in collected}
-            buf.prefixes = {irc_lower(nick): prefix for nick, prefix in collected.items() if prefix}
+            nicks = {irc_lower(nick): nick for nick in collected}
+            prefixes = {irc_lower(nick): prefix for nick, prefix in collected.items() if prefix}
+            self.model.apply(MembersSet(irc_lower(channel), nicks, prefixes))
             shown = buf.sorted_nicks()
         else:
             buf = self.active
