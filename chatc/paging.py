@@ -136,6 +136,24 @@ class HistoryPaging:
         for label in [label for label, owner in self._page_labels.items() if owner == key]:
             del self._page_labels[label]
 
+    def cancel_all_history(self) -> None:
+        """Forget every request: the server knows no CHATHISTORY command, so no answer is coming."""
+        for key in list(self._page_requests):
+            self.cancel_history(key)
+
+    def history_failed(self, label: str, parent: tuple[str, str] | None) -> str | None:
+        """The buffer key of our request that a ``FAIL CHATHISTORY`` answers, that request now ended; None if
+        it answers none of ours. ``label`` is the FAIL's own label tag, ``parent`` the batch it came in: a
+        labeled-response batch names the request; without labels it answers the oldest request in flight."""
+        if not label and parent is not None and parent[0] == LABELED_BATCH:
+            label = parent[1]
+        key = self._page_labels.get(label) if label else None
+        if key is None and not label and "labeled-response" not in self.caps and self._page_requests:
+            key = next(iter(self._page_requests))
+        if key is not None:
+            self.cancel_history(key)
+        return key
+
     def _answer_batch(self, parent: tuple[str, str] | None, target: str) -> tuple[str, str]:
         """A ``chathistory`` batch opening: the answer to our request (PAGE_BATCH and the buffer key),
         or history replayed on join (HISTORY_BATCH and the channel)."""
