@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from chatc.buffers import SERVER_KEY
-from chatc.state import CTCP_DELIM, DEFAULT_HISTORY_PAGE, ClientState, HistoryRefused
+from chatc.messages import CTCP_DELIM
+from chatc.state import DEFAULT_HISTORY_PAGE, ClientState, HistoryRefused
 from chatd.protocol.casemap import irc_lower
 from chatd.protocol.mask import normalize_mask
 from chatd.protocol.message import format_message

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from chatd.protocol.message import format_message
+
 
 @dataclass(frozen=True, slots=True)
 class SendLine:
@@ -98,3 +100,12 @@ Event = (
     SendLine | Registered | MessageReceived | Joined | Parted | Quit | NickChanged | TopicChanged | ServerText
     | ErrorReply
 )  # fmt: skip
+
+
+def send_line(command: str, *params: str) -> list[Event]:
+    """A ``SendLine`` for the reply, or nothing when a parameter from the network cannot be sent back
+    (a NUL in a PING token, say): answering with a malformed line would be worse than not answering."""
+    try:
+        return [SendLine(format_message(command, *params))]
+    except ValueError:
+        return []

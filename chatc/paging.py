@@ -20,7 +20,7 @@ import datetime
 from collections.abc import Callable
 from typing import Final
 
-from chatc.buffers import MAX_BUFFER_LINES, Buffer, BufferLine
+from chatc.buffers import Buffer, BufferLine, BufferModel, HistoryInserted, oldest_message_index
 from chatc.events import Event
 from chatd.protocol.casemap import irc_lower
 from chatd.protocol.message import Message, format_message
@@ -36,7 +36,6 @@ DEFAULT_HISTORY_PAGE: Final = 50
 # A server that advertises no CHATHISTORY limit still has one; asking for more than it gives would
 # read as "nothing older left". 100 is what chatd (and ergo) allow.
 UNADVERTISED_HISTORY_LIMIT: Final = 100
-MESSAGE_KINDS: Final = frozenset({"privmsg", "notice", "action"})
 
 
 def parse_server_time(value: str | None) -> float | None:
@@ -65,15 +64,11 @@ class HistoryRefused(Exception):
     """``request_history`` cannot ask now; the message says why, for the user."""
 
 
-def oldest_message_index(buf: Buffer) -> int | None:
-    """Where the oldest message someone said stands in ``buf`` (None: none shown); paging is relative to it."""
-    return next((index for index, line in enumerate(buf.lines) if line.kind in MESSAGE_KINDS and line.nick), None)
-
-
 class HistoryPaging:
     """The CHATHISTORY half of ``ClientState`` (see the module invariants)."""
 
     buffers: dict[str, Buffer]
+    model: BufferModel
     caps: set[str]
     clock: Callable[[], float]
     history_limit: int
@@ -141,6 +136,24 @@ class HistoryPaging:
         for label in [label for label, owner in self._page_labels.items() if owner == key]:
             del self._page_labels[label]
 
+    def cancel_all_history(self) -> None:
+        """Forget every request: the server knows no CHATHISTORY command, so no answer is coming."""
+        for key in list(self._page_requests):
+            self.cancel_history(key)
+
+    def history_failed(self, label: str, parent: tuple[str, str] | None) -> str | None:
+        """The buffer key of our request that a ``FAIL CHATHISTORY`` answers, that request now ended; None if
+        it answers none of ours. ``label`` is the FAIL's own label tag, ``parent`` the batch it came in: a
+        labeled-response batch names the request; without labels it answers the oldest request in flight."""
+        if not label and parent is not None and parent[0] == LABELED_BATCH:
+            label = parent[1]
+        key = self._page_labels.get(label) if label else None
+        if key is None and not label and "labeled-response" not in self.caps and self._page_requests:
+            key = next(iter(self._page_requests))
+        if key is not None:
+            self.cancel_history(key)
+        return key
+
     def _answer_batch(self, parent: tuple[str, str] | None, target: str) -> tuple[str, str]:
         """A ``chathistory`` batch opening: the answer to our request (PAGE_BATCH and the buffer key),
         or history replayed on join (HISTORY_BATCH and the channel)."""
@@ -175,29 +188,10 @@ class HistoryPaging:
         return []  # nothing new to announce: what was said long ago is no news, even to a script
 
     def _finish_page(self, key: str) -> None:
-        """Put the collected answer just above the oldest message shown (the one it was asked to precede),
-        oldest first; say so above it if nothing older is left.
-
-        Not at the very top: the join, topic and names lines of this session stand above the first
-        replayed message, and older messages above them would break the buffer's time order.
-        """
+        """The answer is complete: the buffer model puts it in (``HistoryInserted`` says where)."""
         asked = self._page_requests.pop(key, 0)
         lines = self._page_lines.pop(key, [])
         received = self._page_received.pop(key, 0)
-        buf = self.buffers.get(key)
-        if buf is None:
-            return
-        room = MAX_BUFFER_LINES - len(buf.lines)
-        lines = lines[len(lines) - room :] if room > 0 else []  # the newest of them, when the buffer is nearly full
-        at = oldest_message_index(buf)
-        if at is None:
-            at = len(buf.lines)  # no message shown yet: the history comes after the join lines, as a replay would
-        for line in reversed(lines):
-            buf.lines.insert(at, line)
-        for line in lines:
-            if line.msgid:
-                buf.remember_older_msgid(line.msgid)
-        if received < asked and not buf.history_exhausted:
-            buf.history_exhausted = True
-            if len(buf.lines) < MAX_BUFFER_LINES:
-                buf.lines.insert(at, BufferLine(self.clock(), "info", "no older messages"))
+        if key in self.buffers:
+            exhausted = received < asked
+            self.model.apply(HistoryInserted(key, tuple(lines), exhausted, self.clock() if exhausted else 0.0))

@@ -1,23 +1,25 @@
 """The sans-I/O client state: server lines in, events and buffers out.
 
+This module keeps the session (registration, the connection's lifecycle, batches) and dispatches
+each line to its family's handlers: ``chatc/membership.py`` (who is where), ``chatc/messages.py``
+(what is said), ``chatc/replies.py`` (numerics), ``chatc/caps.py`` (CAP) and ``chatc/paging.py``
+(CHATHISTORY). Those are parts of this one object: they read and set its fields, and change
+buffers only as the rule below says.
+
 Invariants:
 - No I/O here. Lines the protocol obliges us to send (PONG, a retry nick during
   registration, rejoining channels after a reconnect) come back as ``SendLine``
   events for the connection to write, so the whole client logic is testable
   by feeding strings.
-- Buffers are keyed by the case-mapped name (``irc_lower``); the server buffer has
-  the key ``""`` and is always first. Buffers keep creation order, which is the
-  order of ``/buffer N`` and Alt-N.
+- The state never writes a buffer: every change to the buffers (a line, a member, a topic,
+  which buffer is shown) is a ``BufferChange`` applied by ``self.model`` (``BufferModel``),
+  whose invariants are written at the top of ``chatc/buffers.py``.
 - Every string stored in a ``BufferLine`` went through ``safe_text``: the UI and the
   headless printer never see raw control characters from the network.
-- A buffer keeps at most ``MAX_BUFFER_LINES`` lines, so a chatty channel left open
-  all day cannot grow the client without bound.
 - ``wanted_channels`` is what the user asked to be in (command line, /join,
   minus /part and kicks); it survives a lost connection and is rejoined on 001.
-- Capability negotiation never stalls registration: ``CAP LS 302`` goes out with
-  NICK/USER, so a server that does not know CAP registers us anyway (001 ends the
-  negotiation), and one that does gets ``CAP END`` once every REQ has its ACK or NAK.
-  ``caps`` holds only what the server acknowledged, and is emptied on a new connection.
+- Capability negotiation (``self.cap``) keeps the invariants written at the top of
+  ``chatc/caps.py``; ``caps`` is its set of acknowledged capabilities.
 - Lines inside a ``chathistory`` batch are things said before we joined: they are
   shown (muted), but never change the channel state (nick list, topic, joined) and
   never count as unread or highlight, and CTCP queries in them are not answered.
@@ -34,7 +36,20 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from typing import Final
 
-from chatc.buffers import MAX_BUFFER_LINES, SERVER_KEY, Buffer, BufferLine
+from chatc.buffers import (
+    MAX_BUFFER_LINES,
+    SERVER_KEY,
+    Buffer,
+    BufferActivated,
+    BufferCleared,
+    BufferClosed,
+    BufferLine,
+    BufferModel,
+    BufferOpened,
+    ChannelLeft,
+    LineAdded,
+)
+from chatc.caps import CapNegotiation
 from chatc.events import (
     ErrorReply,
     Event,
@@ -47,8 +62,32 @@ from chatc.events import (
     SendLine,
     ServerText,
     TopicChanged,
+    send_line,
 )
 from chatc.ignore import IgnoreList
+from chatc.membership import (
+    handle_end_of_names,
+    handle_end_of_who,
+    handle_join,
+    handle_kick,
+    handle_mode,
+    handle_names_reply,
+    handle_nick,
+    handle_part,
+    handle_quit,
+    handle_topic,
+    handle_topic_reply,
+    handle_topic_who_time,
+    handle_who_reply,
+)
+from chatc.messages import (
+    handle_away,
+    handle_error,
+    handle_fail,
+    handle_history_line,
+    handle_invite,
+    handle_privmsg,
+)
 from chatc.paging import (
     DEFAULT_HISTORY_PAGE,
     HISTORY_BATCH,
@@ -58,37 +97,16 @@ from chatc.paging import (
     HistoryRefused,
     parse_server_time,
 )
-from chatc.replies import describe_reply
-from chatc.text import mentions, safe_text
+from chatc.replies import handle_isupport, handle_welcome, show_numeric
+from chatc.text import nick_of, safe_text
 from chatd.protocol import numerics as n
 from chatd.protocol.casemap import irc_lower
 from chatd.protocol.message import Message, format_message, parse
 
-CTCP_DELIM: Final = "\x01"
 # JOIN lines are batched with commas; stay well inside the 512-byte line limit.
 MAX_JOIN_LINE_BYTES: Final = 400
-# The IRCv3 capabilities chatc knows how to use; it asks for those the server offers.
-WANTED_CAPS: Final = frozenset(
-    {
-        "away-notify", "batch", "cap-notify", "draft/chathistory", "echo-message", "labeled-response",
-        "message-tags", "multi-prefix", "server-time",
-    }
-)  # fmt: skip
 # A server could open batches and never close them; past this many, the oldest is forgotten.
 MAX_OPEN_BATCHES: Final = 32
-# Likewise a CAP LS reply continued forever: names past this many are not collected.
-MAX_CAP_NAMES: Final = 256
-
-# Replies to commands the user typed: shown in the buffer the user is looking at.
-_ACTIVE_BUFFER_NUMERICS: Final = frozenset(
-    {
-        n.RPL_AWAY, n.RPL_UNAWAY, n.RPL_NOWAWAY, n.RPL_WHOISUSER, n.RPL_WHOISSERVER, n.RPL_ENDOFWHO,
-        n.RPL_WHOISIDLE, n.RPL_ENDOFWHOIS, n.RPL_WHOISCHANNELS, n.RPL_LISTSTART, n.RPL_LIST, n.RPL_LISTEND,
-        n.RPL_CHANNELMODEIS, n.RPL_WHOREPLY, n.RPL_USERHOST, n.RPL_ISON, n.RPL_VERSION, n.RPL_TIME,
-        n.RPL_WHOWASUSER, n.RPL_ENDOFWHOWAS, n.RPL_INVITING, n.RPL_BANLIST, n.RPL_ENDOFBANLIST,
-        "313", "330", "338", "378", "671",
-    }
-)  # fmt: skip
 
 __all__ = [
     "DEFAULT_HISTORY_PAGE",
@@ -110,19 +128,6 @@ __all__ = [
     "ServerText",
     "TopicChanged",
 ]
-
-
-def _send(command: str, *params: str) -> list[Event]:
-    """A ``SendLine`` for the reply, or nothing when a parameter from the network cannot be sent back
-    (a NUL in a PING token, say): answering with a malformed line would be worse than not answering."""
-    try:
-        return [SendLine(format_message(command, *params))]
-    except ValueError:
-        return []
-
-
-def _nick_of(source: str | None) -> str:
-    return (source or "").split("!", 1)[0]
 
 
 class ClientState(HistoryPaging):
@@ -159,16 +164,12 @@ class ClientState(HistoryPaging):
         self.wanted_channels: dict[str, str] = {}
         for channel in channels:
             self.wanted_channels[irc_lower(channel)] = channel
-        self.buffers: dict[str, Buffer] = {SERVER_KEY: Buffer(server_name, "server")}
-        self.active_key = SERVER_KEY
+        self.model = BufferModel(server_name)  # the only writer of buffers: every change is applied there
         self._names_incoming: dict[str, dict[str, str]] = {}
         self._nick_attempts = 0
-        self.caps: set[str] = set()  # acknowledged by the server on this connection
+        self.cap = CapNegotiation()
+        self.caps = self.cap.enabled  # acknowledged by the server on this connection (the same set)
         self.ignores = IgnoreList()  # /ignore: the state outlives connections, and so do they
-        self.caps_offered: set[str] = set()
-        self.cap_negotiating = False
-        self._cap_ls_incoming: list[str] = []
-        self._cap_requests_pending = 0
         self._batches: OrderedDict[str, tuple[str, str]] = OrderedDict()  # id -> (type, first parameter)
         self.away_nicks: dict[str, str] = {}  # case-mapped nick -> away message ("" if unknown)
         self._quiet_who: set[str] = set()  # channels whose WHO we asked for ourselves, not the user
@@ -193,6 +194,14 @@ class ClientState(HistoryPaging):
         return irc_lower(nick) == irc_lower(self.nick)
 
     @property
+    def buffers(self) -> dict[str, Buffer]:
+        return self.model.buffers
+
+    @property
+    def active_key(self) -> str:
+        return self.model.active_key
+
+    @property
     def buffer_list(self) -> list[Buffer]:
         return list(self.buffers.values())
 
@@ -206,37 +215,35 @@ class ClientState(HistoryPaging):
     def channel_names(self) -> list[str]:
         return [buf.name for buf in self.buffers.values() if buf.kind == "channel"]
 
+    @property
+    def caps_offered(self) -> set[str]:
+        return self.cap.offered
+
+    @property
+    def cap_negotiating(self) -> bool:
+        return self.cap.negotiating
+
     # ---- changes the UI makes -----------------------------------------------------
 
     def set_active(self, key: str) -> Buffer:
-        """Show buffer ``key``; its unread count and highlight are cleared."""
+        """Show buffer ``key`` (KeyError if there is none); its unread count and highlight are cleared."""
         buf = self.buffers[key]
-        self.active_key = key
-        buf.unread = 0
-        buf.highlighted = False
+        self.model.apply(BufferActivated(key))
         return buf
 
     def open_buffer(self, name: str) -> Buffer:
         """The buffer for a channel or nick, created (at the end of the list) if needed."""
         key = irc_lower(name)
-        buf = self.buffers.get(key)
-        if buf is None:
-            buf = Buffer(safe_text(name), "channel" if self.is_channel(name) else "query")
-            self.buffers[key] = buf
-        return buf
+        self.model.apply(BufferOpened(key, safe_text(name), "channel" if self.is_channel(name) else "query"))
+        return self.buffers[key]
 
     def close_buffer(self, key: str) -> None:
         """Forget a buffer (never the server buffer); the active one falls back to the server."""
-        if key == SERVER_KEY:
-            return
-        self.buffers.pop(key, None)
-        if self.active_key == key:
-            self.set_active(SERVER_KEY)
+        self.model.apply(BufferClosed(key))
 
     def clear_buffer(self, key: str) -> None:
         """Empty the buffer; paging back starts again from the newest history."""
-        self.buffers[key].lines.clear()
-        self.buffers[key].history_exhausted = False
+        self.model.apply(BufferCleared(key))
 
     def add_line(self, buf: Buffer, kind: str, text: str, nick: str = "", *, own: bool = False,
                  highlight: bool = False, history: bool = False) -> BufferLine:  # fmt: skip
@@ -252,12 +259,9 @@ class ClientState(HistoryPaging):
         if self._collecting is not None:  # a line of a CHATHISTORY answer: inserted when the batch ends
             self._collecting.append(line)
             return line
-        buf.lines.append(line)
-        if self._line_msgid:
-            buf.remember_msgid(self._line_msgid)
-        if buf.key != self.active_key and kind in ("privmsg", "action", "notice") and not own and not history:
-            buf.unread += 1
-            buf.highlighted = buf.highlighted or highlight
+        key = self.model.key_of(buf)
+        if key is not None:
+            self.model.apply(LineAdded(key, line))
         return line
 
     def info(self, text: str, key: str | None = None, kind: str = "info") -> None:
@@ -295,9 +299,8 @@ class ClientState(HistoryPaging):
         self.away = False
         self.nick = self.wanted_nick
         self._nick_attempts = 0
-        self._reset_session_caps()
-        self.cap_negotiating = True
-        lines = [format_message("CAP", "LS", "302")]
+        self._reset_session()
+        lines = [self.cap.start()]
         if self.password:
             lines.append(format_message("PASS", self.password))
         lines.append(format_message("NICK", self.nick))
@@ -308,22 +311,16 @@ class ClientState(HistoryPaging):
         """The socket is gone: no channel is joined any more, but the wish to be in them stays."""
         self.registered = False
         self._names_incoming.clear()
-        self._reset_session_caps()
-        for buf in self.buffers.values():
+        self._reset_session()
+        for key, buf in self.buffers.items():
             if buf.kind == "channel" and buf.joined:
-                buf.joined = False
-                buf.nicks.clear()
-                buf.prefixes.clear()
+                self.model.apply(ChannelLeft(key))
             self.add_line(buf, "error", f"Disconnected: {reason}")
         return [ErrorReply("DISCONNECTED", safe_text(reason))]
 
-    def _reset_session_caps(self) -> None:
+    def _reset_session(self) -> None:
         """Forget what the last connection negotiated: a new session (maybe another server) starts bare."""
-        self.caps.clear()
-        self.caps_offered.clear()
-        self.cap_negotiating = False
-        self._cap_ls_incoming.clear()
-        self._cap_requests_pending = 0
+        self.cap.reset()
         self._batches.clear()
         self.away_nicks.clear()
         self._quiet_who.clear()
@@ -337,11 +334,7 @@ class ClientState(HistoryPaging):
     def end_cap_negotiation(self) -> list[str]:
         """``CAP END`` if negotiation is still open (the connection's timeout for a server that never
         answers a REQ); an empty list otherwise."""
-        if not self.cap_negotiating or self.registered:
-            return []
-        self.cap_negotiating = False
-        self._cap_requests_pending = 0
-        return [format_message("CAP", "END")]
+        return self.cap.end(self.registered)
 
     def rejoin_lines(self) -> list[str]:
         """JOIN lines for every wanted channel, batched with commas under the line limit."""
@@ -368,7 +361,7 @@ class ClientState(HistoryPaging):
         self._line_time = parse_server_time(message.tags.get("time"))
         self._line_msgid = message.tags.get("msgid", "")
         try:
-            batch = self._batches.get(message.tags.get("batch", ""))
+            batch = self.batch_of(message)
             if batch is not None and batch[0] == HISTORY_BATCH and message.command != "BATCH":
                 return self._history_line(message, batch[1])
             if batch is not None and batch[0] == PAGE_BATCH and message.command != "BATCH":
@@ -385,11 +378,18 @@ class ClientState(HistoryPaging):
         if message.command.isdigit() and len(message.command) == 3:
             return self._numeric(message)
         text = " ".join(message.params)
-        self.add_line(self.buffers[SERVER_KEY], "info", f"{message.command} {text}".strip(), _nick_of(message.source))
+        self.add_line(self.buffers[SERVER_KEY], "info", f"{message.command} {text}".strip(), nick_of(message.source))
         return [ServerText(self.buffers[SERVER_KEY].name, safe_text(text))]
 
+    def batch_of(self, message: Message) -> tuple[str, str] | None:
+        """The open batch ``message`` belongs to (its kind and target, see ``_batch``), if any."""
+        return self._batches.get(message.tags.get("batch", ""))
+
+    def _history_line(self, message: Message, target: str) -> list[Event]:
+        return handle_history_line(self, message, target)
+
     def _ping(self, message: Message) -> list[Event]:
-        return _send("PONG", message.param(0) or "chatc")
+        return send_line("PONG", message.param(0) or "chatc")
 
     def _ignore(self, message: Message) -> list[Event]:
         return []
@@ -397,63 +397,17 @@ class ClientState(HistoryPaging):
     # ---- capabilities and batches (IRCv3) ---------------------------------------------
 
     def _cap(self, message: Message) -> list[Event]:
-        """CAP LS/ACK/NAK/NEW/DEL: ask for what we use, and end negotiation once every REQ is answered."""
-        sub = message.param(1).upper()
-        args = message.params[2:]
-        more = len(args) > 1 and args[0] == "*"  # a multi-line CAP LS 302 reply continues
-        # "sasl=PLAIN,EXTERNAL" offers a value; "~"/"=" are CAP 3.1 modifiers; "-" in an ACK removes.
-        names = [token.split("=", 1)[0].lstrip("~=") for token in (args[-1] if args else "").split()]
-        if sub == "LS":
-            self._cap_ls_incoming.extend(names[: MAX_CAP_NAMES - len(self._cap_ls_incoming)])
-            if more:
-                return []
-            self.caps_offered = set(self._cap_ls_incoming)
-            self._cap_ls_incoming.clear()
-            if not self.cap_negotiating:
-                return []  # a /quote CAP LS later on: nothing to negotiate
-            return self._cap_request(self.caps_offered) or self._cap_maybe_end()
-        if sub == "ACK":
-            for name in names:
-                if name.startswith("-"):
-                    self.caps.discard(name[1:])
-                else:
-                    self.caps.add(name)
-            self._cap_requests_pending = max(0, self._cap_requests_pending - 1)
-            self.add_line(self.buffers[SERVER_KEY], "info", "Capabilities enabled: " + " ".join(names))
-            return self._cap_maybe_end()
-        if sub == "NAK":
-            self._cap_requests_pending = max(0, self._cap_requests_pending - 1)
-            self.add_line(self.buffers[SERVER_KEY], "info", "Capabilities refused: " + " ".join(names))
-            return self._cap_maybe_end()
-        if sub == "NEW":
-            self.caps_offered.update(names)
-            return self._cap_request(names)
-        if sub == "DEL":
-            self.caps_offered.difference_update(names)
-            self.caps.difference_update(names)
-            self.add_line(self.buffers[SERVER_KEY], "info", "Capabilities withdrawn: " + " ".join(names))
-        return []
-
-    def _cap_request(self, offered: Iterable[str]) -> list[Event]:
-        """One ``CAP REQ`` for the wanted capabilities among ``offered`` that are not on yet (or nothing)."""
-        wanted = sorted(name for name in set(offered) & WANTED_CAPS if name not in self.caps)
-        if not wanted:
-            return []
-        self._cap_requests_pending += 1
-        return _send("CAP", "REQ", " ".join(wanted))
-
-    def _cap_maybe_end(self) -> list[Event]:
-        if not self.cap_negotiating or self._cap_requests_pending or self.registered:
-            return []
-        self.cap_negotiating = False
-        return _send("CAP", "END")
+        events, note = self.cap.handle(message, self.registered)
+        if note:
+            self.add_line(self.buffers[SERVER_KEY], "info", note)
+        return events
 
     def _batch(self, message: Message) -> list[Event]:
         """``BATCH +id type params`` opens, ``BATCH -id`` closes; a batch nested in a history batch is history."""
         reference = message.param(0)
         if reference.startswith("+") and len(reference) > 1:
             kind, target = message.param(1), message.param(2)
-            parent = self._batches.get(message.tags.get("batch", ""))
+            parent = self.batch_of(message)
             if parent is not None and parent[0] in (HISTORY_BATCH, PAGE_BATCH):
                 kind, target = parent
             elif kind == LABELED_BATCH:
@@ -471,462 +425,43 @@ class ClientState(HistoryPaging):
                 self.cancel_history(self._page_labels[closed[1]])  # labeled answer without a history batch
         return []
 
-    def _history_line(self, message: Message, target: str) -> list[Event]:
-        """A replayed line: shown muted in its buffer, with no effect on the channel or on unread counts."""
-        source = _nick_of(message.source)
-        command = message.command
-        channel = message.param(0)
-        if command in ("PRIVMSG", "NOTICE"):
-            if self.ignores.matches(message.source) and not self.is_me(source):
-                return []
-            text = message.param(1)
-            kind = "notice" if command == "NOTICE" else "privmsg"
-            if text.startswith(CTCP_DELIM):
-                verb, _, argument = text.strip(CTCP_DELIM).partition(" ")
-                if verb.upper() != "ACTION":
-                    return []  # an old CTCP query is not ours to answer
-                kind, text = "action", argument
-            name = channel.lstrip(self.prefix_symbols)
-            if not self.is_channel(name):
-                name = target or (channel if self.is_me(source) else source)
-            buf = self.open_buffer(name)
-            if self._line_msgid and self._line_msgid in buf.msgids:
-                return []  # replayed again after a reconnect: already on screen
-            own = self.is_me(source)
-            self.add_line(buf, kind, text, source, own=own, history=True)
-            return [MessageReceived(buf.name, safe_text(source), safe_text(text), kind, own, history=True)]
-        described = {
-            "JOIN": ("join", f"{source} has joined {channel}"),
-            "PART": ("part", f"{source} has left {channel}"),
-            "QUIT": ("quit", f"{source} has quit"),
-            "KICK": ("part", f"{message.param(1)} was kicked from {channel} by {source}"),
-            "TOPIC": ("topic", f"{source} changed the topic to: {message.param(1)}"),
-            "NICK": ("nick", f"{source} is now known as {channel}"),
-        }.get(command)
-        buf = self.buffer(target) if target else None
-        if described is not None and buf is not None and self._line_msgid not in buf.msgids:
-            self.add_line(buf, described[0], described[1], source, history=True)
-        return []
-
-    def _away(self, message: Message) -> list[Event]:
-        """away-notify: a nick we share a channel with went away (with a message) or came back (without)."""
-        nick = _nick_of(message.source)
-        reason = message.param(0)
-        if not nick:
-            return []
-        if self.is_me(nick):
-            self.away = bool(reason)
-            return []
-        key = irc_lower(nick)
-        if reason:
-            self.away_nicks[key] = safe_text(reason)
-        else:
-            self.away_nicks.pop(key, None)
-        query = self.buffers.get(key)
-        if query is not None and query.kind == "query":
-            self.add_line(query, "info", f"{nick} is away: {reason}" if reason else f"{nick} is back", nick)
-        return []
-
-    def _fail(self, message: Message) -> list[Event]:
-        """IRCv3 standard replies: ``FAIL <command> <code> [context...] :text``, shown as an error.
-
-        A ``FAIL CHATHISTORY`` answering our request (by its label, or without labels the
-        oldest request in flight) is shown in that buffer and ends the request.
-        """
-        text = " ".join(message.params)
-        buf = self.active
-        if message.param(0).upper() == "CHATHISTORY":
-            label = message.tags.get("label", "")
-            parent = self._batches.get(message.tags.get("batch", ""))
-            if not label and parent is not None and parent[0] == LABELED_BATCH:
-                label = parent[1]
-            key = self._page_labels.get(label) if label else None
-            if key is None and not label and "labeled-response" not in self.caps and self._page_requests:
-                key = next(iter(self._page_requests))
-            if key is not None:
-                self.cancel_history(key)
-                buf = self.buffers.get(key, buf)
-                text = f"Cannot fetch history: {message.params[-1]} ({message.param(1)})"
-        self.add_line(buf, "error", text)
-        return [ErrorReply("FAIL", safe_text(text))]
-
-    def _forget_absent_away(self) -> None:
-        """Away states are only kept for nicks still seen in some channel, so the map cannot grow forever."""
-        present = {key for buf in self.buffers.values() for key in buf.nicks}
-        for key in [key for key in self.away_nicks if key not in present]:
-            del self.away_nicks[key]
-
-    def _error(self, message: Message) -> list[Event]:
-        text = message.param(0, "closing link")
-        self.add_line(self.buffers[SERVER_KEY], "error", f"Server closed the link: {text}")
-        return [ErrorReply("ERROR", safe_text(text))]
-
-    def _privmsg(self, message: Message) -> list[Event]:
-        sender = _nick_of(message.source)
-        if self.ignores.matches(message.source) and not self.is_me(sender):
-            return []  # /ignore: no message, notice, action or CTCP (not even an answer) from them
-        target = message.param(0)
-        text = message.param(1)
-        notice = message.command == "NOTICE"
-        kind = "notice" if notice else "privmsg"
-        events: list[Event] = []
-        if text.startswith(CTCP_DELIM):
-            body = text.strip(CTCP_DELIM)
-            verb, _, argument = body.partition(" ")
-            verb = verb.upper()
-            if verb == "ACTION":
-                kind, text = "action", argument
-            elif notice:
-                text = f"CTCP {verb} reply: {argument}"
-            elif self.is_me(sender):
-                return []  # echo-message returning our own CTCP query: nothing to answer or show
-            else:
-                events.extend(self._ctcp_reply(sender, verb, argument))
-                self.add_line(self.buffers[SERVER_KEY], "info", f"CTCP {verb} from {sender}")
-                return events
-        own = self.is_me(sender)
-        if self.is_channel(target.lstrip(self.prefix_symbols)):
-            buf = self.open_buffer(target.lstrip(self.prefix_symbols))
-        elif not self.registered or "!" not in (message.source or "") or not sender:
-            buf = self.buffers[SERVER_KEY]  # server notices, pre-registration AUTH notices
-        elif own:  # echo-message: shown where record_own_message would have shown it
-            buf = self._show_own(target, text, kind)
-            return [MessageReceived(buf.name, safe_text(sender), safe_text(text), kind, own)]
-        else:
-            buf = self.open_buffer(sender)
-        highlight = not own and (buf.kind == "query" or mentions(text, self.nick))
-        self.add_line(buf, kind, text, sender, own=own, highlight=highlight)
-        events.append(MessageReceived(buf.name, safe_text(sender), safe_text(text), kind, own, highlight))
-        return events
-
-    def _ctcp_reply(self, sender: str, verb: str, argument: str) -> list[Event]:
-        """Answer the CTCP queries every client answers; stay silent on the rest."""
-        answers = {"VERSION": "chatc", "PING": argument, "CLIENTINFO": "ACTION CLIENTINFO PING VERSION"}
-        if verb not in answers or not sender:
-            return []
-        body = f"{verb} {answers[verb]}".strip()
-        return _send("NOTICE", sender, f"{CTCP_DELIM}{body}{CTCP_DELIM}")
-
-    def _join(self, message: Message) -> list[Event]:
-        nick = _nick_of(message.source)
-        events: list[Event] = []
-        for channel in message.param(0).split(","):
-            if not channel:
-                continue
-            buf = self.open_buffer(channel)
-            key = irc_lower(nick)
-            own = self.is_me(nick)
-            if own:
-                buf.joined = True
-                buf.nicks.clear()
-                buf.prefixes.clear()
-                self.wanted_channels[buf.key] = channel
-            buf.nicks[key] = nick
-            self.add_line(buf, "join", f"{nick} has joined {channel}", nick, own=own)
-            events.append(Joined(buf.name, safe_text(nick), own))
-            if own and "away-notify" in self.caps:
-                # away-notify only reports changes; who is away already, a WHO tells (read quietly).
-                self._quiet_who.add(buf.key)
-                events.extend(_send("WHO", channel))
-        return events
-
-    def _left(self, channel: str, nick: str, reason: str, kicked_by: str = "") -> list[Event]:
-        buf = self.buffer(channel)
-        own = self.is_me(nick)
-        if buf is None:
-            return []
-        key = irc_lower(nick)
-        buf.nicks.pop(key, None)
-        buf.prefixes.pop(key, None)
-        if own:
-            buf.joined = False
-            buf.nicks.clear()
-            buf.prefixes.clear()
-            self.wanted_channels.pop(buf.key, None)
-        if kicked_by:
-            text = f"{nick} was kicked from {buf.name} by {kicked_by}" + (f" ({reason})" if reason else "")
-        else:
-            text = f"{nick} has left {buf.name}" + (f" ({reason})" if reason else "")
-        self.add_line(buf, "part", text, nick, own=own)
-        self._forget_absent_away()
-        return [Parted(buf.name, safe_text(nick), safe_text(reason), own, safe_text(kicked_by))]
-
-    def _part(self, message: Message) -> list[Event]:
-        events: list[Event] = []
-        for channel in message.param(0).split(","):
-            events.extend(self._left(channel, _nick_of(message.source), message.param(1)))
-        return events
-
-    def _kick(self, message: Message) -> list[Event]:
-        return self._left(message.param(0), message.param(1), message.param(2), _nick_of(message.source))
-
-    def _quit(self, message: Message) -> list[Event]:
-        nick = _nick_of(message.source)
-        key = irc_lower(nick)
-        reason = message.param(0)
-        channels = []
-        for buf in self.buffers.values():
-            if key in buf.nicks or (buf.kind == "query" and buf.key == key):
-                buf.nicks.pop(key, None)
-                buf.prefixes.pop(key, None)
-                self.add_line(buf, "quit", f"{nick} has quit" + (f" ({reason})" if reason else ""), nick)
-                if buf.kind == "channel":
-                    channels.append(buf.name)
-        self.away_nicks.pop(key, None)
-        return [Quit(safe_text(nick), safe_text(reason), tuple(channels))]
-
-    def _nick(self, message: Message) -> list[Event]:
-        old = _nick_of(message.source)
-        new = message.param(0)
-        if not old or not new:
-            return []
-        old_key, new_key = irc_lower(old), irc_lower(new)
-        own = self.is_me(old)
-        if old_key in self.away_nicks:
-            self.away_nicks[new_key] = self.away_nicks.pop(old_key)
-        if own:
-            self.nick = new
-            self.wanted_nick = new
-        text = f"You are now known as {new}" if own else f"{old} is now known as {new}"
-        for buf in list(self.buffers.values()):
-            if old_key in buf.nicks:
-                del buf.nicks[old_key]
-                buf.nicks[new_key] = new
-                if old_key in buf.prefixes:
-                    buf.prefixes[new_key] = buf.prefixes.pop(old_key)
-                self.add_line(buf, "nick", text, new, own=own)
-            elif own and buf.kind != "channel":  # the server buffer and every query: we are in each of them
-                self.add_line(buf, "nick", text, new, own=True)
-        query = self.buffers.get(old_key)
-        if query is not None and query.kind == "query" and (new_key == old_key or new_key not in self.buffers):
-            self._rename_buffer(old_key, new_key, new)
-            self.add_line(query, "nick", f"{old} is now known as {new}", new)
-        return [NickChanged(safe_text(old), safe_text(new), own)]
-
-    def _rename_buffer(self, old_key: str, new_key: str, name: str) -> None:
-        """Rename in place, keeping the buffer's position in the list (buffer numbers must not jump)."""
-        renamed: dict[str, Buffer] = {}
-        for key, buf in self.buffers.items():
-            if key == old_key:
-                buf.name = safe_text(name)
-                renamed[new_key] = buf
-            else:
-                renamed[key] = buf
-        self.buffers = renamed
-        if self.active_key == old_key:
-            self.active_key = new_key
-
-    def _invite(self, message: Message) -> list[Event]:
-        """Shown where the user is looking: an invitation is only useful if it is seen."""
-        by = _nick_of(message.source)
-        channel = message.param(1)
-        text = f"{by} invites you to {channel} (/join {channel})"
-        self.add_line(self.active, "info", text, by, highlight=True)
-        return [ServerText(self.active.name, safe_text(text))]
-
-    def _topic(self, message: Message) -> list[Event]:
-        buf = self.open_buffer(message.param(0))
-        by = _nick_of(message.source)
-        buf.topic = safe_text(message.param(1))
-        self.add_line(buf, "topic", f"{by} changed the topic to: {message.param(1)}", by)
-        return [TopicChanged(buf.name, buf.topic, safe_text(by))]
-
-    def _mode(self, message: Message) -> list[Event]:
-        target = message.param(0)
-        by = _nick_of(message.source) or "server"
-        changes = " ".join(message.params[1:])
-        if self.is_channel(target):
-            buf = self.open_buffer(target)
-            self._apply_prefix_modes(buf, message.params[1:])
-        else:
-            buf = self.buffers[SERVER_KEY]
-        self.add_line(buf, "mode", f"{by} sets mode {changes} on {target}", by)
-        return [ServerText(buf.name, safe_text(f"mode {changes} {target}"))]
-
-    def _apply_prefix_modes(self, buf: Buffer, params: tuple[str, ...]) -> None:
-        """Keep the @/+ shown in the nick list in step with +o/-o/+v/-v."""
-        if not params:
-            return
-        args = list(params[1:])
-        adding = True
-        for char in params[0]:
-            if char in "+-":
-                adding = char == "+"
-                continue
-            if char in self.prefix_modes:
-                if not args:
-                    return
-                key = irc_lower(args.pop(0))
-                symbol = self.prefix_symbols[self.prefix_modes.index(char)]
-                current = buf.prefixes.get(key, "").replace(symbol, "")
-                if adding:
-                    current = "".join(s for s in self.prefix_symbols if s in current + symbol)
-                buf.prefixes[key] = current
-            elif char in "bkelIjf" and args and (adding or char != "l"):
-                args.pop(0)  # list and parameter modes consume an argument we do not track
-
     # ---- numerics -----------------------------------------------------------------
 
     def _numeric(self, message: Message) -> list[Event]:
         special = _NUMERIC_HANDLERS.get(message.command)
         if special is not None:
             return special(self, message)
-        return self._numeric_shown(message)
-
-    def _numeric_shown(self, message: Message) -> list[Event]:
-        """The general case: errors to the active buffer, replies to the user's commands there too, the rest
-        to the server buffer."""
-        code = message.command
-        params = message.params[1:]  # params[0] is our nick (or "*")
-        text = " ".join(params)
-        if code == n.ERR_UNKNOWNCOMMAND and message.param(1).upper() == "CAP":
-            self.cap_negotiating = False  # a server without IRCv3 capabilities: it registers us anyway
-            self.add_line(self.buffers[SERVER_KEY], "info", "The server does not support capabilities")
-            return []
-        if code == n.ERR_UNKNOWNCOMMAND and message.param(1).upper() == "CHATHISTORY":
-            for key in list(self._page_requests):
-                self.cancel_history(key)  # offered the capability but not the command: no answer is coming
-        if code[0] in "45" and code != n.ERR_NOMOTD:  # a missing MOTD is no error to the user
-            self.add_line(self.active, "error", text)
-            events: list[Event] = [ErrorReply(code, safe_text(text))]
-            if not self.registered and code in (n.ERR_NICKNAMEINUSE, n.ERR_ERRONEUSNICKNAME, "437"):
-                events.extend(self._retry_nick())
-            return events
-        if code in (n.RPL_NOWAWAY, n.RPL_UNAWAY):
-            self.away = code == n.RPL_NOWAWAY
-        buf = self.active if code in _ACTIVE_BUFFER_NUMERICS else self.buffers[SERVER_KEY]
-        text = describe_reply(code, params) or text
-        self.add_line(buf, "info", text)
-        return [ServerText(buf.name, safe_text(text))]
-
-    def _retry_nick(self) -> list[Event]:
-        """During registration a taken nick would stall us: try ``nick_``, then ``nick__``, then numbered."""
-        self._nick_attempts += 1
-        base = self.wanted_nick if self._nick_attempts < 3 else "chatc"
-        suffix = "_" * self._nick_attempts if self._nick_attempts < 3 else str(self._nick_attempts)
-        self.nick = (base[: 30 - len(suffix)] + suffix) if base else f"chatc{self._nick_attempts}"
-        self.add_line(self.buffers[SERVER_KEY], "info", f"Trying nick {self.nick}")
-        return _send("NICK", self.nick)
-
-    def _welcome(self, message: Message) -> list[Event]:
-        self.registered = True
-        self.cap_negotiating = False  # registered: whatever was not negotiated by now never will be
-        self.nick = message.param(0, self.nick)
-        if message.source:
-            self.buffers[SERVER_KEY].name = safe_text(message.source)
-        self.add_line(self.buffers[SERVER_KEY], "info", message.param(1))
-        events: list[Event] = [Registered(safe_text(self.nick))]
-        events.extend(SendLine(line) for line in self.rejoin_lines())
-        return events
-
-    def _isupport(self, message: Message) -> list[Event]:
-        for token in message.params[1:-1]:
-            name, _, value = token.partition("=")
-            if name == "CHATHISTORY":
-                self.history_limit = int(value) if value.isdigit() else 0
-            elif name == "MSGREFTYPES":
-                self.msgref_types = frozenset(value.split(","))
-            elif name == "CHANTYPES" and value:
-                self.chantypes = value
-            elif name == "NETWORK" and value:
-                self.network = safe_text(value)
-            elif name == "PREFIX" and value.startswith("(") and ")" in value:
-                modes, symbols = value[1:].split(")", 1)
-                if len(modes) == len(symbols):
-                    self.prefix_modes, self.prefix_symbols = modes, symbols
-        self.add_line(self.buffers[SERVER_KEY], "info", " ".join(message.params[1:]))
-        return []
-
-    def _who_reply(self, message: Message) -> list[Event]:
-        """A WHO line: from our own WHO on join it only updates away states (``G`` flag); else it is shown."""
-        if irc_lower(message.param(1)) not in self._quiet_who:
-            return self._numeric_shown(message)
-        key = irc_lower(message.param(5))
-        if message.param(6).startswith("G"):
-            self.away_nicks.setdefault(key, "")
-        elif message.param(6).startswith("H"):
-            self.away_nicks.pop(key, None)
-        return []
-
-    def _end_of_who(self, message: Message) -> list[Event]:
-        key = irc_lower(message.param(1))
-        if key not in self._quiet_who:
-            return self._numeric_shown(message)
-        self._quiet_who.discard(key)
-        return []
-
-    def _topic_reply(self, message: Message) -> list[Event]:
-        buf = self.open_buffer(message.param(1))
-        if message.command == n.RPL_TOPIC:
-            buf.topic = safe_text(message.param(2))
-            self.add_line(buf, "topic", f"Topic for {buf.name}: {message.param(2)}")
-            return [TopicChanged(buf.name, buf.topic, "")]
-        buf.topic = ""
-        self.add_line(buf, "topic", f"No topic is set for {buf.name}")
-        return []
-
-    def _topic_who_time(self, message: Message) -> list[Event]:
-        buf = self.buffer(message.param(1))
-        if buf is not None:
-            when = message.param(3)
-            stamp = time.strftime("%Y-%m-%d %H:%M", time.localtime(int(when))) if when.isdigit() else when
-            self.add_line(buf, "topic", f"Topic set by {_nick_of(message.param(2))} on {stamp}")
-        return []
-
-    def _names_reply(self, message: Message) -> list[Event]:
-        key = irc_lower(message.param(2))
-        collected = self._names_incoming.setdefault(key, {})
-        for entry in message.param(3).split():
-            bare = entry.lstrip(self.prefix_symbols)
-            if bare:
-                collected[_nick_of(bare)] = entry[: len(entry) - len(bare)]
-        return []
-
-    def _end_of_names(self, message: Message) -> list[Event]:
-        channel = message.param(1)
-        collected = self._names_incoming.pop(irc_lower(channel), {})
-        buf = self.buffer(channel)
-        if buf is not None and buf.kind == "channel" and buf.joined:
-            buf.nicks = {irc_lower(nick): nick for nick in collected}
-            buf.prefixes = {irc_lower(nick): prefix for nick, prefix in collected.items() if prefix}
-            shown = buf.sorted_nicks()
-        else:
-            buf = self.active
-            shown = [prefix[:1] + nick for nick, prefix in collected.items()]
-        text = f"Names on {channel} ({len(shown)}): " + " ".join(shown)
-        self.add_line(buf, "info", text)
-        return [ServerText(buf.name, safe_text(text))]
-
+        return show_numeric(self, message)
 
 _HANDLERS: Final[dict[str, Callable[[ClientState, Message], list[Event]]]] = {
     "PING": ClientState._ping,
     "PONG": ClientState._ignore,
-    "ERROR": ClientState._error,
-    "PRIVMSG": ClientState._privmsg,
-    "NOTICE": ClientState._privmsg,
-    "JOIN": ClientState._join,
-    "PART": ClientState._part,
-    "KICK": ClientState._kick,
-    "QUIT": ClientState._quit,
-    "NICK": ClientState._nick,
-    "TOPIC": ClientState._topic,
-    "INVITE": ClientState._invite,
-    "MODE": ClientState._mode,
+    "ERROR": handle_error,
+    "PRIVMSG": handle_privmsg,
+    "NOTICE": handle_privmsg,
+    "JOIN": handle_join,
+    "PART": handle_part,
+    "KICK": handle_kick,
+    "QUIT": handle_quit,
+    "NICK": handle_nick,
+    "TOPIC": handle_topic,
+    "INVITE": handle_invite,
+    "MODE": handle_mode,
     "CAP": ClientState._cap,
     "BATCH": ClientState._batch,
-    "AWAY": ClientState._away,
-    "FAIL": ClientState._fail,
+    "AWAY": handle_away,
+    "FAIL": handle_fail,
     "TAGMSG": ClientState._ignore,  # client-only tags (typing notifications): nothing chatc shows
 }
 
 _NUMERIC_HANDLERS: Final[dict[str, Callable[[ClientState, Message], list[Event]]]] = {
-    n.RPL_WELCOME: ClientState._welcome,
-    n.RPL_ISUPPORT: ClientState._isupport,
-    n.RPL_TOPIC: ClientState._topic_reply,
-    n.RPL_NOTOPIC: ClientState._topic_reply,
-    n.RPL_TOPICWHOTIME: ClientState._topic_who_time,
-    n.RPL_NAMREPLY: ClientState._names_reply,
-    n.RPL_WHOREPLY: ClientState._who_reply,
-    n.RPL_ENDOFWHO: ClientState._end_of_who,
-    n.RPL_ENDOFNAMES: ClientState._end_of_names,
+    n.RPL_WELCOME: handle_welcome,
+    n.RPL_ISUPPORT: handle_isupport,
+    n.RPL_TOPIC: handle_topic_reply,
+    n.RPL_NOTOPIC: handle_topic_reply,
+    n.RPL_TOPICWHOTIME: handle_topic_who_time,
+    n.RPL_NAMREPLY: handle_names_reply,
+    n.RPL_WHOREPLY: handle_who_reply,
+    n.RPL_ENDOFWHO: handle_end_of_who,
+    n.RPL_ENDOFNAMES: handle_end_of_names,
 }

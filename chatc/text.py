@@ -80,3 +80,8 @@ def mentions(text: str, nick: str) -> bool:
         return False
     pattern = r"(?<![\w\[\]\\`^{|}-])" + re.escape(irc_lower(nick)) + r"(?![\w\[\]\\`^{|}-])"
     return re.search(pattern, irc_lower(text)) is not None
+
+
+def nick_of(source: str | None) -> str:
+    """The nick of a message source (``nick!user@host``), or "" for a line without one."""
+    return (source or "").split("!", 1)[0]
