@@ -20,14 +20,6 @@ from chatd.protocol.message import Message
 if TYPE_CHECKING:
     from chatc.state import ClientState
 
-# Replies other servers send that chatd does not, so chatd.protocol.numerics does not name them.
-RPL_WHOISOPERATOR: Final = "313"
-RPL_WHOISACCOUNT: Final = "330"
-RPL_WHOISACTUALLY: Final = "338"
-RPL_WHOISHOST: Final = "378"
-RPL_WHOISSECURE: Final = "671"
-ERR_UNAVAILRESOURCE: Final = "437"  # a nick held back for a while (after a split or a recent change)
-
 # Replies to commands the user typed: shown in the buffer the user is looking at.
 ACTIVE_BUFFER_NUMERICS: Final = frozenset(
     {
@@ -35,7 +27,7 @@ ACTIVE_BUFFER_NUMERICS: Final = frozenset(
         n.RPL_WHOISIDLE, n.RPL_ENDOFWHOIS, n.RPL_WHOISCHANNELS, n.RPL_LISTSTART, n.RPL_LIST, n.RPL_LISTEND,
         n.RPL_CHANNELMODEIS, n.RPL_WHOREPLY, n.RPL_USERHOST, n.RPL_ISON, n.RPL_VERSION, n.RPL_TIME,
         n.RPL_WHOWASUSER, n.RPL_ENDOFWHOWAS, n.RPL_INVITING, n.RPL_BANLIST, n.RPL_ENDOFBANLIST,
-        RPL_WHOISOPERATOR, RPL_WHOISACCOUNT, RPL_WHOISACTUALLY, RPL_WHOISHOST, RPL_WHOISSECURE,
+        n.RPL_WHOISOPERATOR, n.RPL_WHOISACCOUNT, n.RPL_WHOISACTUALLY, n.RPL_WHOISHOST, n.RPL_WHOISSECURE,
     }
 )  # fmt: skip
 
@@ -101,7 +93,7 @@ def show_numeric(state: ClientState, message: Message) -> list[Event]:
     if code[0] in "45" and code != n.ERR_NOMOTD:  # a missing MOTD is no error to the user
         state.add_line(state.active, "error", text)
         events: list[Event] = [ErrorReply(code, safe_text(text))]
-        if not state.registered and code in (n.ERR_NICKNAMEINUSE, n.ERR_ERRONEUSNICKNAME, ERR_UNAVAILRESOURCE):
+        if not state.registered and code in (n.ERR_NICKNAMEINUSE, n.ERR_ERRONEUSNICKNAME, n.ERR_UNAVAILRESOURCE):
             events.extend(_retry_nick(state))
         return events
     if code in (n.RPL_NOWAWAY, n.RPL_UNAWAY):
