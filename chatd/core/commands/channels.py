@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from chatd.core.channel import kick, part, set_topic
 from chatd.core.client import Client, Mode
+from chatd.core.limits import MAX_KICK_LENGTH
 from chatd.protocol import numerics as n
 from chatd.protocol.casemap import MAX_TOPIC_LENGTH, irc_lower, is_channel_name
 from chatd.protocol.mask import mask_matches
@@ -176,7 +177,7 @@ def handle_kick(hub: Hub, client: Client, message: Message) -> None:
     if client not in channel.operators:
         hub.reply(client, n.ERR_CHANOPRIVSNEEDED, channel.name, "You're not channel operator")
         return
-    reason = message.param(2) or client.nick or ""
+    reason = (message.param(2) or client.nick or "")[:MAX_KICK_LENGTH]
     for nick in message.params[1].split(","):
         target = hub.find_client(nick)
         if target is None or target not in channel.members:
