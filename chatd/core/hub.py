@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import heapq
 import logging
-import math
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -31,7 +30,13 @@ from chatd.core.commands.messages import FAST_PREFIXES, relay_to_channel_fast
 from chatd.core.config import PermanentChannel, ServerConfig
 from chatd.core.event import Event
 from chatd.core.network import Network
-from chatd.core.permanent import PermanentChannels
+from chatd.core.permanent import (
+    PermanentChannels,
+    found_permanent_channels,
+    keep_channel,
+    new_channel,
+    release_channel,
+)
 from chatd.core.plain import handle_plain_line, speaks_irc, start_plain
 from chatd.core.ports import HistoryPort, conversation_key
 from chatd.core.replay import replay_history
@@ -95,7 +100,7 @@ class Hub:
         """The client whose labeled command is running, if any (chatd.core.replies)."""
         self.permanent = PermanentChannels()
         """The channels that outlive their members; the config's are founded now."""
-        self._found_permanent_channels()
+        found_permanent_channels(self)
 
     # ---- the backend's calls -------------------------------------------------
 
@@ -412,7 +417,7 @@ class Hub:
         key = irc_lower(name)
         channel = self.channels.get(key)
         if channel is None:
-            channel = self.channels[key] = self._new_channel(name, key)
+            channel = self.channels[key] = new_channel(self, name, key)
         channel.add(client)
         client.channels[key] = channel
         joined = self.send_to_channel(
@@ -438,56 +443,13 @@ class Hub:
             self.cluster.joined(client, channel)
         return channel
 
-    def _new_channel(self, name: str, key: str) -> Channel:
-        """A channel coming into being: fresh, or, if it is permanent, as it was saved before
-        the server restarted (or as the config founds it)."""
-        founding = self.permanent.founding(key)
-        if founding is None:
-            return Channel(name, key, self.wall_clock())
-        saved = self.history.saved_channel(key) if self.history is not None else None
-        if saved is None:
-            channel = Channel(founding.name, key, self.wall_clock())
-            channel.modes = set(founding.modes)
-            if founding.topic:
-                channel.topic, channel.topic_by, channel.topic_at = founding.topic, self.config.name, channel.created
-            return channel
-        channel = Channel(saved.name, key, saved.created)
-        channel.topic, channel.topic_by, channel.topic_at = saved.topic, saved.topic_by, saved.topic_at
-        channel.modes = set(saved.modes)
-        channel.mode_key, channel.limit = saved.mode_key, saved.mode_limit
-        return channel
-
-    def _found_permanent_channels(self) -> None:
-        """Permanent channels exist from startup; every other channel's saved state is dropped."""
-        self.permanent.declare(PermanentChannel(self.config.plain_channel))
-        for declared in self.config.permanent_channels:
-            self.permanent.declare(declared)
-        for key in self.permanent:
-            founding = self.permanent.founding(key)
-            assert founding is not None
-            self.channels[key] = self._new_channel(founding.name, key)
-        if self.history is not None:
-            self.history.keep_only_channels(self.permanent)
-
     def keep_channel(self, declared: PermanentChannel, owner: str) -> Channel:
-        """Make a channel permanent on behalf of ``owner`` (the config, an account that
-        registers it), creating it if it does not exist; its state is saved from now on."""
-        self.permanent.declare(declared, owner)
-        key = irc_lower(declared.name)
-        channel = self.channels.get(key)
-        if channel is None:
-            channel = self.channels[key] = self._new_channel(declared.name, key)
-        self.save_channel(channel)
-        return channel
+        """Make a channel permanent for ``owner`` (see chatd.core.permanent.keep_channel)."""
+        return keep_channel(self, declared, owner)
 
     def release_channel(self, name: str, owner: str) -> None:
-        """``owner`` keeps the channel no longer; once nobody does, it lives only while it has members."""
-        key = irc_lower(name)
-        channel = self.channels.get(key)
-        if self.permanent.withdraw(name, owner) and channel is not None and not channel.members:
-            del self.channels[key]
-            if self.history is not None:
-                self.history.end_life(key, saved=True)
+        """``owner`` keeps the channel no longer (see chatd.core.permanent.release_channel)."""
+        release_channel(self, name, owner)
 
     def record(self, channel: Channel, event: Event, kind: str = "message") -> None:
         """Keep a channel message (or, with kind "event", a JOIN/PART/KICK/TOPIC/QUIT) for
@@ -511,12 +473,7 @@ class Hub:
         """Persist a permanent channel's topic and modes after they change (other channels
         keep nothing beyond their life, so nothing of theirs is written)."""
         if self.history is not None and channel.key in self.permanent:
-            self.history.save_channel(channel)
-
-    def history_floor(self, channel: Channel) -> float:
-        """How far back a channel's history may be read: its whole past when it is permanent,
-        else only its current life, from its creation (329) on."""
-        return -math.inf if channel.key in self.permanent else channel.created
+            self.history.save_channel(channel.key, channel.snapshot())
 
     def leave(self, client: Client, channel: Channel) -> None:
         """Remove a member from a channel; an empty channel that is not permanent ceases to

@@ -13,11 +13,17 @@ Invariants:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
+from chatd.core.channel import Channel, ChannelState
 from chatd.core.config import PermanentChannel
 from chatd.protocol.casemap import irc_lower
+
+if TYPE_CHECKING:
+    from chatd.core.hub import Hub
 
 CONFIG_OWNER = "config"
 
@@ -66,3 +72,61 @@ class PermanentChannels:
     def __iter__(self) -> Iterator[str]:
         """The case-mapped names, as a snapshot (a channel may be withdrawn while they are walked)."""
         return iter(list(self._by_key))
+
+
+def history_floor(hub: Hub, channel: Channel) -> float:
+    """How far back a channel's history may be read: its whole past when it is permanent,
+    else only its current life, from its creation (329) on."""
+    return -math.inf if channel.key in hub.permanent else channel.created
+
+
+def new_channel(hub: Hub, name: str, key: str) -> Channel:
+    """A channel coming into being: fresh, or, if it is permanent, as it was saved before the
+    server restarted (or as its declaration founds it)."""
+    founding = hub.permanent.founding(key)
+    if founding is None:
+        return Channel(name, key, hub.wall_clock())
+    saved = hub.history.saved_channel(key) if hub.history is not None else None
+    if saved is None:
+        now = hub.wall_clock()
+        topic_by, topic_at = (hub.config.name, now) if founding.topic else ("", 0.0)
+        saved = ChannelState(founding.name, now, founding.topic, topic_by, topic_at, founding.modes)
+    channel = Channel(saved.name, key, saved.created)
+    channel.restore(saved)
+    return channel
+
+
+def found_permanent_channels(hub: Hub) -> None:
+    """Permanent channels exist from startup; every other channel's saved state is dropped
+    (a restart ends every other channel's life, and earlier versions kept them all)."""
+    hub.permanent.declare(PermanentChannel(hub.config.plain_channel))
+    for declared in hub.config.permanent_channels:
+        hub.permanent.declare(declared)
+    for key in hub.permanent:
+        founding = hub.permanent.founding(key)
+        assert founding is not None
+        hub.channels[key] = new_channel(hub, founding.name, key)
+    if hub.history is not None:
+        hub.history.keep_only_channels(hub.permanent)
+
+
+def keep_channel(hub: Hub, declared: PermanentChannel, owner: str) -> Channel:
+    """Make a channel permanent on behalf of ``owner`` (the config, an account that registers
+    it), creating it if it does not exist; its state is saved from now on."""
+    hub.permanent.declare(declared, owner)
+    key = irc_lower(declared.name)
+    channel = hub.channels.get(key)
+    if channel is None:
+        channel = hub.channels[key] = new_channel(hub, declared.name, key)
+    hub.save_channel(channel)
+    return channel
+
+
+def release_channel(hub: Hub, name: str, owner: str) -> None:
+    """``owner`` keeps the channel no longer; once nobody does, it lives only while it has members."""
+    key = irc_lower(name)
+    channel = hub.channels.get(key)
+    if hub.permanent.withdraw(name, owner) and channel is not None and not channel.members:
+        del hub.channels[key]
+        if hub.history is not None:
+            hub.history.end_life(key, saved=True)

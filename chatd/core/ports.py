@@ -18,7 +18,7 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from chatd.core.channel import Channel
+    from chatd.core.channel import ChannelState
     from chatd.core.event import Event
 
 
@@ -46,27 +46,6 @@ class StoredEntry(Protocol):
     def kind(self) -> str: ...
 
 
-class SavedChannelState(Protocol):
-    """What is kept of a permanent channel across restarts."""
-
-    @property
-    def name(self) -> str: ...
-    @property
-    def created(self) -> float: ...
-    @property
-    def topic(self) -> str: ...
-    @property
-    def topic_by(self) -> str: ...
-    @property
-    def topic_at(self) -> float: ...
-    @property
-    def modes(self) -> str: ...
-    @property
-    def mode_key(self) -> str | None: ...
-    @property
-    def mode_limit(self) -> int | None: ...
-
-
 class HistoryPort(Protocol):
     def record(self, key: str, event: Event, kind: str = "message") -> None:
         """Keep an entry; queued for the disk, never waited on."""
@@ -91,11 +70,11 @@ class HistoryPort(Protocol):
 
     def latest_time(self, key: str, after: float, before: float) -> float | None: ...
 
-    def save_channel(self, channel: Channel) -> None:
+    def save_channel(self, key: str, state: ChannelState) -> None:
         """Keep a permanent channel's topic and modes."""
         ...
 
-    def saved_channel(self, key: str) -> SavedChannelState | None: ...
+    def saved_channel(self, key: str) -> ChannelState | None: ...
 
     def keep_only_channels(self, keys: Iterable[str]) -> None:
         """Drop the saved state of every channel but these (the permanent ones)."""

@@ -6,7 +6,7 @@
   ACTION (``\\x01ACTION [09:31] waves\\x01``), never in front of its ``\\x01``.
 - Plain clients get ``[HH:MM] name: text``.
 - Other CTCP requests (VERSION, PING, ...) are never replayed: a client would answer them.
-- Only the channel's current life is replayed (``Hub.history_floor``).
+- Only the channel's current life is replayed (``chatd.core.permanent.history_floor``).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from chatd.core.client import Mode
 from chatd.core.event import server_time
+from chatd.core.permanent import history_floor
 from chatd.protocol.message import format_message, format_tags, parse
 
 if TYPE_CHECKING:
@@ -51,7 +52,7 @@ def replay_history(hub: Hub, client: Client, channel: Channel) -> None:
             channel.key,
             hub.config.history_on_join,
             events="draft/event-playback" in client.caps,
-            since=hub.history_floor(channel),
+            since=history_floor(hub, channel),
         )
         if replayable(entry)
     ]

@@ -10,13 +10,12 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, NamedTuple
 
+from chatd.core.channel import ChannelState
 from chatd.history.store import SqliteStore
 
 if TYPE_CHECKING:
-    from chatd.core.channel import Channel
     from chatd.core.event import Event
 
 MESSAGE = "message"
@@ -47,18 +46,6 @@ def msgid_time(msgid: str) -> float | None:
         return int(parts[2], 16) / 1000
     except ValueError:
         return None
-
-
-@dataclass(frozen=True, slots=True)
-class SavedChannel:
-    name: str
-    created: float
-    topic: str
-    topic_by: str
-    topic_at: float
-    modes: str
-    mode_key: str | None
-    mode_limit: int | None
 
 
 class History:
@@ -132,20 +119,21 @@ class History:
         found = self.between(channel_key, after, before, 1, newest=True)
         return found[0].time if found else None
 
-    def save_channel(self, channel: Channel) -> None:
+    def save_channel(self, channel_key: str, state: ChannelState) -> None:
+        """Keep a permanent channel's state (bans are not kept)."""
         if self.store is None:
             return
         self.store.save_channel(
             (
-                channel.key,
-                channel.name,
-                channel.created,
-                channel.topic,
-                channel.topic_by,
-                channel.topic_at,
-                "".join(sorted(channel.modes)),
-                channel.mode_key,
-                channel.limit,
+                channel_key,
+                state.name,
+                state.created,
+                state.topic,
+                state.topic_by,
+                state.topic_at,
+                state.modes,
+                state.mode_key,
+                state.limit,
             ),
         )
 
@@ -167,11 +155,11 @@ class History:
             return
         self.store.delete_channels_except(tuple(channel_keys))
 
-    def saved_channel(self, channel_key: str) -> SavedChannel | None:
+    def saved_channel(self, channel_key: str) -> ChannelState | None:
         if self.store is None:
             return None
         row = self.store.saved_channel(channel_key)
-        return SavedChannel(*row) if row is not None else None
+        return ChannelState(*row) if row is not None else None
 
     def close(self) -> None:
         if self.store is not None:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from chatd.core.client import Client
 from chatd.core.event import server_time
 from chatd.core.limits import CHATHISTORY_MAX
+from chatd.core.permanent import history_floor
 from chatd.core.ports import StoredEntry, conversation_key
 from chatd.protocol.casemap import irc_lower
 from chatd.protocol.message import Message, format_message, format_tags
@@ -79,7 +80,7 @@ def _targets(hub: Hub, client: Client, message: Message) -> None:
     assert hub.history is not None
     found = []
     for channel in client.channels.values():
-        floor = math.nextafter(hub.history_floor(channel), -math.inf)
+        floor = math.nextafter(history_floor(hub, channel), -math.inf)
         when = hub.history.latest_time(channel.key, max(low, floor), high)
         if when is not None:
             found.append((when, channel.name))
@@ -102,7 +103,7 @@ def _conversation(hub: Hub, client: Client, target: str) -> tuple[str, str, floa
     --history-private) its conversation with a nick."""
     channel: Channel | None = client.channels.get(irc_lower(target))
     if channel is not None:
-        return channel.key, channel.name, hub.history_floor(channel)
+        return channel.key, channel.name, history_floor(hub, channel)
     if target[:1] != "#" and target and hub.config.history_private and client.key is not None:
         return conversation_key(client.key, irc_lower(target)), target, -math.inf
     return None
