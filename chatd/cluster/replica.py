@@ -94,8 +94,7 @@ class Replica:
 
     def introduce(self, node: RemoteNode, info: dict[str, Any]) -> Client:
         hub = self.hub
-        hub._next_id += 1
-        client = Client(hub._next_id, NOWHERE, info["host"], hub.clock(), info["signon"], hub.overflowed)
+        client = Client(hub.next_client_id(), NOWHERE, info["host"], hub.clock(), info["signon"], hub.overflowed)
         client.mode = Mode.IRC
         client.node = node.id
         client.uid = info["u"]
@@ -152,7 +151,7 @@ class Replica:
         if self.remote.pop(client.uid, None) is not None and "i" in client.user_modes:
             self.remote_invisible -= 1
         self._unmap_key(client)
-        self.hub._remove(client, reason)
+        self.hub.remove(client, reason)
 
     def drop(self, node_id: str) -> None:
         """Forget a node: its users QUIT with ``<node> left the network``."""

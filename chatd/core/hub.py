@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from chatd.core.channel import Channel
 from chatd.core.client import Client, Mode, Transport
 from chatd.core.commands import dispatch
+from chatd.core.commands.channels import send_names, send_topic
 from chatd.core.commands.messages import FAST_PREFIXES, relay_to_channel_fast
 from chatd.core.config import PermanentChannel, ServerConfig
 from chatd.core.event import Event
@@ -40,7 +41,7 @@ from chatd.core.permanent import (
 from chatd.core.plain import handle_plain_line, speaks_irc, start_plain
 from chatd.core.ports import HistoryPort, conversation_key
 from chatd.core.replay import replay_history
-from chatd.core.welcome import isupport_tokens, send_welcome
+from chatd.core.welcome import isupport_tokens
 from chatd.protocol import numerics as n
 from chatd.protocol.casemap import irc_lower
 from chatd.protocol.framing import OVERLONG, decode_line
@@ -107,8 +108,7 @@ class Hub:
     def connect(self, transport: Transport, host: str) -> Client:
         """Register a new connection; a full server answers it with ERROR and closes it."""
         now = self.clock()
-        self._next_id += 1
-        client = Client(self._next_id, transport, host, now, self.wall_clock(), self._doomed.append)
+        client = Client(self.next_client_id(), transport, host, now, self.wall_clock(), self._doomed.append)
         config = self.config
         refusal = None
         if len(self.clients) >= config.max_clients:
@@ -230,7 +230,7 @@ class Hub:
         """The connection ended from below (EOF, reset): tell peers, forget the client."""
         if client.gone:
             return
-        self._remove(client, reason)
+        self.remove(client, reason)
         self._reap()
 
     def run_timers(self) -> float | None:
@@ -392,6 +392,11 @@ class Hub:
 
     # ---- lookups -------------------------------------------------------------
 
+    def next_client_id(self) -> int:
+        """A fresh id for a Client (a connection here, or a replica of another node's user)."""
+        self._next_id += 1
+        return self._next_id
+
     def find_client(self, nick: str) -> Client | None:
         return self.clients_by_key.get(irc_lower(nick))
 
@@ -435,8 +440,8 @@ class Hub:
             return channel
         if client.mode is Mode.IRC:
             if channel.topic:
-                self.send_topic(client, channel)
-            self.send_names(client, channel)
+                send_topic(self, client, channel)
+            send_names(self, client, channel)
         replay_history(self, client, channel)
         self.record(channel, joined, "event")  # after the replay: a joiner is not shown its own join
         if self.cluster is not None:
@@ -485,37 +490,6 @@ class Hub:
             if self.history is not None:
                 self.history.end_life(channel.key)
 
-    def send_topic(self, client: Client, channel: Channel) -> None:
-        if not channel.topic:
-            self.reply(client, n.RPL_NOTOPIC, channel.name, "No topic is set")
-            return
-        self.reply(client, n.RPL_TOPIC, channel.name, channel.topic)
-        self.reply(client, n.RPL_TOPICWHOTIME, channel.name, channel.topic_by, str(int(channel.topic_at)))
-
-    def send_names(self, client: Client, channel: Channel) -> None:
-        """353 lines (split to fit 512 bytes) and one 366."""
-        if not channel.visible_to(client):
-            self.reply(client, n.RPL_ENDOFNAMES, channel.name, "End of /NAMES list")
-            return
-        symbol = "@" if "s" in channel.modes else "="
-        header = f":{self.config.name} {n.RPL_NAMREPLY} {client.display_nick} {symbol} {channel.name} :"
-        budget = 510 - len(header.encode())
-        batch: list[str] = []
-        used = 0
-        every = "multi-prefix" in client.caps
-        full = "userhost-in-names" in client.caps
-        for member in channel.members:
-            entry = channel.prefix_of(member, every=every) + (member.prefix if full else member.nick or "")
-            cost = len(entry.encode()) + 1
-            if batch and used + cost > budget:
-                self.send_line(client, header + " ".join(batch))
-                batch, used = [], 0
-            batch.append(entry)
-            used += cost
-        if batch:
-            self.send_line(client, header + " ".join(batch))
-        self.reply(client, n.RPL_ENDOFNAMES, channel.name, "End of /NAMES list")
-
     def quit(self, client: Client, reason: str, *, error: str | None = None, abort: bool = False) -> None:
         """End a client the server decided to end: peers see QUIT, the client gets ERROR."""
         if client.gone:
@@ -525,44 +499,10 @@ class Hub:
             farewell = f"* {farewell_text}\n".encode()
         else:
             farewell = format_message("ERROR", farewell_text).encode() + b"\r\n"
-        self._remove(client, reason)
+        self.remove(client, reason)
         client.transport.close(farewell, abort=abort)
 
     # ---- registration ----------------------------------------------------------
-
-    def try_complete_registration(self, client: Client) -> None:
-        """Welcome the client once NICK and USER are in and capability negotiation ended."""
-        if client.registered or client.nick is None or client.user is None or client.cap_negotiating:
-            return
-        password = self.config.password
-        if password is not None and client.password != password:
-            self.reply(client, n.ERR_PASSWDMISMATCH, "Password incorrect")
-            self.quit(client, "Bad password", error="Closing Link: Bad password")
-            return
-        self.mark_registered(client)
-        send_welcome(self, client)
-
-    def mark_registered(self, client: Client) -> None:
-        """A user just registered (IRC or plain): count it for LUSERS, keep the high-water mark."""
-        client.registered = True
-        self.user_count += 1
-        self.max_seen_users = max(self.max_seen_users, self.user_count)
-        if self.cluster is not None:
-            self.cluster.registered(client)
-
-    def set_user_mode(self, client: Client, mode: str, on: bool) -> bool:
-        """Set or clear a user mode, keeping the LUSERS counts; False when nothing changed."""
-        if on == (mode in client.user_modes):
-            return False
-        if on:
-            client.user_modes.add(mode)
-            self.user_mode_counts[mode] += 1
-        else:
-            client.user_modes.discard(mode)
-            self.user_mode_counts[mode] -= 1
-        if self.cluster is not None and client.registered:
-            self.cluster.user_changed(client)
-        return True
 
     # ---- internals -------------------------------------------------------------
 
@@ -608,7 +548,7 @@ class Hub:
             WhowasEntry(client.nick or "", client.user or "", client.host, client.realname, self.wall_clock())
         )
 
-    def _remove(self, client: Client, reason: str) -> None:
+    def remove(self, client: Client, reason: str) -> None:
         """Forget a client and tell everyone who shared a channel with it."""
         if client.registered and client.nick is not None:
             self._remember_nick(client)

@@ -26,6 +26,7 @@ from anyascii import anyascii
 from chatd.core.client import Mode
 from chatd.core.commands import COMMANDS
 from chatd.core.event import CODEC_PLAIN
+from chatd.core.users import mark_registered
 from chatd.protocol.casemap import MAX_NICK_LENGTH, irc_lower, nick_from_plain_name
 from chatd.protocol.message import Message, format_message
 
@@ -110,7 +111,7 @@ def start_plain(hub: Hub, client: Client, name: str) -> None:
     client.realname = clean_plain_name(name) or nick
     hub.claim_nick(client, nick)
     client.plain_name = shown  # after claim_nick, which makes it the nick for everyone else
-    hub.mark_registered(client)
+    mark_registered(hub, client)
     channel_name = hub.config.plain_channel
     channel = hub.find_channel(channel_name)
     others = len(channel.members) if channel is not None else 0

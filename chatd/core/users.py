@@ -1,4 +1,4 @@
-"""Changes of a user that others see: a nick change, a kill, a WALLOPS delivery.
+"""Changes of a user: registration completing, a nick change, user modes, a kill, a WALLOPS delivery.
 
 Invariants:
 - A registered user's nick changes only through ``change_nick`` (a local user: the nick
@@ -8,13 +8,16 @@ Invariants:
 - A kill ends only a local user (``kill``); a user of another node is killed by its own
   node, which the cluster asks and whose QUIT then reaches everyone.
 - Leaving (QUIT, timeouts, kills, another node's users going) has one owner too:
-  ``Hub.quit`` for a user the server ends, ``Hub._remove`` for every departure.
+  ``Hub.quit`` for a user the server ends, ``Hub.remove`` for every departure.
+- User modes change only through ``set_user_mode``, which keeps the LUSERS counts.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from chatd.core.welcome import send_welcome
+from chatd.protocol import numerics as n
 from chatd.protocol.message import format_message
 
 if TYPE_CHECKING:
@@ -27,7 +30,7 @@ def change_nick(hub: Hub, client: Client, nick: str) -> None:
     announce the change to it, its peers and the network."""
     if not client.registered:
         hub.claim_nick(client, nick)
-        hub.try_complete_registration(client)
+        try_complete_registration(hub, client)
         return
     old_prefix, old_nick, old_key = client.prefix, client.nick, client.key
     hub.claim_nick(client, nick)
@@ -60,3 +63,38 @@ def deliver_wallops(hub: Hub, line: str) -> None:
     for other in list(hub.clients.values()):
         if "w" in other.user_modes and other.registered:
             other.send(data)
+
+
+def try_complete_registration(hub: Hub, client: Client) -> None:
+    """Welcome the client once NICK and USER are in and capability negotiation ended."""
+    if client.registered or client.nick is None or client.user is None or client.cap_negotiating:
+        return
+    password = hub.config.password
+    if password is not None and client.password != password:
+        hub.reply(client, n.ERR_PASSWDMISMATCH, "Password incorrect")
+        hub.quit(client, "Bad password", error="Closing Link: Bad password")
+        return
+    mark_registered(hub, client)
+    send_welcome(hub, client)
+
+def mark_registered(hub: Hub, client: Client) -> None:
+    """A user just registered (IRC or plain): count it for LUSERS, keep the high-water mark."""
+    client.registered = True
+    hub.user_count += 1
+    hub.max_seen_users = max(hub.max_seen_users, hub.user_count)
+    if hub.cluster is not None:
+        hub.cluster.registered(client)
+
+def set_user_mode(hub: Hub, client: Client, mode: str, on: bool) -> bool:
+    """Set or clear a user mode, keeping the LUSERS counts; False when nothing changed."""
+    if on == (mode in client.user_modes):
+        return False
+    if on:
+        client.user_modes.add(mode)
+        hub.user_mode_counts[mode] += 1
+    else:
+        client.user_modes.discard(mode)
+        hub.user_mode_counts[mode] -= 1
+    if hub.cluster is not None and client.registered:
+        hub.cluster.user_changed(client)
+    return True

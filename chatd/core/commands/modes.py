@@ -17,6 +17,7 @@ from chatd.core.channel import (
 )
 from chatd.core.client import Client
 from chatd.core.limits import MAX_KEY_LENGTH, MAX_MODES_WITH_PARAMS
+from chatd.core.users import set_user_mode
 from chatd.protocol import numerics as n
 from chatd.protocol.casemap import irc_lower
 from chatd.protocol.message import Message, format_message
@@ -109,7 +110,7 @@ def _user_mode(hub: Hub, client: Client, message: Message) -> None:
         if char not in USER_MODES and (char != "o" or sign == "+"):
             hub.reply(client, n.ERR_UMODEUNKNOWNFLAG, "Unknown MODE flag")
             continue
-        if not hub.set_user_mode(client, char, sign == "+"):
+        if not set_user_mode(hub, client, char, sign == "+"):
             continue
         if sign != last:
             changed += sign

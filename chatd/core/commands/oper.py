@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from chatd.core.client import Client
 from chatd.core.passwords import verify_password
-from chatd.core.users import deliver_wallops, kill
+from chatd.core.users import deliver_wallops, kill, set_user_mode
 from chatd.protocol import numerics as n
 from chatd.protocol.message import Message, format_message
 
@@ -30,7 +30,7 @@ def handle_oper(hub: Hub, client: Client, message: Message) -> None:
     if not verify_password(message.params[1], stored):
         hub.reply(client, n.ERR_PASSWDMISMATCH, "Password incorrect")
         return
-    if hub.set_user_mode(client, "o", True):
+    if set_user_mode(hub, client, "o", True):
         hub.send_line(client, format_message("MODE", client.nick or "", "+o", source=hub.config.name))
     hub.reply(client, n.RPL_YOUREOPER, "You are now an IRC operator")
 

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from chatd.core.client import Client, Mode
 from chatd.core.event import CODEC_MESSAGE_TAGS, CODEC_SERVER_TIME
-from chatd.core.users import change_nick
+from chatd.core.users import change_nick, try_complete_registration
 from chatd.protocol import numerics as n
 from chatd.protocol.casemap import is_valid_nick
 from chatd.protocol.message import Message, format_message
@@ -75,7 +75,7 @@ def handle_cap(hub: Hub, client: Client, message: Message) -> None:
     elif sub == "END":
         if client.cap_negotiating:
             client.cap_negotiating = False
-            hub.try_complete_registration(client)
+            try_complete_registration(hub, client)
     else:
         hub.reply(client, n.ERR_INVALIDCAPCMD, sub, "Invalid CAP command")
 
@@ -121,7 +121,7 @@ def handle_user(hub: Hub, client: Client, message: Message) -> None:
     client.realname = message.params[3]
     if client.nick is not None:
         client.update_prefix()
-    hub.try_complete_registration(client)
+    try_complete_registration(hub, client)
 
 
 # PING <token>
