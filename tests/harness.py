@@ -14,7 +14,8 @@ Invariants:
 - Time is the harness's, never the machine's: it moves only when a client waits for
   a line that is not there (to the next flood-control resume or hub timer, at most
   ``DEADLINE_S`` of virtual time per wait) and by ``SEND_GAP_S`` per ``send_raw``,
-  so two lines never arrive at one instant (history orders by time). Nothing sleeps.
+  so no two lines arrive at one instant, as over a network: message times, msgids
+  and history order them as in the socket suite. Nothing sleeps.
 - As in a backend, a client throttled by flood control gets no new bytes framed until
   the hub's resume time: what it sends meanwhile waits, as in a kernel buffer.
 """
