@@ -18,6 +18,10 @@ Invariants:
   and history order them as in the socket suite. Nothing sleeps.
 - As in a backend, a client throttled by flood control gets no new bytes framed until
   the hub's resume time: what it sends meanwhile waits, as in a kernel buffer.
+
+Not here, and so left to the socket suite over both backends: send queues (a
+``Capture`` takes everything), the 100 ms rule for bytes with no newline (they stay
+unframed), TLS, the backends' own fan-out loops, shutdown and restarts.
 """
 
 from __future__ import annotations

@@ -61,11 +61,11 @@ def test_fifty_clients_every_message_exactly_once_in_order(server: RunningServer
 
 
 def test_exception_in_a_handler_closes_only_that_client(monkeypatch: pytest.MonkeyPatch) -> None:
-    hub = HubHarness()
     def broken(hub: object, client: object, message: Message) -> None:
         raise RuntimeError("a bug in a handler")
 
     monkeypatch.setitem(commands.COMMANDS, "TIME", commands.Command(broken))
+    hub = HubHarness()
     a, b = hub.client("a"), hub.client("b")
     for client in (a, b):
         client.send("JOIN #safe")
