@@ -1,20 +1,23 @@
-"""A channel's life: an emptied channel forgets everything; permanent channels keep it — both backends."""
+"""A channel's life: an emptied channel forgets everything; permanent channels keep it.
+
+What happens within one run of a server is checked on the hub harness; what must
+survive (or not) a restart runs over both backends, stopping and starting servers.
+"""
 
 from __future__ import annotations
 
 import sqlite3
 import stat
-import time
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from pathlib import Path
 
 import pytest
 
-from chatd.core import Hub, ServerConfig
 from chatd.core.config import PermanentChannel
 from chatd.history import History, SqliteStore
-from tests.helpers import Capture, IrcClient, LineClient, RunningServer, running_server
+from tests.harness import HubClient, HubHarness
+from tests.helpers import IrcClient, LineClient, RunningServer, running_server
 
 KEEP = PermanentChannel("#keep", topic="Welcome", modes="nt")
 
@@ -25,7 +28,7 @@ def stored_server(backend: str, data_dir: Path, **config: object) -> Iterator[Ru
         yield server
 
 
-def _found_secret(owner: IrcClient) -> None:
+def _found_secret(owner: IrcClient | HubClient) -> None:
     """The issue's reproduction: an invite-only, keyed channel with something said in it."""
     owner.send("JOIN #secret")
     owner.until("366")
@@ -36,7 +39,7 @@ def _found_secret(owner: IrcClient) -> None:
     owner.sync()
 
 
-def _assert_founds_a_new_channel(stranger: IrcClient) -> None:
+def _assert_founds_a_new_channel(stranger: IrcClient | HubClient) -> None:
     stranger.send("CAP REQ :server-time batch message-tags draft/chathistory")
     stranger.expect("CAP")
     stranger.send("JOIN #secret")
@@ -57,16 +60,14 @@ def _assert_founds_a_new_channel(stranger: IrcClient) -> None:
 
 
 @pytest.mark.parametrize("persist", [False, True], ids=["memory", "sqlite"])
-def test_an_emptied_channel_forgets_its_key_modes_topic_and_history(
-    backend: str, tmp_path: Path, persist: bool
-) -> None:
+def test_an_emptied_channel_forgets_its_key_modes_topic_and_history(tmp_path: Path, persist: bool) -> None:
     history = History(SqliteStore(str(tmp_path))) if persist else History(None)
-    with running_server(backend, history=history) as server:
-        owner = server.client("owner")
+    with HubHarness(history=history) as hub:
+        owner = hub.client("owner")
         _found_secret(owner)
         owner.send("PART #secret")
         owner.expect("PART")
-        stranger = IrcClient(server.address)
+        stranger = hub.client()
         stranger.register("stranger")
         _assert_founds_a_new_channel(stranger)
     if persist:
@@ -87,7 +88,7 @@ def test_a_restart_ends_a_channel_that_is_not_permanent(backend: str, tmp_path: 
         assert "hunter2" not in str(database.execute("SELECT * FROM channels").fetchall())
 
 
-def test_saved_state_of_an_earlier_version_is_dropped_at_startup(backend: str, tmp_path: Path) -> None:
+def test_saved_state_of_an_earlier_version_is_dropped_at_startup(tmp_path: Path) -> None:
     """Databases of earlier versions kept every channel's state, key included."""
     SqliteStore(str(tmp_path)).close()
     with closing(sqlite3.connect(tmp_path / "chatd.sqlite3")) as database:
@@ -95,8 +96,8 @@ def test_saved_state_of_an_earlier_version_is_dropped_at_startup(backend: str, t
             "INSERT INTO channels VALUES ('#secret', '#secret', 1, 'old topic', 'owner', 1, 'int', 'hunter2', NULL)"
         )
         database.commit()
-    with stored_server(backend, tmp_path) as server:
-        stranger = IrcClient(server.address)
+    with HubHarness(history=History(SqliteStore(str(tmp_path)))) as hub:
+        stranger = hub.client()
         stranger.register("stranger")
         _assert_founds_a_new_channel(stranger)
         stranger.sync()
@@ -104,9 +105,9 @@ def test_saved_state_of_an_earlier_version_is_dropped_at_startup(backend: str, t
         assert [row[0] for row in database.execute("SELECT key FROM channels")] == []
 
 
-def test_a_permanent_channel_exists_from_startup_with_its_topic(backend: str) -> None:
-    with running_server(backend, history=History(None), permanent_channels=(KEEP,)) as server:
-        looker = server.client("looker")
+def test_a_permanent_channel_exists_from_startup_with_its_topic() -> None:
+    with HubHarness(history=History(None), permanent_channels=(KEEP,)) as hub:
+        looker = hub.client("looker")
         looker.send("TOPIC #keep")
         assert looker.expect("332", "331", "403").params[1:] == ("#keep", "Welcome")
         looker.send("MODE #keep")
@@ -171,26 +172,26 @@ def test_the_plain_channel_is_permanent_so_the_classroom_replay_survives_a_resta
         assert line.endswith("masha: see you tomorrow")
 
 
-def test_only_members_see_a_channel_key(backend: str) -> None:
-    with running_server(backend) as server:
-        owner = server.client("owner")
+def test_only_members_see_a_channel_key() -> None:
+    with HubHarness() as hub:
+        owner = hub.client("owner")
         owner.send("JOIN #door")
         owner.until("366")
         owner.send("MODE #door +kl hunter2 5")
         owner.sync()
         owner.send("MODE #door")
         assert owner.expect("324").params[2:] == ("+ntkl", "hunter2", "5")
-        outsider = server.client("outsider")
+        outsider = hub.client("outsider")
         outsider.send("MODE #door")
         shown = outsider.expect("324")
         assert shown.params[2:] == ("+ntkl",)
         assert "hunter2" not in " ".join(outsider.lines)
 
 
-def test_the_data_directory_and_database_are_private(backend: str, tmp_path: Path) -> None:
+def test_the_data_directory_and_database_are_private(tmp_path: Path) -> None:
     data_dir = tmp_path / "fresh" / "data"
-    with stored_server(backend, data_dir) as server:
-        talker = server.client("talker")
+    with HubHarness(history=History(SqliteStore(str(data_dir)))) as hub:
+        talker = hub.client("talker")
         talker.send("JOIN #x")
         talker.until("366")
         talker.send("PRIVMSG #x :written")
@@ -211,12 +212,14 @@ def test_a_world_readable_database_of_an_earlier_version_is_closed_up(tmp_path: 
 
 def test_owners_declare_and_withdraw_permanent_channels(tmp_path: Path) -> None:
     """The place a later kind of owned channel (registered by an account) plugs into."""
-    hub = Hub(ServerConfig(), time.monotonic, time.time, History(SqliteStore(str(tmp_path))))
-    owner = hub.connect(Capture(), "127.0.0.1")
-    hub.receive(owner, [b"NICK owner", b"USER u 0 * :Real", b"JOIN #club", b"MODE #club +k door"])
+    harness = HubHarness(history=History(SqliteStore(str(tmp_path))))
+    hub = harness.hub
+    owner = harness.client()
+    for line in ("NICK owner", "USER u 0 * :Real", "JOIN #club", "MODE #club +k door"):
+        owner.send(line)
     hub.keep_channel(PermanentChannel("#club"), "accounts")
     hub.keep_channel(PermanentChannel("#club"), "config")
-    hub.receive(owner, [b"PART #club"])
+    owner.send("PART #club")
     assert hub.find_channel("#club") is not None and hub.find_channel("#club").mode_key == "door"
     hub.release_channel("#CLUB", "accounts")
     assert hub.find_channel("#club") is not None  # the config still keeps it
@@ -225,7 +228,7 @@ def test_owners_declare_and_withdraw_permanent_channels(tmp_path: Path) -> None:
     hub.keep_channel(PermanentChannel("#fresh", topic="Hello"), "accounts")
     assert hub.find_channel("#fresh").topic == "Hello"
     assert "#lobby" in hub.permanent and hub.find_channel("#lobby") is not None
-    hub.shutdown()
+    harness.close()
     with closing(sqlite3.connect(tmp_path / "chatd.sqlite3")) as database:
         saved = {row[0]: row[1] for row in database.execute("SELECT key, topic FROM channels")}
     assert saved == {"#fresh": "Hello"}  # #club's saved state went with its last keeper

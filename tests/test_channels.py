@@ -1,7 +1,12 @@
-"""JOIN, PART, TOPIC, NAMES, LIST, MODE, KICK, NICK changes — over both backends."""
+"""JOIN, PART, TOPIC, NAMES, LIST, MODE, KICK, NICK changes — on the hub harness.
+
+The first test, a JOIN seen by another member, also runs over both backends as the
+smoke test of the socket wiring.
+"""
 
 from __future__ import annotations
 
+from tests.harness import HubHarness
 from tests.helpers import RunningServer
 
 
@@ -19,8 +24,9 @@ def test_join_sends_join_names_and_announces_to_members(server: RunningServer) -
     assert alice.expect("JOIN").source.startswith("bob!")
 
 
-def test_join_comma_list_invalid_name_and_join_zero(server: RunningServer) -> None:
-    alice = server.client("alice")
+def test_join_comma_list_invalid_name_and_join_zero() -> None:
+    hub = HubHarness()
+    alice = hub.client("alice")
     alice.send("JOIN #a,#b,nochan")
     assert alice.expect("JOIN").params == ("#a",)
     assert alice.expect("JOIN").params == ("#b",)
@@ -33,8 +39,9 @@ def test_join_comma_list_invalid_name_and_join_zero(server: RunningServer) -> No
     assert [m for m in listing if m.command == "322"] == []
 
 
-def test_part_with_reason_and_errors(server: RunningServer) -> None:
-    alice, bob = server.client("alice"), server.client("bob")
+def test_part_with_reason_and_errors() -> None:
+    hub = HubHarness()
+    alice, bob = hub.client("alice"), hub.client("bob")
     for client in (alice, bob):
         client.send("JOIN #p")
         client.expect("366")
@@ -48,8 +55,9 @@ def test_part_with_reason_and_errors(server: RunningServer) -> None:
     assert bob.expect("403").params[1] == "#nowhere"
 
 
-def test_topic_set_query_and_protection(server: RunningServer) -> None:
-    op, member = server.client("op"), server.client("member")
+def test_topic_set_query_and_protection() -> None:
+    hub = HubHarness()
+    op, member = hub.client("op"), hub.client("member")
     op.send("JOIN #t")
     op.expect("366")
     op.send("TOPIC #t")
@@ -60,7 +68,7 @@ def test_topic_set_query_and_protection(server: RunningServer) -> None:
     assert member.expect("482").params[1] == "#t"
     op.send("TOPIC #t :Welcome all")
     assert member.expect("TOPIC").params == ("#t", "Welcome all")
-    late = server.client("late")
+    late = hub.client("late")
     late.send("JOIN #t")
     assert late.expect("332").params[1:] == ("#t", "Welcome all")
     who_time = late.expect("333")
@@ -72,8 +80,9 @@ def test_topic_set_query_and_protection(server: RunningServer) -> None:
     assert op.expect("TOPIC").params[1] == "anyone may"
 
 
-def test_names_and_list(server: RunningServer) -> None:
-    a, b = server.client("a"), server.client("b")
+def test_names_and_list() -> None:
+    hub = HubHarness()
+    a, b = hub.client("a"), hub.client("b")
     a.send("JOIN #one")
     a.expect("366")
     a.send("TOPIC #one :first")
@@ -91,8 +100,9 @@ def test_names_and_list(server: RunningServer) -> None:
     assert listing[0].command == "321"
 
 
-def test_mode_query_and_operator_changes(server: RunningServer) -> None:
-    op, user = server.client("op"), server.client("user")
+def test_mode_query_and_operator_changes() -> None:
+    hub = HubHarness()
+    op, user = hub.client("op"), hub.client("user")
     op.send("JOIN #m")
     op.expect("366")
     user.send("JOIN #m")
@@ -113,8 +123,9 @@ def test_mode_query_and_operator_changes(server: RunningServer) -> None:
     assert op.expect("401")
 
 
-def test_kick_by_operator_only(server: RunningServer) -> None:
-    op, victim = server.client("op"), server.client("victim")
+def test_kick_by_operator_only() -> None:
+    hub = HubHarness()
+    op, victim = hub.client("op"), hub.client("victim")
     op.send("JOIN #k")
     op.expect("366")
     victim.send("JOIN #k")
@@ -131,8 +142,9 @@ def test_kick_by_operator_only(server: RunningServer) -> None:
     assert victim.expect("404")
 
 
-def test_nick_change_seen_once_by_everyone_sharing_a_channel(server: RunningServer) -> None:
-    a, b, outsider = server.client("a"), server.client("b"), server.client("outsider")
+def test_nick_change_seen_once_by_everyone_sharing_a_channel() -> None:
+    hub = HubHarness()
+    a, b, outsider = hub.client("a"), hub.client("b"), hub.client("outsider")
     for client in (a, b):
         client.send("JOIN #x,#y")
         client.until("366")

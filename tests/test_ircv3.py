@@ -1,17 +1,22 @@
-"""IRCv3: CAP negotiation and the capabilities chatd offers — both backends."""
+"""IRCv3: CAP negotiation and the capabilities chatd offers — on the hub harness.
+
+Labeled responses also run over both backends: a labeled command's output is
+gathered apart from the client's connection, and the backends' fan-outs see that.
+"""
 
 from __future__ import annotations
 
 import re
 
 from chatd.protocol import numerics as n
+from tests.harness import HubClient, HubHarness
 from tests.helpers import IrcClient, RunningServer
 
 TIME_RE = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z\Z")
 
 
-def capable(server: RunningServer, nick: str, *caps: str) -> IrcClient:
-    client = IrcClient(server.address)
+def capable(server: RunningServer | HubHarness, nick: str, *caps: str) -> IrcClient | HubClient:
+    client = server.client()
     client.send("CAP LS 302")
     client.send(f"CAP REQ :{' '.join(caps)}")
     client.send(f"NICK {nick}")
@@ -25,7 +30,7 @@ def capable(server: RunningServer, nick: str, *caps: str) -> IrcClient:
     return client
 
 
-def both_in(channel: str, *clients: IrcClient) -> None:
+def both_in(channel: str, *clients: IrcClient | HubClient) -> None:
     for client in clients:
         client.send(f"JOIN {channel}")
         client.until("366")
@@ -33,8 +38,9 @@ def both_in(channel: str, *clients: IrcClient) -> None:
         client.sync()
 
 
-def test_cap_ls_list_req(server: RunningServer) -> None:
-    client = IrcClient(server.address)
+def test_cap_ls_list_req() -> None:
+    hub = HubHarness()
+    client = hub.client()
     client.send("CAP LS 302")
     offered = set(client.expect("CAP").params[2].split())
     assert {
@@ -62,10 +68,11 @@ def test_cap_ls_list_req(server: RunningServer) -> None:
     assert client.expect(n.ERR_INVALIDCAPCMD)
 
 
-def test_server_time_msgid_and_client_tags(server: RunningServer) -> None:
-    tagged = capable(server, "tagged", "server-time", "message-tags")
-    timed = capable(server, "timed", "server-time")
-    bare = server.client("bare")
+def test_server_time_msgid_and_client_tags() -> None:
+    hub = HubHarness()
+    tagged = capable(hub, "tagged", "server-time", "message-tags")
+    timed = capable(hub, "timed", "server-time")
+    bare = hub.client("bare")
     both_in("#t", tagged, timed, bare)
     bare.send("@+example/reaction=lol;secret=no PRIVMSG #t :hello")
     message = tagged.expect("PRIVMSG")
@@ -74,7 +81,7 @@ def test_server_time_msgid_and_client_tags(server: RunningServer) -> None:
     only_time = timed.expect("PRIVMSG")
     assert set(only_time.tags) == {"time"} and only_time.params == ("#t", "hello")
     assert bare.sync() == []  # no echo without echo-message
-    other = server.client("other")
+    other = hub.client("other")
     other.send("JOIN #t")
     other.until("366")
     bare.expect("JOIN")
@@ -82,10 +89,11 @@ def test_server_time_msgid_and_client_tags(server: RunningServer) -> None:
     assert other.expect("PRIVMSG").tags == {}
 
 
-def test_tagmsg_reaches_only_tag_aware_clients(server: RunningServer) -> None:
-    sender = capable(server, "sender", "message-tags")
-    aware = capable(server, "aware", "message-tags")
-    unaware = server.client("unaware")
+def test_tagmsg_reaches_only_tag_aware_clients() -> None:
+    hub = HubHarness()
+    sender = capable(hub, "sender", "message-tags")
+    aware = capable(hub, "aware", "message-tags")
+    unaware = hub.client("unaware")
     both_in("#tm", sender, aware, unaware)
     sender.send("@+typing=active TAGMSG #tm")
     tagmsg = aware.expect("TAGMSG")
@@ -95,9 +103,10 @@ def test_tagmsg_reaches_only_tag_aware_clients(server: RunningServer) -> None:
     assert aware.expect("TAGMSG").tags["+typing"] == "paused"
 
 
-def test_echo_message_returns_the_same_message(server: RunningServer) -> None:
-    echoer = capable(server, "echoer", "echo-message", "message-tags")
-    listener = capable(server, "listener", "message-tags")
+def test_echo_message_returns_the_same_message() -> None:
+    hub = HubHarness()
+    echoer = capable(hub, "echoer", "echo-message", "message-tags")
+    listener = capable(hub, "listener", "message-tags")
     both_in("#e", echoer, listener)
     echoer.send("PRIVMSG #e :said once")
     echoed = echoer.expect("PRIVMSG")
@@ -108,8 +117,9 @@ def test_echo_message_returns_the_same_message(server: RunningServer) -> None:
     assert echoer.expect("PRIVMSG").params == ("listener", "just you")
 
 
-def test_multi_prefix_and_userhost_in_names(server: RunningServer) -> None:
-    op = capable(server, "op", "multi-prefix", "userhost-in-names")
+def test_multi_prefix_and_userhost_in_names() -> None:
+    hub = HubHarness()
+    op = capable(hub, "op", "multi-prefix", "userhost-in-names")
     op.send("JOIN #p")
     assert op.until("366")[-2].params[3] == "@op!~u@127.0.0.1"
     op.send("MODE #p +v op")
@@ -118,14 +128,15 @@ def test_multi_prefix_and_userhost_in_names(server: RunningServer) -> None:
     assert op.until("366")[0].params[3] == "@+op!~u@127.0.0.1"
     op.send("WHO #p")
     assert op.expect(n.RPL_WHOREPLY).params[6] == "H@+"
-    plain = server.client("plainnames")
+    plain = hub.client("plainnames")
     plain.send("NAMES #p")
     assert plain.until("366")[0].params[3] == "@op"
 
 
-def test_away_notify(server: RunningServer) -> None:
-    watcher = capable(server, "watcher", "away-notify")
-    walker = server.client("walker")
+def test_away_notify() -> None:
+    hub = HubHarness()
+    watcher = capable(hub, "watcher", "away-notify")
+    walker = hub.client("walker")
     both_in("#a", watcher, walker)
     walker.send("AWAY :lunch")
     walker.expect(n.RPL_NOWAWAY)
@@ -139,7 +150,7 @@ def test_away_notify(server: RunningServer) -> None:
     walker.until("366")
     watcher.send("JOIN #b")
     watcher.until("366")
-    late = capable(server, "late", "away-notify")
+    late = capable(hub, "late", "away-notify")
     late.send("JOIN #b")
     seen = late.until("366")
     assert [m.params for m in seen if m.command == "AWAY"] == []  # walker joined first: WHO tells
@@ -149,25 +160,27 @@ def test_away_notify(server: RunningServer) -> None:
     assert late.expect("AWAY").params == ("again",)  # an away user joining is announced
 
 
-def test_invite_notify(server: RunningServer) -> None:
-    op = server.client("op")
+def test_invite_notify() -> None:
+    hub = HubHarness()
+    op = hub.client("op")
     op.send("JOIN #i")
     op.until("366")
-    co = capable(server, "co", "invite-notify")
+    co = capable(hub, "co", "invite-notify")
     co.send("JOIN #i")
     co.until("366")
     op.send("MODE #i +o co")
     co.expect("MODE")
-    guest = server.client("guest")
+    guest = hub.client("guest")
     op.send("INVITE guest #i")
     guest.expect("INVITE")
     notified = co.expect("INVITE")
     assert notified.source.startswith("op!") and notified.params == ("guest", "#i")
 
 
-def test_setname(server: RunningServer) -> None:
-    changer = capable(server, "changer", "setname")
-    peer = capable(server, "peer", "setname")
+def test_setname() -> None:
+    hub = HubHarness()
+    changer = capable(hub, "changer", "setname")
+    peer = capable(hub, "peer", "setname")
     both_in("#s", changer, peer)
     changer.send("SETNAME :A New Name")
     assert changer.expect("SETNAME").params == ("A New Name",)

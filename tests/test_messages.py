@@ -1,7 +1,12 @@
-"""PRIVMSG, NOTICE, QUIT, WHO, WHOIS, AWAY — over both backends."""
+"""PRIVMSG, NOTICE, QUIT, WHO, WHOIS, AWAY — on the hub harness.
+
+A channel message, and the exact wire form of channel messages to IRC and plain
+members, also run over both backends: the backends have fan-out loops of their own.
+"""
 
 from __future__ import annotations
 
+from tests.harness import HubHarness
 from tests.helpers import RunningServer
 
 
@@ -17,16 +22,18 @@ def test_channel_message_reaches_members_but_not_sender(server: RunningServer) -
     assert [m for m in a.sync() if m.command == "PRIVMSG"] == []
 
 
-def test_private_message_and_notice(server: RunningServer) -> None:
-    a, b = server.client("a"), server.client("b")
+def test_private_message_and_notice() -> None:
+    hub = HubHarness()
+    a, b = hub.client("a"), hub.client("b")
     a.send("PRIVMSG B :psst")
     assert b.expect("PRIVMSG").params == ("b", "psst")
     a.send("NOTICE b :fyi")
     assert b.expect("NOTICE").params == ("b", "fyi")
 
 
-def test_privmsg_errors(server: RunningServer) -> None:
-    a = server.client("a")
+def test_privmsg_errors() -> None:
+    hub = HubHarness()
+    a = hub.client("a")
     a.send("PRIVMSG")
     assert a.expect("411")
     a.send("PRIVMSG a")
@@ -35,15 +42,16 @@ def test_privmsg_errors(server: RunningServer) -> None:
     assert a.expect("401").params[1] == "nobody"
     a.send("PRIVMSG #nowhere :hi")
     assert a.expect("403").params[1] == "#nowhere"
-    owner = server.client("owner")
+    owner = hub.client("owner")
     owner.send("JOIN #closed")
     owner.expect("366")
     a.send("PRIVMSG #closed :let me in")
     assert a.expect("404").params[1] == "#closed"
 
 
-def test_notice_never_triggers_errors(server: RunningServer) -> None:
-    a = server.client("a")
+def test_notice_never_triggers_errors() -> None:
+    hub = HubHarness()
+    a = hub.client("a")
     a.send("NOTICE nobody :hi")
     a.send("NOTICE #nowhere :hi")
     a.send("NOTICE")
@@ -52,8 +60,9 @@ def test_notice_never_triggers_errors(server: RunningServer) -> None:
     assert errors == []
 
 
-def test_quit_reason_seen_by_channel_peers(server: RunningServer) -> None:
-    a, b = server.client("a"), server.client("b")
+def test_quit_reason_seen_by_channel_peers() -> None:
+    hub = HubHarness()
+    a, b = hub.client("a"), hub.client("b")
     for client in (a, b):
         client.send("JOIN #q")
         client.expect("366")
@@ -64,8 +73,9 @@ def test_quit_reason_seen_by_channel_peers(server: RunningServer) -> None:
     assert quit_message.source.startswith("a!") and quit_message.params == ("Quit: gone fishing",)
 
 
-def test_who_and_whois(server: RunningServer) -> None:
-    a, b = server.client("a"), server.client("b")
+def test_who_and_whois() -> None:
+    hub = HubHarness()
+    a, b = hub.client("a"), hub.client("b")
     a.send("JOIN #w")
     a.expect("366")
     b.send("JOIN #w")
@@ -87,8 +97,9 @@ def test_who_and_whois(server: RunningServer) -> None:
     assert b.expect("318")
 
 
-def test_away(server: RunningServer) -> None:
-    a, b = server.client("a"), server.client("b")
+def test_away() -> None:
+    hub = HubHarness()
+    a, b = hub.client("a"), hub.client("b")
     a.send("AWAY :at lunch")
     assert a.expect("306")
     b.send("PRIVMSG a :there?")

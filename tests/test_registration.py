@@ -1,7 +1,13 @@
-"""Registration, CAP negotiation, PASS, nick rules, PING — over both backends."""
+"""Registration, CAP negotiation, PASS, nick rules, PING — on the hub harness.
+
+The welcome burst and the drop of a client that does not answer PING (the backend's
+timers and its close after ERROR) also run over both backends, as the smoke test of
+the socket wiring.
+"""
 
 from __future__ import annotations
 
+from tests.harness import HubHarness
 from tests.helpers import IrcClient, RunningServer, running_server
 
 
@@ -28,16 +34,17 @@ def test_welcome_burst(server: RunningServer) -> None:
         assert token in isupport
 
 
-def test_motd_file_lines(backend: str) -> None:
-    with running_server(backend, motd_lines=("Be nice.", "Second line")) as server:
-        messages = IrcClient(server.address).register("m")
-        motd = [m.params[1] for m in messages if m.command == "372"]
-        assert motd == ["- Be nice.", "- Second line"]
-        assert messages[-1].command == "376"
+def test_motd_file_lines() -> None:
+    hub = HubHarness(motd_lines=("Be nice.", "Second line"))
+    messages = hub.client().register("m")
+    motd = [m.params[1] for m in messages if m.command == "372"]
+    assert motd == ["- Be nice.", "- Second line"]
+    assert messages[-1].command == "376"
 
 
-def test_cap_negotiation_waits_for_cap_end(server: RunningServer) -> None:
-    client = IrcClient(server.address)
+def test_cap_negotiation_waits_for_cap_end() -> None:
+    hub = HubHarness()
+    client = hub.client()
     client.send("CAP LS 302")
     client.send("NICK capper")
     client.send("USER u 0 * :R")
@@ -53,22 +60,23 @@ def test_cap_negotiation_waits_for_cap_end(server: RunningServer) -> None:
     assert client.expect("001").params[0] == "capper"
 
 
-def test_password_required(backend: str) -> None:
-    with running_server(backend, password="sesame") as server:
-        wrong = IrcClient(server.address)
-        wrong.send("PASS nope")
-        wrong.send("NICK w")
-        wrong.send("USER u 0 * :R")
-        assert wrong.expect("464").command == "464"
-        assert any(line.startswith("ERROR") for line in wrong.wait_closed())
-        right = IrcClient(server.address)
-        right.send("PASS sesame")
-        assert right.register("r")[-1].command in ("376", "422")
+def test_password_required() -> None:
+    hub = HubHarness(password="sesame")
+    wrong = hub.client()
+    wrong.send("PASS nope")
+    wrong.send("NICK w")
+    wrong.send("USER u 0 * :R")
+    assert wrong.expect("464").command == "464"
+    assert any(line.startswith("ERROR") for line in wrong.wait_closed())
+    right = hub.client()
+    right.send("PASS sesame")
+    assert right.register("r")[-1].command in ("376", "422")
 
 
-def test_nick_errors(server: RunningServer) -> None:
-    holder = IrcClient(server.address, "taken")
-    client = IrcClient(server.address)
+def test_nick_errors() -> None:
+    hub = HubHarness()
+    holder = hub.client("taken")
+    client = hub.client()
     client.send("NICK")
     assert client.expect("431").params[0] == "*"
     client.send("NICK 9lives")
@@ -81,23 +89,24 @@ def test_nick_errors(server: RunningServer) -> None:
     holder.close()
 
 
-def test_nick_uniqueness_uses_rfc1459_casemapping(server: RunningServer) -> None:
-    holder = IrcClient(server.address, "nick[1]")
-    other = IrcClient(server.address)
+def test_nick_uniqueness_uses_rfc1459_casemapping() -> None:
+    hub = HubHarness()
+    holder = hub.client("nick[1]")
+    other = hub.client()
     other.send("NICK NICK{1}")
     assert other.expect("433")
     holder.close()
 
 
-def test_commands_before_registration_get_451(server: RunningServer) -> None:
-    client = IrcClient(server.address)
+def test_commands_before_registration_get_451() -> None:
+    client = HubHarness().client()
     client.send("NICK early")
     client.send("JOIN #x")
     assert client.expect("451").params[0] == "early"
 
 
-def test_second_user_gets_462_and_missing_params_461(server: RunningServer) -> None:
-    client = server.client("twice")
+def test_second_user_gets_462_and_missing_params_461() -> None:
+    client = HubHarness().client("twice")
     client.send("USER again 0 * :Again")
     assert client.expect("462")
     client.send("JOIN")
@@ -106,8 +115,8 @@ def test_second_user_gets_462_and_missing_params_461(server: RunningServer) -> N
     assert client.expect("421").params[1] == "FROBNICATE"
 
 
-def test_ping_pong(server: RunningServer) -> None:
-    client = server.client("pinger")
+def test_ping_pong() -> None:
+    client = HubHarness().client("pinger")
     client.send("PING :are you there")
     pong = client.expect("PONG")
     assert pong.params == ("chatd", "are you there")
@@ -115,14 +124,14 @@ def test_ping_pong(server: RunningServer) -> None:
     assert client.expect("409")
 
 
-def test_server_pings_idle_clients_and_keeps_those_that_answer(backend: str) -> None:
-    with running_server(backend, ping_interval_s=0.3, ping_timeout_s=0.5) as server:
-        client = server.client("lively")
-        for _ in range(2):
-            ping = client.expect("PING")
-            assert ping.params == ("chatd",)
-            client.send(f"PONG :{ping.param(0)}")
-        assert client.sync() is not None  # still connected after two ping cycles
+def test_server_pings_idle_clients_and_keeps_those_that_answer() -> None:
+    hub = HubHarness(ping_interval_s=0.3, ping_timeout_s=0.5)
+    client = hub.client("lively")
+    for _ in range(2):
+        ping = client.expect("PING")
+        assert ping.params == ("chatd",)
+        client.send(f"PONG :{ping.param(0)}")
+    assert client.sync() is not None  # still connected after two ping cycles
 
 
 def test_server_drops_clients_that_do_not_answer_pings(backend: str) -> None:

@@ -1,16 +1,17 @@
-"""WHOWAS, TIME, INFO, ADMIN, HELP, VERSION, USERHOST, ISON, LUSERS, MOTD — both backends."""
+"""WHOWAS, TIME, INFO, ADMIN, HELP, VERSION, USERHOST, ISON, LUSERS, MOTD — on the hub harness."""
 
 from __future__ import annotations
 
 import re
 
 from chatd.protocol import numerics as n
-from tests.helpers import IrcClient, RunningServer
+from tests.harness import HubClient, HubHarness
 
 
-def test_whowas_remembers_quits_and_nick_changes(server: RunningServer) -> None:
-    asker = server.client("asker")
-    leaver = server.client("leaver")
+def test_whowas_remembers_quits_and_nick_changes() -> None:
+    hub = HubHarness()
+    asker = hub.client("asker")
+    leaver = hub.client("leaver")
     leaver.send("NICK renamed")
     leaver.expect("NICK")
     leaver.send("QUIT :bye")
@@ -28,8 +29,9 @@ def test_whowas_remembers_quits_and_nick_changes(server: RunningServer) -> None:
     assert asker.expect(n.ERR_NONICKNAMEGIVEN)
 
 
-def test_time_info_admin_version(server: RunningServer) -> None:
-    client = server.client("curious")
+def test_time_info_admin_version() -> None:
+    hub = HubHarness()
+    client = hub.client("curious")
     client.send("TIME")
     time_reply = client.expect(n.RPL_TIME)
     assert time_reply.params[1] == "chatd" and re.match(r"\d{4}-\d\d-\d\dT", time_reply.params[2])
@@ -44,8 +46,9 @@ def test_time_info_admin_version(server: RunningServer) -> None:
     assert "CASEMAPPING=rfc1459" in client.expect(n.RPL_ISUPPORT).params
 
 
-def test_help(server: RunningServer) -> None:
-    client = server.client("helpme")
+def test_help() -> None:
+    hub = HubHarness()
+    client = hub.client("helpme")
     client.send("HELP")
     listing = client.until(n.RPL_ENDOFHELP)
     assert listing[0].command == n.RPL_HELPSTART and "PRIVMSG" in " ".join(m.params[2] for m in listing[1:-1])
@@ -56,8 +59,9 @@ def test_help(server: RunningServer) -> None:
     assert client.expect(n.ERR_HELPNOTFOUND).params[1] == "nosuchthing"
 
 
-def test_userhost_ison_lusers_motd(server: RunningServer) -> None:
-    a, b = server.client("a"), server.client("b")
+def test_userhost_ison_lusers_motd() -> None:
+    hub = HubHarness()
+    a, b = hub.client("a"), hub.client("b")
     b.send("AWAY :out")
     b.expect(n.RPL_NOWAWAY)
     a.send("USERHOST a b ghost")
@@ -70,28 +74,30 @@ def test_userhost_ison_lusers_motd(server: RunningServer) -> None:
     assert a.expect(n.ERR_NOMOTD)
 
 
-def test_links_and_invisible_count(server: RunningServer) -> None:
-    client = server.client("linker")
+def test_links_and_invisible_count() -> None:
+    hub = HubHarness()
+    client = hub.client("linker")
     client.send("LINKS")
     assert client.expect_any().command == n.RPL_ENDOFLINKS
-    hidden = server.client("hidden")
+    hidden = hub.client("hidden")
     hidden.send("MODE hidden +i")
     hidden.expect("MODE")
     client.send("LUSERS")
     assert client.expect(n.RPL_LUSERCLIENT).params[1] == "There are 1 users and 1 invisible on 1 servers"
 
 
-def _who_nicks(client: IrcClient, mask: str) -> list[str]:
+def _who_nicks(client: HubClient, mask: str) -> list[str]:
     client.send(f"WHO {mask}")
     return [m.params[5] for m in client.until(n.RPL_ENDOFWHO) if m.command == n.RPL_WHOREPLY]
 
 
-def test_who_hides_invisible_users_only_from_masks_of_strangers(server: RunningServer) -> None:
+def test_who_hides_invisible_users_only_from_masks_of_strangers() -> None:
+    hub = HubHarness()
     """irctest WhoInvisibleTestCase: a +i user is listed by nick, and by mask once a channel is shared."""
-    evan = server.client("evan")
+    evan = hub.client("evan")
     evan.send("MODE evan +i")
     evan.expect("MODE")
-    shivaram = server.client("shivaram")
+    shivaram = hub.client("shivaram")
     assert _who_nicks(shivaram, "eva*") == []
     assert _who_nicks(shivaram, "0") == ["shivaram"]
     assert _who_nicks(shivaram, "EVAN") == ["evan"]  # an exact nick is not a mask
