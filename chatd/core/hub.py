@@ -35,6 +35,7 @@ from chatd.core.network import Network
 from chatd.core.permanent import PermanentChannels
 from chatd.core.plain import handle_plain_line, speaks_irc, start_plain
 from chatd.core.replay import replay_history
+from chatd.core.session import receive_lines, resume_lines
 from chatd.history import History
 from chatd.history.history import conversation_key
 from chatd.protocol import numerics as n
@@ -88,10 +89,6 @@ def _with_tag(line: bytes, tag: bytes) -> bytes:
     if line.startswith(b"@"):
         return b"@" + tag + b";" + line[1:]
     return b"@" + tag + b" " + line
-
-
-HOLD_POLL_S = 0.02
-"""How soon a client's input is looked at again while it waits on the network (``Client.held``)."""
 
 
 class Hub:
@@ -164,66 +161,13 @@ class Hub:
 
         Returns None, or the monotonic time until which the client is throttled by
         flood control: the backend must stop reading it and call ``resume`` then.
+        (Backends get here through ``chatd.core.session.Session``, which does that.)
         """
-        if client.gone:
-            return None
-        now = self.clock()
-        client.last_seen = now
-        if self.config.flood_rate <= 0 and not client.backlog:
-            for index, raw in enumerate(lines):
-                if client.gone:
-                    break
-                if client.held:  # what follows waits for the network's answer, in order
-                    client.backlog.extend(lines[index:])
-                    break
-                self._handle_line(client, raw)
-            self._reap()
-            return now + HOLD_POLL_S if client.backlog and not client.gone else None
-        backlog = client.backlog
-        backlog.extend(lines)
-        tokens = self._refill(client, now)
-        if tokens >= self.config.flood_burst:
-            client.flood_debt = 0  # it has been calm long enough to start afresh
-        client.flood_debt += max(0, len(backlog) - int(tokens))
-        if client.flood_debt > self.config.flood_excess_limit:
-            backlog.clear()
-            self.quit(client, "Excess Flood", error="Excess Flood")
-            self._reap()
-            return None
-        return self.resume(client)
+        return receive_lines(self, client, lines, self._handle_line)
 
     def resume(self, client: Client) -> float | None:
         """Handle backlogged lines the client's token bucket allows; same result as ``receive``."""
-        now = self.clock()
-        backlog = client.backlog
-        if self.config.flood_rate <= 0:
-            while backlog and not client.gone and not client.held:
-                self._handle_line(client, backlog.popleft())
-            self._reap()
-            if client.gone:
-                backlog.clear()
-                return None
-            return now + HOLD_POLL_S if backlog else None
-        tokens = self._refill(client, now)
-        while backlog and tokens >= 1 and not client.gone and not client.held:
-            tokens -= 1
-            self._handle_line(client, backlog.popleft())
-        client.flood_tokens = tokens
-        self._reap()
-        if client.gone:
-            backlog.clear()
-            return None
-        if not backlog:
-            return None
-        if client.held:
-            return now + HOLD_POLL_S
-        return now + (1 - tokens) / self.config.flood_rate
-
-    def _refill(self, client: Client, now: float) -> float:
-        config = self.config
-        tokens = min(config.flood_burst, client.flood_tokens + (now - client.flood_stamp) * config.flood_rate)
-        client.flood_tokens, client.flood_stamp = tokens, now
-        return tokens
+        return resume_lines(self, client, self._handle_line)
 
     def _handle_line(self, client: Client, raw: bytes | object) -> None:
         """Run one line; an exception ends only this client (logged with its traceback at debug)."""
