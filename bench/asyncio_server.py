@@ -25,12 +25,11 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Sequence
 
 from chatd.backends.base import BackendSettings, make_hub
 from chatd.backends.connection import CLOSE_LINGER_S, SHUTDOWN_GRACE_S, listen, tune_accepted
-from chatd.core import Client
+from chatd.core import Client, Transport
 from chatd.core.session import Session
 
 log = logging.getLogger("chatd")
@@ -144,6 +143,9 @@ class AsyncioConnection(asyncio.Protocol):
         self.pending = False
         if self.closed or not self.outbox:
             return
+        if len(self.outbox) > self.room and self.client is not None and not self.closing:
+            self.server.hub.overflowed(self.client)  # a group appends unchecked; cut after this pass
+            return
         data, self.outbox = self.outbox, bytearray()
         transport = self.transport
         assert transport is not None
@@ -174,6 +176,33 @@ class AsyncioConnection(asyncio.Protocol):
             self.timer = self.server.loop.call_later(max(0.0, deadline - time.monotonic()), self._on_timer)
 
 
+class AsyncioGroup:
+    """This server's connections that take the same bytes for a channel's messages.
+
+    One append per connection per message; the bound is checked when each is flushed.
+    """
+
+    __slots__ = ("connections", "server", "transports")
+
+    def __init__(self, server: AsyncioServer, offered: Sequence[Transport]) -> None:
+        self.server = server
+        self.connections = [t for t in offered if isinstance(t, AsyncioConnection)]
+        self.transports: Sequence[Transport] = self.connections
+
+    def send(self, data: bytes, skip: Transport | None) -> None:
+        pending = self.server.pending
+        schedule = not pending
+        for connection in self.connections:
+            if connection is skip:
+                continue
+            connection.outbox += data
+            if not connection.pending:
+                connection.pending = True
+                pending.append(connection)
+        if schedule and pending:
+            self.server.loop.call_soon(self.server._flush_pending)
+
+
 class AsyncioServer:
     """A chat server on an asyncio (or uvloop) event loop; ``shutdown`` is safe from any thread."""
 
@@ -181,8 +210,7 @@ class AsyncioServer:
         self.settings = settings
         self.sendq_bytes = settings.sendq_bytes
         self.hub = make_hub(settings)
-        if hasattr(self.hub, "generic_fanout"):
-            self.hub.fanout = self.fanout  # type: ignore[method-assign]
+        self.hub.fanout_groups = self.group
         self.loop = new_event_loop()
         self.connections: set[AsyncioConnection] = set()
         self.pending: list[AsyncioConnection] = []
@@ -205,39 +233,9 @@ class AsyncioServer:
             with contextlib.suppress(RuntimeError):
                 self.loop.call_soon_threadsafe(stop.set)
 
-    def fanout(self, members: Iterable[Client], event: Any, skip: Client | None, channel: Any = None) -> None:
-        """The hub's fan-out loop for this backend: append to each outbox inline.
-
-        The contract of ``Hub.generic_fanout`` without a method call per delivery,
-        which is most of the server's cost at large fan-out. The bound is checked
-        before appending, so a queue overshoots it by at most one line.
-        """
-        cache = event.cache
-        pending = self.pending
-        overflowed = self.hub.overflowed
-        sendq = self.sendq_bytes
-        schedule = not pending
-        for member in members:
-            if member is skip:
-                continue
-            data = cache[member.codec] or event.data(member.codec)
-            if not data:
-                continue
-            connection = member.transport
-            outbox = connection.outbox  # type: ignore[attr-defined]
-            try:
-                room = connection.room  # type: ignore[attr-defined]
-            except AttributeError:  # the hub's capture of a labeled response: no transport behind it
-                room = sendq
-            if len(outbox) > room:
-                overflowed(member)
-                continue
-            outbox += data
-            if not connection.pending:  # type: ignore[attr-defined]
-                connection.pending = True  # type: ignore[attr-defined]
-                pending.append(connection)
-        if schedule and pending:
-            self.loop.call_soon(self._flush_pending)
+    def group(self, offered: Sequence[Transport]) -> AsyncioGroup:
+        """The hub's ``GroupFactory``: of ``offered``, this server's connections."""
+        return AsyncioGroup(self, offered)
 
     def mark_pending(self, connection: AsyncioConnection) -> None:
         """Queue a connection for this turn's flush; the first one schedules the flush."""
@@ -251,6 +249,7 @@ class AsyncioServer:
             self.pending = []
             for connection in pending:
                 connection.flush()
+            self.hub.reap_overflowed()  # queues a group pushed past the bound: their QUITs go next
             pending = self.pending
 
     def serve_forever(self) -> None:

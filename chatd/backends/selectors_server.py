@@ -17,7 +17,7 @@ import ssl
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING
 
 from chatd.backends.base import BackendSettings, make_hub
@@ -30,9 +30,7 @@ from chatd.backends.connection import (
     bind_listeners,
     tune_accepted,
 )
-from chatd.core import Client
-from chatd.core.channel import Channel
-from chatd.core.event import Event
+from chatd.core import Transport
 from chatd.core.session import Session
 
 if TYPE_CHECKING:
@@ -202,29 +200,33 @@ class SelectorConnection(Connection):
         log.info("closed connection from %s", self.peer)
 
 
-class FanoutGroup:
-    """A channel's members that take the plain IRC form over one of our connections.
+class ConnectionGroup:
+    """Connections of this loop that take the same bytes (the hub's ``FanoutGroup``).
 
-    Built on a channel's first message after any change to it; a fan-out then appends
-    the same bytes to each buffer in ``outboxes``, with no per-member test.
+    A message is one append to each buffer in ``outboxes``, with no per-connection
+    test; the sender's copy, if it is one of them, is cut off its buffer's end
+    afterwards. The group, not each connection, is marked for the turn's flush.
     """
 
-    __slots__ = ("connections", "others", "outbox_of", "outboxes", "pending")
+    __slots__ = ("outbox_of", "outboxes", "pending", "pending_groups", "transports")
 
-    def __init__(self, members: Iterable[Client]) -> None:
-        self.outboxes: list[bytearray] = []
-        self.connections: list[SelectorConnection] = []
-        self.outbox_of: dict[Client, bytearray] = {}
-        self.others: list[Client] = []
+    def __init__(self, pending_groups: list[ConnectionGroup], offered: Iterable[Transport]) -> None:
+        self.transports: list[SelectorConnection] = [t for t in offered if isinstance(t, SelectorConnection)]
+        self.outboxes = [connection.outbox for connection in self.transports]
+        self.outbox_of: dict[object, bytearray] = {connection: connection.outbox for connection in self.transports}
+        self.pending_groups = pending_groups
         self.pending = False
-        for member in members:
-            transport = member.transport
-            if member.codec == 0 and isinstance(transport, SelectorConnection):
-                self.outboxes.append(transport.outbox)
-                self.connections.append(transport)
-                self.outbox_of[member] = transport.outbox
-            elif member.node is None:  # users of other nodes get it from their own node
-                self.others.append(member)
+
+    def send(self, data: bytes, skip: Transport | None) -> None:
+        for outbox in self.outboxes:
+            outbox += data
+        if skip is not None:
+            own = self.outbox_of.get(skip)
+            if own is not None:
+                del own[len(own) - len(data) :]
+        if not self.pending:
+            self.pending = True
+            self.pending_groups.append(self)
 
 
 class SelectorsServer:
@@ -234,10 +236,10 @@ class SelectorsServer:
         self.settings = settings
         self.sendq_bytes = settings.sendq_bytes
         self.hub = make_hub(settings)
-        self.hub.fanout = self.fanout
+        self.hub.fanout_groups = self.group
         self.selector = selectors.DefaultSelector()
         self.pending: list[SelectorConnection] = []
-        self.pending_groups: list[FanoutGroup] = []
+        self.pending_groups: list[ConnectionGroup] = []
         self.connections: dict[int, SelectorConnection] = {}
         self._timers: list[tuple[float, int, Callable[[], None]]] = []
         self._timer_seq = 0
@@ -297,40 +299,13 @@ class SelectorsServer:
             except Exception:
                 log.exception("cluster event failed")
 
-    def fanout(
-        self, members: Iterable[Client], event: Event, skip: Client | None, channel: Channel | None = None
-    ) -> None:
-        """The hub's hot loop, specialised for this backend: one append per delivery.
+    def group(self, offered: Sequence[Transport]) -> ConnectionGroup:
+        """The hub's ``GroupFactory``: of ``offered``, the connections of this loop.
 
-        Same contract as ``Hub.generic_fanout``, without a method call per delivery.
-        For a channel, the members that take the plain IRC form over one of our own
-        connections are gathered once into a ``FanoutGroup`` (``Channel.fanout_cache``,
-        dropped by the core on any change), so each of those deliveries is one append to
-        a buffer; the sender's copy is cut off its buffer's end afterwards rather than
-        tested for on every member. The group, not each connection, is marked for the
-        flush. The send queue bound is checked when a buffer is flushed, so it is
-        overshot by at most one loop turn's deliveries.
+        The send queue bound is checked when a buffer is flushed, so a group's appends
+        overshoot it by at most one loop turn's deliveries.
         """
-        if channel is None:
-            self.hub.generic_fanout(members, event, skip)
-            return
-        group = channel.fanout_cache
-        if group is None:
-            group = channel.fanout_cache = FanoutGroup(members)
-        assert isinstance(group, FanoutGroup)
-        data = event.cache[0]
-        if data is not None and group.outboxes:
-            for outbox in group.outboxes:
-                outbox += data
-            own = group.outbox_of.get(skip) if skip is not None else None
-            if own is not None:
-                del own[len(own) - len(data) :]
-            if not group.pending:
-                group.pending = True
-                self.pending_groups.append(group)
-        # Tagged or plain-mode members, and a client mid labeled-response: the generic path.
-        if group.others:
-            self.hub.generic_fanout(group.others, event, skip)
+        return ConnectionGroup(self.pending_groups, offered)
 
     def call_later(self, delay_s: float, callback: Callable[[], None]) -> None:
         self.call_at(time.monotonic() + delay_s, callback)
@@ -441,7 +416,7 @@ class SelectorsServer:
         pending = self.pending
         for group in self.pending_groups:
             group.pending = False
-            for connection in group.connections:
+            for connection in group.transports:
                 if not connection.pending:
                     connection.pending = True
                     pending.append(connection)

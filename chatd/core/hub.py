@@ -31,6 +31,7 @@ from chatd.core.commands import dispatch
 from chatd.core.commands.messages import FAST_PREFIXES, relay_to_channel_fast
 from chatd.core.config import PermanentChannel, ServerConfig
 from chatd.core.event import Event
+from chatd.core.fanout import Audience, GroupFactory
 from chatd.core.network import Network
 from chatd.core.permanent import PermanentChannels
 from chatd.core.plain import handle_plain_line, speaks_irc, start_plain
@@ -117,7 +118,8 @@ class Hub:
         self._doomed: list[Client] = []
         self.overflowed = self._doomed.append
         """Record a client whose send queue overflowed; it is cut after the current command."""
-        self.fanout: Callable[[Iterable[Client], Event, Client | None, Channel | None], None] = self.generic_fanout
+        self.fanout_groups: GroupFactory | None = None
+        """Set by a backend that delivers a channel's plain-form lines as a group (``chatd.core.fanout``)."""
         self.whowas: deque[WhowasEntry] = deque(maxlen=config.whowas_size)
         self._msgid_counter = 0
         self._batch_counter = 0
@@ -288,15 +290,39 @@ class Hub:
         self.fanout(channel.members, event, skip, channel)
         return event
 
+    def fanout(
+        self, members: Iterable[Client], event: Event, skip: Client | None, channel: Channel | None = None
+    ) -> None:
+        """Deliver ``event`` to every member but ``skip``: the server's hot path.
+
+        For a channel, when the backend registered ``fanout_groups``, the members that
+        take the plain IRC form over the backend's own connections get the bytes as one
+        group call (``chatd.core.fanout.Audience``, cached on the channel until it
+        changes); everyone else goes through ``generic_fanout``.
+        """
+        make_group = self.fanout_groups
+        if channel is None or make_group is None:
+            self.generic_fanout(members, event, skip)
+            return
+        audience = channel.fanout_cache
+        if audience is None:
+            audience = channel.fanout_cache = Audience(members, make_group)
+        assert isinstance(audience, Audience)
+        group = audience.group
+        data = event.cache[0]
+        if data is not None and group is not None:
+            group.send(data, None if skip is None else skip.transport)
+        if audience.others:
+            self.generic_fanout(audience.others, event, skip)
+
     def generic_fanout(
         self, members: Iterable[Client], event: Event, skip: Client | None, channel: Channel | None = None
     ) -> None:
         """Deliver ``event`` to every member but ``skip``, through each one's transport.
 
-        The hot loop of the server: one list index and one transport call per member.
-        Members of a channel are never gone (leaving removes them), so Client.send's
-        check is skipped; an overflow is only recorded, and reaped after the command.
-        A backend may replace ``Hub.fanout`` with its own loop of the same contract.
+        One list index and one transport call per member. Members of a channel are
+        never gone (leaving removes them), so Client.send's check is skipped; an
+        overflow is only recorded, and reaped after the command.
         """
         cache = event.cache
         overflowed = self.overflowed
