@@ -273,8 +273,3 @@ class AcceptBackoff:
         self.delay_s = min(ACCEPT_BACKOFF_MAX_S, max(ACCEPT_BACKOFF_MIN_S, self.delay_s * 2))
         log.warning("accept failed (%s); not accepting for %.2fs", error.strerror, self.delay_s)
         return self.delay_s
-
-
-def describe(peer: str, listener: Listener) -> str:
-    """How the log names a new connection."""
-    return peer if listener.tls_context is None else f"{peer} (TLS)"

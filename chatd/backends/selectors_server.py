@@ -117,6 +117,8 @@ class SelectorConnection(Connection):
         if paused != self.paused:
             self.paused = paused
             self.update_interest()
+        if session.held:
+            self.loop.held.add(self)
         if deadline is not None and (self.timer_due is None or deadline < self.timer_due):
             # An earlier entry left in the heap only makes one call that finds nothing due.
             self.timer_due = deadline
@@ -241,6 +243,8 @@ class SelectorsServer:
         self.pending: list[SelectorConnection] = []
         self.pending_groups: list[ConnectionGroup] = []
         self.connections: dict[int, SelectorConnection] = {}
+        self.held: set[SelectorConnection] = set()
+        """Connections whose input waits on the network: looked at after each batch of its events."""
         self._timers: list[tuple[float, int, Callable[[], None]]] = []
         self._timer_seq = 0
         self._listeners: list[Listener] = []
@@ -298,6 +302,18 @@ class SelectorsServer:
                 callback()
             except Exception:
                 log.exception("cluster event failed")
+        if self.held:
+            self._release_held()
+
+    def _release_held(self) -> None:
+        """Let the input of clients the network just answered go on, now rather than at a poll."""
+        now = time.monotonic()
+        for connection in list(self.held):
+            session = connection.session
+            if session is None or not session.held:
+                self.held.discard(connection)
+                if session is not None:
+                    connection.follow(session.network_answered(now))
 
     def group(self, offered: Sequence[Transport]) -> ConnectionGroup:
         """The hub's ``GroupFactory``: of ``offered``, the connections of this loop.
@@ -317,6 +333,7 @@ class SelectorsServer:
 
     def forget(self, connection: SelectorConnection) -> None:
         self.connections.pop(connection.fd, None)
+        self.held.discard(connection)
         with contextlib.suppress(KeyError, ValueError):
             self.selector.unregister(connection.sock)
 

@@ -47,7 +47,7 @@ class ThreadedConnection(Connection):
     from any reader thread, the writer takes the outbox, and the reader decrypts.
     """
 
-    __slots__ = ("cond", "linger_s", "server", "writer")
+    __slots__ = ("cond", "linger_s", "server", "wake", "writer")
 
     def __init__(
         self, server: ThreadedServer, sock: socket.socket, peer: str, tls_context: ssl.SSLContext | None = None
@@ -57,6 +57,10 @@ class ThreadedConnection(Connection):
         self.cond = threading.Condition(threading.Lock())
         self.writer: threading.Thread | None = None
         self.linger_s = CLOSE_LINGER_S
+        self.wake = threading.Event()
+        """Set to end the reader's wait while its input is stopped: the network answered, or
+        the connection is closing (as every one does when the server stops). Cleared under the hub lock before each
+        call to the session, so no wake-up meant for the state it returns is lost."""
 
     # Transport contract (called with the hub lock held) ----------------------------
 
@@ -78,6 +82,7 @@ class ThreadedConnection(Connection):
     def close(self, farewell: bytes = b"", *, abort: bool = False) -> None:
         with self.cond:
             Connection.close(self, farewell, abort=abort)
+        self.wake.set()
 
     # how this backend is told of output and closes (all with ``cond`` held) ------------
 
@@ -146,17 +151,16 @@ class ThreadedConnection(Connection):
             while True:
                 if deadline is not None:
                     wait_s = max(0.0, deadline - time.monotonic())
-                    if session.reading:
-                        due = not poller.poll(wait_s * 1000)
-                    else:
-                        due = not server.stopping.wait(wait_s)
-                        if not due:  # shutting down: read on, to see the end
-                            deadline = None
-                            continue
-                    if due:
+                    # Stopped (flood control, a held nick claim): sleep until due or woken.
+                    if not session.reading:
+                        self.wake.wait(wait_s)
+                    elif poller.poll(wait_s * 1000):
+                        deadline = None  # readable before the deadline: read, then look again
+                    if deadline is not None:
                         with server.lock:
+                            self.wake.clear()
                             deadline = session.timer(time.monotonic())
-                            server.timers_may_have_changed()
+                            server.after_input(self)
                         continue
                 try:
                     data = self.sock.recv(RECV_BYTES)
@@ -177,8 +181,9 @@ class ThreadedConnection(Connection):
                     if not data:
                         continue
                 with server.lock:
+                    self.wake.clear()
                     deadline = session.data_received(data, time.monotonic())
-                    server.timers_may_have_changed()
+                    server.after_input(self)
         finally:
             with server.lock:
                 if self.client is not None:
@@ -192,6 +197,7 @@ class ThreadedConnection(Connection):
             self.outbox.clear()
             self.wire.clear()
             self.cond.notify()
+        self.wake.set()
         self._shutdown_socket()
         self.server.forget(self)
         with contextlib.suppress(OSError):
@@ -219,6 +225,8 @@ class ThreadedServer:
         self._timer_wake = threading.Event()
         self._timer_due = math.inf
         """When the timer thread means to wake (under ``lock``); inf: not until woken."""
+        self.held: set[ThreadedConnection] = set()
+        """Connections whose input waits on the network (under ``lock``): looked at after its events."""
         self.address: tuple[str, int] = (settings.host, settings.port)
         self.tls_address: tuple[str, int] | None = None
         self._cluster: Cluster | None = None
@@ -235,7 +243,31 @@ class ThreadedServer:
             except Exception:
                 log.exception("cluster event failed")
             self.hub.reap_overflowed()
+            if self.held:
+                self._release_held()
             self.timers_may_have_changed()
+
+    def _release_held(self) -> None:
+        """Let the input of clients the network just answered go on now (under ``lock``).
+
+        The held lines run here, on the caller's thread; the reader is woken to read again.
+        """
+        now = time.monotonic()
+        for connection in list(self.held):
+            session = connection.session
+            if session is None or not session.held:
+                self.held.discard(connection)
+                if session is not None:
+                    session.network_answered(now)
+                    self.after_input(connection)
+                connection.wake.set()
+
+    def after_input(self, connection: ThreadedConnection) -> None:
+        """What follows a call to a session (under ``lock``): note a held one, wake the timers."""
+        session = connection.session
+        if session is not None and session.held:
+            self.held.add(connection)
+        self.timers_may_have_changed()
 
     def timers_may_have_changed(self) -> None:
         """Wake the timer thread if the hub now has a deadline before the one it sleeps to.
@@ -264,6 +296,8 @@ class ThreadedServer:
     def forget(self, connection: ThreadedConnection) -> None:
         with self._connections_lock:
             self.connections.discard(connection)
+        with self.lock:
+            self.held.discard(connection)
 
     def serve_forever(self) -> None:
         if not self._listeners:
@@ -325,7 +359,7 @@ class ThreadedServer:
         with self.lock:
             client = connection.client = self.hub.connect(connection, address[0])
             connection.session = Session(self.hub, client)
-            self.timers_may_have_changed()
+            self.after_input(connection)
         threading.Thread(target=connection.read_loop, name=f"chatd-reader-{peer}", daemon=True).start()
 
     def _timer_loop(self) -> None:

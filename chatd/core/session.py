@@ -4,6 +4,10 @@ A backend owns the socket and the clock; this module owns what the bytes mean
 before a command runs. The backend makes two calls and keeps one promise:
 ``data_received(data, now)`` with each read, ``timer(now)`` once the deadline
 either returned has passed, and it reads from the socket only while ``reading``.
+A session that is ``held`` waits on the network (a nick claim out to the
+cluster): the backend calls ``network_answered(now)`` after each batch of the
+network's events (its ``post``), so the held input goes on as soon as the
+answer is in; ``HOLD_POLL_S`` is only a safety net.
 
 Invariants:
 - Lines reach the hub in the order the peer sent them: through ``client.backlog``
@@ -34,8 +38,12 @@ if TYPE_CHECKING:
 PAUSE_FLUSH_S = 0.1
 """How long a peer must pause after bytes with no newline before they count as a line."""
 
-HOLD_POLL_S = 0.02
-"""How soon a client's input is looked at again while it waits on the network (``Client.held``)."""
+HOLD_POLL_S = 1.0
+"""How soon a held client's input is looked at again should no answer wake it (``Client.held``).
+
+The network's answers come through the backend's ``post``, after which the backend
+resumes held sessions at once (``Session.network_answered``); this deadline only
+bounds the wait should that ever not happen."""
 
 
 class Session:
@@ -59,6 +67,11 @@ class Session:
     def reading(self) -> bool:
         """False while flood control throttles the client: the backend stops reading its socket."""
         return self.resume_due is None
+
+    @property
+    def held(self) -> bool:
+        """True while the client's input waits on the network's answer (``Client.held``)."""
+        return self.resume_due is not None and self.client.held
 
     @property
     def deadline(self) -> float | None:
@@ -103,6 +116,16 @@ class Session:
         if resume is not None and now >= resume and not client.gone:
             self.resume_due = self.hub.resume(client)
         return self.deadline
+
+    def network_answered(self, now: float) -> float | None:
+        """The network's events just ran: a session no longer ``held`` goes on now; see ``timer``.
+
+        Call it only after a whole batch of events, never from inside one (the event that
+        releases the client may still be granting its nick).
+        """
+        if self.resume_due is not None and not self.client.held:
+            self.resume_due = now
+        return self.timer(now)
 
 
 # ---- the flood bucket and the backlog, behind Hub.receive and Hub.resume ----------------
