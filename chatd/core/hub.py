@@ -372,7 +372,8 @@ class Hub:
             self.overflowed(client)
 
     def wire_form_changed(self, client: Client) -> None:
-        """A client's codec or transport changed: backends must not deliver to it from caches."""
+        """A client's codec or transport changed: its channels' audiences (and the backend groups
+        in them) are dropped, to be rebuilt on the next message."""
         for channel in client.channels.values():
             channel.fanout_cache = None
 
