@@ -100,7 +100,9 @@ class SelectorConnection(Connection):
     def received(self, data: bytes) -> None:
         session = self.session
         assert session is not None
-        self.follow(session.data_received(data, time.monotonic()))
+        deadline = session.data_received(data, time.monotonic())
+        if deadline is not None or self.paused:  # else: reading, not held, no timer wanted
+            self.follow(deadline)
 
     def on_timer(self) -> None:
         self.timer_due = None
@@ -150,14 +152,16 @@ class SelectorConnection(Connection):
         A queue past the send queue bound is not sent but reported to the hub, which
         cuts the client right after this flush pass (the fan-out appends unchecked).
         """
+        # Once per connection per loop turn, often for a single line: no calls it can do without.
         self.pending = False
         if self.closed:
             return
-        if self.overflowed():
+        if len(self.outbox) > self.sendq_bytes and self.overflowed():
             assert self.client is not None
             self.loop.hub.overflowed(self.client)
             return
-        self.encode_output()
+        if self.tls is not None:
+            self.encode_output()
         wire = self.wire
         if wire:
             try:

@@ -94,9 +94,9 @@ class Session:
             self.resume_due = self.hub.receive(client, lines)
         if reader.pending and client.accepts_unterminated and not client.gone:
             self.partial_due = now + PAUSE_FLUSH_S
-        else:
-            self.partial_due = None
-        return self.deadline
+            return self.deadline
+        self.partial_due = None  # (the common case, once per read: no more work than this)
+        return self.resume_due
 
     def timer(self, now: float) -> float | None:
         """Run what is due at ``now`` (the pause rule, the backlog); return ``deadline``.
