@@ -138,7 +138,8 @@ class ThreadedConnection(Connection):
         """Read, and hand the bytes to the session under the hub lock, until the peer goes.
 
         Between reads the reader waits for the socket or the session's deadline, whichever
-        comes first; while flood control throttles the client it does not read at all.
+        comes first. While the session stops its input (flood control, a nick claim out to
+        the network) it does not read at all: it sleeps on ``wake`` until the deadline.
         """
         server = self.server
         session = self.session
