@@ -66,16 +66,16 @@ class Contender:
             return "ngircd not installed (apt-get install ngircd)"
         if self.kind == "irc" and importlib.util.find_spec("irc") is None:
             return "irc package not installed (pip install irc)"
-        if self.kind == "chatd" and self.backend not in chatd_backends():
+        if self.kind == "chatd" and self.backend not in (*chatd_backends(), *BENCH_BACKENDS):
             return f"this chatd's command line does not offer --backend {self.backend}"
         return None
 
     def settings(self, sendq_bytes: int) -> str:
         """The settings this contender runs with, for the report."""
         if self.kind == "chatd":
-            flags = " ".join(
-                [f"--backend {self.backend} --sendq {sendq_bytes}", *chatd_extra_flags(persist=self.history)]
-            )
+            module = BENCH_BACKENDS.get(self.backend)
+            start = f"--backend {self.backend}" if module is None else f"python -m {module}"
+            flags = " ".join([f"{start} --sendq {sendq_bytes}", *chatd_extra_flags(persist=self.history)])
             return f"{flags}{' (SQLite history on)' if self.history else ''} (TCP_NODELAY on)"
         if self.kind == "bare":
             return "no sendq bound, TCP_NODELAY on"
@@ -90,13 +90,17 @@ CONTENDERS: tuple[Contender, ...] = (
     Contender("selectors", "chatd", "selectors", "chatd, one selectors event loop"),
     Contender("threads", "chatd", "threads", "chatd, a thread per connection"),
     Contender("selectors+history", "chatd", "selectors", "chatd selectors with its SQLite history on", True),
-    Contender("asyncio", "chatd", "asyncio", "chatd core on an asyncio backend (uvloop when installed)"),
+    Contender("asyncio", "chatd", "asyncio", "chatd core on bench's asyncio server (uvloop when installed)"),
     Contender("bare", "bare", "", "bare selectors fan-out loop, minimal IRC (the practical limit)"),
     Contender("miniircd", "miniircd", "", "miniircd (Python, select)"),
     Contender("ngircd", "ngircd", "", "ngircd (C, event loop)"),
     Contender("irc.server", "irc", "", "irc.server from the irc package (Python, threads)"),
 )
 CONTENDER_NAMES = tuple(c.name for c in CONTENDERS)
+
+BENCH_BACKENDS = {"asyncio": "bench.asyncio_server"}
+"""chatd servers that live in the bench, not behind ``chatd --backend``: the module to run
+with chatd's options (the asyncio contender left chatd's command line in issue 12)."""
 
 
 def chatd_extra_flags(*, persist: bool = False) -> list[str]:
@@ -243,8 +247,10 @@ class RunningServer(ScratchProcess):
         c = self.contender
         port = str(self.port)
         if c.kind == "chatd":
+            module = BENCH_BACKENDS.get(c.backend)
+            start = ["-m", "chatd", "--backend", c.backend] if module is None else ["-m", module]
             return [
-                sys.executable, "-m", "chatd", "--host", HOST, "--port", port, "--backend", c.backend,
+                sys.executable, *start, "--host", HOST, "--port", port,
                 "--sendq", str(sendq_bytes), "--log-level", "warning", "--max-clients", str(BENCH_MAX_CLIENTS),
                 "--ping-interval", "600", *chatd_extra_flags(persist=c.history),
                 *(["--data-dir", str(Path(self.tmp.name) / "data")] if c.history else []),

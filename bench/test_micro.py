@@ -71,3 +71,34 @@ def test_core_fanout_to_1000_members(benchmark) -> None:  # type: ignore[no-unty
     benchmark(hub.receive, sender, [b"PRIVMSG #lobby :hello everyone, one line to a thousand members"])
     rounds = benchmark.stats.stats.rounds if benchmark.stats else 1
     assert sum(t.writes for t in transports) - before >= (MEMBERS - 1) * rounds
+
+
+class BufferGroup:
+    """A backend's fan-out group at its simplest: one append per connection, as selectors does."""
+
+    __slots__ = ("outboxes", "transports")
+
+    def __init__(self, offered) -> None:  # type: ignore[no-untyped-def]
+        self.transports = list(offered)
+        self.outboxes = [bytearray() for _ in self.transports]
+
+    def send(self, data: bytes, skip: object) -> None:
+        for outbox in self.outboxes:
+            outbox += data
+            if len(outbox) > 1 << 20:
+                outbox.clear()
+
+
+def test_core_group_fanout_to_1000_members(benchmark) -> None:  # type: ignore[no-untyped-def]
+    """The same fan-out through the ``Hub.fanout_groups`` seam the selectors backend uses."""
+    config = ServerConfig(flood_rate=0.0)
+    hub = Hub(config, time.monotonic, time.time)
+    groups: list[BufferGroup] = []
+    hub.fanout_groups = lambda offered: groups.append(BufferGroup(offered)) or groups[-1]  # type: ignore[assignment, func-returns-value]
+    clients = []
+    for index in range(MEMBERS):
+        client = hub.connect(NullTransport(), "127.0.0.1")
+        hub.receive(client, [f"NICK m{index}".encode(), f"USER m{index} 0 * :m".encode(), b"JOIN #lobby"])
+        clients.append(client)
+    benchmark(hub.receive, clients[0], [b"PRIVMSG #lobby :hello everyone, one line to a thousand members"])
+    assert len(groups[-1].transports) == MEMBERS

@@ -17,122 +17,61 @@ import ssl
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING
 
-from chatd.backends.base import (
-    ACCEPT_BACKOFF_MAX_S,
-    ACCEPT_BACKOFF_MIN_S,
-    CLOSE_LINGER_S,
-    PAUSE_FLUSH_S,
-    RESOURCE_ERRNOS,
+from chatd.backends.base import BackendSettings, make_hub
+from chatd.backends.connection import (
+    RECV_BYTES,
     SHUTDOWN_GRACE_S,
-    BackendSettings,
-    listen,
-    make_hub,
+    AcceptBackoff,
+    Connection,
+    Listener,
+    bind_listeners,
     tune_accepted,
 )
-from chatd.backends.tls import TlsSession
-from chatd.core import Client
-from chatd.core.channel import Channel
-from chatd.core.event import Event
-from chatd.protocol.framing import LineReader
+from chatd.core import Transport
+from chatd.core.session import Session
 
 if TYPE_CHECKING:
     from chatd.cluster import Cluster
 
 log = logging.getLogger("chatd")
 
-RECV_BYTES = 65536
 ACCEPTS_PER_TURN = 64
 
 
-class Connection:
-    """One socket, its buffers and its place in the loop. Implements the core's Transport."""
+class SelectorConnection(Connection):
+    """A connection on the loop: output is flushed once per turn, input read when readable."""
 
-    __slots__ = (
-        "client",
-        "closed",
-        "closing",
-        "fd",
-        "interest",
-        "loop",
-        "outbox",
-        "paused",
-        "peer",
-        "pending",
-        "pending_list",
-        "reader",
-        "reads",
-        "sendq_bytes",
-        "sock",
-        "wants_write",
-        "wire",
-    )
+    __slots__ = ("fd", "interest", "loop", "paused", "pending_list", "timer_due", "wants_write")
 
-    def __init__(self, loop: SelectorsServer, sock: socket.socket, peer: str) -> None:
+    def __init__(
+        self, loop: SelectorsServer, sock: socket.socket, peer: str, tls_context: ssl.SSLContext | None = None
+    ) -> None:
+        super().__init__(sock, peer, loop.sendq_bytes, tls_context)
         self.loop = loop
-        self.sendq_bytes = loop.sendq_bytes
         self.pending_list = loop.pending
-        self.sock = sock
-        self.peer = peer
         self.fd = sock.fileno()
-        self.reader = LineReader()
-        # ``outbox`` holds what the core queued; ``wire`` what goes to the socket. Over
-        # plain TCP they are one buffer; TLS encrypts the one into the other per flush.
-        self.outbox = bytearray()
-        self.wire = self.outbox
-        self.pending = False
         self.wants_write = False
         self.paused = False
         self.interest = selectors.EVENT_READ
-        self.closing = False
-        self.closed = False
-        self.reads = 0
-        self.client: Client | None = None
+        self.timer_due: float | None = None
+        """The earliest input timer this connection has in the loop's heap (None: none)."""
 
-    # Transport contract ----------------------------------------------------------
+    # how this backend is told of output and closes ------------------------------------
 
-    def write(self, data: bytes) -> bool:
-        # Called once per delivery: kept to the bone (no keyword arguments, no lookups via loop).
-        if self.closing:
-            return True
-        outbox = self.outbox
-        if len(outbox) + len(data) > self.sendq_bytes:
-            return False
-        outbox += data
-        if not self.pending:
-            self.pending = True
-            self.pending_list.append(self)
-        return True
+    def output_ready(self) -> None:
+        self.pending_list.append(self)
 
-    def queue_unbounded(self, data: bytes) -> None:
-        """Queue bytes past the send queue bound (the farewell line of a closing connection)."""
-        self.outbox += data
-        self.mark_pending()
+    def linger(self, seconds: float) -> None:
+        self.loop.call_later(seconds, self.drop)
 
-    def mark_pending(self) -> None:
-        if not self.pending:
-            self.pending = True
-            self.pending_list.append(self)
+    def cut(self) -> None:
+        self.send_once()
+        self.drop()
 
-    def close(self, farewell: bytes = b"", *, abort: bool = False) -> None:
-        if self.closing:
-            return
-        if abort:
-            self.outbox.clear()
-            self.wire.clear()
-        self.queue_unbounded(farewell)
-        self.closing = True
-        if abort:
-            self.flush()
-            self.drop()
-            return
-        self.loop.call_later(CLOSE_LINGER_S, self.drop)
-        self.mark_pending()
-
-    # loop side ---------------------------------------------------------------------
+    # input -----------------------------------------------------------------------------
 
     def on_readable(self) -> None:
         try:
@@ -145,43 +84,47 @@ class Connection:
         if not data:
             self.lost("Connection closed")
             return
+        if self.tls is not None:
+            try:
+                data = self.unwrap(data)
+            except ssl.SSLError as error:
+                self.lost(f"TLS error: {error.reason or error}")
+                return
+            if data:
+                self.received(data)
+            if self.peer_closed_tls and not self.closed:
+                self.lost("Connection closed")
+            return
         self.received(data)
 
     def received(self, data: bytes) -> None:
-        """Frame what the peer sent and hand complete lines to the hub."""
-        lines = self.reader.feed(data)
-        client = self.client
-        assert client is not None
-        if lines:
-            self.throttle(self.loop.hub.receive(client, lines))
-        if self.reader.pending and client.accepts_unterminated and not self.closing:
-            self.reads += 1
-            reads = self.reads
-            self.loop.call_later(PAUSE_FLUSH_S, lambda: self.flush_partial(reads))
+        session = self.session
+        assert session is not None
+        deadline = session.data_received(data, time.monotonic())
+        if deadline is not None or self.paused:  # else: reading, not held, no timer wanted
+            self.follow(deadline)
 
-    def flush_partial(self, reads: int) -> None:
-        """The peer paused after bytes with no newline: treat them as a line."""
-        client = self.client
-        if self.closing or reads != self.reads or client is None or not client.accepts_unterminated:
-            return
-        if self.reader.pending:
-            self.throttle(self.loop.hub.receive(client, [self.reader.take_partial()]))
+    def on_timer(self) -> None:
+        self.timer_due = None
+        session = self.session
+        if session is not None and not self.closed:
+            self.follow(session.timer(time.monotonic()))
 
-    def throttle(self, until: float | None) -> None:
-        """Flood control: stop reading until ``until``, then let the hub resume its backlog."""
-        if until is None or self.closed:
-            if self.paused and not self.closed:
-                self.paused = False
-                self.update_interest()
+    def follow(self, deadline: float | None) -> None:
+        """Do what the session asks: read or not (flood control), and come back at ``deadline``."""
+        session = self.session
+        if self.closed or session is None:
             return
-        if not self.paused:
-            self.paused = True
+        paused = not session.reading
+        if paused != self.paused:
+            self.paused = paused
             self.update_interest()
-        self.loop.call_at(until, self.resume)
-
-    def resume(self) -> None:
-        if self.client is not None and not self.closed:
-            self.throttle(self.loop.hub.resume(self.client))
+        if session.held:
+            self.loop.held.add(self)
+        if deadline is not None and (self.timer_due is None or deadline < self.timer_due):
+            # An earlier entry left in the heap only makes one call that finds nothing due.
+            self.timer_due = deadline
+            self.loop.call_at(deadline, self.on_timer)
 
     def update_interest(self) -> None:
         """Ask the selector for exactly the events this connection can use now.
@@ -201,30 +144,35 @@ class Connection:
             selector.modify(self.sock, wanted, self)
         self.interest = wanted
 
+    # output ----------------------------------------------------------------------------
+
     def flush(self) -> None:
         """Send as much of the queued bytes as the kernel takes now; never blocks.
 
         A queue past the send queue bound is not sent but reported to the hub, which
         cuts the client right after this flush pass (the fan-out appends unchecked).
         """
+        # Once per connection per loop turn, often for a single line: no calls it can do without.
         self.pending = False
         if self.closed:
             return
-        if len(self.outbox) > self.sendq_bytes and not self.closing and self.client is not None:
+        if len(self.outbox) > self.sendq_bytes and self.overflowed():
+            assert self.client is not None
             self.loop.hub.overflowed(self.client)
             return
-        self.prepare_output()
-        outbox = self.wire
-        if outbox:
+        if self.tls is not None:
+            self.encode_output()
+        wire = self.wire
+        if wire:
             try:
-                sent = self.sock.send(outbox)
+                sent = self.sock.send(wire)
             except (BlockingIOError, InterruptedError):
                 sent = 0
             except OSError as error:
                 self.lost(error.strerror or "Write error")
                 return
-            del outbox[:sent]
-        if outbox:
+            del wire[:sent]
+        if wire:
             if not self.wants_write:
                 self.wants_write = True
                 self.update_interest()
@@ -234,9 +182,6 @@ class Connection:
                 self.update_interest()
             if self.closing:
                 self.drop()
-
-    def prepare_output(self) -> None:
-        """Hook for a codec between the core's bytes and the wire (TLS); plain TCP has none."""
 
     def lost(self, reason: str) -> None:
         """The peer went away or the socket failed: tell the hub, then drop the socket."""
@@ -252,81 +197,42 @@ class Connection:
         self.closing = True
         self.outbox.clear()
         self.wire.clear()
-        self.client = None  # a pending linger timer may keep this object a while; not the client
+        # A pending linger timer may keep this object a while; not the client.
+        self.client = None
+        self.session = None
         self.loop.forget(self)
         with contextlib.suppress(OSError):
             self.sock.close()
         log.info("closed connection from %s", self.peer)
 
 
-class TlsConnection(Connection):
-    """A connection whose wire bytes are TLS: what the core queued is encrypted once per flush.
+class ConnectionGroup:
+    """Connections of this loop that take the same bytes (the hub's ``FanoutGroup``).
 
-    The core's writes collect in ``outbox`` as for plain TCP and become TLS records
-    in one go when the loop flushes, so a fan-out of many messages costs one record,
-    not one per message. The ciphertext waits in ``wire``.
+    A message is one append to each buffer in ``outboxes``, with no per-connection
+    test; the sender's copy, if it is one of them, is cut off its buffer's end
+    afterwards. The group, not each connection, is marked for the turn's flush.
     """
 
-    __slots__ = ("tls",)
+    __slots__ = ("outbox_of", "outboxes", "pending", "pending_groups", "transports")
 
-    def __init__(self, loop: SelectorsServer, sock: socket.socket, peer: str, context: ssl.SSLContext) -> None:
-        super().__init__(loop, sock, peer)
-        self.tls = TlsSession(context)
-        self.wire = bytearray()
-
-    def received(self, data: bytes) -> None:
-        try:
-            plaintext = self.tls.receive(data)
-        except ssl.SSLError as error:
-            self.lost(f"TLS error: {error.reason or error}")
-            return
-        if self.tls.has_output:
-            # Handshake replies (and session tickets) must go out even if the core says nothing.
-            self.mark_pending()
-        if plaintext:
-            super().received(plaintext)
-        if self.tls.closed_by_peer and not self.closed:
-            self.lost("Connection closed")
-
-    def prepare_output(self) -> None:
-        if self.outbox:
-            self.tls.send(self.outbox)
-            self.outbox.clear()
-        if self.tls.has_output:
-            self.wire += self.tls.take_output()
-
-
-class FanoutGroup:
-    """A channel's members that take the plain IRC form over one of our connections.
-
-    Built on a channel's first message after any change to it; a fan-out then appends
-    the same bytes to each buffer in ``outboxes``, with no per-member test.
-    """
-
-    __slots__ = ("connections", "others", "outbox_of", "outboxes", "pending")
-
-    def __init__(self, members: Iterable[Client]) -> None:
-        self.outboxes: list[bytearray] = []
-        self.connections: list[Connection] = []
-        self.outbox_of: dict[Client, bytearray] = {}
-        self.others: list[Client] = []
+    def __init__(self, pending_groups: list[ConnectionGroup], offered: Iterable[Transport]) -> None:
+        self.transports: list[SelectorConnection] = [t for t in offered if isinstance(t, SelectorConnection)]
+        self.outboxes = [connection.outbox for connection in self.transports]
+        self.outbox_of: dict[object, bytearray] = {connection: connection.outbox for connection in self.transports}
+        self.pending_groups = pending_groups
         self.pending = False
-        for member in members:
-            transport = member.transport
-            if member.codec == 0 and isinstance(transport, Connection):
-                self.outboxes.append(transport.outbox)
-                self.connections.append(transport)
-                self.outbox_of[member] = transport.outbox
-            elif member.node is None:  # users of other nodes get it from their own node
-                self.others.append(member)
 
-
-@dataclass(frozen=True, slots=True)
-class Listener:
-    """A listening socket and, for the TLS port, the context its connections use."""
-
-    sock: socket.socket
-    tls_context: ssl.SSLContext | None
+    def send(self, data: bytes, skip: Transport | None) -> None:
+        for outbox in self.outboxes:
+            outbox += data
+        if skip is not None:
+            own = self.outbox_of.get(skip)
+            if own is not None:
+                del own[len(own) - len(data) :]
+        if not self.pending:
+            self.pending = True
+            self.pending_groups.append(self)
 
 
 class SelectorsServer:
@@ -336,11 +242,13 @@ class SelectorsServer:
         self.settings = settings
         self.sendq_bytes = settings.sendq_bytes
         self.hub = make_hub(settings)
-        self.hub.fanout = self.fanout
+        self.hub.fanout_groups = self.group
         self.selector = selectors.DefaultSelector()
-        self.pending: list[Connection] = []
-        self.pending_groups: list[FanoutGroup] = []
-        self.connections: dict[int, Connection] = {}
+        self.pending: list[SelectorConnection] = []
+        self.pending_groups: list[ConnectionGroup] = []
+        self.connections: dict[int, SelectorConnection] = {}
+        self.held: set[SelectorConnection] = set()
+        """Connections whose input waits on the network: looked at after each batch of its events."""
         self._timers: list[tuple[float, int, Callable[[], None]]] = []
         self._timer_seq = 0
         self._listeners: list[Listener] = []
@@ -356,19 +264,15 @@ class SelectorsServer:
             from chatd.cluster import Cluster
 
             self._cluster = Cluster(self.hub, settings.cluster, self.post)
-        self._accept_backoff_s = 0.0
+        self._accept_backoff = AcceptBackoff()
         self.address: tuple[str, int] = (settings.host, settings.port)
         self.tls_address: tuple[str, int] | None = None
 
     def bind(self) -> None:
-        settings = self.settings
-        self._listeners.append(Listener(listen(settings.host, settings.port, reuse_port=settings.reuse_port), None))
-        self.address = self._listeners[0].sock.getsockname()[:2]
-        if settings.tls_context is not None and settings.tls_port is not None:
-            tls_sock = listen(settings.host, settings.tls_port, reuse_port=settings.reuse_port)
-            tls_listener = Listener(tls_sock, settings.tls_context)
-            self._listeners.append(tls_listener)
-            self.tls_address = tls_listener.sock.getsockname()[:2]
+        self._listeners = bind_listeners(self.settings)
+        self.address = self._listeners[0].address
+        if len(self._listeners) > 1:
+            self.tls_address = self._listeners[1].address
         for listener in self._listeners:
             listener.sock.setblocking(False)
             self.selector.register(listener.sock, selectors.EVENT_READ, listener)
@@ -402,41 +306,26 @@ class SelectorsServer:
                 callback()
             except Exception:
                 log.exception("cluster event failed")
+        if self.held:
+            self._release_held()
 
-    def fanout(
-        self, members: Iterable[Client], event: Event, skip: Client | None, channel: Channel | None = None
-    ) -> None:
-        """The hub's hot loop, specialised for this backend: one append per delivery.
+    def _release_held(self) -> None:
+        """Let the input of clients the network just answered go on, now rather than at a poll."""
+        now = time.monotonic()
+        for connection in list(self.held):
+            session = connection.session
+            if session is None or not session.held:
+                self.held.discard(connection)
+                if session is not None:
+                    connection.follow(session.network_answered(now))
 
-        Same contract as ``Hub.generic_fanout``, without a method call per delivery.
-        For a channel, the members that take the plain IRC form over one of our own
-        connections are gathered once into a ``FanoutGroup`` (``Channel.fanout_cache``,
-        dropped by the core on any change), so each of those deliveries is one append to
-        a buffer; the sender's copy is cut off its buffer's end afterwards rather than
-        tested for on every member. The group, not each connection, is marked for the
-        flush. The send queue bound is checked when a buffer is flushed, so it is
-        overshot by at most one loop turn's deliveries.
+    def group(self, offered: Sequence[Transport]) -> ConnectionGroup:
+        """The hub's ``GroupFactory``: of ``offered``, the connections of this loop.
+
+        The send queue bound is checked when a buffer is flushed, so a group's appends
+        overshoot it by at most one loop turn's deliveries.
         """
-        if channel is None:
-            self.hub.generic_fanout(members, event, skip)
-            return
-        group = channel.fanout_cache
-        if group is None:
-            group = channel.fanout_cache = FanoutGroup(members)
-        assert isinstance(group, FanoutGroup)
-        data = event.cache[0]
-        if data is not None and group.outboxes:
-            for outbox in group.outboxes:
-                outbox += data
-            own = group.outbox_of.get(skip) if skip is not None else None
-            if own is not None:
-                del own[len(own) - len(data) :]
-            if not group.pending:
-                group.pending = True
-                self.pending_groups.append(group)
-        # Tagged or plain-mode members, and a client mid labeled-response: the generic path.
-        if group.others:
-            self.hub.generic_fanout(group.others, event, skip)
+        return ConnectionGroup(self.pending_groups, offered)
 
     def call_later(self, delay_s: float, callback: Callable[[], None]) -> None:
         self.call_at(time.monotonic() + delay_s, callback)
@@ -446,8 +335,9 @@ class SelectorsServer:
         self._timer_seq += 1
         heapq.heappush(self._timers, (deadline, self._timer_seq, callback))
 
-    def forget(self, connection: Connection) -> None:
+    def forget(self, connection: SelectorConnection) -> None:
         self.connections.pop(connection.fd, None)
+        self.held.discard(connection)
         with contextlib.suppress(KeyError, ValueError):
             self.selector.unregister(connection.sock)
 
@@ -494,33 +384,27 @@ class SelectorsServer:
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as error:
-                if error.errno in RESOURCE_ERRNOS:
-                    self._pause_accepting(error)
-                else:
-                    log.warning("accept failed: %s", error)
+                pause_s = self._accept_backoff.failed(error)
+                if pause_s is not None:
+                    self._pause_accepting(pause_s)
                 return
-            self._accept_backoff_s = 0.0
+            self._accept_backoff.accepted()
             sock.setblocking(False)
             tune_accepted(sock)
             peer = f"{address[0]}:{address[1]}"
-            if listener.tls_context is None:
-                connection = Connection(self, sock, peer)
-            else:
-                connection = TlsConnection(self, sock, peer, listener.tls_context)
+            connection = SelectorConnection(self, sock, peer, listener.tls_context)
             self.connections[connection.fd] = connection
             self.selector.register(sock, selectors.EVENT_READ, connection)
             log.info("connection from %s%s", peer, "" if listener.tls_context is None else " (TLS)")
-            connection.client = self.hub.connect(connection, address[0])
+            client = connection.client = self.hub.connect(connection, address[0])
+            connection.session = Session(self.hub, client)
 
-    def _pause_accepting(self, error: OSError) -> None:
-        """Out of descriptors: the pending connection stays in the backlog and the listener
-        stays readable, so polling it would spin. Leave the listeners out of the selector a while."""
-        self._accept_backoff_s = min(ACCEPT_BACKOFF_MAX_S, max(ACCEPT_BACKOFF_MIN_S, self._accept_backoff_s * 2))
-        log.warning("accept failed (%s); not accepting for %.2fs", error.strerror, self._accept_backoff_s)
+    def _pause_accepting(self, pause_s: float) -> None:
+        """Leave the listeners out of the selector a while (the back-off says why)."""
         for listener in self._listeners:
             with contextlib.suppress(KeyError, ValueError):
                 self.selector.unregister(listener.sock)
-        self.call_later(self._accept_backoff_s, self._resume_accepting)
+        self.call_later(pause_s, self._resume_accepting)
 
     def _resume_accepting(self) -> None:
         if self._stopping:
@@ -553,7 +437,7 @@ class SelectorsServer:
         pending = self.pending
         for group in self.pending_groups:
             group.pending = False
-            for connection in group.connections:
+            for connection in group.transports:
                 if not connection.pending:
                     connection.pending = True
                     pending.append(connection)
@@ -577,7 +461,7 @@ class SelectorsServer:
         deadline = time.monotonic() + SHUTDOWN_GRACE_S
         while any(not c.closed for c in self.connections.values()) and time.monotonic() < deadline:
             for key, mask in self.selector.select(0.05):
-                if isinstance(key.data, Connection) and not key.data.closed:
+                if isinstance(key.data, SelectorConnection) and not key.data.closed:
                     if mask & selectors.EVENT_WRITE:
                         key.data.flush()
                     if mask & selectors.EVENT_READ:
@@ -593,7 +477,7 @@ class SelectorsServer:
         self._waker_w.close()
 
     @staticmethod
-    def _discard_input(connection: Connection) -> None:
+    def _discard_input(connection: SelectorConnection) -> None:
         try:
             if not connection.sock.recv(RECV_BYTES):
                 connection.drop()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import select
 import socket
 import ssl
@@ -18,58 +19,55 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from chatd.backends.base import (
-    ACCEPT_BACKOFF_MAX_S,
-    ACCEPT_BACKOFF_MIN_S,
+from chatd.backends.base import BackendSettings, make_hub
+from chatd.backends.connection import (
     CLOSE_LINGER_S,
-    PAUSE_FLUSH_S,
-    RESOURCE_ERRNOS,
+    RECV_BYTES,
     SHUTDOWN_GRACE_S,
-    BackendSettings,
-    listen,
-    make_hub,
+    AcceptBackoff,
+    Connection,
+    Listener,
+    bind_listeners,
     tune_accepted,
 )
-from chatd.backends.tls import TlsSession
-from chatd.core import Client
-from chatd.protocol.framing import LineReader
+from chatd.core.session import Session
 
 if TYPE_CHECKING:
     from chatd.cluster import Cluster
 
 log = logging.getLogger("chatd")
 
-RECV_BYTES = 65536
 ACCEPT_POLL_S = 0.5
 
 
-class ThreadedConnection:
-    """One client socket with its reader thread and, when needed, a writer thread."""
+class ThreadedConnection(Connection):
+    """One client socket with its reader thread and, when needed, a writer thread.
+
+    ``cond`` guards the buffers and the TLS session: the hub writes under its own lock
+    from any reader thread, the writer takes the outbox, and the reader decrypts.
+    """
+
+    __slots__ = ("cond", "linger_s", "server", "wake", "writer")
 
     def __init__(
         self, server: ThreadedServer, sock: socket.socket, peer: str, tls_context: ssl.SSLContext | None = None
     ) -> None:
+        super().__init__(sock, peer, server.sendq_bytes, tls_context)
         self.server = server
-        self.sock = sock
-        self.peer = peer
-        # With TLS the outbox holds plaintext; the writer encrypts it under ``cond``, so
-        # records leave in the order the session made them (the reader's too).
-        self.tls = TlsSession(tls_context) if tls_context is not None else None
-        self.client: Client | None = None
-        self.reader = LineReader()
-        self.outbox = bytearray()
         self.cond = threading.Condition(threading.Lock())
         self.writer: threading.Thread | None = None
-        self.closing = False
-        self.closed = False
+        self.linger_s = CLOSE_LINGER_S
+        self.wake = threading.Event()
+        """Set to end the reader's wait while its input is stopped: the network answered, or
+        the connection is closing (as every one does when the server stops). Cleared under the hub lock before each
+        call to the session, so no wake-up meant for the state it returns is lost."""
 
     # Transport contract (called with the hub lock held) ----------------------------
 
     def write(self, data: bytes) -> bool:
+        """Try the socket first: with nothing queued and no writer yet, most lines leave now."""
         with self.cond:
-            if self.closing:
-                return True
-            if not self.outbox and self.writer is None and self.tls is None:
+            if not self.closing and not self.outbox and self.writer is None and self.tls is None:
                 try:
                     sent = self.sock.send(data, socket.MSG_DONTWAIT)
                 except (BlockingIOError, InterruptedError):
@@ -79,59 +77,48 @@ class ThreadedConnection:
                 if sent == len(data):
                     return True
                 data = data[sent:]
-            if len(self.outbox) + len(data) > self.server.sendq_bytes:
-                return False
-            self.outbox += data
-            self._ensure_writer()
-            self.cond.notify()
-            return True
+            return Connection.write(self, data)
 
     def close(self, farewell: bytes = b"", *, abort: bool = False) -> None:
         with self.cond:
-            if self.closing:
-                return
-            self.closing = True
-            if abort:
-                self.outbox.clear()
-                if self.tls is not None:
-                    self.tls.send(farewell)
-                    farewell = self.tls.take_output()
-                with contextlib.suppress(OSError):
-                    self.sock.send(farewell, socket.MSG_DONTWAIT)
-                self._shutdown_socket()
-                return
-            self.outbox += farewell
-            self._ensure_writer()
-            self.cond.notify()
+            Connection.close(self, farewell, abort=abort)
+        self.wake.set()
 
-    # threads -----------------------------------------------------------------------
+    # how this backend is told of output and closes (all with ``cond`` held) ------------
 
-    def _ensure_writer(self) -> None:
+    def output_ready(self) -> None:
         if self.writer is None:
             self.writer = threading.Thread(target=self._write_loop, name=f"chatd-writer-{self.peer}", daemon=True)
             self.writer.start()
+        self.cond.notify()
+
+    def linger(self, seconds: float) -> None:
+        self.linger_s = seconds  # the writer bounds its last sends with it
+
+    def cut(self) -> None:
+        self.send_once()
+        self._shutdown_socket()
+
+    # threads -----------------------------------------------------------------------
 
     def _write_loop(self) -> None:
         """Drain the outbox with blocking sends; on close, drain then shut the socket."""
-        linger_deadline: float | None = None
+        lingering = False
         while True:
             with self.cond:
                 tls = self.tls
                 while not self.outbox and not self.closing and not (tls is not None and tls.has_output):
                     self.cond.wait()
-                if tls is None:
-                    chunk = bytes(self.outbox)
-                else:
-                    if self.outbox:
-                        tls.send(self.outbox)
-                    chunk = tls.take_output()
-                self.outbox.clear()
+                self.encode_output()
+                chunk = bytes(self.wire)
+                self.wire.clear()
+                self.pending = False
                 closing = self.closing
             if chunk:
-                if closing and linger_deadline is None:
-                    linger_deadline = time.monotonic() + CLOSE_LINGER_S
+                if closing and not lingering:
+                    lingering = True
                     with contextlib.suppress(OSError):  # already closed under us by drop()
-                        self.sock.settimeout(CLOSE_LINGER_S)
+                        self.sock.settimeout(self.linger_s)
                 try:
                     self.sock.sendall(chunk)
                 except OSError:
@@ -148,21 +135,34 @@ class ThreadedConnection:
             self.sock.shutdown(socket.SHUT_RDWR)
 
     def read_loop(self) -> None:
-        """Read, frame, and hand lines to the hub under its lock until the peer goes."""
+        """Read, and hand the bytes to the session under the hub lock, until the peer goes.
+
+        Between reads the reader waits for the socket or the session's deadline, whichever
+        comes first. While the session stops its input (flood control, a nick claim out to
+        the network) it does not read at all: it sleeps on ``wake`` until the deadline.
+        """
         server = self.server
+        session = self.session
+        assert session is not None
         reason = "Connection closed"
         poller = select.poll()
         poller.register(self.sock, select.POLLIN)
+        deadline: float | None = None
         try:
             while True:
-                client = self.client
-                assert client is not None
-                # The classroom client never sends a newline: a pause ends its line.
-                if self.reader.pending and client.accepts_unterminated and not poller.poll(PAUSE_FLUSH_S * 1000):
-                    with server.lock:
-                        until = server.hub.receive(client, [self.reader.take_partial()])
-                    self._wait_out_throttle(until)
-                    continue
+                if deadline is not None:
+                    wait_s = max(0.0, deadline - time.monotonic())
+                    # Stopped (flood control, a held nick claim): sleep until due or woken.
+                    if not session.reading:
+                        self.wake.wait(wait_s)
+                    elif poller.poll(wait_s * 1000):
+                        deadline = None  # readable before the deadline: read, then look again
+                    if deadline is not None:
+                        with server.lock:
+                            self.wake.clear()
+                            deadline = session.timer(time.monotonic())
+                            server.after_input(self)
+                        continue
                 try:
                     data = self.sock.recv(RECV_BYTES)
                 except OSError as error:
@@ -172,48 +172,33 @@ class ThreadedConnection:
                     break
                 if self.tls is not None:
                     try:
-                        data = self._decrypt(data)
+                        with self.cond:
+                            data = self.unwrap(data)
                     except ssl.SSLError as error:
                         reason = f"TLS error: {error.reason or error}"
                         break
-                    if self.tls.closed_by_peer:
+                    if self.peer_closed_tls:
                         break
-                lines = self.reader.feed(data)
-                if lines:
-                    with server.lock:
-                        until = server.hub.receive(client, lines)
-                    self._wait_out_throttle(until)
+                    if not data:
+                        continue
+                with server.lock:
+                    self.wake.clear()
+                    deadline = session.data_received(data, time.monotonic())
+                    server.after_input(self)
         finally:
             with server.lock:
                 if self.client is not None:
                     server.hub.disconnect(self.client, reason)
             self.drop()
 
-    def _decrypt(self, data: bytes) -> bytes:
-        """TLS bytes in, plaintext out; handshake replies go to the writer, in order."""
-        assert self.tls is not None
-        with self.cond:
-            plaintext = self.tls.receive(data)
-            if self.tls.has_output:
-                self._ensure_writer()
-                self.cond.notify()
-        return plaintext
-
-    def _wait_out_throttle(self, until: float | None) -> None:
-        """Flood control: this reader stops reading (and sleeps) until the hub lets it go on."""
-        server = self.server
-        while until is not None and self.client is not None:
-            if server.stopping.wait(max(0.0, until - time.monotonic())):
-                return
-            with server.lock:
-                until = server.hub.resume(self.client)
-
     def drop(self) -> None:
         with self.cond:
             self.closing = True
             self.closed = True
             self.outbox.clear()
+            self.wire.clear()
             self.cond.notify()
+        self.wake.set()
         self._shutdown_socket()
         self.server.forget(self)
         with contextlib.suppress(OSError):
@@ -222,7 +207,12 @@ class ThreadedConnection:
 
 
 class ThreadedServer:
-    """Thread-per-connection chat server; ``shutdown`` may be called from any thread."""
+    """Thread-per-connection chat server; ``shutdown`` may be called from any thread.
+
+    The hub's timers are run by one thread that sleeps until the hub's next deadline;
+    whoever may have made an earlier one (a new connection, a command, a cluster event)
+    calls ``timers_may_have_changed`` under the hub lock, which wakes it only then.
+    """
 
     def __init__(self, settings: BackendSettings) -> None:
         self.settings = settings
@@ -231,9 +221,13 @@ class ThreadedServer:
         self.lock = threading.Lock()
         self.connections: set[ThreadedConnection] = set()
         self._connections_lock = threading.Lock()
-        self._listeners: list[tuple[socket.socket, ssl.SSLContext | None]] = []
+        self._listeners: list[Listener] = []
         self.stopping = threading.Event()
         self._timer_wake = threading.Event()
+        self._timer_due = math.inf
+        """When the timer thread means to wake (under ``lock``); inf: not until woken."""
+        self.held: set[ThreadedConnection] = set()
+        """Connections whose input waits on the network (under ``lock``): looked at after its events."""
         self.address: tuple[str, int] = (settings.host, settings.port)
         self.tls_address: tuple[str, int] | None = None
         self._cluster: Cluster | None = None
@@ -250,43 +244,76 @@ class ThreadedServer:
             except Exception:
                 log.exception("cluster event failed")
             self.hub.reap_overflowed()
+            if self.held:
+                self._release_held()
+            self.timers_may_have_changed()
+
+    def _release_held(self) -> None:
+        """Let the input of clients the network just answered go on now (under ``lock``).
+
+        The held lines run here, on the caller's thread; the reader is woken to read again.
+        """
+        now = time.monotonic()
+        for connection in list(self.held):
+            session = connection.session
+            if session is None or not session.held:
+                self.held.discard(connection)
+                if session is not None:
+                    session.network_answered(now)
+                    self.after_input(connection)
+                connection.wake.set()
+
+    def after_input(self, connection: ThreadedConnection) -> None:
+        """What follows a call to a session (under ``lock``): note a held one, wake the timers."""
+        session = connection.session
+        if session is not None and session.held:
+            self.held.add(connection)
+        self.timers_may_have_changed()
+
+    def timers_may_have_changed(self) -> None:
+        """Wake the timer thread if the hub now has a deadline before the one it sleeps to.
+
+        Called with ``lock`` held, the same lock the timer thread sets ``_timer_due`` under,
+        so no earlier deadline can slip in unseen between its check and its sleep.
+        """
+        deadline = self.hub.next_deadline()
+        if deadline is not None and deadline < self._timer_due:
+            self._timer_due = deadline
+            self._timer_wake.set()
 
     def bind(self) -> None:
-        settings = self.settings
-        self._listeners.append((listen(settings.host, settings.port, reuse_port=settings.reuse_port), None))
-        self.address = self._listeners[0][0].getsockname()[:2]
-        if settings.tls_context is not None and settings.tls_port is not None:
-            tls_listener = listen(settings.host, settings.tls_port, reuse_port=settings.reuse_port)
-            self._listeners.append((tls_listener, settings.tls_context))
-            self.tls_address = tls_listener.getsockname()[:2]
+        self._listeners = bind_listeners(self.settings)
+        self.address = self._listeners[0].address
+        if len(self._listeners) > 1:
+            self.tls_address = self._listeners[1].address
 
     def shutdown(self) -> None:
         self.stopping.set()
         self._timer_wake.set()
-        for listener, _ in self._listeners:
+        for listener in self._listeners:
             with contextlib.suppress(OSError):
-                listener.shutdown(socket.SHUT_RDWR)
+                listener.sock.shutdown(socket.SHUT_RDWR)
 
     def forget(self, connection: ThreadedConnection) -> None:
         with self._connections_lock:
             self.connections.discard(connection)
+        with self.lock:
+            self.held.discard(connection)
 
     def serve_forever(self) -> None:
         if not self._listeners:
             self.bind()
         helpers = [threading.Thread(target=self._timer_loop, name="chatd-timers", daemon=True)]
-        for listener, context in self._listeners[1:]:
+        for listener in self._listeners[1:]:
             helpers.append(
-                threading.Thread(
-                    target=self._accept_loop, args=(listener, context), name="chatd-accept-tls", daemon=True
-                )
+                threading.Thread(target=self._accept_loop, args=(listener,), name="chatd-accept-tls", daemon=True)
             )
         for thread in helpers:
             thread.start()
         if self._cluster is not None:
             self._cluster.start()
         try:
-            self._accept_loop(*self._listeners[0])
+            self._accept_loop(self._listeners[0])
         finally:
             self.stopping.set()
             self._timer_wake.set()
@@ -296,30 +323,26 @@ class ThreadedServer:
             for thread in helpers:
                 thread.join()
 
-    def _accept_loop(self, listener: socket.socket, tls_context: ssl.SSLContext | None) -> None:
+    def _accept_loop(self, listener: Listener) -> None:
         # shutdown() wakes a blocked accept on Linux, but not if it races with the call
         # being entered; a timeout bounds how long a stop can go unnoticed.
-        listener.settimeout(ACCEPT_POLL_S)
-        backoff_s = 0.0
+        listener.sock.settimeout(ACCEPT_POLL_S)
+        backoff = AcceptBackoff()
         while not self.stopping.is_set():
             try:
-                sock, address = listener.accept()
+                sock, address = listener.sock.accept()
             except TimeoutError:
                 continue
             except OSError as error:
                 if self.stopping.is_set():
                     break
-                if error.errno in RESOURCE_ERRNOS:
-                    # Out of descriptors: wait for some to free up rather than spin.
-                    backoff_s = min(ACCEPT_BACKOFF_MAX_S, max(ACCEPT_BACKOFF_MIN_S, backoff_s * 2))
-                    log.warning("accept failed (%s); not accepting for %.2fs", error.strerror, backoff_s)
-                    self.stopping.wait(backoff_s)
-                else:
-                    log.warning("accept failed: %s", error)
+                pause_s = backoff.failed(error)
+                if pause_s is not None:
+                    self.stopping.wait(pause_s)  # wait for descriptors to free up rather than spin
                 continue
-            backoff_s = 0.0
+            backoff.accepted()
             try:
-                self._start_connection(sock, address, tls_context)
+                self._start_connection(sock, address, listener.tls_context)
             except (OSError, RuntimeError) as error:
                 # e.g. no thread can be started: refuse this one connection, keep serving.
                 log.warning("cannot serve %s: %s", address, error)
@@ -335,15 +358,21 @@ class ThreadedServer:
         with self._connections_lock:
             self.connections.add(connection)
         with self.lock:
-            connection.client = self.hub.connect(connection, address[0])
+            client = connection.client = self.hub.connect(connection, address[0])
+            connection.session = Session(self.hub, client)
+            self.after_input(connection)
         threading.Thread(target=connection.read_loop, name=f"chatd-reader-{peer}", daemon=True).start()
 
     def _timer_loop(self) -> None:
-        while not self.stopping.is_set():
+        """Run the hub's timers when due, sleeping until the next deadline or a wake-up."""
+        while True:
+            self._timer_wake.clear()
+            if self.stopping.is_set():  # checked after the clear: a stop's wake-up is never lost
+                return
             with self.lock:
                 deadline = self.hub.run_timers()
-            wait = 1.0 if deadline is None else max(0.0, deadline - time.monotonic())
-            self._timer_wake.wait(min(wait, 1.0))
+                self._timer_due = math.inf if deadline is None else deadline
+            self._timer_wake.wait(None if deadline is None else max(0.0, deadline - time.monotonic()))
 
     def _close_all(self) -> None:
         with self.lock:
@@ -358,5 +387,5 @@ class ThreadedServer:
             leftovers = list(self.connections)
         for connection in leftovers:
             connection.drop()
-        for listener, _ in self._listeners:
-            listener.close()
+        for listener in self._listeners:
+            listener.sock.close()

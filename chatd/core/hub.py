@@ -30,6 +30,7 @@ from chatd.core.commands.channels import send_names, send_topic
 from chatd.core.commands.messages import FAST_PREFIXES, relay_to_channel_fast
 from chatd.core.config import PermanentChannel, ServerConfig
 from chatd.core.event import Event
+from chatd.core.fanout import Audience, GroupFactory
 from chatd.core.network import Network
 from chatd.core.permanent import (
     PermanentChannels,
@@ -41,6 +42,7 @@ from chatd.core.permanent import (
 from chatd.core.plain import handle_plain_line, speaks_irc, start_plain
 from chatd.core.ports import HistoryPort, conversation_key
 from chatd.core.replay import replay_history
+from chatd.core.session import receive_lines, resume_lines
 from chatd.core.welcome import isupport_tokens
 from chatd.protocol import numerics as n
 from chatd.protocol.casemap import irc_lower
@@ -59,8 +61,6 @@ class WhowasEntry:
     left_at: float
 
 
-HOLD_POLL_S = 0.02
-"""How soon a client's input is looked at again while it waits on the network (``Client.held``)."""
 
 
 class Hub:
@@ -89,7 +89,8 @@ class Hub:
         self._doomed: list[Client] = []
         self.overflowed = self._doomed.append
         """Record a client whose send queue overflowed; it is cut after the current command."""
-        self.fanout: Callable[[Iterable[Client], Event, Client | None, Channel | None], None] = self.generic_fanout
+        self.fanout_groups: GroupFactory | None = None
+        """Set by a backend that delivers a channel's plain-form lines as a group (``chatd.core.fanout``)."""
         self.whowas: deque[WhowasEntry] = deque(maxlen=config.whowas_size)
         self._msgid_counter = 0
         self._batch_counter = 0
@@ -134,66 +135,13 @@ class Hub:
 
         Returns None, or the monotonic time until which the client is throttled by
         flood control: the backend must stop reading it and call ``resume`` then.
+        (Backends get here through ``chatd.core.session.Session``, which does that.)
         """
-        if client.gone:
-            return None
-        now = self.clock()
-        client.last_seen = now
-        if self.config.flood_rate <= 0 and not client.backlog:
-            for index, raw in enumerate(lines):
-                if client.gone:
-                    break
-                if client.held:  # what follows waits for the network's answer, in order
-                    client.backlog.extend(lines[index:])
-                    break
-                self._handle_line(client, raw)
-            self._reap()
-            return now + HOLD_POLL_S if client.backlog and not client.gone else None
-        backlog = client.backlog
-        backlog.extend(lines)
-        tokens = self._refill(client, now)
-        if tokens >= self.config.flood_burst:
-            client.flood_debt = 0  # it has been calm long enough to start afresh
-        client.flood_debt += max(0, len(backlog) - int(tokens))
-        if client.flood_debt > self.config.flood_excess_limit:
-            backlog.clear()
-            self.quit(client, "Excess Flood", error="Excess Flood")
-            self._reap()
-            return None
-        return self.resume(client)
+        return receive_lines(self, client, lines, self._handle_line)
 
     def resume(self, client: Client) -> float | None:
         """Handle backlogged lines the client's token bucket allows; same result as ``receive``."""
-        now = self.clock()
-        backlog = client.backlog
-        if self.config.flood_rate <= 0:
-            while backlog and not client.gone and not client.held:
-                self._handle_line(client, backlog.popleft())
-            self._reap()
-            if client.gone:
-                backlog.clear()
-                return None
-            return now + HOLD_POLL_S if backlog else None
-        tokens = self._refill(client, now)
-        while backlog and tokens >= 1 and not client.gone and not client.held:
-            tokens -= 1
-            self._handle_line(client, backlog.popleft())
-        client.flood_tokens = tokens
-        self._reap()
-        if client.gone:
-            backlog.clear()
-            return None
-        if not backlog:
-            return None
-        if client.held:
-            return now + HOLD_POLL_S
-        return now + (1 - tokens) / self.config.flood_rate
-
-    def _refill(self, client: Client, now: float) -> float:
-        config = self.config
-        tokens = min(config.flood_burst, client.flood_tokens + (now - client.flood_stamp) * config.flood_rate)
-        client.flood_tokens, client.flood_stamp = tokens, now
-        return tokens
+        return resume_lines(self, client, self._handle_line)
 
     def _handle_line(self, client: Client, raw: bytes | object) -> None:
         """Run one line; an exception ends only this client (logged with its traceback at debug)."""
@@ -322,15 +270,39 @@ class Hub:
             self.send_event(labeled, event)
         return event
 
+    def fanout(
+        self, members: Iterable[Client], event: Event, skip: Client | None, channel: Channel | None = None
+    ) -> None:
+        """Deliver ``event`` to every member but ``skip``: the server's hot path.
+
+        For a channel, when the backend registered ``fanout_groups``, the members that
+        take the plain IRC form over the backend's own connections get the bytes as one
+        group call (``chatd.core.fanout.Audience``, cached on the channel until it
+        changes); everyone else goes through ``generic_fanout``.
+        """
+        make_group = self.fanout_groups
+        if channel is None or make_group is None:
+            self.generic_fanout(members, event, skip)
+            return
+        audience = channel.fanout_cache
+        if audience is None:
+            audience = channel.fanout_cache = Audience(members, make_group)
+        assert isinstance(audience, Audience)
+        group = audience.group
+        data = event.cache[0]
+        if data is not None and group is not None:
+            group.send(data, None if skip is None else skip.transport)
+        if audience.others:
+            self.generic_fanout(audience.others, event, skip)
+
     def generic_fanout(
         self, members: Iterable[Client], event: Event, skip: Client | None, channel: Channel | None = None
     ) -> None:
         """Deliver ``event`` to every member but ``skip``, through each one's transport.
 
-        The hot loop of the server: one list index and one transport call per member.
-        Members of a channel are never gone (leaving removes them), so Client.send's
-        check is skipped; an overflow is only recorded, and reaped after the command.
-        A backend may replace ``Hub.fanout`` with its own loop of the same contract.
+        One list index and one transport call per member. Members of a channel are
+        never gone (leaving removes them), so Client.send's check is skipped; an
+        overflow is only recorded, and reaped after the command.
         """
         cache = event.cache
         overflowed = self.overflowed
@@ -379,7 +351,8 @@ class Hub:
             self.overflowed(client)
 
     def wire_form_changed(self, client: Client) -> None:
-        """A client's codec or transport changed: backends must not deliver to it from caches."""
+        """A client's codec or transport changed: its channels' audiences (and the backend groups
+        in them) are dropped, to be rebuilt on the next message."""
         for channel in client.channels.values():
             channel.fanout_cache = None
 

@@ -1,4 +1,8 @@
-"""An asyncio backend over the same hub: the stdlib design a Python user would reach for.
+"""A bench contender: chatd's core on asyncio, the stdlib design a Python user would reach for.
+
+Not a chatd backend (``chatd --backend`` offers selectors and threads, which the
+test suite covers; this one has no TLS, cluster or ``--reuse-port``): the bench
+starts it as ``python -m bench.asyncio_server`` with chatd's own options.
 
 It keeps the selectors backend's write discipline, because that, not the loop
 library, decides the cost per delivery: the hub's writes only append to the
@@ -21,20 +25,12 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Sequence
 
-from chatd.backends.base import (
-    CLOSE_LINGER_S,
-    PAUSE_FLUSH_S,
-    SHUTDOWN_GRACE_S,
-    BackendSettings,
-    listen,
-    make_hub,
-    tune_accepted,
-)
-from chatd.core import Client
-from chatd.protocol.framing import LineReader
+from chatd.backends.base import BackendSettings, make_hub
+from chatd.backends.connection import CLOSE_LINGER_S, SHUTDOWN_GRACE_S, listen, tune_accepted
+from chatd.core import Client, Transport
+from chatd.core.session import Session
 
 log = logging.getLogger("chatd")
 
@@ -61,13 +57,15 @@ class AsyncioConnection(asyncio.Protocol):
         self.server = server
         self.transport: asyncio.Transport | None = None
         self.client: Client | None = None
-        self.reader = LineReader()
+        self.session: Session | None = None
+        self.timer: asyncio.TimerHandle | None = None
+        self.timer_due = 0.0
+        """When ``timer`` fires, on ``time.monotonic`` (uvloop's ``loop.time`` has its own clock)."""
         self.outbox = bytearray()
         self.pending = False
         self.closing = False
         self.closed = False
         self.paused = False
-        self.reads = 0
         self.peer = "?"
         self.room = server.sendq_bytes
         """Outbox bytes allowed before the send queue is full: the bound less what the transport holds."""
@@ -85,17 +83,13 @@ class AsyncioConnection(asyncio.Protocol):
         self.server.connections.add(self)
         log.info("connection from %s", self.peer)
         self.client = self.server.hub.connect(self, peer[0])
+        self.session = Session(self.server.hub, self.client)
 
     def data_received(self, data: bytes) -> None:
-        client = self.client
-        if client is None or self.closing:
+        session = self.session
+        if session is None or self.closing:
             return
-        lines = self.reader.feed(data)
-        if lines:
-            self._throttle(self.server.hub.receive(client, lines))
-        if self.reader.pending and client.accepts_unterminated and not self.closing:
-            self.reads += 1
-            self.server.loop.call_later(PAUSE_FLUSH_S, self._flush_partial, self.reads)
+        self._follow(session.data_received(data, time.monotonic()))
 
     def eof_received(self) -> bool:
         return False
@@ -149,37 +143,64 @@ class AsyncioConnection(asyncio.Protocol):
         self.pending = False
         if self.closed or not self.outbox:
             return
+        if len(self.outbox) > self.room and self.client is not None and not self.closing:
+            self.server.hub.overflowed(self.client)  # a group appends unchecked; cut after this pass
+            return
         data, self.outbox = self.outbox, bytearray()
         transport = self.transport
         assert transport is not None
         transport.write(data)
         self.room = self.server.sendq_bytes - transport.get_write_buffer_size()
 
-    def _flush_partial(self, reads: int) -> None:
-        """The peer paused after bytes with no newline: treat them as a line."""
-        client = self.client
-        if self.closing or reads != self.reads or client is None or not client.accepts_unterminated:
-            return
-        if self.reader.pending:
-            self._throttle(self.server.hub.receive(client, [self.reader.take_partial()]))
+    def _on_timer(self) -> None:
+        self.timer = None
+        if self.session is not None and not self.closing:
+            self._follow(self.session.timer(time.monotonic()))
 
-    def _throttle(self, until: object) -> None:
-        """Flood control: a hub that returns a deadline wants us to stop reading until then."""
+    def _follow(self, deadline: float | None) -> None:
+        """Do what the session asks: read or not (flood control), and come back at ``deadline``."""
         transport = self.transport
-        if self.closing or transport is None:
+        session = self.session
+        if self.closing or transport is None or session is None:
             return
-        if isinstance(until, float):
-            if not self.paused:
-                self.paused = True
+        if session.reading == self.paused:
+            self.paused = not session.reading
+            if self.paused:
                 transport.pause_reading()
-            self.server.loop.call_later(max(0.0, until - time.monotonic()), self._resume)
-        elif self.paused:
-            self.paused = False
-            transport.resume_reading()
+            else:
+                transport.resume_reading()
+        if deadline is not None and (self.timer is None or deadline < self.timer_due):
+            if self.timer is not None:
+                self.timer.cancel()
+            self.timer_due = deadline
+            self.timer = self.server.loop.call_later(max(0.0, deadline - time.monotonic()), self._on_timer)
 
-    def _resume(self) -> None:
-        if self.client is not None and not self.closing:
-            self._throttle(self.server.hub.resume(self.client))  # type: ignore[attr-defined]
+
+class AsyncioGroup:
+    """This server's connections that take the same bytes for a channel's messages.
+
+    One append per connection per message; the bound is checked when each is flushed.
+    """
+
+    __slots__ = ("connections", "server", "transports")
+
+    def __init__(self, server: AsyncioServer, offered: Sequence[Transport]) -> None:
+        self.server = server
+        self.connections = [t for t in offered if isinstance(t, AsyncioConnection)]
+        self.transports: Sequence[Transport] = self.connections
+
+    def send(self, data: bytes, skip: Transport | None) -> None:
+        pending = self.server.pending
+        schedule = not pending
+        for connection in self.connections:
+            if connection is skip:
+                continue
+            connection.outbox += data
+            if not connection.pending:
+                connection.pending = True
+                pending.append(connection)
+        if schedule and pending:
+            self.server.loop.call_soon(self.server._flush_pending)
 
 
 class AsyncioServer:
@@ -189,8 +210,7 @@ class AsyncioServer:
         self.settings = settings
         self.sendq_bytes = settings.sendq_bytes
         self.hub = make_hub(settings)
-        if hasattr(self.hub, "generic_fanout"):
-            self.hub.fanout = self.fanout  # type: ignore[method-assign]
+        self.hub.fanout_groups = self.group
         self.loop = new_event_loop()
         self.connections: set[AsyncioConnection] = set()
         self.pending: list[AsyncioConnection] = []
@@ -213,39 +233,9 @@ class AsyncioServer:
             with contextlib.suppress(RuntimeError):
                 self.loop.call_soon_threadsafe(stop.set)
 
-    def fanout(self, members: Iterable[Client], event: Any, skip: Client | None, channel: Any = None) -> None:
-        """The hub's fan-out loop for this backend: append to each outbox inline.
-
-        The contract of ``Hub.generic_fanout`` without a method call per delivery,
-        which is most of the server's cost at large fan-out. The bound is checked
-        before appending, so a queue overshoots it by at most one line.
-        """
-        cache = event.cache
-        pending = self.pending
-        overflowed = self.hub.overflowed
-        sendq = self.sendq_bytes
-        schedule = not pending
-        for member in members:
-            if member is skip:
-                continue
-            data = cache[member.codec] or event.data(member.codec)
-            if not data:
-                continue
-            connection = member.transport
-            outbox = connection.outbox  # type: ignore[attr-defined]
-            try:
-                room = connection.room  # type: ignore[attr-defined]
-            except AttributeError:  # the hub's capture of a labeled response: no transport behind it
-                room = sendq
-            if len(outbox) > room:
-                overflowed(member)
-                continue
-            outbox += data
-            if not connection.pending:  # type: ignore[attr-defined]
-                connection.pending = True  # type: ignore[attr-defined]
-                pending.append(connection)
-        if schedule and pending:
-            self.loop.call_soon(self._flush_pending)
+    def group(self, offered: Sequence[Transport]) -> AsyncioGroup:
+        """The hub's ``GroupFactory``: of ``offered``, this server's connections."""
+        return AsyncioGroup(self, offered)
 
     def mark_pending(self, connection: AsyncioConnection) -> None:
         """Queue a connection for this turn's flush; the first one schedules the flush."""
@@ -259,6 +249,7 @@ class AsyncioServer:
             self.pending = []
             for connection in pending:
                 connection.flush()
+            self.hub.reap_overflowed()  # queues a group pushed past the bound: their QUITs go next
             pending = self.pending
 
     def serve_forever(self) -> None:
@@ -284,17 +275,11 @@ class AsyncioServer:
 
     async def _tick(self) -> None:
         while True:
-            deadline = self._hub_deadline()
+            deadline = self.hub.next_deadline()
             if deadline is not None and deadline <= time.monotonic():
                 self.hub.run_timers()
                 self._flush_pending()
             await asyncio.sleep(HUB_TICK_S)
-
-    def _hub_deadline(self) -> float | None:
-        next_deadline = getattr(self.hub, "next_deadline", None)
-        if next_deadline is not None:
-            return next_deadline()
-        return time.monotonic()  # an older hub: run_timers is cheap when nothing is due
 
     async def _close_all(self) -> None:
         """Say goodbye to everyone, let the goodbyes drain for a moment, then cut the rest."""
@@ -307,3 +292,25 @@ class AsyncioServer:
             if connection.transport is not None:
                 connection.transport.abort()
         await asyncio.sleep(0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Serve with chatd's own options (``--backend`` is ignored) until SIGTERM or SIGINT."""
+    import dataclasses
+    import signal
+
+    from chatd.cli import parse_settings
+    from chatd.history import History
+
+    args, settings = parse_settings(argv)
+    logging.basicConfig(level=getattr(logging, args.log_level.upper()), format="%(asctime)s %(levelname)s %(message)s")
+    server = AsyncioServer(dataclasses.replace(settings, history=History(None)))
+    server.bind()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda _signum, _frame: server.shutdown())
+    server.serve_forever()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,275 @@
+"""What every backend's connection is, whatever waits and sends for it: one class, one accept.
+
+A backend subclasses ``Connection`` with how it is told of output
+(``output_ready``), how a graceful close is bounded (``linger``) and how the
+socket is cut (``cut``); the rest — the outbox and its bound, close and abort,
+TLS between the core's bytes and the wire, the input handed to the core's
+``Session`` — is written here once. Listening, accepting with a back-off and the
+socket options of an accepted socket are here too.
+
+Invariants:
+- The core's bytes collect in ``outbox``; ``write`` never lets it pass
+  ``sendq_bytes`` (it refuses instead). Only a farewell and a fan-out group's
+  appends may go past it, and a queue found past it when the backend flushes is
+  reported (``overflowed``), never sent.
+- ``wire`` is what goes to the socket: the outbox itself over plain TCP; with TLS
+  the outbox is encrypted into it in one go per flush (``encode_output``), so a
+  fan-out of many lines costs one record.
+- ``pending`` is True from the write that gives the backend work until the
+  backend takes it; ``output_ready`` is called once per such stretch, not per write.
+- ``closing`` comes before ``closed`` and neither is ever undone. Once closing,
+  writes are dropped (the core is done with the connection); once closed, the
+  socket is gone and both buffers are empty.
+- Nothing here calls the hub or blocks; the backend does both as its design allows.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import socket
+import ssl
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from chatd.backends.tls import TlsSession
+
+if TYPE_CHECKING:
+    from chatd.backends.base import BackendSettings
+    from chatd.core import Client
+    from chatd.core.session import Session
+
+log = logging.getLogger("chatd")
+
+RECV_BYTES = 65536
+"""One read's worth: a busy client's whole burst of lines, framed in one ``feed``."""
+
+CLOSE_LINGER_S = 5.0
+"""How long a closing connection may take to drain its queue before it is cut."""
+
+SHUTDOWN_GRACE_S = 2.0
+"""How long shutdown waits for queued messages and goodbyes to drain before closing sockets."""
+
+ACCEPT_BACKOFF_MIN_S = 0.05
+ACCEPT_BACKOFF_MAX_S = 1.0
+"""Out of descriptors (EMFILE): stop accepting for a while, doubling up to the max, instead of spinning."""
+
+RESOURCE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+
+
+class Connection:
+    """One accepted socket as the core's ``Transport``; a backend subclasses it with how it sends."""
+
+    __slots__ = (
+        "client",
+        "closed",
+        "closing",
+        "outbox",
+        "peer",
+        "pending",
+        "sendq_bytes",
+        "session",
+        "sock",
+        "tls",
+        "wire",
+    )
+
+    def __init__(
+        self, sock: socket.socket, peer: str, sendq_bytes: int, tls_context: ssl.SSLContext | None = None
+    ) -> None:
+        self.sock = sock
+        self.peer = peer
+        self.sendq_bytes = sendq_bytes
+        self.tls = TlsSession(tls_context) if tls_context is not None else None
+        self.outbox = bytearray()
+        self.wire = self.outbox if self.tls is None else bytearray()
+        self.pending = False
+        self.closing = False
+        self.closed = False
+        self.client: Client | None = None
+        """The core's handle for this connection, passed back to it, never looked into."""
+        self.session: Session | None = None
+        """The core's side of this connection's input; set once the hub accepted it."""
+
+    # The core's Transport contract ----------------------------------------------------
+
+    def write(self, data: bytes) -> bool:
+        # Called once per delivery outside a fan-out group: kept to the bone.
+        if self.closing:
+            return True
+        outbox = self.outbox
+        if len(outbox) + len(data) > self.sendq_bytes:
+            return False
+        outbox += data
+        if not self.pending:
+            self.pending = True
+            self.output_ready()
+        return True
+
+    def close(self, farewell: bytes = b"", *, abort: bool = False) -> None:
+        """Send what is queued plus ``farewell``, then close (within ``CLOSE_LINGER_S``).
+
+        With ``abort``, drop what is queued, make one attempt at ``farewell`` and close now.
+        Idempotent: only the first call counts.
+        """
+        if self.closing:
+            return
+        self.closing = True
+        if abort:
+            self.outbox.clear()
+            self.wire.clear()
+            self.outbox += farewell
+            self.encode_output()
+            self.cut()
+            return
+        self.outbox += farewell
+        self.linger(CLOSE_LINGER_S)
+        self.mark_pending()
+
+    # What a backend provides -----------------------------------------------------------
+
+    def output_ready(self) -> None:
+        """There is output the backend has not taken (``pending`` just became True)."""
+        raise NotImplementedError
+
+    def linger(self, seconds: float) -> None:
+        """A graceful close began: make sure the socket is closed within ``seconds``."""
+        raise NotImplementedError
+
+    def cut(self) -> None:
+        """Abort: one non-blocking attempt at ``wire``, then close the socket now."""
+        raise NotImplementedError
+
+    # Shared by the backends ------------------------------------------------------------
+
+    def mark_pending(self) -> None:
+        if not self.pending:
+            self.pending = True
+            self.output_ready()
+
+    def overflowed(self) -> bool:
+        """True when the queue passed the bound (a fan-out group appends unchecked): the
+        backend reports the client to the hub instead of sending."""
+        return len(self.outbox) > self.sendq_bytes and not self.closing and self.client is not None
+
+    def encode_output(self) -> None:
+        """Move the core's bytes to ``wire``: nothing to do over plain TCP, encrypt them with TLS."""
+        tls = self.tls
+        if tls is None:
+            return
+        if self.outbox:
+            tls.send(self.outbox)
+            self.outbox.clear()
+        if tls.has_output:
+            self.wire += tls.take_output()
+
+    def unwrap(self, data: bytes) -> bytes:
+        """Plaintext of what the peer sent; raises ``ssl.SSLError`` on bad TLS.
+
+        Handshake replies (and session tickets) must go out even if the core says
+        nothing, so they make the connection pending.
+        """
+        tls = self.tls
+        if tls is None:
+            return data
+        plaintext = tls.receive(data)
+        if tls.has_output:
+            self.mark_pending()
+        return plaintext
+
+    @property
+    def peer_closed_tls(self) -> bool:
+        """The peer sent TLS close_notify: the same as end of file."""
+        return self.tls is not None and self.tls.closed_by_peer
+
+    def send_once(self) -> None:
+        """One non-blocking attempt at ``wire`` (an abort's farewell); errors are ignored."""
+        if self.wire:
+            with contextlib.suppress(OSError):
+                self.sock.send(self.wire, socket.MSG_DONTWAIT)
+            self.wire.clear()
+
+
+# ---- listening and accepting -------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Listener:
+    """A listening socket and, for the TLS port, the context its connections use."""
+
+    sock: socket.socket
+    tls_context: ssl.SSLContext | None
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return self.sock.getsockname()[:2]
+
+
+def listen(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
+    """A listening TCP socket; raises OSError (for the CLI to report) when the port is taken.
+
+    With ``reuse_port`` the socket sets SO_REUSEPORT before binding: every process that does
+    the same (as the same user) gets its own accept queue on the port and the kernel
+    balances new connections over them. A socket bound without it still blocks the port.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((host, port))
+        sock.listen(1024)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def bind_listeners(settings: BackendSettings) -> list[Listener]:
+    """The plaintext listener, then the TLS one when a certificate and port are set.
+
+    Raises OSError when a port is taken, with nothing left open.
+    """
+    listeners = [Listener(listen(settings.host, settings.port, reuse_port=settings.reuse_port), None)]
+    if settings.tls_context is not None and settings.tls_port is not None:
+        try:
+            tls_sock = listen(settings.host, settings.tls_port, reuse_port=settings.reuse_port)
+        except OSError:
+            listeners[0].sock.close()
+            raise
+        listeners.append(Listener(tls_sock, settings.tls_context))
+    return listeners
+
+
+def tune_accepted(sock: socket.socket) -> None:
+    """We coalesce writes ourselves, so Nagle only adds latency; keepalive finds dead plain peers."""
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+
+
+class AcceptBackoff:
+    """How long to stop accepting after ``accept`` fails for want of descriptors or memory.
+
+    The refused connection stays in the kernel's backlog and the listener stays
+    readable, so trying again at once would spin: the pause doubles from
+    ``ACCEPT_BACKOFF_MIN_S`` to ``ACCEPT_BACKOFF_MAX_S`` and resets on the next success.
+    """
+
+    __slots__ = ("delay_s",)
+
+    def __init__(self) -> None:
+        self.delay_s = 0.0
+
+    def accepted(self) -> None:
+        self.delay_s = 0.0
+
+    def failed(self, error: OSError) -> float | None:
+        """The pause to take after ``error`` (logged), or None when it is not worth one."""
+        if error.errno not in RESOURCE_ERRNOS:
+            log.warning("accept failed: %s", error)
+            return None
+        self.delay_s = min(ACCEPT_BACKOFF_MAX_S, max(ACCEPT_BACKOFF_MIN_S, self.delay_s * 2))
+        log.warning("accept failed (%s); not accepting for %.2fs", error.strerror, self.delay_s)
+        return self.delay_s
