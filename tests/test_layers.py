@@ -4,6 +4,7 @@ nothing below it, and no module grows past 600 lines."""
 from __future__ import annotations
 
 import ast
+import itertools
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -75,7 +76,7 @@ def test_no_import_circles() -> None:
             walk(name)
     # A package importing its own submodules (``chatd.core`` → ``chatd.core.hub``) is how
     # packages re-export; a circle through that edge alone is not a design circle.
-    real = [circle for circle in circles if not all(b.startswith(a + ".") for a, b in zip(circle, circle[1:]))]
+    real = [circle for circle in circles if not all(b.startswith(a + ".") for a, b in itertools.pairwise(circle))]
     assert real == []
 
 

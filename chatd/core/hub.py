@@ -17,7 +17,7 @@ Invariants:
 
 from __future__ import annotations
 
-import heapq
+import functools
 import logging
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Sequence
@@ -25,12 +25,12 @@ from dataclasses import dataclass
 
 from chatd.core.channel import Channel
 from chatd.core.client import Client, Mode, Transport
-from chatd.core.commands import dispatch
 from chatd.core.commands.channels import send_names, send_topic
-from chatd.core.commands.messages import FAST_PREFIXES, relay_to_channel_fast
 from chatd.core.config import PermanentChannel, ServerConfig
 from chatd.core.event import Event
 from chatd.core.fanout import Audience, GroupFactory
+from chatd.core.lines import handle_line
+from chatd.core.liveness import Liveness
 from chatd.core.network import Network
 from chatd.core.permanent import (
     PermanentChannels,
@@ -39,15 +39,12 @@ from chatd.core.permanent import (
     new_channel,
     release_channel,
 )
-from chatd.core.plain import handle_plain_line, speaks_irc, start_plain
 from chatd.core.ports import HistoryPort, conversation_key
 from chatd.core.replay import replay_history
 from chatd.core.session import receive_lines, resume_lines
 from chatd.core.welcome import isupport_tokens
-from chatd.protocol import numerics as n
 from chatd.protocol.casemap import irc_lower
-from chatd.protocol.framing import OVERLONG, decode_line
-from chatd.protocol.message import format_message, parse
+from chatd.protocol.message import format_message
 
 log = logging.getLogger("chatd")
 
@@ -85,7 +82,8 @@ class Hub:
         self.user_count = 0
         self.user_mode_counts: Counter[str] = Counter()
         self._next_id = 0
-        self._timers: list[tuple[float, int, Client]] = []
+        self.liveness = Liveness(self)
+        self._run_line = functools.partial(handle_line, self)
         self._doomed: list[Client] = []
         self.overflowed = self._doomed.append
         """Record a client whose send queue overflowed; it is cut after the current command."""
@@ -127,7 +125,7 @@ class Hub:
         self.clients[client.id] = client
         self.clients_per_host[host] = self.clients_per_host.get(host, 0) + 1
         client.flood_tokens = float(config.flood_burst)
-        self._schedule(now + min(config.ping_interval_s, config.register_timeout_s), client)
+        self.liveness.schedule(now + min(config.ping_interval_s, config.register_timeout_s), client)
         return client
 
     def receive(self, client: Client, lines: Sequence[bytes | object]) -> float | None:
@@ -137,42 +135,11 @@ class Hub:
         flood control: the backend must stop reading it and call ``resume`` then.
         (Backends get here through ``chatd.core.session.Session``, which does that.)
         """
-        return receive_lines(self, client, lines, self._handle_line)
+        return receive_lines(self, client, lines, self._run_line)
 
     def resume(self, client: Client) -> float | None:
         """Handle backlogged lines the client's token bucket allows; same result as ``receive``."""
-        return resume_lines(self, client, self._handle_line)
-
-    def _handle_line(self, client: Client, raw: bytes | object) -> None:
-        """Run one line; an exception ends only this client (logged with its traceback at debug)."""
-        try:
-            if raw is OVERLONG:
-                self.reply(client, n.ERR_INPUTTOOLONG, "Input line was too long")
-                return
-            assert isinstance(raw, bytes)
-            if (
-                raw.startswith(FAST_PREFIXES)
-                and client.registered
-                and client.mode is Mode.IRC
-                and relay_to_channel_fast(self, client, raw)
-            ):
-                return
-            text = decode_line(raw)
-            if client.mode is Mode.PLAIN:
-                handle_plain_line(self, client, text)
-                return
-            message = parse(text)
-            if not message.command:
-                return
-            if client.mode is Mode.UNDECIDED:
-                if not speaks_irc(message):
-                    start_plain(self, client, text)
-                    return
-                client.mode = Mode.IRC
-            dispatch(self, client, message)
-        except Exception:
-            log.debug("error handling a line from %r", client, exc_info=True)
-            self.quit(client, "Internal error")
+        return resume_lines(self, client, self._run_line)
 
     def disconnect(self, client: Client, reason: str) -> None:
         """The connection ended from below (EOF, reset): tell peers, forget the client."""
@@ -183,18 +150,13 @@ class Hub:
 
     def run_timers(self) -> float | None:
         """Ping idle clients, drop silent ones; return the next deadline, or None."""
-        now = self.clock()
-        timers = self._timers
-        while timers and timers[0][0] <= now:
-            _, _, client = heapq.heappop(timers)
-            if not client.gone:
-                self._check_liveness(client, now)
+        self.liveness.run(self.clock())
         self._reap()
-        return timers[0][0] if timers else None
+        return self.liveness.next_deadline()
 
     def next_deadline(self) -> float | None:
         """When ``run_timers`` next has work, on the hub's clock; None when no client exists."""
-        return self._timers[0][0] if self._timers else None
+        return self.liveness.next_deadline()
 
     def shutdown(self, message: str = "Server shutting down") -> None:
         """Say goodbye to every client and close each connection after its queue drains."""
@@ -210,7 +172,7 @@ class Hub:
         self.clients_per_host.clear()
         self.clients_by_key.clear()
         self.channels.clear()
-        self._timers.clear()
+        self.liveness.clear()
 
     # ---- sending ---------------------------------------------------------------
 
@@ -475,45 +437,7 @@ class Hub:
         self.remove(client, reason)
         client.transport.close(farewell, abort=abort)
 
-    # ---- registration ----------------------------------------------------------
-
     # ---- internals -------------------------------------------------------------
-
-    def _schedule(self, deadline: float, client: Client) -> None:
-        heapq.heappush(self._timers, (deadline, client.id, client))
-
-    def _check_liveness(self, client: Client, now: float) -> None:
-        """One timer firing: ping an idle client, or drop one that did not answer in time.
-
-        Activity only updates ``last_seen``; timers are re-armed lazily here, so the
-        per-line path never touches the heap. Plain clients cannot answer PING and are
-        left to TCP.
-        """
-        interval = self.config.ping_interval_s
-        if not client.registered:
-            registration_deadline = client.connected_at + self.config.register_timeout_s
-            if now >= registration_deadline:
-                self.quit(client, "Registration timed out")
-                return
-            self._schedule(min(registration_deadline, now + interval), client)
-            return
-        if client.ping_sent_at is not None and client.last_seen < client.ping_sent_at:
-            deadline = client.ping_sent_at + self.config.ping_timeout_s
-            if now >= deadline:
-                self.quit(client, f"Ping timeout: {now - client.last_seen:.0f} seconds")
-            else:
-                self._schedule(deadline, client)
-            return
-        client.ping_sent_at = None
-        if client.mode is Mode.PLAIN:
-            return
-        idle_until = client.last_seen + interval
-        if now < idle_until:
-            self._schedule(idle_until, client)
-            return
-        client.ping_sent_at = now
-        self.send_line(client, format_message("PING", self.config.name))
-        self._schedule(now + self.config.ping_timeout_s, client)
 
     def _remember_nick(self, client: Client) -> None:
         """Keep who held a nick, newest first, for WHOWAS (bounded)."""
@@ -552,15 +476,7 @@ class Hub:
             log.debug("%s left: %s", client.prefix, reason)
         for channel in list(client.channels.values()):
             self.leave(client, channel)
-        if len(self._timers) > 2 * len(self.clients) + 16:
-            self._compact_timers()
-
-    def _compact_timers(self) -> None:
-        """Drop timer entries of departed clients, so they (and their buffers) can be freed now
-        rather than when their next ping deadline comes round. Runs when at least half the
-        heap is stale, so it costs O(1) amortised per departure."""
-        self._timers = [entry for entry in self._timers if not entry[2].gone]
-        heapq.heapify(self._timers)
+        self.liveness.forget_departed(len(self.clients))
 
     def _reap(self) -> None:
         """Disconnect clients whose send queue overflowed during the last command."""
