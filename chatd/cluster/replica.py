@@ -20,7 +20,7 @@ from chatd.cluster.wire import channel_state
 from chatd.core.channel import Channel, ChannelState, part
 from chatd.core.client import Client, Mode
 from chatd.core.hub import Hub
-from chatd.core.users import announce_nick
+from chatd.core.users import announce_nick, depart
 from chatd.protocol.casemap import irc_lower
 from chatd.protocol.message import format_message
 
@@ -151,7 +151,7 @@ class Replica:
         if self.remote.pop(client.uid, None) is not None and "i" in client.user_modes:
             self.remote_invisible -= 1
         self._unmap_key(client)
-        self.hub.remove(client, reason)
+        depart(self.hub, client, reason)
 
     def drop(self, node_id: str) -> None:
         """Forget a node: its users QUIT with ``<node> left the network``."""

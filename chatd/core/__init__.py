@@ -1,9 +1,11 @@
 """The chat state machine: clients, channels and the command table. No I/O.
 
-The core is driven by a backend through four calls on ``Hub`` — ``connect``,
-``receive``, ``disconnect`` and ``run_timers`` — and talks back only through the
-``Transport`` it was given for each connection. It is not thread-safe: the
-threads backend calls it under one lock.
+A backend drives the core through ``Hub.connect`` (a new connection), a
+``chatd.core.session.Session`` per connection (its bytes, framed and flood-controlled,
+reach ``Hub.receive``), ``Hub.disconnect`` and ``Hub.run_timers``; the core talks back
+only through the ``Transport`` it was given for each connection, and through the
+fan-out groups a backend may register (``chatd.core.fanout``). It is not thread-safe:
+the threads backend calls it under one lock.
 """
 
 from chatd.core.client import Client, Transport

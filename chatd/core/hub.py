@@ -1,4 +1,5 @@
-"""The hub: all chat state of one server, and the four calls a backend makes into it.
+"""The hub: the tables of clients and channels of one server, the calls a backend makes into
+it, sending, and the state changes several commands share (join, leave, quit).
 
 Invariants:
 - ``clients_by_key`` holds every client that has claimed a nick, keyed by its
@@ -21,7 +22,6 @@ import functools
 import logging
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 
 from chatd.core.channel import Channel
 from chatd.core.client import Client, Mode, Transport
@@ -42,22 +42,12 @@ from chatd.core.permanent import (
 from chatd.core.ports import HistoryPort, conversation_key
 from chatd.core.replay import replay_history
 from chatd.core.session import receive_lines, resume_lines
+from chatd.core.users import WhowasEntry, depart, remember_nick
 from chatd.core.welcome import isupport_tokens
 from chatd.protocol.casemap import irc_lower
 from chatd.protocol.message import format_message
 
 log = logging.getLogger("chatd")
-
-
-@dataclass(frozen=True, slots=True)
-class WhowasEntry:
-    nick: str
-    user: str
-    host: str
-    realname: str
-    left_at: float
-
-
 
 
 class Hub:
@@ -145,7 +135,7 @@ class Hub:
         """The connection ended from below (EOF, reset): tell peers, forget the client."""
         if client.gone:
             return
-        self.remove(client, reason)
+        depart(self, client, reason)
         self._reap()
 
     def run_timers(self) -> float | None:
@@ -346,7 +336,7 @@ class Hub:
             if self.clients_by_key.get(client.key) is client:
                 del self.clients_by_key[client.key]
             if client.registered:
-                self._remember_nick(client)
+                remember_nick(self, client)
         client.nick = nick
         client.key = irc_lower(nick)
         self.clients_by_key[client.key] = client
@@ -434,49 +424,10 @@ class Hub:
             farewell = f"* {farewell_text}\n".encode()
         else:
             farewell = format_message("ERROR", farewell_text).encode() + b"\r\n"
-        self.remove(client, reason)
+        depart(self, client, reason)
         client.transport.close(farewell, abort=abort)
 
     # ---- internals -------------------------------------------------------------
-
-    def _remember_nick(self, client: Client) -> None:
-        """Keep who held a nick, newest first, for WHOWAS (bounded)."""
-        self.whowas.appendleft(
-            WhowasEntry(client.nick or "", client.user or "", client.host, client.realname, self.wall_clock())
-        )
-
-    def remove(self, client: Client, reason: str) -> None:
-        """Forget a client and tell everyone who shared a channel with it."""
-        if client.registered and client.nick is not None:
-            self._remember_nick(client)
-        client.gone = True
-        if self.clients.pop(client.id, None) is not None:
-            if client.registered:
-                self.user_count -= 1
-                for mode in client.user_modes:
-                    self.user_mode_counts[mode] -= 1
-            remaining = self.clients_per_host[client.host] - 1
-            if remaining:
-                self.clients_per_host[client.host] = remaining
-            else:
-                del self.clients_per_host[client.host]
-        if client.key is not None and self.clients_by_key.get(client.key) is client:
-            del self.clients_by_key[client.key]
-        if self.cluster is not None and client.node is None:
-            self.cluster.gone(client, reason)
-        if client.registered or client.mode is Mode.PLAIN:
-            quit_event = self.send_to_peers(
-                client,
-                format_message("QUIT", reason, source=client.prefix),
-                f"* {client.plain_name} has quit ({reason})",
-                include_self=False,
-            )
-            for channel in client.channels.values():
-                self.record(channel, quit_event, "event")
-            log.debug("%s left: %s", client.prefix, reason)
-        for channel in list(client.channels.values()):
-            self.leave(client, channel)
-        self.liveness.forget_departed(len(self.clients))
 
     def _reap(self) -> None:
         """Disconnect clients whose send queue overflowed during the last command."""

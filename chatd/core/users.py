@@ -8,14 +8,17 @@ Invariants:
 - A kill ends only a local user (``kill``); a user of another node is killed by its own
   node, which the cluster asks and whose QUIT then reaches everyone.
 - Leaving (QUIT, timeouts, kills, another node's users going) has one owner too:
-  ``Hub.quit`` for a user the server ends, ``Hub.remove`` for every departure.
+  ``Hub.quit`` for a user the server ends, ``depart`` for every departure.
 - User modes change only through ``set_user_mode``, which keeps the LUSERS counts.
 """
 
 from __future__ import annotations
 
+import logging
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from chatd.core.client import Mode
 from chatd.core.welcome import send_welcome
 from chatd.protocol import numerics as n
 from chatd.protocol.message import format_message
@@ -23,6 +26,17 @@ from chatd.protocol.message import format_message
 if TYPE_CHECKING:
     from chatd.core.client import Client
     from chatd.core.hub import Hub
+
+log = logging.getLogger("chatd")
+
+
+@dataclass(frozen=True, slots=True)
+class WhowasEntry:
+    nick: str
+    user: str
+    host: str
+    realname: str
+    left_at: float
 
 
 def change_nick(hub: Hub, client: Client, nick: str) -> None:
@@ -98,3 +112,45 @@ def set_user_mode(hub: Hub, client: Client, mode: str, on: bool) -> bool:
     if hub.cluster is not None and client.registered:
         hub.cluster.user_changed(client)
     return True
+
+
+def remember_nick(hub: Hub, client: Client) -> None:
+    """Keep who held a nick, newest first, for WHOWAS (bounded)."""
+    hub.whowas.appendleft(
+        WhowasEntry(client.nick or "", client.user or "", client.host, client.realname, hub.wall_clock())
+    )
+
+
+def depart(hub: Hub, client: Client, reason: str) -> None:
+    """Every departure (QUIT, timeouts, kills, another node's users going): forget the
+    client and tell everyone who shared a channel with it."""
+    if client.registered and client.nick is not None:
+        remember_nick(hub, client)
+    client.gone = True
+    if hub.clients.pop(client.id, None) is not None:
+        if client.registered:
+            hub.user_count -= 1
+            for mode in client.user_modes:
+                hub.user_mode_counts[mode] -= 1
+        remaining = hub.clients_per_host[client.host] - 1
+        if remaining:
+            hub.clients_per_host[client.host] = remaining
+        else:
+            del hub.clients_per_host[client.host]
+    if client.key is not None and hub.clients_by_key.get(client.key) is client:
+        del hub.clients_by_key[client.key]
+    if hub.cluster is not None and client.node is None:
+        hub.cluster.gone(client, reason)
+    if client.registered or client.mode is Mode.PLAIN:
+        quit_event = hub.send_to_peers(
+            client,
+            format_message("QUIT", reason, source=client.prefix),
+            f"* {client.plain_name} has quit ({reason})",
+            include_self=False,
+        )
+        for channel in client.channels.values():
+            hub.record(channel, quit_event, "event")
+        log.debug("%s left: %s", client.prefix, reason)
+    for channel in list(client.channels.values()):
+        hub.leave(client, channel)
+    hub.liveness.forget_departed(len(hub.clients))
