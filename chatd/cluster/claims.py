@@ -131,7 +131,7 @@ class NickClaims:
         if holder is not None and holder is not client and not holder.gone:
             self.hub.reply(client, n.ERR_NICKNAMEINUSE, nick, "Nickname is already in use")
             return True
-        if key == client.key and key in self.claimed:
+        if key == client.nick_key and key in self.claimed:
             return False  # a change of case only: the nick is ours already
         self.pending[key] = client
         self.wanted[client] = key
@@ -158,7 +158,7 @@ class NickClaims:
             self.claimed.add(key)
             self.claimed_at[key] = self.hub.wall_clock()
         if client.gone or not current:  # it left, or asked for another nick since
-            if granted and (client.gone or client.key != key):
+            if granted and (client.gone or client.nick_key != key):
                 self.release(key)
             return
         if isinstance(reply, bytes):
@@ -173,24 +173,24 @@ class NickClaims:
             if granted:
                 self.release(key)
             return
-        old_key, was_registered = client.key, client.registered
+        old_key, was_registered = client.nick_key, client.registered
         change_nick(self.hub, client, nick)
-        if not was_registered and old_key is not None and old_key != client.key:
+        if not was_registered and old_key is not None and old_key != client.nick_key:
             self.release(old_key)
 
     def taken(self, client: Client, old_key: str | None = None) -> None:
         """A local user holds its nick now (registered, or renamed): let go of ``old_key``,
         and claim the new nick unless Redis already granted it."""
-        if old_key is not None and old_key != client.key:
+        if old_key is not None and old_key != client.nick_key:
             self.release(old_key)
-        if client.key is not None and client.key not in self.claimed:
-            self.claimed_at.setdefault(client.key, self.hub.wall_clock())
+        if client.nick_key is not None and client.nick_key not in self.claimed:
+            self.claimed_at.setdefault(client.nick_key, self.hub.wall_clock())
             self._claim_after(client)
 
     def gone(self, client: Client) -> None:
         self.wanted.pop(client, None)
-        if client.key is not None and client.key in self.claimed:
-            self.release(client.key)
+        if client.nick_key is not None and client.nick_key in self.claimed:
+            self.release(client.nick_key)
 
     def release(self, key: str) -> None:
         """Give a nick back: in Redis, and locally to a user of another node that holds it."""
@@ -204,13 +204,13 @@ class NickClaims:
 
     def _claim_after(self, client: Client) -> None:
         """Claim the nick a local user already uses (plain clients, Redis outages); rename it on a clash."""
-        key = client.key
+        key = client.nick_key
         assert key is not None
 
         def answered(reply: Reply) -> None:
             if reply == 1:
                 self.claimed.add(key)
-            elif isinstance(reply, bytes) and client.key == key and not client.gone:
+            elif isinstance(reply, bytes) and client.nick_key == key and not client.gone:
                 self.rename_to_guest(client)
 
         self.command(*self._claim_args(key, self.claimed_at.get(key, self.hub.wall_clock())), callback=answered)
@@ -249,7 +249,7 @@ class NickClaims:
         """Re-claim every local user's nick, renaming those whose claim is the later one; then
         ``done(taken)`` with the nicks taken from other nodes (not called if Redis fails)."""
         now = self.hub.wall_clock()
-        keys = [client.key for client in self.hub.clients.values() if client.key is not None]
+        keys = [client.nick_key for client in self.hub.clients.values() if client.nick_key is not None]
         claims = [part for key in keys for part in (key, repr(self.claimed_at.setdefault(key, now)))]
 
         def answered(reply: Reply) -> None:
@@ -261,7 +261,7 @@ class NickClaims:
             lost = {item.decode() for item in lost_list if isinstance(item, bytes)}  # type: ignore[union-attr]
             self.claimed = set(keys) - lost
             for client in list(self.hub.clients.values()):
-                if client.key in lost and not client.gone:
+                if client.nick_key in lost and not client.gone:
                     self.rename_to_guest(client)
             taken: Taken = []
             for index in range(0, len(taken_list) - 1, 2):  # type: ignore[arg-type]

@@ -126,7 +126,7 @@ def on_invite(replica: Replica, node: RemoteNode, event: dict[str, Any]) -> None
     channel = hub.find_channel(event["c"])
     if source is None or target is None or channel is None:
         return
-    channel.invited.add(target.key or "")
+    channel.invited.add(target.nick_key or "")
     if target.plain:
         target.send(f"* {source.nick} invites you to {channel.name}\n".encode())
     else:

@@ -18,7 +18,7 @@ from typing import Any
 
 from chatd.cluster.wire import channel_state
 from chatd.core.channel import Channel, ChannelState, part
-from chatd.core.client import Client, Mode
+from chatd.core.client import Client, Dialect
 from chatd.core.hub import Hub
 from chatd.core.users import announce_nick, depart
 from chatd.protocol.casemap import irc_lower
@@ -95,7 +95,7 @@ class Replica:
     def introduce(self, node: RemoteNode, info: dict[str, Any]) -> Client:
         hub = self.hub
         client = Client(hub.next_client_id(), NOWHERE, info["host"], hub.clock(), info["signon"], hub.overflowed)
-        client.mode = Mode.IRC
+        client.dialect = Dialect.IRC
         client.node = node.id
         client.uid = info["u"]
         client.registered = True
@@ -104,7 +104,7 @@ class Replica:
         client.away = info["away"]
         self._set_modes(client, info["modes"])
         client.nick = info["nick"]
-        client.key = irc_lower(client.nick or "")
+        client.nick_key = irc_lower(client.nick or "")
         client.update_prefix()
         node.users[client.uid] = client
         self.remote[client.uid] = client
@@ -127,7 +127,7 @@ class Replica:
         old_prefix, old_nick = client.prefix, client.nick
         self._unmap_key(client)
         client.nick = nick
-        client.key = irc_lower(nick)
+        client.nick_key = irc_lower(nick)
         client.update_prefix()
         self._map_key(client)
         announce_nick(self.hub, client, old_prefix, old_nick)
@@ -170,7 +170,7 @@ class Replica:
     def _map_key(self, client: Client) -> None:
         """Make a remote user findable by nick, unless a local user holds that nick (a clash
         being settled: Redis has the last word, and the loser's node renames it)."""
-        key = client.key
+        key = client.nick_key
         assert key is not None
         self.remote_by_key[key] = client
         holder = self.hub.clients_by_key.get(key)
@@ -178,7 +178,7 @@ class Replica:
             self.hub.clients_by_key[key] = client
 
     def _unmap_key(self, client: Client) -> None:
-        key = client.key
+        key = client.nick_key
         if key is None:
             return
         if self.remote_by_key.get(key) is client:

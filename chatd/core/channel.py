@@ -93,12 +93,12 @@ class Channel:
         "created",
         "fanout_cache",
         "invited",
-        "key",
         "limit",
         "members",
         "mode_key",
         "modes",
         "name",
+        "name_key",
         "operators",
         "topic",
         "topic_at",
@@ -106,9 +106,9 @@ class Channel:
         "voiced",
     )
 
-    def __init__(self, name: str, key: str, created: float) -> None:
+    def __init__(self, name: str, name_key: str, created: float) -> None:
         self.name = name
-        self.key = key
+        self.name_key = name_key
         self.created = created
         self.members: dict[Client, None] = {}
         self.operators: set[Client] = set()
@@ -123,7 +123,7 @@ class Channel:
         self.invited: set[str] = set()
         self.fanout_cache: object | None = None
         """A backend's precomputed delivery targets; dropped whenever membership or a member's
-        wire form (codec, transport) changes."""
+        codec or transport changes."""
 
     # ---- membership ------------------------------------------------------------
 

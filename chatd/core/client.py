@@ -26,7 +26,7 @@ class Transport(Protocol):
     def close(self, farewell: bytes = b"", *, abort: bool = False) -> None: ...
 
 
-class Mode(Enum):
+class Dialect(Enum):
     """How a connection speaks: unknown until its first line, then IRC or plain text."""
 
     UNDECIDED = "undecided"
@@ -48,6 +48,7 @@ class Client:
         "channels",
         "codec",
         "connected_at",
+        "dialect",
         "flood_debt",
         "flood_stamp",
         "flood_tokens",
@@ -55,10 +56,9 @@ class Client:
         "held",
         "host",
         "id",
-        "key",
         "last_seen",
-        "mode",
         "nick",
+        "nick_key",
         "node",
         "password",
         "ping_sent_at",
@@ -89,9 +89,9 @@ class Client:
         self._write = transport.write
         self._on_overflow = on_overflow
         self.host = host
-        self.mode = Mode.UNDECIDED
+        self.dialect = Dialect.UNDECIDED
         self.nick: str | None = None
-        self.key: str | None = None
+        self.nick_key: str | None = None
         self.user: str | None = None
         self.realname = ""
         self.password: str | None = None
@@ -130,7 +130,7 @@ class Client:
 
     @property
     def plain(self) -> bool:
-        return self.mode is Mode.PLAIN
+        return self.dialect is Dialect.PLAIN
 
     @property
     def accepts_unterminated(self) -> bool:
@@ -140,7 +140,7 @@ class Client:
         newline; until a connection shows itself as IRC, and for plain clients
         always, the backend flushes a partial line after a short pause.
         """
-        return self.mode is not Mode.IRC
+        return self.dialect is not Dialect.IRC
 
     @property
     def display_nick(self) -> str:
@@ -154,7 +154,7 @@ class Client:
         plain mode sets once, after claiming its nick.
         """
         self.prefix = f"{self.nick}!{self.user or '~u'}@{self.host}"
-        if self.mode is not Mode.PLAIN:
+        if self.dialect is not Dialect.PLAIN:
             self.plain_name = self.nick or ""
 
     def send(self, data: bytes) -> None:

@@ -1,4 +1,4 @@
-"""A message to many recipients, encoded at most once per wire form.
+"""A message to many recipients, encoded at most once per codec.
 
 Recipients differ in what they negotiated: plain clients get a ``name: text``
 line, IRC clients get the IRC line with or without the IRCv3 ``time`` tag and

@@ -9,8 +9,8 @@ backend sees transports and bytes only — never a client, a codec or an event.
 
 Invariants:
 - An ``Audience`` is cached on its channel (``Channel.fanout_cache``) and dropped by
-  the core on any change to the channel's members or to a member's wire form or
-  transport (``Hub.wire_form_changed``), so it never names a departed member.
+  the core on any change to the channel's members or to a member's codec or
+  transport (``Hub.codec_changed``), so it never names a departed member.
 - Every local member is either in ``group`` (its transport taken by the backend) or
   in ``others``; users of other nodes are in neither (their own node delivers).
 - A group may let a connection's queue pass its send queue bound by one loop turn's

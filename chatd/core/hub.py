@@ -24,7 +24,7 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterable, Sequence
 
 from chatd.core.channel import Channel
-from chatd.core.client import Client, Mode, Transport
+from chatd.core.client import Client, Dialect, Transport
 from chatd.core.commands.channels import send_names, send_topic
 from chatd.core.config import PermanentChannel, ServerConfig
 from chatd.core.event import Event
@@ -302,7 +302,7 @@ class Hub:
         if data and not client.gone and not client._write(data):
             self.overflowed(client)
 
-    def wire_form_changed(self, client: Client) -> None:
+    def codec_changed(self, client: Client) -> None:
         """A client's codec or transport changed: its channels' audiences (and the backend groups
         in them) are dropped, to be rebuilt on the next message."""
         for channel in client.channels.values():
@@ -332,14 +332,14 @@ class Hub:
 
     def claim_nick(self, client: Client, nick: str) -> None:
         """Move ``client`` to ``nick`` in the nick table (the caller checked it is free)."""
-        if client.key is not None:
-            if self.clients_by_key.get(client.key) is client:
-                del self.clients_by_key[client.key]
+        if client.nick_key is not None:
+            if self.clients_by_key.get(client.nick_key) is client:
+                del self.clients_by_key[client.nick_key]
             if client.registered:
                 remember_nick(self, client)
         client.nick = nick
-        client.key = irc_lower(nick)
-        self.clients_by_key[client.key] = client
+        client.nick_key = irc_lower(nick)
+        self.clients_by_key[client.nick_key] = client
         client.update_prefix()
 
     def join(self, client: Client, name: str) -> Channel:
@@ -363,7 +363,7 @@ class Hub:
         if client.node is not None:  # a user of another node joining: its own node shows it the channel
             self.record(channel, joined, "event")
             return channel
-        if client.mode is Mode.IRC:
+        if client.dialect is Dialect.IRC:
             if channel.topic:
                 send_topic(self, client, channel)
             send_names(self, client, channel)
@@ -385,7 +385,7 @@ class Hub:
         """Keep a channel message (or, with kind "event", a JOIN/PART/KICK/TOPIC/QUIT) for
         replay and CHATHISTORY; a no-op without history."""
         if self.history is not None:
-            self.history.record(channel.key, event, kind)
+            self.history.record(channel.name_key, event, kind)
 
     def record_private(self, sender: Client, target: Client, event: Event) -> None:
         """Keep a private message for CHATHISTORY, only with --history-private and only between
@@ -393,34 +393,34 @@ class Hub:
         if (
             self.history is not None
             and self.config.history_private
-            and sender.key is not None
-            and target.key is not None
-            and Mode.PLAIN not in (sender.mode, target.mode)
+            and sender.nick_key is not None
+            and target.nick_key is not None
+            and Dialect.PLAIN not in (sender.dialect, target.dialect)
         ):
-            self.history.record(conversation_key(sender.key, target.key), event)
+            self.history.record(conversation_key(sender.nick_key, target.nick_key), event)
 
     def save_channel(self, channel: Channel) -> None:
         """Persist a permanent channel's topic and modes after they change (other channels
         keep nothing beyond their life, so nothing of theirs is written)."""
-        if self.history is not None and channel.key in self.permanent:
-            self.history.save_channel(channel.key, channel.snapshot())
+        if self.history is not None and channel.name_key in self.permanent:
+            self.history.save_channel(channel.name_key, channel.snapshot())
 
     def leave(self, client: Client, channel: Channel) -> None:
         """Remove a member from a channel; an empty channel that is not permanent ceases to
         exist, and everything about it (modes, key, bans, topic, saved state) is forgotten."""
         channel.remove(client)
-        client.channels.pop(channel.key, None)
-        if not channel.members and channel.key not in self.permanent:
-            self.channels.pop(channel.key, None)
+        client.channels.pop(channel.name_key, None)
+        if not channel.members and channel.name_key not in self.permanent:
+            self.channels.pop(channel.name_key, None)
             if self.history is not None:
-                self.history.end_life(channel.key)
+                self.history.end_life(channel.name_key)
 
     def quit(self, client: Client, reason: str, *, error: str | None = None, abort: bool = False) -> None:
         """End a client the server decided to end: peers see QUIT, the client gets ERROR."""
         if client.gone:
             return
         farewell_text = error if error is not None else f"Closing Link: {client.host} ({reason})"
-        if client.mode is Mode.PLAIN:
+        if client.dialect is Dialect.PLAIN:
             farewell = f"* {farewell_text}\n".encode()
         else:
             farewell = format_message("ERROR", farewell_text).encode() + b"\r\n"

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from chatd.core.client import Mode
+from chatd.core.client import Dialect
 from chatd.core.commands import dispatch
 from chatd.core.commands.messages import FAST_PREFIXES, relay_to_channel_fast
 from chatd.core.plain import handle_plain_line, speaks_irc, start_plain
@@ -35,22 +35,22 @@ def handle_line(hub: Hub, client: Client, raw: bytes | object) -> None:
         if (
             raw.startswith(FAST_PREFIXES)
             and client.registered
-            and client.mode is Mode.IRC
+            and client.dialect is Dialect.IRC
             and relay_to_channel_fast(hub, client, raw)
         ):
             return
         text = decode_line(raw)
-        if client.mode is Mode.PLAIN:
+        if client.dialect is Dialect.PLAIN:
             handle_plain_line(hub, client, text)
             return
         message = parse(text)
         if not message.command:
             return
-        if client.mode is Mode.UNDECIDED:
+        if client.dialect is Dialect.UNDECIDED:
             if not speaks_irc(message):
                 start_plain(hub, client, text)
                 return
-            client.mode = Mode.IRC
+            client.dialect = Dialect.IRC
         dispatch(hub, client, message)
     except Exception:
         log.debug("error handling a line from %r", client, exc_info=True)

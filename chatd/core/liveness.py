@@ -14,7 +14,7 @@ from __future__ import annotations
 import heapq
 from typing import TYPE_CHECKING
 
-from chatd.core.client import Mode
+from chatd.core.client import Dialect
 from chatd.protocol.message import format_message
 
 if TYPE_CHECKING:
@@ -76,7 +76,7 @@ class Liveness:
                 self.schedule(deadline, client)
             return
         client.ping_sent_at = None
-        if client.mode is Mode.PLAIN:
+        if client.dialect is Dialect.PLAIN:
             return
         idle_until = client.last_seen + interval
         if now < idle_until:

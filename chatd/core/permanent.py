@@ -77,7 +77,7 @@ class PermanentChannels:
 def history_floor(hub: Hub, channel: Channel) -> float:
     """How far back a channel's history may be read: its whole past when it is permanent,
     else only its current life, from its creation (329) on."""
-    return -math.inf if channel.key in hub.permanent else channel.created
+    return -math.inf if channel.name_key in hub.permanent else channel.created
 
 
 def new_channel(hub: Hub, name: str, key: str) -> Channel:

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 from anyascii import anyascii
 
-from chatd.core.client import Mode
+from chatd.core.client import Dialect
 from chatd.core.commands import COMMANDS
 from chatd.core.event import CODEC_PLAIN
 from chatd.core.users import mark_registered
@@ -104,7 +104,7 @@ def speaks_irc(first: Message) -> bool:
 
 def start_plain(hub: Hub, client: Client, name: str) -> None:
     """Make an undecided connection a plain client named after its first line."""
-    client.mode = Mode.PLAIN
+    client.dialect = Dialect.PLAIN
     client.codec = CODEC_PLAIN
     client.user = PLAIN_USER
     nick, shown = plain_names(hub, name)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from chatd.core.client import Mode
+from chatd.core.client import Dialect
 from chatd.core.event import server_time
 from chatd.core.permanent import history_floor
 from chatd.protocol.message import format_message, format_tags, parse
@@ -49,7 +49,7 @@ def replay_history(hub: Hub, client: Client, channel: Channel) -> None:
     entries = [
         entry
         for entry in hub.history.recent(
-            channel.key,
+            channel.name_key,
             hub.config.history_on_join,
             events="draft/event-playback" in client.caps,
             since=history_floor(hub, channel),
@@ -58,7 +58,7 @@ def replay_history(hub: Hub, client: Client, channel: Channel) -> None:
     ]
     if not entries:
         return
-    if client.mode is Mode.PLAIN:
+    if client.dialect is Dialect.PLAIN:
         for entry in entries:
             if entry.plain is not None:
                 client.send(f"[{server_time(entry.time)[11:16]}] {entry.plain}\n".encode())

@@ -18,7 +18,7 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from chatd.core.client import Mode
+from chatd.core.client import Dialect
 from chatd.core.welcome import send_welcome
 from chatd.protocol import numerics as n
 from chatd.protocol.message import format_message
@@ -46,7 +46,7 @@ def change_nick(hub: Hub, client: Client, nick: str) -> None:
         hub.claim_nick(client, nick)
         try_complete_registration(hub, client)
         return
-    old_prefix, old_nick, old_key = client.prefix, client.nick, client.key
+    old_prefix, old_nick, old_key = client.prefix, client.nick, client.nick_key
     hub.claim_nick(client, nick)
     announce_nick(hub, client, old_prefix, old_nick)
     if hub.cluster is not None:
@@ -137,11 +137,11 @@ def depart(hub: Hub, client: Client, reason: str) -> None:
             hub.clients_per_host[client.host] = remaining
         else:
             del hub.clients_per_host[client.host]
-    if client.key is not None and hub.clients_by_key.get(client.key) is client:
-        del hub.clients_by_key[client.key]
+    if client.nick_key is not None and hub.clients_by_key.get(client.nick_key) is client:
+        del hub.clients_by_key[client.nick_key]
     if hub.cluster is not None and client.node is None:
         hub.cluster.gone(client, reason)
-    if client.registered or client.mode is Mode.PLAIN:
+    if client.registered or client.dialect is Dialect.PLAIN:
         quit_event = hub.send_to_peers(
             client,
             format_message("QUIT", reason, source=client.prefix),

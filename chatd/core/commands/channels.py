@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from chatd.core.channel import kick, part, set_topic
-from chatd.core.client import Client, Mode
+from chatd.core.client import Client, Dialect
 from chatd.core.limits import MAX_KICK_LENGTH
 from chatd.protocol import numerics as n
 from chatd.protocol.casemap import MAX_TOPIC_LENGTH, irc_lower, is_channel_name
@@ -33,19 +33,19 @@ def handle_join(hub: Hub, client: Client, message: Message) -> None:
             continue
         if irc_lower(name) in client.channels:
             continue
-        channel = hub.find_channel(name)
-        if channel is not None:
-            refusal = _join_refusal(client, channel, keys[index] if index < len(keys) else "")
+        existing = hub.find_channel(name)
+        if existing is not None:
+            refusal = _join_refusal(client, existing, keys[index] if index < len(keys) else "")
             if refusal is not None:
-                hub.reply(client, refusal[0], channel.name, refusal[1])
+                hub.reply(client, refusal[0], existing.name, refusal[1])
                 continue
-            channel.invited.discard(client.key or "")
+            existing.invited.discard(client.nick_key or "")
         hub.join(client, name)
 
 
 def _join_refusal(client: Client, channel: Channel, key: str) -> tuple[str, str] | None:
     """Why an existing channel will not take this client, as (numeric, text), or None."""
-    invited = client.key in channel.invited
+    invited = client.nick_key in channel.invited
     if channel.is_banned(client) and not invited:
         return n.ERR_BANNEDFROMCHAN, "Cannot join channel (+b)"
     if "i" in channel.modes and not invited:
@@ -77,11 +77,11 @@ def handle_invite(hub: Hub, client: Client, message: Message) -> None:
     if target in channel.members:
         hub.reply(client, n.ERR_USERONCHANNEL, target.nick or "", channel.name, "is already on channel")
         return
-    channel.invited.add(target.key or "")
+    channel.invited.add(target.nick_key or "")
     hub.reply(client, n.RPL_INVITING, target.nick or "", channel.name)
     if target.node is not None and hub.cluster is not None:
         hub.cluster.invited(client, target, channel)  # its own node lets it in and tells it
-    elif target.mode is Mode.PLAIN:
+    elif target.dialect is Dialect.PLAIN:
         target.send(f"* {client.nick} invites you to {channel.name}\n".encode())
     else:
         hub.send_line(target, format_message("INVITE", target.nick or "", channel.name, source=client.prefix))
@@ -133,11 +133,11 @@ def handle_names(hub: Hub, client: Client, message: Message) -> None:
                 send_names(hub, client, channel)
         return
     for name in message.params[0].split(","):
-        channel = hub.find_channel(name)
-        if channel is None:
+        named = hub.find_channel(name)
+        if named is None:
             hub.reply(client, n.RPL_ENDOFNAMES, name, "End of /NAMES list")
         else:
-            send_names(hub, client, channel)
+            send_names(hub, client, named)
 
 
 def _list_filter(term: str) -> Callable[[Channel], bool]:

@@ -81,7 +81,7 @@ def _targets(hub: Hub, client: Client, message: Message) -> None:
     found = []
     for channel in client.channels.values():
         floor = math.nextafter(history_floor(hub, channel), -math.inf)
-        when = hub.history.latest_time(channel.key, max(low, floor), high)
+        when = hub.history.latest_time(channel.name_key, max(low, floor), high)
         if when is not None:
             found.append((when, channel.name))
     found.sort()
@@ -103,9 +103,9 @@ def _conversation(hub: Hub, client: Client, target: str) -> tuple[str, str, floa
     --history-private) its conversation with a nick."""
     channel: Channel | None = client.channels.get(irc_lower(target))
     if channel is not None:
-        return channel.key, channel.name, history_floor(hub, channel)
-    if target[:1] != "#" and target and hub.config.history_private and client.key is not None:
-        return conversation_key(client.key, irc_lower(target)), target, -math.inf
+        return channel.name_key, channel.name, history_floor(hub, channel)
+    if target[:1] != "#" and target and hub.config.history_private and client.nick_key is not None:
+        return conversation_key(client.nick_key, irc_lower(target)), target, -math.inf
     return None
 
 

@@ -96,7 +96,7 @@ def _channel_mode(hub: Hub, client: Client, channel: Channel, message: Message) 
 
 
 def _user_mode(hub: Hub, client: Client, message: Message) -> None:
-    if irc_lower(message.params[0]) != client.key:
+    if irc_lower(message.params[0]) != client.nick_key:
         hub.reply(client, n.ERR_USERSDONTMATCH, "Can't change mode for other users")
         return
     if len(message.params) < 2:

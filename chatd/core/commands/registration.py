@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from chatd.core.client import Client, Mode
+from chatd.core.client import Client, Dialect
 from chatd.core.event import CODEC_MESSAGE_TAGS, CODEC_SERVER_TIME
 from chatd.core.users import change_nick, try_complete_registration
 from chatd.protocol import numerics as n
@@ -41,11 +41,11 @@ def _apply_caps(hub: Hub, client: Client, request: list[str]) -> None:
             client.caps.discard(token[1:])
         else:
             client.caps.add(token)
-    if client.mode is not Mode.PLAIN:
+    if client.dialect is not Dialect.PLAIN:
         client.codec = (CODEC_SERVER_TIME if "server-time" in client.caps else 0) | (
             CODEC_MESSAGE_TAGS if "message-tags" in client.caps else 0
         )
-        hub.wire_form_changed(client)
+        hub.codec_changed(client)
 
 
 # CAP <subcommand> [:<capabilities>]
