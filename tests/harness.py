@@ -26,15 +26,12 @@ unframed), TLS, the backends' own fan-out loops, shutdown and restarts.
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Callable
 from types import TracebackType
 
 from chatd.core import Client, Hub, ServerConfig
 from chatd.history import History
 from chatd.protocol.framing import LineReader
-from chatd.protocol.message import Message, parse
-from tests.helpers import DEADLINE_S, Capture
+from tests.helpers import DEADLINE_S, Capture, IrcConversation
 
 HOST = "127.0.0.1"
 """Every harness client comes from here, as socket test clients do (prefixes read ``~u@127.0.0.1``)."""
@@ -44,7 +41,6 @@ WALL_START_S = 1_700_000_000.0
 SEND_GAP_S = 0.001
 """How much the clock moves per ``send_raw``: a peer's bytes take a moment to arrive."""
 
-_SYNC_TOKENS = itertools.count()
 
 
 class HandClock:
@@ -128,7 +124,7 @@ class HubHarness:
         return True
 
 
-class HubClient:
+class HubClient(IrcConversation):
     """A peer of the harness's hub with the socket suite's ``IrcClient`` methods."""
 
     def __init__(self, harness: HubHarness) -> None:
@@ -147,6 +143,9 @@ class HubClient:
         self.nick: str | None = None
         self.hung_up = False
 
+    def now(self) -> float:
+        return self.harness.clock.now
+
     # ---- the peer's side -----------------------------------------------------
 
     def send_raw(self, data: bytes) -> None:
@@ -156,9 +155,6 @@ class HubClient:
         self.unsent += data
         if self.resume_at is None:
             self._feed()
-
-    def send(self, line: str) -> None:
-        self.send_raw(line.encode() + b"\r\n")
 
     def close(self) -> None:
         """Hang up, as a socket close: the hub sees end of file."""
@@ -208,71 +204,3 @@ class HubClient:
         *complete, rest = bytes(self.received).split(b"\n")
         self.received = bytearray(rest)
         self.unread.extend(raw.rstrip(b"\r").decode("utf-8", "replace") for raw in complete)
-
-    def wait_for_line(self, predicate: Callable[[str], bool], timeout: float = DEADLINE_S) -> str:
-        deadline = self.harness.clock.now + timeout
-        while True:
-            line = self.read_line(max(0.0, deadline - self.harness.clock.now))
-            if line is None:
-                raise EOFError(f"connection closed; saw {self.lines[-10:]!r}")
-            if predicate(line):
-                return line
-
-    def wait_closed(self, timeout: float = DEADLINE_S) -> list[str]:
-        """Read until the hub closes us; return the lines seen on the way."""
-        seen = []
-        deadline = self.harness.clock.now + timeout
-        while True:
-            line = self.read_line(max(0.0, deadline - self.harness.clock.now))
-            if line is None:
-                return seen
-            seen.append(line)
-
-    def register(self, nick: str, user: str = "u") -> list[Message]:
-        self.nick = nick
-        self.send(f"NICK {nick}")
-        self.send(f"USER {user} 0 * :Real {nick}")
-        return self.until("376", "422")
-
-    def expect(self, *commands: str, timeout: float = DEADLINE_S) -> Message:
-        """Skip messages until one with a command in ``commands``; answer server PINGs."""
-        deadline = self.harness.clock.now + timeout
-        while True:
-            line = self.read_line(max(0.0, deadline - self.harness.clock.now))
-            if line is None:
-                raise EOFError(f"connection closed waiting for {commands}; saw {self.lines[-10:]!r}")
-            message = parse(line)
-            if message.command in commands:
-                return message
-            if message.command == "PING" and "PING" not in commands:
-                self.send(f"PONG :{message.param(0)}")
-
-    def until(self, *commands: str, timeout: float = DEADLINE_S) -> list[Message]:
-        """All messages up to and including the first whose command is in ``commands``."""
-        seen: list[Message] = []
-        deadline = self.harness.clock.now + timeout
-        while True:
-            line = self.read_line(max(0.0, deadline - self.harness.clock.now))
-            if line is None:
-                raise EOFError(f"connection closed waiting for {commands}; saw {self.lines[-10:]!r}")
-            message = parse(line)
-            seen.append(message)
-            if message.command in commands:
-                return seen
-
-    def sync(self) -> list[Message]:
-        """Everything the hub sent before the answer to a fresh PING (replies keep order)."""
-        token = f"sync{next(_SYNC_TOKENS)}"
-        self.send(f"PING {token}")
-        seen: list[Message] = []
-        while True:
-            message = self.expect_any()
-            if message.command == "PONG" and message.params[-1] == token:
-                return seen
-            seen.append(message)
-
-    def expect_any(self) -> Message:
-        line = self.read_line()
-        if line is None:
-            raise EOFError(f"connection closed; saw {self.lines[-10:]!r}")
-        return parse(line)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import shutil
 import socket
 import ssl
@@ -83,7 +84,106 @@ class RedisServer:
             return sock.recv(65536)
 
 
-class LineClient:
+class Conversation:
+    """Reading lines under a deadline, on any line source and its clock.
+
+    The socket suite's ``LineClient``/``IrcClient`` and the hub harness's ``HubClient``
+    share these methods; each source gives ``read_line``, ``send_raw`` and ``now``.
+    """
+
+    lines: list[str]
+
+    def now(self) -> float:
+        return time.monotonic()
+
+    def read_line(self, timeout: float = DEADLINE_S) -> str | None:
+        raise NotImplementedError
+
+    def send_raw(self, data: bytes) -> None:
+        raise NotImplementedError
+
+    def wait_for_line(self, predicate: Callable[[str], bool], timeout: float = DEADLINE_S) -> str:
+        deadline = self.now() + timeout
+        while True:
+            line = self.read_line(max(0.0, deadline - self.now()))
+            if line is None:
+                raise EOFError(f"connection closed; saw {self.lines[-10:]!r}")
+            if predicate(line):
+                return line
+
+    def wait_closed(self, timeout: float = DEADLINE_S) -> list[str]:
+        """Read until the other side closes; return the lines seen on the way."""
+        seen = []
+        deadline = self.now() + timeout
+        while True:
+            line = self.read_line(max(0.0, deadline - self.now()))
+            if line is None:
+                return seen
+            seen.append(line)
+
+
+class IrcConversation(Conversation):
+    """An IRC peer's side of a conversation: send commands, wait for parsed messages."""
+
+    nick: str | None
+
+    def send(self, line: str) -> None:
+        self.send_raw(line.encode() + b"\r\n")
+
+    def register(self, nick: str, user: str = "u") -> list[Message]:
+        self.nick = nick
+        self.send(f"NICK {nick}")
+        self.send(f"USER {user} 0 * :Real {nick}")
+        return self.until("376", "422")
+
+    def expect(self, *commands: str, timeout: float = DEADLINE_S) -> Message:
+        """Skip messages until one with a command in ``commands``; answer server PINGs."""
+        deadline = self.now() + timeout
+        while True:
+            line = self.read_line(max(0.0, deadline - self.now()))
+            if line is None:
+                raise EOFError(f"connection closed waiting for {commands}; saw {self.lines[-10:]!r}")
+            message = parse(line)
+            if message.command in commands:
+                return message
+            if message.command == "PING" and "PING" not in commands:
+                self.send(f"PONG :{message.param(0)}")
+
+    def until(self, *commands: str, timeout: float = DEADLINE_S) -> list[Message]:
+        """All messages up to and including the first whose command is in ``commands``."""
+        seen: list[Message] = []
+        deadline = self.now() + timeout
+        while True:
+            line = self.read_line(max(0.0, deadline - self.now()))
+            if line is None:
+                raise EOFError(f"connection closed waiting for {commands}; saw {self.lines[-10:]!r}")
+            message = parse(line)
+            seen.append(message)
+            if message.command in commands:
+                return seen
+
+    def sync(self) -> list[Message]:
+        """Everything the server sent before the answer to a fresh PING (replies keep order)."""
+        token = f"sync{next(_SYNC_TOKENS)}"
+        self.send(f"PING {token}")
+        seen: list[Message] = []
+        while True:
+            message = self.expect_any()
+            if message.command == "PONG" and message.params[-1] == token:
+                return seen
+            seen.append(message)
+
+    def expect_any(self) -> Message:
+        line = self.read_line()
+        if line is None:
+            raise EOFError(f"connection closed; saw {self.lines[-10:]!r}")
+        return parse(line)
+
+
+_SYNC_TOKENS = itertools.count()
+
+
+class LineClient(Conversation):
     """A blocking socket with line reading under a deadline."""
 
     def __init__(self, address: tuple[str, int], receive_buffer: int | None = None) -> None:
@@ -124,30 +224,11 @@ class LineClient:
         self.lines.append(line)
         return line
 
-    def wait_for_line(self, predicate: Callable[[str], bool], timeout: float = DEADLINE_S) -> str:
-        deadline = time.monotonic() + timeout
-        while True:
-            line = self.read_line(max(0.0, deadline - time.monotonic()))
-            if line is None:
-                raise EOFError(f"connection closed; saw {self.lines[-10:]!r}")
-            if predicate(line):
-                return line
-
-    def wait_closed(self, timeout: float = DEADLINE_S) -> list[str]:
-        """Read until EOF; return the lines seen on the way."""
-        seen = []
-        deadline = time.monotonic() + timeout
-        while True:
-            line = self.read_line(max(0.0, deadline - time.monotonic()))
-            if line is None:
-                return seen
-            seen.append(line)
-
     def close(self) -> None:
         self.sock.close()
 
 
-class IrcClient(LineClient):
+class IrcClient(LineClient, IrcConversation):
     """An IRC test client: send commands, wait for parsed messages."""
 
     def __init__(self, address: tuple[str, int], nick: str | None = None, receive_buffer: int | None = None) -> None:
@@ -155,58 +236,6 @@ class IrcClient(LineClient):
         self.nick = nick
         if nick is not None:
             self.register(nick)
-
-    def send(self, line: str) -> None:
-        self.send_raw(line.encode() + b"\r\n")
-
-    def register(self, nick: str, user: str = "u") -> list[Message]:
-        self.nick = nick
-        self.send(f"NICK {nick}")
-        self.send(f"USER {user} 0 * :Real {nick}")
-        return self.until("376", "422")
-
-    def expect(self, *commands: str, timeout: float = DEADLINE_S) -> Message:
-        """Skip messages until one with a command in ``commands``; answer server PINGs."""
-        deadline = time.monotonic() + timeout
-        while True:
-            line = self.read_line(max(0.0, deadline - time.monotonic()))
-            if line is None:
-                raise EOFError(f"connection closed waiting for {commands}; saw {self.lines[-10:]!r}")
-            message = parse(line)
-            if message.command in commands:
-                return message
-            if message.command == "PING" and "PING" not in commands:
-                self.send(f"PONG :{message.param(0)}")
-
-    def until(self, *commands: str, timeout: float = DEADLINE_S) -> list[Message]:
-        """All messages up to and including the first whose command is in ``commands``."""
-        seen: list[Message] = []
-        deadline = time.monotonic() + timeout
-        while True:
-            line = self.read_line(max(0.0, deadline - time.monotonic()))
-            if line is None:
-                raise EOFError(f"connection closed waiting for {commands}; saw {self.lines[-10:]!r}")
-            message = parse(line)
-            seen.append(message)
-            if message.command in commands:
-                return seen
-
-    def sync(self) -> list[Message]:
-        """Everything the server sent before the answer to a fresh PING (replies keep order)."""
-        token = f"sync{time.monotonic_ns()}"
-        self.send(f"PING {token}")
-        seen: list[Message] = []
-        while True:
-            message = self.expect_any()
-            if message.command == "PONG" and message.params[-1] == token:
-                return seen
-            seen.append(message)
-
-    def expect_any(self) -> Message:
-        line = self.read_line()
-        if line is None:
-            raise EOFError(f"connection closed; saw {self.lines[-10:]!r}")
-        return parse(line)
 
 
 class RunningServer:
