@@ -59,7 +59,7 @@ from chatd.cluster.wire import (
 )
 from chatd.core.channel import Channel, ModeChange
 from chatd.core.client import Client
-from chatd.core.event import Event
+from chatd.core.event import Delivery
 from chatd.core.hub import Hub
 
 log = logging.getLogger("chatd")
@@ -164,7 +164,7 @@ class ClusterNode:
             {"t": "topic", "u": client.uid, "c": channel.name, "topic": channel.topic, "at": channel.topic_at}
         )
 
-    def modes_changed(self, client: Client, channel: Channel, applied: list[ModeChange], event: Event) -> None:
+    def modes_changed(self, client: Client, channel: Channel, applied: list[ModeChange], event: Delivery) -> None:
         self._publish(
             {
                 "t": "mode",
@@ -188,10 +188,10 @@ class ClusterNode:
             }
         )
 
-    def channel_message(self, client: Client, channel: Channel, event: Event) -> None:
+    def channel_message(self, client: Client, channel: Channel, event: Delivery) -> None:
         self._publish({"t": "msg", "c": channel.name, **event_fields(event)})
 
-    def private_message(self, client: Client, target: Client, event: Event) -> None:
+    def private_message(self, client: Client, target: Client, event: Delivery) -> None:
         self._publish({"t": "pm", "u": client.uid, "k": target.uid, **event_fields(event)}, to=target.node)
 
     def invited(self, client: Client, target: Client, channel: Channel) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 
 from chatd.core.channel import Ban, ChannelState
 from chatd.core.client import Client
-from chatd.core.event import Event
+from chatd.core.event import Delivery
 
 encode_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 """Built once: ``json.dumps`` with options makes a new encoder for every message."""
@@ -61,7 +61,7 @@ def user_info(client: Client) -> dict[str, Any]:
     }
 
 
-def event_fields(event: Event) -> dict[str, Any]:
+def event_fields(event: Delivery) -> dict[str, Any]:
     """What a relayed message carries to the other nodes, so each encodes it as its own."""
     fields: dict[str, Any] = {
         "line": event.line,
@@ -76,9 +76,9 @@ def event_fields(event: Event) -> dict[str, Any]:
     return fields
 
 
-def relayed_event(fields: dict[str, Any]) -> Event:
+def relayed_event(fields: dict[str, Any]) -> Delivery:
     """The message another node sent, with its own msgid and time (``event_fields`` read back)."""
-    return Event(
+    return Delivery(
         fields["line"],
         fields["plain"],
         fields["id"],

@@ -3,7 +3,7 @@
 Recipients differ in what they negotiated: plain clients get a ``name: text``
 line, IRC clients get the IRC line with or without the IRCv3 ``time`` tag and
 with or without ``msgid`` and client-only tags. Each client carries a small
-``codec`` number naming its form; an ``Event`` builds the bytes for a codec the
+``codec`` number naming its form; a ``Delivery`` builds the bytes for a codec the
 first time a recipient needs it and hands the same ``bytes`` to everyone else
 with that codec. The common case — no tags — is encoded eagerly.
 """
@@ -27,7 +27,7 @@ def server_time(when: float) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
-class Event:
+class Delivery:
     """One relayed message; ``cache[codec]`` is its bytes for that codec once built."""
 
     __slots__ = ("cache", "client_tags", "line", "msgid", "plain_line", "tags_only", "when")

@@ -27,7 +27,7 @@ from chatd.core.channel import Channel
 from chatd.core.client import Client, Dialect, Transport
 from chatd.core.commands.channels import send_names, send_topic
 from chatd.core.config import PermanentChannel, ServerConfig
-from chatd.core.event import Event
+from chatd.core.event import Delivery
 from chatd.core.fanout import Audience, GroupFactory
 from chatd.core.lines import handle_line
 from chatd.core.liveness import Liveness
@@ -183,7 +183,7 @@ class Hub:
         client_tags: dict[str, str] | None = None,
         *,
         tags_only: bool = False,
-    ) -> Event:
+    ) -> Delivery:
         """A message to relay, with a fresh msgid and the time it happened.
 
         The msgid ends in the time in milliseconds (``msgid_time``), so history can find a
@@ -192,7 +192,7 @@ class Hub:
         self._msgid_counter += 1
         when = self.wall_clock()
         msgid = f"{self._msgid_prefix}{self._msgid_counter:x}-{int(when * 1000):x}"
-        return Event(line, plain_line, msgid, when, client_tags, tags_only=tags_only)
+        return Delivery(line, plain_line, msgid, when, client_tags, tags_only=tags_only)
 
     def send_to_channel(
         self,
@@ -203,7 +203,7 @@ class Hub:
         client_tags: dict[str, str] | None = None,
         *,
         tags_only: bool = False,
-    ) -> Event:
+    ) -> Delivery:
         """Fan one message out to a channel's members, encoding it once per codec.
 
         IRC members get ``line`` (tagged as each negotiated); plain members get
@@ -223,7 +223,7 @@ class Hub:
         return event
 
     def fanout(
-        self, members: Iterable[Client], event: Event, skip: Client | None, channel: Channel | None = None
+        self, members: Iterable[Client], event: Delivery, skip: Client | None, channel: Channel | None = None
     ) -> None:
         """Deliver ``event`` to every member but ``skip``: the server's hot path.
 
@@ -248,7 +248,7 @@ class Hub:
             self.generic_fanout(audience.others, event, skip)
 
     def generic_fanout(
-        self, members: Iterable[Client], event: Event, skip: Client | None, channel: Channel | None = None
+        self, members: Iterable[Client], event: Delivery, skip: Client | None, channel: Channel | None = None
     ) -> None:
         """Deliver ``event`` to every member but ``skip``, through each one's transport.
 
@@ -273,7 +273,7 @@ class Hub:
         include_self: bool,
         *,
         only_cap: str | None = None,
-    ) -> Event:
+    ) -> Delivery:
         """Send one message once to everyone who shares a channel with ``client``; return it.
 
         With ``only_cap``, only peers that negotiated that capability hear of it.
@@ -291,12 +291,12 @@ class Hub:
                     self.send_event(member, event)
         return event
 
-    def send_event(self, client: Client, event: Event) -> None:
+    def send_event(self, client: Client, event: Delivery) -> None:
         data = event.data(client.codec)
         if data:
             client.send(data)
 
-    def send_event_unlabeled(self, client: Client, event: Event) -> None:
+    def send_event_unlabeled(self, client: Client, event: Delivery) -> None:
         """Like ``send_event``, but never part of a labeled response: straight to the connection."""
         data = event.data(client.codec)
         if data and not client.gone and not client._write(data):
@@ -381,13 +381,13 @@ class Hub:
         """``owner`` keeps the channel no longer (see chatd.core.permanent.release_channel)."""
         release_channel(self, name, owner)
 
-    def record(self, channel: Channel, event: Event, kind: str = "message") -> None:
+    def record(self, channel: Channel, event: Delivery, kind: str = "message") -> None:
         """Keep a channel message (or, with kind "event", a JOIN/PART/KICK/TOPIC/QUIT) for
         replay and CHATHISTORY; a no-op without history."""
         if self.history is not None:
             self.history.record(channel.name_key, event, kind)
 
-    def record_private(self, sender: Client, target: Client, event: Event) -> None:
+    def record_private(self, sender: Client, target: Client, event: Delivery) -> None:
         """Keep a private message for CHATHISTORY, only with --history-private and only between
         two connected IRC users (plain clients and offline targets never have theirs stored)."""
         if (

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Protocol
 if TYPE_CHECKING:
     from chatd.core.channel import Channel
     from chatd.core.client import Client
-    from chatd.core.event import Event
+    from chatd.core.event import Delivery
 
 
 class Network(Protocol):
@@ -49,16 +49,16 @@ class Network(Protocol):
     def topic_changed(self, client: Client, channel: Channel) -> None: ...
 
     def modes_changed(
-        self, client: Client, channel: Channel, applied: list[tuple[str, str, str | None]], event: Event
+        self, client: Client, channel: Channel, applied: list[tuple[str, str, str | None]], event: Delivery
     ) -> None: ...
 
     def user_changed(self, client: Client) -> None:
         """Away status, realname or user modes of a local user changed."""
         ...
 
-    def channel_message(self, client: Client, channel: Channel, event: Event) -> None: ...
+    def channel_message(self, client: Client, channel: Channel, event: Delivery) -> None: ...
 
-    def private_message(self, client: Client, target: Client, event: Event) -> None:
+    def private_message(self, client: Client, target: Client, event: Delivery) -> None:
         """``target`` is a user of another node."""
         ...
 

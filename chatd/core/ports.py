@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from chatd.core.channel import ChannelState
-    from chatd.core.event import Event
+    from chatd.core.event import Delivery
 
 
 def conversation_key(first: str, second: str) -> str:
@@ -47,7 +47,7 @@ class StoredEntry(Protocol):
 
 
 class HistoryPort(Protocol):
-    def record(self, key: str, event: Event, kind: str = "message") -> None:
+    def record(self, key: str, event: Delivery, kind: str = "message") -> None:
         """Keep an entry; queued for the disk, never waited on."""
         ...
 

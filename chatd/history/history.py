@@ -16,7 +16,7 @@ from chatd.core.channel import ChannelState
 from chatd.history.store import SqliteStore
 
 if TYPE_CHECKING:
-    from chatd.core.event import Event
+    from chatd.core.event import Delivery
 
 MESSAGE = "message"
 """The kind of PRIVMSG and NOTICE entries; events (JOIN, PART, KICK, TOPIC, QUIT) are kind "event"."""
@@ -56,7 +56,7 @@ class History:
         self.keep = keep
         self._recent: dict[str, deque[HistoryEntry]] = {}
 
-    def record(self, channel_key: str, event: Event, kind: str = MESSAGE) -> None:
+    def record(self, channel_key: str, event: Delivery, kind: str = MESSAGE) -> None:
         msgid, when, line, plain = event.msgid, event.when, event.line, event.plain_line
         self._entries(channel_key).append(HistoryEntry(msgid, when, line, plain, kind))
         if self.store is not None:
