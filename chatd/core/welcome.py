@@ -54,6 +54,7 @@ def isupport_tokens(config: ServerConfig) -> list[str]:
         "NICKLEN": str(MAX_NICK_LENGTH),
         "PREFIX": "(ov)@+",
         "TOPICLEN": str(MAX_TOPIC_LENGTH),
+        "WHOX": "",
     }
     tokens.update(config.isupport_extra)
     return [f"{key}={value}" if value else key for key, value in sorted(tokens.items())]

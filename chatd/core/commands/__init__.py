@@ -38,7 +38,6 @@ from chatd.core.commands.queries import (
     handle_time,
     handle_userhost,
     handle_version,
-    handle_who,
     handle_whois,
     handle_whowas,
 )
@@ -51,6 +50,7 @@ from chatd.core.commands.registration import (
     handle_quit,
     handle_user,
 )
+from chatd.core.commands.who import handle_who
 from chatd.core.replies import run_labeled
 from chatd.protocol import numerics as n
 from chatd.protocol.message import Message

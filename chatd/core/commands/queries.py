@@ -1,4 +1,4 @@
-"""Questions about users and the server: WHO, WHOIS, AWAY, MOTD, LUSERS, VERSION, USERHOST, ISON."""
+"""Questions about users and the server (WHO is in ``who``): WHOIS, AWAY, MOTD, LUSERS, VERSION, USERHOST, ISON."""
 
 from __future__ import annotations
 
@@ -12,79 +12,10 @@ from chatd.core.limits import MAX_AWAY_LENGTH
 from chatd.core.welcome import send_isupport, send_lusers, send_motd
 from chatd.protocol import numerics as n
 from chatd.protocol.casemap import irc_lower
-from chatd.protocol.mask import mask_matches
 from chatd.protocol.message import Message, format_message
 
 if TYPE_CHECKING:
-    from chatd.core.channel import Channel
     from chatd.core.hub import Hub
-
-
-def _who_reply(hub: Hub, asker: Client, target: Client, channel: Channel | None) -> None:
-    """One 352: flags are H (here) or G (gone/away), ``*`` for server operators, then channel prefixes."""
-    flags = "G" if target.away is not None else "H"
-    if "o" in target.user_modes:
-        flags += "*"
-    if channel is not None:
-        flags += channel.prefix_of(target, every="multi-prefix" in asker.caps)
-    hub.reply(
-        asker,
-        n.RPL_WHOREPLY,
-        channel.name if channel else "*",
-        target.user or "",
-        target.host,
-        target.node or hub.config.name,
-        target.nick or "",
-        flags,
-        f"0 {target.realname}",
-    )
-
-
-def _shared_channel(asker: Client, target: Client) -> Channel | None:
-    return next((channel for channel in target.channels.values() if asker in channel.members), None)
-
-
-# WHO <channel>|<mask>   (a nick, or a nick mask with * and ?; "*" or "0" for everyone visible)
-def handle_who(hub: Hub, client: Client, message: Message) -> None:
-    """List users, hiding invisible (+i) ones from whoever has no channel in common with them.
-
-    As RFC 2812 §3.6.1 and modern.ircdocs.horse (and ergo) have it: a mask lists a +i
-    user only to someone who shares a channel with them (or to themselves, or to a
-    server operator); ``WHO #channel`` from a non-member lists only its visible
-    members. An exact nick is a question about one known user, as WHOIS is, so it
-    lists them whatever their modes (irctest ``WhoInvisibleTestCase``).
-    """
-    mask = message.param(0, "*") or "*"
-    sees_all = "o" in client.user_modes
-    if mask[:1] == "#":
-        channel = hub.find_channel(mask)
-        if channel is not None and channel.visible_to(client):
-            member_asks = client in channel.members
-            for member in channel.members:
-                if member_asks or sees_all or "i" not in member.user_modes:
-                    _who_reply(hub, client, member, channel)
-    elif not _is_mask(mask):
-        target = hub.find_client(mask)
-        if target is not None and target.registered:
-            _who_reply(hub, client, target, _shared_channel(client, target))
-    else:
-        pattern = "*" if mask == "0" else mask
-        targets = list(hub.clients.values())
-        if hub.cluster is not None:
-            targets.extend(hub.cluster.remote_clients())
-        for target in targets:
-            if not target.registered or not mask_matches(pattern, target.nick or ""):
-                continue
-            shared = _shared_channel(client, target)
-            if "i" in target.user_modes and shared is None and target is not client and not sees_all:
-                continue
-            _who_reply(hub, client, target, shared)
-    hub.reply(client, n.RPL_ENDOFWHO, mask, "End of WHO list")
-
-
-def _is_mask(text: str) -> bool:
-    """Whether a WHO argument is a pattern rather than one nick (``0`` is everyone, as ``*``)."""
-    return text == "0" or "*" in text or "?" in text
 
 
 # WHOIS [<server>] <nick>
