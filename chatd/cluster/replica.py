@@ -7,6 +7,8 @@ Invariants:
   ``hub.clients``. Its ``node`` is set and its transport writes nowhere.
 - Only this module creates, renames and removes such users, and only as their home node
   says (its events and bursts): the home node is the authority on its users.
+- Users appearing, renamed and leaving reach MONITOR watchers through ``chatd.core.presence``
+  (``introduce`` here; ``announce_nick`` and ``depart`` in ``chatd.core.users``).
 - ``remote_invisible`` is how many of ``remote`` are +i, kept as they change, so LUSERS
   never scans them.
 """
@@ -20,6 +22,7 @@ from chatd.cluster.wire import channel_state
 from chatd.core.channel import Channel, ChannelState, part
 from chatd.core.client import Client, Dialect
 from chatd.core.hub import Hub
+from chatd.core.presence import tell_watchers, went_online
 from chatd.core.users import announce_nick, depart
 from chatd.protocol.casemap import irc_lower
 from chatd.protocol.message import format_message
@@ -109,6 +112,7 @@ class Replica:
         node.users[client.uid] = client
         self.remote[client.uid] = client
         self._map_key(client)
+        went_online(hub, client)
         return client
 
     def introduce_or_update(self, node: RemoteNode, info: dict[str, Any]) -> None:
@@ -139,11 +143,13 @@ class Replica:
             client.away = info["away"]
             params = (client.away,) if client.away is not None else ()
             line = format_message("AWAY", *params, source=client.prefix)
-            hub.send_to_peers(client, line, None, include_self=False, only_cap="away-notify")
+            event = hub.send_to_peers(client, line, None, include_self=False, only_cap="away-notify")
+            tell_watchers(hub, client, event, "away-notify")
         if info["real"] != client.realname:
             client.realname = info["real"]
             line = format_message("SETNAME", client.realname, source=client.prefix)
-            hub.send_to_peers(client, line, None, include_self=False, only_cap="setname")
+            event = hub.send_to_peers(client, line, None, include_self=False, only_cap="setname")
+            tell_watchers(hub, client, event, "setname")
         self._set_modes(client, info["modes"])
 
     def quit(self, node: RemoteNode, client: Client, reason: str) -> None:

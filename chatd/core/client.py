@@ -57,6 +57,7 @@ class Client:
         "host",
         "id",
         "last_seen",
+        "monitoring",
         "nick",
         "nick_key",
         "node",
@@ -108,6 +109,8 @@ class Client:
         self.away: str | None = None
         self.user_modes: set[str] = set()
         self.channels: dict[str, Channel] = {}
+        self.monitoring: dict[str, str] = {}
+        """The nicks this client MONITORs: case-mapped key to the spelling it gave (chatd.core.presence)."""
         self.connected_at = now
         self.signon = signon
         self.last_seen = now

@@ -40,6 +40,7 @@ from chatd.core.permanent import (
     release_channel,
 )
 from chatd.core.ports import HistoryPort, conversation_key
+from chatd.core.presence import Watchlist
 from chatd.core.replay import replay_history
 from chatd.core.session import receive_lines, resume_lines
 from chatd.core.users import WhowasEntry, depart, remember_nick
@@ -80,6 +81,8 @@ class Hub:
         self.fanout_groups: GroupFactory | None = None
         """Set by a backend that delivers a channel's plain-form lines as a group (``chatd.core.fanout``)."""
         self.whowas: deque[WhowasEntry] = deque(maxlen=config.whowas_size)
+        self.watchlist = Watchlist()
+        """Who MONITORs which nick (chatd.core.presence)."""
         self._msgid_counter = 0
         self._batch_counter = 0
         self._msgid_prefix = f"{int(wall_clock()):x}-"

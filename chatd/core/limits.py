@@ -19,6 +19,8 @@ MAX_BANS: Final = 100
 """Entries a channel's ban list holds (478 past it)."""
 CHATHISTORY_MAX: Final = 100
 """Most messages one CHATHISTORY query returns."""
+MAX_MONITOR_TARGETS: Final = 100
+"""Nicks one client may MONITOR at once (734 ERR_MONLISTFULL past it)."""
 
 __all__ = [
     "CHATHISTORY_MAX",
@@ -28,6 +30,7 @@ __all__ = [
     "MAX_KEY_LENGTH",
     "MAX_KICK_LENGTH",
     "MAX_MODES_WITH_PARAMS",
+    "MAX_MONITOR_TARGETS",
     "MAX_NICK_LENGTH",
     "MAX_TOPIC_LENGTH",
 ]

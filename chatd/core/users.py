@@ -10,6 +10,8 @@ Invariants:
 - Leaving (QUIT, timeouts, kills, another node's users going) has one owner too:
   ``Hub.quit`` for a user the server ends, ``depart`` for every departure.
 - User modes change only through ``set_user_mode``, which keeps the LUSERS counts.
+- Each of these owners tells MONITOR watchers (``chatd.core.presence``) of the presence
+  it changed: ``mark_registered`` and ``announce_nick`` (online, offline) and ``depart``.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from chatd.core.client import Dialect
+from chatd.core.presence import renamed, went_offline, went_online
 from chatd.core.welcome import send_welcome
 from chatd.protocol import numerics as n
 from chatd.protocol.message import format_message
@@ -62,6 +65,7 @@ def announce_nick(hub: Hub, client: Client, old_prefix: str, old_nick: str | Non
         f"* {old_nick} is now known as {client.nick}",
         include_self=client.node is None,
     )
+    renamed(hub, client, old_nick)
 
 
 def kill(hub: Hub, target: Client, reason: str, source: str) -> None:
@@ -98,6 +102,7 @@ def mark_registered(hub: Hub, client: Client) -> None:
     hub.max_seen_users = max(hub.max_seen_users, hub.user_count)
     if hub.cluster is not None:
         hub.cluster.registered(client)
+    went_online(hub, client)
 
 def set_user_mode(hub: Hub, client: Client, mode: str, on: bool) -> bool:
     """Set or clear a user mode, keeping the LUSERS counts; False when nothing changed."""
@@ -153,4 +158,7 @@ def depart(hub: Hub, client: Client, reason: str) -> None:
         log.debug("%s left: %s", client.prefix, reason)
     for channel in list(client.channels.values()):
         hub.leave(client, channel)
+    hub.watchlist.forget(client)
+    if client.registered and client.nick is not None:
+        went_offline(hub, client.nick)
     hub.liveness.forget_departed(len(hub.clients))

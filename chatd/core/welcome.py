@@ -17,6 +17,7 @@ from chatd.core.limits import (
     MAX_CHANNEL_LENGTH,
     MAX_KICK_LENGTH,
     MAX_MODES_WITH_PARAMS,
+    MAX_MONITOR_TARGETS,
     MAX_NICK_LENGTH,
     MAX_TOPIC_LENGTH,
 )
@@ -50,6 +51,7 @@ def isupport_tokens(config: ServerConfig) -> list[str]:
         "CHANTYPES": CHANNEL_TYPES,
         "KICKLEN": str(MAX_KICK_LENGTH),
         "MODES": str(MAX_MODES_WITH_PARAMS),
+        "MONITOR": str(MAX_MONITOR_TARGETS),
         "NETWORK": config.network,
         "NICKLEN": str(MAX_NICK_LENGTH),
         "PREFIX": "(ov)@+",

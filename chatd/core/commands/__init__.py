@@ -24,6 +24,7 @@ from chatd.core.commands.channels import (
 from chatd.core.commands.chathistory import handle_chathistory
 from chatd.core.commands.messages import handle_notice, handle_privmsg, handle_tagmsg
 from chatd.core.commands.modes import handle_mode
+from chatd.core.commands.monitor import handle_monitor
 from chatd.core.commands.oper import handle_kill, handle_oper, handle_wallops
 from chatd.core.commands.queries import (
     handle_admin,
@@ -119,6 +120,7 @@ COMMANDS: dict[str, Command] = {
     "LIST": Command(handle_list),
     "LUSERS": Command(handle_lusers),
     "MODE": Command(handle_mode, min_params=1),
+    "MONITOR": Command(handle_monitor, min_params=1),
     "MOTD": Command(handle_motd),
     "NAMES": Command(handle_names),
     "NICK": Command(handle_nick, before_registration=True),

@@ -9,6 +9,7 @@ from chatd.core.client import Client
 from chatd.core.event import server_time
 from chatd.core.help import HELP_TEXT
 from chatd.core.limits import MAX_AWAY_LENGTH
+from chatd.core.presence import tell_watchers
 from chatd.core.welcome import send_isupport, send_lusers, send_motd
 from chatd.protocol import numerics as n
 from chatd.protocol.casemap import irc_lower
@@ -56,7 +57,8 @@ def handle_away(hub: Hub, client: Client, message: Message) -> None:
         client.away = None
         hub.reply(client, n.RPL_UNAWAY, "You are no longer marked as being away")
         line = format_message("AWAY", source=client.prefix)
-    hub.send_to_peers(client, line, None, include_self=False, only_cap="away-notify")
+    event = hub.send_to_peers(client, line, None, include_self=False, only_cap="away-notify")
+    tell_watchers(hub, client, event, "away-notify")
     if hub.cluster is not None:
         hub.cluster.user_changed(client)
 
@@ -71,9 +73,10 @@ def handle_setname(hub: Hub, client: Client, message: Message) -> None:
         )
         return
     client.realname = realname
-    hub.send_to_peers(
+    event = hub.send_to_peers(
         client, format_message("SETNAME", realname, source=client.prefix), None, include_self=True, only_cap="setname"
     )
+    tell_watchers(hub, client, event, "setname")
     if hub.cluster is not None:
         hub.cluster.user_changed(client)
 

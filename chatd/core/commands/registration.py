@@ -23,6 +23,7 @@ SUPPORTED_CAPS = frozenset(
         "draft/chathistory",
         "draft/event-playback",
         "echo-message",
+        "extended-monitor",
         "invite-notify",
         "labeled-response",
         "message-tags",
