@@ -20,6 +20,11 @@ _ENTRIES = {
         "MODE <channel> [+|-]<modes> [params] | MODE <nick> [+|-iw]",
         "Channel modes: b k l i m n s t o v. User modes: i w o.",
     ),
+    "monitor": (
+        "MONITOR +|- <nick>[,<nick>] | MONITOR C | MONITOR L | MONITOR S",
+        "Be told when these nicks come online or go offline (IRCv3 MONITOR): + adds, - removes,",
+        "C clears, L lists, S shows who is online now.",
+    ),
     "motd": ("MOTD", "The message of the day."),
     "names": ("NAMES [<channel>]", "Who is in a channel."),
     "nick": (
@@ -41,7 +46,10 @@ _ENTRIES = {
     "userhost": ("USERHOST <nick> [<nick>...]", "user@host of up to five nicks."),
     "version": ("VERSION", "Server version and supported features."),
     "wallops": ("WALLOPS :<text>", "A message to every user with +w (server operators)."),
-    "who": ("WHO <channel>|<nick>", "List users with their flags."),
+    "who": (
+        "WHO <channel>|<mask> [%<fields>[,<token>]]",
+        "List users with their flags; with %fields (WHOX), only those fields (of tcuihsnfdlaor).",
+    ),
     "whois": ("WHOIS <nick>", "All about a user."),
     "whowas": ("WHOWAS <nick> [<count>]", "Who recently used a nick."),
 }
