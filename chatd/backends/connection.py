@@ -31,7 +31,7 @@ import logging
 import socket
 import ssl
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from chatd.backends.tls import TlsSession
 
@@ -189,6 +189,22 @@ class Connection:
             with contextlib.suppress(OSError):
                 self.sock.send(self.wire, socket.MSG_DONTWAIT)
             self.wire.clear()
+
+
+ConnectionT = TypeVar("ConnectionT", bound=Connection)
+
+
+def answered(held: set[ConnectionT]) -> list[tuple[ConnectionT, Session | None]]:
+    """Take from ``held`` the connections the network has answered (or that are gone), each with
+    its session (None when gone): the backend lets their input go on now, not at a poll."""
+    done = [
+        (connection, connection.session)
+        for connection in held
+        if connection.session is None or not connection.session.held
+    ]
+    for connection, _ in done:
+        held.discard(connection)
+    return done
 
 
 # ---- listening and accepting -------------------------------------------------------------

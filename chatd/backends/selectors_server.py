@@ -27,6 +27,7 @@ from chatd.backends.connection import (
     AcceptBackoff,
     Connection,
     Listener,
+    answered,
     bind_listeners,
     tune_accepted,
 )
@@ -312,12 +313,9 @@ class SelectorsServer:
     def _release_held(self) -> None:
         """Let the input of clients the network just answered go on, now rather than at a poll."""
         now = time.monotonic()
-        for connection in list(self.held):
-            session = connection.session
-            if session is None or not session.held:
-                self.held.discard(connection)
-                if session is not None:
-                    connection.follow(session.network_answered(now))
+        for connection, session in answered(self.held):
+            if session is not None:
+                connection.follow(session.network_answered(now))
 
     def group(self, offered: Sequence[Transport]) -> ConnectionGroup:
         """The hub's ``GroupFactory``: of ``offered``, the connections of this loop.

@@ -27,6 +27,7 @@ from chatd.backends.connection import (
     AcceptBackoff,
     Connection,
     Listener,
+    answered,
     bind_listeners,
     tune_accepted,
 )
@@ -254,14 +255,11 @@ class ThreadedServer:
         The held lines run here, on the caller's thread; the reader is woken to read again.
         """
         now = time.monotonic()
-        for connection in list(self.held):
-            session = connection.session
-            if session is None or not session.held:
-                self.held.discard(connection)
-                if session is not None:
-                    session.network_answered(now)
-                    self.after_input(connection)
-                connection.wake.set()
+        for connection, session in answered(self.held):
+            if session is not None:
+                session.network_answered(now)
+                self.after_input(connection)
+            connection.wake.set()
 
     def after_input(self, connection: ThreadedConnection) -> None:
         """What follows a call to a session (under ``lock``): note a held one, wake the timers."""
