@@ -28,6 +28,7 @@ from chatd.config_file import ConfigFile, ConfigFileError, ConfigFileUnreadable,
 from chatd.core import ServerConfig
 from chatd.core.passwords import hash_password
 from chatd.history import History, HistoryStoreError, SqliteStore
+from chatd.history.account_store import MemoryAccountStore, SqliteAccountStore
 from chatd.history.store import DATABASE_NAME
 from chatd.options import Kind, OptionValueError
 from chatd.workers import notify_ready, run_workers
@@ -402,7 +403,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except HistoryStoreError as error:
         print(f"chatd: {error}", file=sys.stderr)
         return 1
-    settings = dataclasses.replace(settings, history=History(store))
+    accounts = MemoryAccountStore() if store is None else SqliteAccountStore(store)
+    settings = dataclasses.replace(settings, history=History(store), accounts=accounts)
     server = create_server(args.backend, settings)
     try:
         server.bind()

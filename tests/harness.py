@@ -29,7 +29,9 @@ from __future__ import annotations
 from types import TracebackType
 
 from chatd.core import Client, Hub, ServerConfig
+from chatd.core.ports import AccountStore
 from chatd.history import History
+from chatd.history.account_store import MemoryAccountStore
 from chatd.protocol.framing import LineReader
 from tests.helpers import DEADLINE_S, Capture, IrcConversation
 
@@ -80,9 +82,17 @@ class HubHarness:
     to close.
     """
 
-    def __init__(self, history: History | None = None, **config: object) -> None:
+    def __init__(
+        self, history: History | None = None, accounts: AccountStore | None = None, **config: object
+    ) -> None:
         self.clock = HandClock()
-        self.hub = Hub(ServerConfig(**config), self.clock, self.clock.wall, history)  # type: ignore[arg-type]
+        self.hub = Hub(
+            ServerConfig(**config),  # type: ignore[arg-type]
+            self.clock,
+            self.clock.wall,
+            history,
+            MemoryAccountStore() if accounts is None else accounts,
+        )
         self.clients: list[HubClient] = []
 
     def __enter__(self) -> HubHarness:

@@ -14,7 +14,9 @@ from contextlib import contextmanager
 
 from chatd.backends import BackendSettings, create_server
 from chatd.core import ServerConfig
+from chatd.core.ports import AccountStore
 from chatd.history import History
+from chatd.history.account_store import MemoryAccountStore
 from chatd.protocol.message import Message, parse
 
 DEADLINE_S = 10.0
@@ -263,8 +265,11 @@ def running_server(
     sendq_bytes: int = 1 << 20,
     tls_context: ssl.SSLContext | None = None,
     history: History | None = None,
+    accounts: AccountStore | None = None,
     **config: object,
 ) -> Iterator[RunningServer]:
+    """A server on 127.0.0.1:0 in a thread; with accounts in memory unless ``accounts`` is given
+    (as chatd always has a store: in memory with --no-persist)."""
     settings = BackendSettings(
         host="127.0.0.1",
         port=0,
@@ -273,6 +278,7 @@ def running_server(
         tls_port=0 if tls_context is not None else None,
         tls_context=tls_context,
         history=history,
+        accounts=MemoryAccountStore() if accounts is None else accounts,
     )
     server = RunningServer(backend, settings)
     server.thread.start()

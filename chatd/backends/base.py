@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 from chatd.core import Hub, ServerConfig
+from chatd.core.ports import AccountStore
 from chatd.history import History
 
 if TYPE_CHECKING:
@@ -28,6 +29,8 @@ class BackendSettings:
     tls_port: int | None = None
     tls_context: ssl.SSLContext | None = None
     history: History | None = None
+    accounts: AccountStore | None = None
+    """Where accounts live; None: accounts are off (no SASL, REGISTER or services)."""
     cluster: ClusterSettings | None = None
     """Join a chat network over Redis (``--cluster``); None: this server is on its own."""
     reuse_port: bool = False
@@ -50,4 +53,4 @@ class ChatServer(Protocol):
 
 
 def make_hub(settings: BackendSettings) -> Hub:
-    return Hub(settings.config, time.monotonic, time.time, settings.history)
+    return Hub(settings.config, time.monotonic, time.time, settings.history, settings.accounts)

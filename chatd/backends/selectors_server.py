@@ -31,6 +31,7 @@ from chatd.backends.connection import (
     bind_listeners,
     tune_accepted,
 )
+from chatd.backends.offload import WorkerPool
 from chatd.core import Transport
 from chatd.core.session import Session
 
@@ -244,6 +245,8 @@ class SelectorsServer:
         self.sendq_bytes = settings.sendq_bytes
         self.hub = make_hub(settings)
         self.hub.fanout_groups = self.group
+        self._workers = WorkerPool(self.post)
+        self.hub.offload = self._workers
         self.selector = selectors.DefaultSelector()
         self.pending: list[SelectorConnection] = []
         self.pending_groups: list[ConnectionGroup] = []
@@ -454,6 +457,7 @@ class SelectorsServer:
         """Say goodbye to everyone, let the goodbyes drain for a moment, then close."""
         if self._cluster is not None:
             self._cluster.stop()
+        self._workers.close()
         self.hub.shutdown()
         self._flush_pending()
         deadline = time.monotonic() + SHUTDOWN_GRACE_S

@@ -31,6 +31,7 @@ from chatd.backends.connection import (
     bind_listeners,
     tune_accepted,
 )
+from chatd.backends.offload import WorkerPool
 from chatd.core.session import Session
 
 if TYPE_CHECKING:
@@ -219,6 +220,8 @@ class ThreadedServer:
         self.settings = settings
         self.sendq_bytes = settings.sendq_bytes
         self.hub = make_hub(settings)
+        self._workers = WorkerPool(self.post)
+        self.hub.offload = self._workers
         self.lock = threading.Lock()
         self.connections: set[ThreadedConnection] = set()
         self._connections_lock = threading.Lock()
@@ -373,6 +376,7 @@ class ThreadedServer:
             self._timer_wake.wait(None if deadline is None else max(0.0, deadline - time.monotonic()))
 
     def _close_all(self) -> None:
+        self._workers.close()
         with self.lock:
             self.hub.shutdown()
         deadline = time.monotonic() + SHUTDOWN_GRACE_S

@@ -40,11 +40,13 @@ class Client:
     __slots__ = (
         "_on_overflow",
         "_write",
+        "account",
         "away",
         "backlog",
         "cap_negotiating",
         "cap_version",
         "caps",
+        "certfp",
         "channels",
         "codec",
         "connected_at",
@@ -107,6 +109,11 @@ class Client:
         self.caps: set[str] = set()
         self.codec = 0
         self.away: str | None = None
+        self.account: str | None = None
+        """The account this user is logged in to (its name as registered), or None
+        (changed only by ``chatd.core.accounts.log_in``/``log_out``)."""
+        self.certfp: str | None = None
+        """SHA-256 of the TLS client certificate, lower-case hex, when one was presented (SASL EXTERNAL)."""
         self.user_modes: set[str] = set()
         self.channels: dict[str, Channel] = {}
         self.monitoring: dict[str, str] = {}

@@ -23,6 +23,7 @@ import logging
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Sequence
 
+from chatd.core.accounts import Accounts
 from chatd.core.channel import Channel
 from chatd.core.client import Client, Dialect, Transport
 from chatd.core.commands.channels import send_names, send_topic
@@ -39,7 +40,7 @@ from chatd.core.permanent import (
     new_channel,
     release_channel,
 )
-from chatd.core.ports import HistoryPort, conversation_key
+from chatd.core.ports import AccountStore, HistoryPort, Offload, conversation_key, run_here
 from chatd.core.presence import Watchlist
 from chatd.core.replay import replay_history
 from chatd.core.session import receive_lines, resume_lines
@@ -60,9 +61,14 @@ class Hub:
         clock: Callable[[], float],
         wall_clock: Callable[[], float],
         history: HistoryPort | None = None,
+        accounts: AccountStore | None = None,
     ) -> None:
         self.config = config
         self.history = history
+        self.accounts = Accounts(accounts)
+        """Who may log in to what (chatd.core.accounts); no store: accounts are off."""
+        self.offload: Offload = run_here
+        """Run slow work (hashing, the account store) off the loop; the backend replaces it."""
         self.clock = clock
         self.wall_clock = wall_clock
         self.clients: dict[int, Client] = {}

@@ -3,8 +3,8 @@
 ``Hub.history`` is None when nothing is kept, or an object of this shape
 (``chatd.history.History`` is the one we ship: memory in front of SQLite). The core
 never imports it: the CLI and the tests hand one to the hub, so storage can change
-(PostgreSQL, a shared store) without the core noticing. The other port, the rest of a
-chat network, is ``chatd.core.network.Network``.
+(PostgreSQL, a shared store) without the core noticing. The other ports: the rest of a
+chat network is ``chatd.core.network.Network``; accounts are an ``AccountStore``.
 
 Keys are case-mapped channel names, or ``conversation_key(a, b)`` for the private
 conversation of two nicks. Calls come from the event loop (or under the threads
@@ -14,8 +14,9 @@ backend's lock) and must not wait on the disk for writes.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Protocol
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from chatd.core.channel import ChannelState
@@ -87,3 +88,65 @@ class HistoryPort(Protocol):
     def close(self) -> None:
         """Write what is queued and close; called once, at shutdown."""
         ...
+
+
+@dataclass(frozen=True, slots=True)
+class AccountRecord:
+    """One registered account as stored: never a password, only what checks one.
+
+    ``password_hash`` is scrypt (``chatd.core.passwords``); the ``scram_*`` fields are
+    what SCRAM-SHA-256 needs on the server side (RFC 5802: salt, StoredKey, ServerKey,
+    iteration count), from which no password can be recovered either. ``key`` is the
+    case-mapped name, unique across the network.
+    """
+
+    name: str
+    password_hash: str
+    scram_salt: bytes
+    scram_stored_key: bytes
+    scram_server_key: bytes
+    scram_iterations: int
+    email: str = ""
+    registered_at: float = 0.0
+    certfps: tuple[str, ...] = ()
+
+
+class AccountStore(Protocol):
+    """Where accounts live (SQLite, memory; PostgreSQL later).
+
+    Every call may wait on the disk: the core calls it only through ``Hub.offload``,
+    off the event loop, never from a command handler directly. Implementations are
+    thread-safe. Keys are case-mapped account names; certificate fingerprints are
+    lower-case hex SHA-256.
+    """
+
+    def create_account(self, key: str, record: AccountRecord) -> bool:
+        """Store a new account; False (storing nothing) when ``key`` is taken."""
+        ...
+
+    def account(self, key: str) -> AccountRecord | None: ...
+
+    def update_account(self, key: str, record: AccountRecord) -> None:
+        """Replace an account's record (a new password, certificates)."""
+        ...
+
+    def drop_account(self, key: str) -> None: ...
+
+    def account_by_certfp(self, certfp: str) -> AccountRecord | None: ...
+
+    def account_names(self) -> list[str]:
+        """Every account's name (at startup: which nicks are protected)."""
+        ...
+
+
+class Offload(Protocol):
+    """Run ``work`` where it may block (a worker thread), then ``then(result)`` as the hub is
+    called (the loop's thread, or under the threads backend's lock). ``work`` must not touch
+    the hub; an exception in it is logged and ``then`` is not called."""
+
+    def __call__(self, work: Callable[[], Any], then: Callable[[Any], None]) -> None: ...
+
+
+def run_here(work: Callable[[], Any], then: Callable[[Any], None]) -> None:
+    """The ``Offload`` of a hub without a backend (the harness): at once, on the caller's thread."""
+    then(work())

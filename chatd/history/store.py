@@ -1,7 +1,8 @@
 """SQLite storage for history and channel state, written off the event loop.
 
-Every SQL statement of chatd is in this module; ``chatd.history.History`` calls its
-named methods and never writes SQL.
+Every SQL statement of history and channel state is in this module (those of accounts
+in ``chatd.history.account_store``, which shares the file and its schema version);
+``chatd.history.History`` calls its named methods and never writes SQL.
 
 Writes are queued by the loop (never blocking it) and committed by a writer
 thread in one transaction per batch: at most ``COMMIT_INTERVAL_S`` of accepted
@@ -29,7 +30,7 @@ from typing import Any
 
 log = logging.getLogger("chatd")
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 COMMIT_INTERVAL_S = 0.05
 MAX_BATCH = 20_000
 PRUNE_INTERVAL_S = 60.0
@@ -69,6 +70,32 @@ MIGRATIONS: dict[int, Sequence[str]] = {
         "DROP INDEX IF EXISTS messages_by_msgid",
         "DROP INDEX IF EXISTS messages_by_target",
         "CREATE UNIQUE INDEX messages_by_target_time_msgid ON messages (target, time, msgid)",
+    ),
+    # 4: accounts, their certificate fingerprints, and registered channels (ChanServ); their
+    # statements are in chatd.history.account_store.
+    4: (
+        """CREATE TABLE accounts (
+               key TEXT PRIMARY KEY,
+               name TEXT NOT NULL,
+               password_hash TEXT NOT NULL,
+               scram_salt BLOB NOT NULL,
+               scram_stored_key BLOB NOT NULL,
+               scram_server_key BLOB NOT NULL,
+               scram_iterations INTEGER NOT NULL,
+               email TEXT NOT NULL,
+               registered_at REAL NOT NULL
+           )""",
+        """CREATE TABLE account_certfps (
+               certfp TEXT PRIMARY KEY,
+               account TEXT NOT NULL REFERENCES accounts (key) ON DELETE CASCADE
+           )""",
+        """CREATE TABLE channel_registrations (
+               key TEXT PRIMARY KEY,
+               name TEXT NOT NULL,
+               founder TEXT NOT NULL,
+               registered_at REAL NOT NULL,
+               data TEXT NOT NULL
+           )""",
     ),
 }
 
