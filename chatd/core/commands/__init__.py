@@ -53,6 +53,7 @@ from chatd.core.commands.registration import (
 )
 from chatd.core.commands.who import handle_who
 from chatd.core.replies import run_labeled
+from chatd.core.services import ALIASES, handle_alias
 from chatd.protocol import numerics as n
 from chatd.protocol.message import Message
 
@@ -139,4 +140,5 @@ COMMANDS: dict[str, Command] = {
     "VERSION": Command(handle_version),
     "WHO": Command(handle_who),
     "WHOIS": Command(handle_whois),
+    **{alias: Command(handle_alias, min_params=1) for alias in ALIASES},
 }

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 from chatd.core.channel import Channel
 from chatd.core.client import Client
+from chatd.core.services import find_service
 from chatd.protocol import numerics as n
 from chatd.protocol.framing import decode_line
 from chatd.protocol.message import Message, format_message, format_tags
@@ -67,6 +68,11 @@ def _relay(hub: Hub, client: Client, message: Message, *, errors: bool, tags_onl
                 continue
             line = format_message(message.command, channel.name, *params, source=client.prefix)
             _deliver_to_channel(hub, client, channel, line, plain_text, tags, echo=echo, tags_only=tags_only)
+            continue
+        service = find_service(target_name)
+        if service is not None:
+            if message.command == "PRIVMSG":  # never a NOTICE: services do not answer those
+                service.handler(hub, client, service, text)
             continue
         target = hub.find_client(target_name)
         if target is None or not target.registered:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from chatd.core.caps import ls_lines, supported_caps
 from chatd.core.client import Client, Dialect
 from chatd.core.event import CODEC_MESSAGE_TAGS, CODEC_SERVER_TIME
 from chatd.core.users import change_nick, try_complete_registration
@@ -15,25 +16,6 @@ if TYPE_CHECKING:
     from chatd.core.hub import Hub
 
 
-SUPPORTED_CAPS = frozenset(
-    {
-        "away-notify",
-        "batch",
-        "cap-notify",
-        "draft/chathistory",
-        "draft/event-playback",
-        "echo-message",
-        "extended-monitor",
-        "invite-notify",
-        "labeled-response",
-        "message-tags",
-        "multi-prefix",
-        "server-time",
-        "setname",
-        "userhost-in-names",
-    }
-)
-CAP_LS_LINE = " ".join(sorted(SUPPORTED_CAPS))
 
 
 def _apply_caps(hub: Hub, client: Client, request: list[str]) -> None:
@@ -60,7 +42,10 @@ def handle_cap(hub: Hub, client: Client, message: Message) -> None:
         if message.param(1).isdigit() and int(message.param(1)) >= 302:
             client.cap_version = max(client.cap_version, 302)
             client.caps.add("cap-notify")  # implied for 302 clients
-        hub.send_line(client, format_message("CAP", target, "LS", CAP_LS_LINE, source=server))
+        lines = ls_lines(hub.accounts.enabled, client.cap_version)
+        for index, caps in enumerate(lines):
+            more = ("*",) if index < len(lines) - 1 else ()
+            hub.send_line(client, format_message("CAP", target, "LS", *more, caps, source=server))
     elif sub == "LIST":
         hub.send_line(client, format_message("CAP", target, "LIST", " ".join(sorted(client.caps)), source=server))
     elif sub == "REQ":
@@ -68,7 +53,8 @@ def handle_cap(hub: Hub, client: Client, message: Message) -> None:
             client.cap_negotiating = True
         wanted = message.param(1)
         request = wanted.split()
-        if request and all(token.lstrip("-") in SUPPORTED_CAPS for token in request):
+        supported = supported_caps(hub.accounts.enabled)
+        if request and all(token.lstrip("-") in supported for token in request):
             _apply_caps(hub, client, request)
             hub.send_line(client, format_message("CAP", target, "ACK", wanted, source=server))
         else:
