@@ -5,7 +5,6 @@ for the answer."""
 from __future__ import annotations
 
 import base64
-import dataclasses
 import functools
 import hashlib
 import shutil
@@ -22,6 +21,7 @@ import scramp
 from chatd.backends.tls import server_context
 from chatd.core.accounts import make_record
 from chatd.core.ports import AccountRecord
+from chatd.core.sasl import add_certfp, challenge_lines
 from chatd.history.account_store import MemoryAccountStore
 from chatd.protocol import numerics as n
 from chatd.protocol.casemap import irc_lower
@@ -212,6 +212,17 @@ def test_chunking_exactly_400_and_more(backend: str) -> None:
         assert other.expect(n.RPL_LOGGEDIN).params[2] == "bob"
 
 
+def test_server_challenges_are_chunked_the_same_way() -> None:
+    def params(payload: bytes) -> list[str]:
+        return [line.split(" ", 2)[2] for line in challenge_lines("chatd", payload)]
+
+    assert params(b"") == ["+"]
+    exact = params(b"x" * 300)
+    assert [len(p) for p in exact] == [400, 1] and exact[1] == "+"
+    assert [len(p) for p in params(b"x" * 301)] == [400, 4]
+    assert base64.b64decode("".join(params(b"y" * 700))) == b"y" * 700
+
+
 def test_oversized_chunks_and_payloads_are_905(backend: str) -> None:
     with sasl_server(backend) as server:
         client = server.client()
@@ -354,9 +365,8 @@ def test_external_with_a_self_signed_client_certificate(
 ) -> None:
     server_cert, server_key = certificates["localhost"]
     store = accounts(("alice", "sesame"))
-    alice = store.account("alice")
-    assert alice is not None
-    store.update_account("alice", dataclasses.replace(alice, certfps=(fingerprint(certificates["alice"][0]),)))
+    assert add_certfp(store, "alice", fingerprint(certificates["alice"][0]).upper())
+    assert not add_certfp(store, "nobody", fingerprint(certificates["stranger"][0]))
     context = server_context(str(server_cert), str(server_key))
     with running_server(backend, tls_context=context, accounts=store, flood_rate=0) as server:
         assert server.server.tls_address is not None

@@ -28,7 +28,7 @@ import hashlib
 import logging
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import scramp
@@ -42,7 +42,7 @@ from chatd.core.accounts import (
     throttle_keys,
 )
 from chatd.core.caps import SASL_MECHANISMS
-from chatd.core.ports import AccountRecord
+from chatd.core.ports import AccountRecord, AccountStore
 from chatd.protocol import numerics as n
 from chatd.protocol.casemap import irc_lower
 from chatd.protocol.message import format_message
@@ -334,6 +334,22 @@ def _external(hub: Hub, client: Client, attempt: SaslAttempt, response: bytes) -
 
     client.held = True
     hub.offload(work, then)
+
+
+def add_certfp(store: AccountStore, key: str, certfp: str) -> bool:
+    """Let the certificate ``certfp`` (SHA-256 hex) log in to account ``key`` by EXTERNAL.
+
+    Blocks on the store: call it only inside ``Hub.offload`` work (NickServ CERT ADD). False
+    when there is no such account or the certificate already belongs to another one.
+    """
+    certfp = certfp.lower()
+    holder = store.account_by_certfp(certfp)
+    record = store.account(key)
+    if record is None or (holder is not None and irc_lower(holder.name) != key):
+        return False
+    if certfp not in record.certfps:
+        store.update_account(key, replace(record, certfps=(*record.certfps, certfp)))
+    return True
 
 
 _STEPS: dict[str, Callable[[Hub, Client, SaslAttempt, bytes], None]] = {
