@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from chatd.core.accounts import log_in, make_record
+from chatd.core.config import PermanentChannel
 from chatd.core.ports import AccountRecord, AccountStore
 from chatd.history import History, SqliteStore
 from chatd.history.account_store import MemoryAccountStore, SqliteAccountStore
@@ -373,3 +374,17 @@ def test_registrations_are_kept_by_the_store(tmp_path: Path, persist: bool) -> N
     finally:
         if sqlite is not None:
             sqlite.close()
+
+
+def test_a_config_permanent_channel_keeps_its_bans_across_a_restart(tmp_path: Path) -> None:
+    keep = PermanentChannel("#keep")
+    with HubHarness(history=History(SqliteStore(str(tmp_path))), permanent_channels=(keep,)) as hub:
+        owner = hub.client("owner")
+        owner.send("JOIN #keep")
+        owner.until("366")
+        owner.send("MODE #keep +b *!*@banned.example")
+        owner.expect("MODE")
+    with HubHarness(history=History(SqliteStore(str(tmp_path))), permanent_channels=(keep,)) as hub:
+        channel = hub.hub.find_channel("#keep")
+        assert channel is not None
+        assert [(ban.mask, ban.set_by.split("!")[0]) for ban in channel.bans] == [("*!*@banned.example", "owner")]
