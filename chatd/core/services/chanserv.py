@@ -18,10 +18,11 @@ Invariants:
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from chatd.core.channel import Channel, ModeChange, mode_text
 from chatd.core.config import PermanentChannel
@@ -34,6 +35,11 @@ if TYPE_CHECKING:
     from chatd.core.client import Client
     from chatd.core.hub import Hub
     from chatd.core.services import Service
+
+log = logging.getLogger("chatd")
+
+_FAILED = object()
+"""What a store call that raised gives its answer instead of a result."""
 
 Change = Callable[[ChannelRegistration], "ChannelRegistration | str"]
 """A change to a registration: the new one, or why it cannot be made (told to the asker)."""
@@ -149,7 +155,6 @@ def _register(hub: Hub, client: Client, service: Service, channel: Channel, args
     key = channel.name_key
 
     def done(created: bool) -> None:
-        client.held = False
         if not created:
             tell(f"Channel {channel.name} is already registered")
             return
@@ -157,8 +162,7 @@ def _register(hub: Hub, client: Client, service: Service, channel: Channel, args
         _set_registration(hub, service, kept, registration)
         tell(f"Channel {kept.name} successfully registered to {registration.founder}")
 
-    client.held = True
-    hub.offload(lambda: store.save_channel_registration(key, registration, create=True), done)
+    _offload(hub, client, tell, lambda: store.save_channel_registration(key, registration, create=True), done)
 
 
 # DROP <#channel>
@@ -174,14 +178,12 @@ def _drop(hub: Hub, client: Client, service: Service, channel: Channel, args: li
     key = channel.name_key
 
     def done(_: None) -> None:
-        client.held = False
         if channel.registration is not None:
             _set_registration(hub, service, channel, None)
             hub.release_channel(channel.name, CHANSERV_OWNER)
         tell(f"Channel {channel.name} is no longer registered")
 
-    client.held = True
-    hub.offload(lambda: store.drop_channel_registration(key), done)
+    _offload(hub, client, tell, lambda: store.drop_channel_registration(key), done)
 
 
 # INFO <#channel>
@@ -371,7 +373,6 @@ def _change(
     key = channel.name_key
 
     def done(_: bool) -> None:
-        client.held = False
         current = channel.registration
         if current is None:
             hub.offload(lambda: store.drop_channel_registration(key), lambda _: None)
@@ -382,8 +383,31 @@ def _change(
             channel.set_registration(new)
             applied(new)
 
+    _offload(hub, client, tell, lambda: store.save_channel_registration(key, new), done)
+
+
+def _offload(
+    hub: Hub, client: Client, tell: Callable[[str], None], work: Callable[[], Any], then: Callable[[Any], None]
+) -> None:
+    """Run a store call off the loop with ``client`` held, then ``then(result)``; a store that
+    fails is logged and told to the client, which is let go either way (never held for good)."""
+
+    def guarded() -> Any:
+        try:
+            return work()
+        except Exception:
+            log.exception("ChanServ: the account store failed")
+            return _FAILED
+
+    def done(result: Any) -> None:
+        client.held = False
+        if result is _FAILED:
+            tell("ChanServ could not save that; please try again later")
+        else:
+            then(result)
+
     client.held = True
-    hub.offload(lambda: store.save_channel_registration(key, new), done)
+    hub.offload(guarded, done)
 
 
 def _set_registration(hub: Hub, service: Service, channel: Channel, registration: ChannelRegistration | None) -> None:
