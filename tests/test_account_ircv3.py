@@ -11,6 +11,7 @@ from chatd.core.accounts import log_in, log_out
 from chatd.core.ports import AccountRecord
 from chatd.protocol.message import Message
 from tests.harness import HubClient, HubHarness
+from tests.helpers import RunningServer, running_server
 
 
 def record(name: str) -> AccountRecord:
@@ -159,3 +160,36 @@ def test_whois_330_and_whox_account_field() -> None:
         assert asker.expect("354").params == ("asker", "7", "user", "Erin")
         asker.send("WHO asker %na")
         assert asker.expect("354").params == ("asker", "asker", "0")
+
+
+def log_in_on_server(server: RunningServer, nick: str, account: str) -> None:
+    """Log ``nick`` in on the server's own thread (as a login path's answer runs there)."""
+    hub = server.server.hub  # type: ignore[attr-defined]
+    hub.offload(lambda: None, lambda _: log_in(hub, hub.find_client(nick), record(account)))
+
+
+def test_tags_and_extended_join_beside_the_backends_group_fanout(backend: str) -> None:
+    """Members without the caps take the backend's group path (selectors); those with them get
+    their own forms, and the group's bytes stay the plain ones."""
+    with running_server(backend) as server:
+        plain = [server.client(f"plain{i}") for i in range(4)]
+        tagged = server.client()
+        for line in ("CAP REQ :account-tag extended-join", "NICK tagged", "USER u 0 * :Real tagged", "CAP END"):
+            tagged.send(line)
+        tagged.until("376", "422")
+        for client in (*plain, tagged):
+            client.send("JOIN #group")
+            client.until("366")
+        sender = server.client("sender")
+        log_in_on_server(server, "sender", "Frank")
+        sender.expect("900")
+        sender.send("JOIN #group")
+        sender.until("366")
+        assert tagged.expect("JOIN").params == ("#group", "Frank", "Real sender")
+        sender.send("PRIVMSG #group :to all")
+        message = tagged.expect("PRIVMSG")
+        assert (message.params, message.tags) == (("#group", "to all"), {"account": "Frank"})
+        for client in plain:
+            assert client.expect("JOIN").params == ("#group",)
+            client.expect("PRIVMSG")
+            assert client.lines[-1] == ":sender!~u@127.0.0.1 PRIVMSG #group :to all"
