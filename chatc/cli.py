@@ -212,8 +212,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             if secret is None:
                 return EXIT_USAGE
         credentials = Credentials(account, secret)
-    elif args.account:
-        parser.error("argument --account: only means something with --sasl")
 
     tls = args.tls or args.tls_insecure or args.tls_ca is not None
     if args.tls_ca is not None and not os.path.isfile(args.tls_ca):

@@ -118,14 +118,14 @@ class SaslLogin:
                 self._scram.set_server_final(challenge.decode("utf-8"))
                 self.verified = True
                 return b""  # "AUTHENTICATE +": the server then says 903 (ergo waits for it too)
-        except ScramException as exc:
+        except (ScramException, ValueError) as exc:  # scramp refuses a step (or a name SASLprep cannot take)
             raise SaslError(f"SCRAM failed: {_scram_reason(exc)}") from None
         except UnicodeDecodeError:
             raise SaslError("the server's SCRAM message is not UTF-8") from None
         raise SaslError("the server sent more SCRAM steps than there are")
 
 
-def _scram_reason(exc: ScramException) -> str:
+def _scram_reason(exc: Exception) -> str:
     """scramp's message, which names the step ("The server signature doesn't match") and never the password."""
     text = str(exc.args[0]) if exc.args else "error"
     return text.rstrip(".")
