@@ -71,7 +71,7 @@ def after_cap(state: ClientState, message: Message, events: list[Event]) -> list
         if "sasl" not in state.cap.offered:
             return _failed(state, "the server does not offer SASL (no sasl capability)", events)
     elif sub == "ACK" and state.cap.held and "sasl" in state.cap.enabled:
-        mechanism = choose_mechanism(state.cap.values.get("sasl"))
+        mechanism = choose_mechanism(state.cap.values.get("sasl"), wanted=state.credentials.mechanism)
         if mechanism is None:
             return _failed(state, f"no mechanism chatc knows among {state.cap.values.get('sasl')}", events)
         return [*events, *_attempt(state, mechanism)]
@@ -149,7 +149,8 @@ def handle_sasl_numeric(state: ClientState, message: Message) -> list[Event]:
     offered, state.server_mechanisms = state.server_mechanisms, ""
     if code == n.ERR_SASLFAIL and offered and not abort:
         # 908 told us what the server has: try the best of those we have not tried yet.
-        mechanism = choose_mechanism(offered, refused=frozenset(state.tried_mechanisms))
+        wanted = state.credentials.mechanism if state.credentials is not None else None
+        mechanism = choose_mechanism(offered, refused=frozenset(state.tried_mechanisms), wanted=wanted)
         if mechanism is not None:
             return _attempt(state, mechanism)
     return _failed(state, abort or text or "SASL authentication failed")

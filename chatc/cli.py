@@ -20,7 +20,7 @@ from typing import NoReturn
 from chatc import __version__
 from chatc.accounts import SASL_FAIL_POLICIES
 from chatc.connection import ServerAddress
-from chatc.sasl import Credentials
+from chatc.sasl import PREFERRED_MECHANISMS, Credentials
 from chatc.state import ClientState
 from chatd.protocol.casemap import MAX_NICK_LENGTH, is_valid_nick, nick_from_plain_name
 
@@ -121,6 +121,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--account", default=env.get("CHATC_ACCOUNT"), help="account to log in to with --sasl (default: the nick)"
     )
     parser.add_argument(
+        "--sasl-mechanism",
+        choices=PREFERRED_MECHANISMS,
+        type=str.upper,
+        default=env.get("CHATC_SASL_MECHANISM"),
+        help="use only this SASL mechanism (default: SCRAM-SHA-256 when offered, else PLAIN)",
+    )
+    parser.add_argument(
         "--sasl-fail",
         choices=SASL_FAIL_POLICIES,
         default=env.get("CHATC_SASL_FAIL", "disconnect"),
@@ -184,6 +191,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     channels: list[str] = args.channel or []
     interactive = sys.stdin.isatty() and sys.stdout.isatty() and not args.headless
 
+    if args.sasl_mechanism is not None and args.sasl_mechanism.upper() not in PREFERRED_MECHANISMS:
+        parser.error(f"argument --sasl-mechanism: invalid choice: {args.sasl_mechanism!r} (SCRAM-SHA-256 or PLAIN)")
     if args.sasl_fail not in SASL_FAIL_POLICIES:
         parser.error(f"argument --sasl-fail: invalid choice: {args.sasl_fail!r} (disconnect or continue)")
     env_password = os.environ.get("CHATC_PASSWORD")
@@ -211,7 +220,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             secret = _ask_password(parser, f"Password for account {account}: ", "--sasl")
             if secret is None:
                 return EXIT_USAGE
-        credentials = Credentials(account, secret)
+        credentials = Credentials(account, secret, args.sasl_mechanism)
 
     tls = args.tls or args.tls_insecure or args.tls_ca is not None
     if args.tls_ca is not None and not os.path.isfile(args.tls_ca):

@@ -42,16 +42,22 @@ class Credentials:
 
     account: str
     password: str = field(repr=False)
+    mechanism: str | None = None  # None: the best the server offers (``choose_mechanism``)
 
 
-def choose_mechanism(offered: str | None, refused: frozenset[str] = frozenset()) -> str | None:
+def choose_mechanism(
+    offered: str | None, refused: frozenset[str] = frozenset(), wanted: str | None = None
+) -> str | None:
     """The mechanism to try, given the ``sasl`` capability's value (``PLAIN,SCRAM-SHA-256,EXTERNAL``).
 
     A server that gives no value (CAP 3.1, or ``sasl`` without ``=``) is tried with PLAIN, which every
-    server has; its 908 reply then names the ones it has. None when nothing we know is left.
+    server has; its 908 reply then names the ones it has. None when nothing we know is left. With
+    ``wanted`` (``--sasl-mechanism``) only that one is tried.
     """
     names = {name.strip().upper() for name in offered.split(",")} if offered else {PLAIN}
-    for mechanism in PREFERRED_MECHANISMS:
+    if not offered and wanted:
+        names = {wanted}
+    for mechanism in PREFERRED_MECHANISMS if wanted is None else (wanted,):
         if mechanism in names and mechanism not in refused:
             return mechanism
     return None

@@ -22,8 +22,12 @@ from chatc.connection import ServerAddress
 from chatc.sasl import Credentials
 from chatc.state import ClientState
 from chatc.ui import ChatUI
+from chatd.core.accounts import make_record
+from chatd.core.commands import COMMANDS
+from chatd.history.account_store import MemoryAccountStore
+from chatd.protocol.casemap import irc_lower
 from chatd.protocol.message import parse
-from tests.helpers import DEADLINE_S
+from tests.helpers import DEADLINE_S, running_server
 from tests.test_chatc_headless import ChatcProcess
 from tests.test_chatc_ui import until
 
@@ -183,3 +187,55 @@ def test_the_ui_shows_the_account_and_keeps_passwords_out_of_the_input_history(o
 
     asyncio.run(scenario())
     assert "PRIVMSG NickServ :IDENTIFY alice s3cret" in fake.lines
+
+
+# ---- against a real chatd ---------------------------------------------------------------------------------------
+
+SERVER_HAS_SASL = "AUTHENTICATE" in COMMANDS
+SERVER_HAS_REGISTER = "REGISTER" in COMMANDS
+
+
+def store_with(name: str, password: str) -> MemoryAccountStore:
+    store = MemoryAccountStore()
+    assert store.create_account(irc_lower(name), make_record(name, password))
+    return store
+
+
+@pytest.mark.skipif(not SERVER_HAS_SASL, reason="this chatd has no AUTHENTICATE yet")
+@pytest.mark.parametrize("mechanism", ["PLAIN", "SCRAM-SHA-256"])
+def test_sasl_login_to_chatd(backend: str, mechanism: str) -> None:
+    with running_server(backend, accounts=store_with("alice", "hunter2")) as server:
+        host, port = server.address
+        chatc = ChatcProcess(
+            "--host", host, "--port", str(port), "--nick", "alice", "--sasl", "--sasl-mechanism", mechanism,
+            env_extra={"CHATC_PASSWORD": "hunter2"},
+        )  # fmt: skip
+        status, errors = chatc.finish()
+    assert status == 0, errors
+    assert "chatc: You are now logged in as alice" in errors, errors
+
+
+@pytest.mark.skipif(not SERVER_HAS_SASL, reason="this chatd has no AUTHENTICATE yet")
+def test_a_failed_login_to_chatd_says_the_servers_reason(backend: str) -> None:
+    with running_server(backend, accounts=store_with("alice", "hunter2")) as server:
+        host, port = server.address
+        chatc = ChatcProcess(
+            "--host", host, "--port", str(port), "--nick", "alice", "--sasl", env_extra={"CHATC_PASSWORD": "nope"}
+        )
+        status, errors = chatc.finish()
+    assert status == 1, errors
+    reason = errors.split("chatc: SASL login failed: ", 1)[1].strip()
+    assert reason and "nope" not in errors, errors
+
+
+@pytest.mark.skipif(not SERVER_HAS_REGISTER, reason="this chatd has no REGISTER yet")
+def test_register_with_chatd(backend: str) -> None:
+    store = MemoryAccountStore()
+    with running_server(backend, accounts=store) as server:
+        host, port = server.address
+        chatc = ChatcProcess("--host", host, "--port", str(port), "--nick", "newbie")
+        chatc.write("/register s3cret\n")
+        status, errors = chatc.finish()
+    assert status == 0, errors
+    assert "chatc: Account newbie registered" in errors, errors
+    assert store.account(irc_lower("newbie")) is not None
