@@ -88,7 +88,7 @@ def login_note(row: Row) -> str:
     goal = f"p99 goal {extra['goal_p99_ms']:.0f} ms {'met' if extra['goal_met'] else 'MISSED'}"
     login = ""
     if "login_p50_ms" in extra:
-        login = f"; login p50/p99 {_ms(extra['login_p50_ms'])}/{_ms(extra['login_p99_ms'])} ms"
+        login = f"; login p50/p99 {extra['login_p50_ms']:.0f}/{extra['login_p99_ms']:.0f} ms"
     return (
         f"control p50/p99 {_ms(extra['alone_p50_ms'])}/{_ms(extra['alone_p99_ms'])} ms alone, "
         f"{_ms(row.p50_ms)}/{_ms(row.p99_ms)} ms in the storm ({goal}){login}"
@@ -382,7 +382,7 @@ def _login_section(rows: list[Row]) -> list[str]:
         if not row.ok or "alone_p50_ms" not in extra:
             lines.append(f"| {row.server} | {row.clients} | **failed** | | | |")
             continue
-        login = f"{_ms(extra.get('login_p50_ms'))} / {_ms(extra.get('login_p99_ms'))}"
+        login = f"{extra.get('login_p50_ms', 0):.0f} / {extra.get('login_p99_ms', 0):.0f}"
         alone = f"{_ms(extra['alone_p50_ms'])} / {_ms(extra['alone_p99_ms'])}"
         lines.append(
             f"| {row.server} | {row.clients} | {row.rate:,.1f} | {login} | {alone} | "

@@ -55,7 +55,7 @@ def test_login_storm_logs_everyone_in_and_reports_the_control_beside_it(tmp_path
         assert row.deliveries == row.expected > 0
         assert row.extra["alone_samples"] > 0 and row.extra["storm_samples"] > 0
         assert row.p50_ms is not None and row.p99_ms is not None and row.rate > 0
-        assert "accounts in its store" in row.settings and "--data-dir" in row.settings
+        assert "accounts in its store" in row.settings and "SQLite history on" in row.settings
 
     text = report.table(rows, skipped)
     assert f"login N=10 selectors: control p50/p99 {report._ms(rows[0].extra['alone_p50_ms'])}/" in text
