@@ -6,9 +6,10 @@ never imports it: the CLI and the tests hand one to the hub, so storage can chan
 (PostgreSQL, a shared store) without the core noticing. The other ports: the rest of a
 chat network is ``chatd.core.network.Network``; accounts are an ``AccountStore``.
 
-Keys are case-mapped channel names, or ``conversation_key(a, b)`` for the private
-conversation of two nicks. Calls come from the event loop (or under the threads
-backend's lock) and must not wait on the disk for writes.
+Keys are case-mapped channel names, ``conversation_key(a, b)`` for the private
+conversation of two nicks, or ``account_conversation_key(a, b)`` for that of two
+accounts. Calls come from the event loop (or under the threads backend's lock) and
+must not wait on the disk for writes.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
+
+from chatd.protocol.casemap import irc_lower
 
 if TYPE_CHECKING:
     from chatd.core.channel import ChannelState
@@ -29,6 +32,15 @@ def conversation_key(first: str, second: str) -> str:
     ``@`` cannot begin a channel key, so conversations and channels never collide.
     """
     return "@" + "|".join(sorted((first, second)))
+
+
+def account_conversation_key(first: str, second: str) -> str:
+    """The history key of the private conversation of two accounts (case-mapped names).
+
+    ``@@`` begins no nick conversation (no nick begins with ``@``), and the comma is in no
+    account name, so the two names are told apart whatever they hold.
+    """
+    return "@@" + ",".join(sorted((first, second)))
 
 
 class StoredEntry(Protocol):
@@ -45,6 +57,10 @@ class StoredEntry(Protocol):
     def plain(self) -> str | None: ...
     @property
     def kind(self) -> str: ...
+    @property
+    def account(self) -> str | None:
+        """The sender's account when it was a logged-in user (the ``account`` tag)."""
+        ...
 
 
 class HistoryPort(Protocol):
@@ -70,6 +86,14 @@ class HistoryPort(Protocol):
         ...
 
     def latest_time(self, key: str, after: float, before: float) -> float | None: ...
+
+    def correspond(self, first: str, second: str) -> None:
+        """Two accounts (case-mapped) have a private conversation; queued, never waited on."""
+        ...
+
+    def correspondents(self, account: str) -> Iterable[str]:
+        """The accounts (case-mapped) ``account`` has a private conversation with."""
+        ...
 
     def save_channel(self, key: str, state: ChannelState) -> None:
         """Keep a permanent channel's topic and modes."""
@@ -111,6 +135,32 @@ class AccountRecord:
     certfps: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True, slots=True)
+class ChannelRegistration:
+    """A channel registered with ChanServ, as stored: its founder, its access list, its settings.
+
+    Accounts are named as registered (``founder``, the first of each ``access`` pair) and
+    compared case-mapped. The founder always gets operator status; it is never in ``access``.
+    """
+
+    name: str
+    founder: str
+    registered_at: float
+    access: tuple[tuple[str, str], ...] = ()
+    """``(account, "o" | "v")``: operator or voice by account on join (ChanServ AMODE)."""
+    topic_lock: bool = False
+    """Only the founder and accounts with ``+o`` access may change the topic (SET TOPICLOCK)."""
+
+    def mode_for(self, account: str | None) -> str:
+        """The privilege ``account`` gets in the channel: ``"o"``, ``"v"``, or ``""`` (none, or not logged in)."""
+        if account is None:
+            return ""
+        key = irc_lower(account)
+        if irc_lower(self.founder) == key:
+            return "o"
+        return next((mode for name, mode in self.access if irc_lower(name) == key), "")
+
+
 class AccountStore(Protocol):
     """Where accounts live (SQLite, memory; PostgreSQL later).
 
@@ -137,6 +187,17 @@ class AccountStore(Protocol):
     def account_names(self) -> list[str]:
         """Every account's name (at startup: which nicks are protected)."""
         ...
+
+    def channel_registrations(self) -> list[ChannelRegistration]:
+        """Every registered channel (at startup: which channels ChanServ keeps)."""
+        ...
+
+    def save_channel_registration(self, key: str, registration: ChannelRegistration, *, create: bool = False) -> bool:
+        """Store a channel's registration under its case-mapped name; with ``create``, only if
+        the channel is not registered yet (False, storing nothing, when it is)."""
+        ...
+
+    def drop_channel_registration(self, key: str) -> None: ...
 
 
 class Offload(Protocol):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from chatd.core.channel import kick, part, set_topic
+from chatd.core.channel import announce_auto_mode, kick, part, set_topic
 from chatd.core.client import Client, Dialect
 from chatd.core.limits import MAX_KICK_LENGTH
 from chatd.protocol import numerics as n
@@ -40,11 +40,16 @@ def handle_join(hub: Hub, client: Client, message: Message) -> None:
                 hub.reply(client, refusal[0], existing.name, refusal[1])
                 continue
             existing.invited.discard(client.nick_key or "")
-        hub.join(client, name)
+        announce_auto_mode(hub, client, hub.join(client, name))
 
 
 def _join_refusal(client: Client, channel: Channel, key: str) -> tuple[str, str] | None:
-    """Why an existing channel will not take this client, as (numeric, text), or None."""
+    """Why an existing channel will not take this client, as (numeric, text), or None.
+
+    A registered channel's founder and ``+o`` access pass every restriction (as in ergo).
+    """
+    if channel.registration is not None and channel.registration.mode_for(client.account) == "o":
+        return None
     invited = client.nick_key in channel.invited
     if channel.is_banned(client) and not invited:
         return n.ERR_BANNEDFROMCHAN, "Cannot join channel (+b)"
@@ -79,18 +84,20 @@ def handle_invite(hub: Hub, client: Client, message: Message) -> None:
         return
     channel.invited.add(target.nick_key or "")
     hub.reply(client, n.RPL_INVITING, target.nick or "", channel.name)
+    invite = hub.event(
+        format_message("INVITE", target.nick or "", channel.name, source=client.prefix), None, account=client.account
+    )
     if target.node is not None and hub.cluster is not None:
         hub.cluster.invited(client, target, channel)  # its own node lets it in and tells it
     elif target.dialect is Dialect.PLAIN:
         target.send(f"* {client.nick} invites you to {channel.name}\n".encode())
     else:
-        hub.send_line(target, format_message("INVITE", target.nick or "", channel.name, source=client.prefix))
+        hub.send_event(target, invite)
     if target.away is not None:
         hub.reply(client, n.RPL_AWAY, target.nick or "", target.away)
-    notice = hub.event(format_message("INVITE", target.nick or "", channel.name, source=client.prefix), None)
     for member in channel.members:
         if member is not client and "invite-notify" in member.caps and member in channel.operators:
-            hub.send_event(member, notice)
+            hub.send_event(member, invite)
 
 
 # PART <channel>{,<channel>} [:<reason>]
@@ -121,6 +128,9 @@ def handle_topic(hub: Hub, client: Client, message: Message) -> None:
         return
     if "t" in channel.modes and client not in channel.operators:
         hub.reply(client, n.ERR_CHANOPRIVSNEEDED, channel.name, "You're not channel operator")
+        return
+    if channel.topic_locked_for(client):
+        hub.reply(client, n.ERR_CHANOPRIVSNEEDED, channel.name, "The topic is locked (ChanServ TOPICLOCK)")
         return
     set_topic(hub, client, channel, message.params[1][:MAX_TOPIC_LENGTH], hub.wall_clock())
 

@@ -36,6 +36,8 @@ def handle_whois(hub: Hub, client: Client, message: Message) -> None:
     if channels:
         hub.reply(client, n.RPL_WHOISCHANNELS, name, channels)
     hub.reply(client, n.RPL_WHOISSERVER, name, target.node or hub.config.name, "chatd")
+    if target.account is not None:
+        hub.reply(client, n.RPL_WHOISACCOUNT, name, target.account, "is logged in as")
     if target.away is not None:
         hub.reply(client, n.RPL_AWAY, name, target.away)
     idle = int(hub.clock() - target.last_seen)
