@@ -97,11 +97,20 @@ def logged_in(server: RunningServer, account: str) -> bool:
 
 
 def wait_logged_in(server: RunningServer, tmux: Tmux, what: str) -> None:
+    """Logged in on the server, shown on screen, and seen by another user: WHOIS answers 330."""
     try:
         wait_until(lambda: logged_in(server, ACCOUNT), f"{what} to log in", CLIENT_DEADLINE_S)
         wait_until(lambda: f"logged in as {ACCOUNT}" in tmux.screen(), f"{what} to show the login", 10)
+        wait_until(lambda: (found := server.server.hub.find_client(ACCOUNT)) and found.registered, "registration")
     except AssertionError as error:
         raise AssertionError(f"{error}; the screen:\n{tmux.screen()}") from None
+    bob = server.client("bob")
+    try:
+        bob.send(f"WHOIS {ACCOUNT}")
+        whois = bob.expect("330", "318")
+        assert whois.command == "330" and whois.params[1:3] == (ACCOUNT, ACCOUNT), whois
+    finally:
+        bob.close()
 
 
 def weechat_command(home: Path, port: int, mechanism: str, password: str) -> list[str]:
@@ -129,8 +138,6 @@ def test_weechat_logs_in_with_sasl(account_server: RunningServer, tmp_path: Path
     tmux = Tmux(tmp_path, weechat_command(tmp_path / "weechat", port, mechanism, PASSWORD))
     try:
         wait_logged_in(account_server, tmux, f"weechat ({mechanism})")
-        client = account_server.server.hub.find_client(ACCOUNT)
-        assert client is not None and client.account == ACCOUNT and client.registered
     finally:
         tmux.close()
 
