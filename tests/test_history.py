@@ -314,3 +314,50 @@ def test_a_burst_of_writes_is_stored_whole_and_in_order(tmp_path: Path) -> None:
     rows = store.query("SELECT msgid, plain FROM messages WHERE target = '#burst' ORDER BY id")
     store.close()
     assert rows == [(event.msgid, event.plain_line) for event in events]
+
+
+def test_chathistory_reads_its_own_writes_before_the_commit(backend: str, tmp_path: Path) -> None:
+    """The writer thread commits every 50 ms; a CHATHISTORY right after a message must still
+    find it (what is not on disk yet is in memory)."""
+    store = SqliteStore(str(tmp_path))
+    with running_server(backend, history=History(store)) as server:
+        alice = server.client()
+        alice.send("CAP REQ :batch draft/chathistory message-tags server-time")
+        alice.send("CAP END")
+        alice.register("alice")
+        alice.send("JOIN #now")
+        alice.until("366")
+        alice.send("PRIVMSG #now :one")
+        alice.send("PRIVMSG #now :two")
+        alice.send("CHATHISTORY LATEST #now * 10")  # in the same write: nothing can be committed yet
+        alice.until("BATCH")
+        texts = [message.params[-1] for message in alice.until("BATCH") if message.command == "PRIVMSG"]
+        assert texts == ["one", "two"]
+
+
+def test_a_timestamp_bound_excludes_the_message_shown_with_that_time(backend: str) -> None:
+    """Times are shown to the millisecond and kept finer: AFTER the time tag of a message
+    must not return that message again."""
+    with running_server(backend, history=History(None)) as server:
+        alice = server.client()
+        alice.send("CAP REQ :batch draft/chathistory message-tags server-time echo-message")
+        alice.send("CAP END")
+        alice.register("alice")
+        alice.send("JOIN #t")
+        alice.until("366")
+        alice.send("PRIVMSG #t :first")
+        stamp = alice.expect("PRIVMSG").tags["time"]
+        later: list[str] = []  # messages shown with a later millisecond than the first
+        same = 0
+        while not later:  # two messages may share a millisecond: send until one does not
+            alice.send("PRIVMSG #t :next")
+            if alice.expect("PRIVMSG").tags["time"] == stamp:
+                same += 1
+                assert same < 1000, "the clock does not move"
+            else:
+                later.append("next")
+        for sub in ("AFTER", "LATEST"):
+            alice.send(f"CHATHISTORY {sub} #t timestamp={stamp} 10")
+            alice.until("BATCH")
+            texts = [message.params[-1] for message in alice.until("BATCH") if message.command == "PRIVMSG"]
+            assert texts == later, sub  # neither "first" nor anything shown as its millisecond

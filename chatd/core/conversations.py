@@ -6,9 +6,12 @@ Invariants (the policy, as ergo keeps the direct messages of registered users):
   follows the accounts, so any connection logged in to either one reads it, after a
   reconnect, on another device, whatever the nicks. Both accounts are noted as each
   other's correspondents (CHATHISTORY TARGETS).
-- Otherwise today's rule holds: with ``--history-private`` only, and only between two
-  connected IRC users, under ``conversation_key`` of the two nicks. Plain clients never
-  log in, so theirs are never stored.
+- A private message between a logged-in user and an IRC user who is not is stored for the
+  logged-in side only (as ergo does), under ``account_nick_key`` of its account and the
+  other's nick: readable by that account alone, never by whoever later registers the nick.
+- With ``--history-private``, messages between two connected IRC users are also stored by
+  nick, under ``conversation_key`` of the two nicks (the rule for users not logged in).
+  Plain clients never log in, so theirs are never stored.
 - A client reads a conversation by account when it is logged in and the target names
   an account: the account of the user holding that nick, or, when no logged-in user
   does (the other side is offline), a registered account of that name.
@@ -20,7 +23,7 @@ import math
 from typing import TYPE_CHECKING
 
 from chatd.core.client import Dialect
-from chatd.core.ports import account_conversation_key, conversation_key
+from chatd.core.ports import account_conversation_key, account_nick_key, conversation_key
 from chatd.protocol.casemap import irc_lower
 
 if TYPE_CHECKING:
@@ -38,7 +41,13 @@ def record_private(hub: Hub, sender: Client, target: Client, event: Delivery) ->
         first, second = irc_lower(sender.account), irc_lower(target.account)
         history.record(account_conversation_key(first, second), event)
         history.correspond(first, second)
-    elif (
+        return
+    if Dialect.PLAIN in (sender.dialect, target.dialect):
+        return
+    for side, other in ((sender, target), (target, sender)):
+        if side.account is not None and other.nick_key is not None:
+            history.record(account_nick_key(irc_lower(side.account), other.nick_key), event)
+    if (
         hub.config.history_private
         and sender.nick_key is not None
         and target.nick_key is not None
@@ -50,8 +59,8 @@ def record_private(hub: Hub, sender: Client, target: Client, event: Delivery) ->
 def target_account(hub: Hub, name: str) -> str | None:
     """The account ``name`` stands for in a private conversation, case-mapped, or None."""
     holder = hub.find_client(name)
-    if holder is not None and holder.account is not None:
-        return irc_lower(holder.account)
+    if holder is not None:  # the conversation is with whoever holds the nick now
+        return None if holder.account is None else irc_lower(holder.account)
     key = irc_lower(name)
     return key if key in hub.accounts.names else None
 
@@ -61,9 +70,11 @@ def private_conversation(hub: Hub, client: Client, target: str) -> tuple[str, st
     conversation with ``target``: by account when both are accounts, else by nick with
     --history-private; None when none may be read."""
     if client.account is not None:
+        own = irc_lower(client.account)
         other = target_account(hub, target)
         if other is not None:
-            return account_conversation_key(irc_lower(client.account), other), target, -math.inf
+            return account_conversation_key(own, other), target, -math.inf
+        return account_nick_key(own, irc_lower(target)), target, -math.inf
     if hub.config.history_private and client.nick_key is not None:
         return conversation_key(client.nick_key, irc_lower(target)), target, -math.inf
     return None

@@ -43,6 +43,13 @@ def account_conversation_key(first: str, second: str) -> str:
     return "@@" + ",".join(sorted((first, second)))
 
 
+def account_nick_key(account: str, nick: str) -> str:
+    """The history key of a logged-in user's private conversation with a nick not logged in:
+    kept for the account alone (``;`` is in no nick or account name). When that nick later
+    becomes an account, its owner reads nothing of it: the key names the nick, not them."""
+    return f"@@{account};{nick}"
+
+
 class StoredEntry(Protocol):
     """One recorded entry: its IRC line (with source), the plain rendering, id, time and kind
     (``"message"`` for PRIVMSG and NOTICE, ``"event"`` for JOIN, PART, KICK, TOPIC, QUIT)."""

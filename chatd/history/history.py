@@ -157,7 +157,19 @@ class History:
             return window[-limit:] if newest else window[:limit]
         rows = self.store.entries_between(channel_key, after, before, limit, newest=newest, events=events)
         entries = [HistoryEntry(*row) for row in rows]
-        return entries[::-1] if newest else entries
+        if newest:
+            entries.reverse()
+        # What the writer thread has not committed yet is only in memory: read your own writes.
+        stored = {entry.msgid for entry in entries}
+        pending = [
+            entry
+            for entry in self._recent.get(channel_key, ())
+            if after < entry.time < before and (events or entry.kind == MESSAGE) and entry.msgid not in stored
+        ]
+        if not pending:
+            return entries
+        merged = sorted([*entries, *pending], key=lambda entry: entry.time)
+        return merged[-limit:] if newest else merged[:limit]
 
     def latest_time(self, channel_key: str, after: float, before: float) -> float | None:
         """The time of the newest entry between two times, for CHATHISTORY TARGETS."""

@@ -51,11 +51,22 @@ def _parse_timestamp(text: str) -> float | None:
     return moment.replace(tzinfo=datetime.UTC).timestamp()
 
 
-def _resolve(hub: Hub, channel_key: str, reference: str) -> float | None:
-    """A message reference as a time; None when it is malformed or names no message."""
+TIMESTAMP_GRAIN_S = 0.001
+"""Times are shown to the millisecond (``server_time``) but kept finer: a message shown as T
+may lie anywhere in [T, T + 1 ms)."""
+
+
+def _resolve(hub: Hub, channel_key: str, reference: str, *, lower: bool = False) -> float | None:
+    """A message reference as a time; None when it is malformed or names no message.
+
+    A ``timestamp=`` used as a lower bound (``lower``) excludes every message shown with
+    that very time, as a client holding a message's time tag means "after this one"."""
     kind, _, value = reference.partition("=")
     if kind == "timestamp":
-        return _parse_timestamp(value)
+        moment = _parse_timestamp(value)
+        if moment is not None and lower:
+            moment = math.nextafter(moment + TIMESTAMP_GRAIN_S, -math.inf)
+        return moment
     if kind == "msgid" and value and hub.history is not None:
         return hub.history.find_time(channel_key, value)
     return None
@@ -146,7 +157,7 @@ def handle_chathistory(hub: Hub, client: Client, message: Message) -> None:
     if sub == "LATEST" and first_ref == "*":
         after = low
     else:
-        resolved = _resolve(hub, key, first_ref)
+        resolved = _resolve(hub, key, first_ref, lower=sub in ("LATEST", "AFTER"))
         if resolved is None:
             _fail(hub, client, "INVALID_PARAMS", sub, "Invalid message reference")
             return
