@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 log = logging.getLogger("chatd")
@@ -28,17 +28,19 @@ class WorkerPool:
 
     def __call__(self, work: Callable[[], Any], then: Callable[[Any], None]) -> None:
         try:
-            future = self._executor.submit(work)
+            self._executor.submit(self._run, work, then)
         except RuntimeError:  # shutting down: the client is going anyway
             return
-        future.add_done_callback(lambda done: self._finished(done, then))
 
-    def _finished(self, future: Future[Any], then: Callable[[Any], None]) -> None:
-        error = future.exception()
-        if error is not None:
+    def _run(self, work: Callable[[], Any], then: Callable[[Any], None]) -> None:
+        """On a worker thread, always: ``post`` takes the hub's lock in the threads backend, so it
+        must never run on the caller's thread (a done-callback on a future that finished
+        before the callback was added would, and deadlock)."""
+        try:
+            result = work()
+        except Exception as error:
             log.error("background work failed: %r", error)
             return
-        result = future.result()
         self._post(lambda: then(result))
 
     def close(self) -> None:
