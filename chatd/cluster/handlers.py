@@ -24,7 +24,7 @@ from chatd.protocol.message import format_message
 
 Handler = Callable[[Replica, RemoteNode, dict[str, Any]], None]
 
-NEEDS_NO_REPLICA = frozenset({"msg", "pm", "wallops", "kill"})
+NEEDS_NO_REPLICA = frozenset({"msg", "pm", "wallops", "kill", "areg", "adrop"})
 """Events applied even from a node whose users we do not know (yet, or any more)."""
 
 
@@ -143,6 +143,16 @@ def on_kill(replica: Replica, node: RemoteNode, event: dict[str, Any]) -> None:
         kill(replica.hub, target, event["r"], event["src"])
 
 
+def on_account_registered(replica: Replica, node: RemoteNode, event: dict[str, Any]) -> None:
+    """Another node registered an account (the store is shared): its nick is protected here too."""
+    replica.account_registered(event["a"])
+
+
+def on_account_dropped(replica: Replica, node: RemoteNode, event: dict[str, Any]) -> None:
+    """Another node dropped an account: its nick is free, and our users of it are logged out."""
+    replica.account_dropped(event["a"])
+
+
 HANDLERS: dict[str, Handler] = {
     "user": on_user,
     "nick": on_nick,
@@ -158,6 +168,8 @@ HANDLERS: dict[str, Handler] = {
     "invite": on_invite,
     "kill": on_kill,
     "wallops": on_wallops,
+    "areg": on_account_registered,
+    "adrop": on_account_dropped,
     "hb": on_heartbeat,
 }
 """Every kind of event a node applies from another's replica (HELLO, BURST, SYNC, BYE and

@@ -185,8 +185,17 @@ class ClusterNode:
                 "away": client.away,
                 "real": client.realname,
                 "modes": "".join(sorted(client.user_modes)),
+                "acct": client.account,
             }
         )
+
+    def account_registered(self, name: str) -> None:
+        self.replica.note_account(name, exists=True)
+        self._publish({"t": "areg", "a": name})
+
+    def account_dropped(self, name: str) -> None:
+        self.replica.note_account(name, exists=False)
+        self._publish({"t": "adrop", "a": name})
 
     def channel_message(self, client: Client, channel: Channel, event: Delivery) -> None:
         self._publish({"t": "msg", "c": channel.name, **event_fields(event)})
@@ -275,8 +284,10 @@ class ClusterNode:
     # ---- (re)sync --------------------------------------------------------------------------
 
     def _resync(self) -> None:
-        """Re-claim our users' nicks (renaming the losers), then HELLO with our burst."""
+        """Re-claim our users' nicks (renaming the losers), then HELLO with our burst; and re-read
+        the accounts' names, for registrations and drops that went by while we were away."""
         self.claims.resync(self._say_hello)
+        self.replica.reload_account_names()
 
     def _say_hello(self, taken: Taken) -> None:
         self.hello_at = self.hub.clock()

@@ -11,21 +11,35 @@ Invariants:
   (``introduce`` here; ``announce_nick`` and ``depart`` in ``chatd.core.users``).
 - ``remote_invisible`` is how many of ``remote`` are +i, kept as they change, so LUSERS
   never scans them.
+- A remote user's ``account`` is what its home node says (its ``acct`` field): set as it
+  is introduced, before any of its JOINs is shown (extended-join reads it), and changed
+  afterwards only through ``chatd.core.accounts.log_in``/``log_out``, which tell local
+  peers with account-notify (and nothing to the user itself: its node did).
+- ``hub.accounts.names`` follows other nodes' registrations and drops (their ``areg`` and
+  ``adrop`` events), and is re-read from the shared store on every (re)connection, in
+  case some went by while the link was down; events that arrive while that read is out
+  are applied again after it, so the read never undoes a newer event.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
 from typing import Any
 
 from chatd.cluster.wire import channel_state
+from chatd.core.accounts import log_in, log_out
 from chatd.core.channel import Channel, ChannelState, part
 from chatd.core.client import Client, Dialect
 from chatd.core.hub import Hub
+from chatd.core.network import forget_account
+from chatd.core.ports import AccountRecord
 from chatd.core.presence import tell_watchers, went_online
 from chatd.core.users import announce_nick, depart
 from chatd.protocol.casemap import irc_lower
 from chatd.protocol.message import format_message
+
+log = logging.getLogger("chatd")
 
 
 class _Nowhere:
@@ -70,6 +84,9 @@ class Replica:
         ``hub.clients_by_key`` while a clash is being settled."""
         self.remote_invisible = 0
         """How many users in ``remote`` are +i, kept as they change (LUSERS must not scan them)."""
+        self._names_journal: list[tuple[str, bool]] | None = None
+        """While the store's account names are being read: the registrations (True) and drops
+        (False) other nodes announced meanwhile, to apply again on top of what the read found."""
 
     # ---- looking users up ------------------------------------------------------------
 
@@ -106,6 +123,11 @@ class Replica:
         client.realname = info["real"]
         client.away = info["away"]
         self._set_modes(client, info["modes"])
+        account = info.get("acct")
+        if account is not None:
+            # Logged in before it registered (SASL): nobody here has seen it yet to be told.
+            client.account = account
+            hub.accounts.names[irc_lower(account)] = account
         client.nick = info["nick"]
         client.nick_key = irc_lower(client.nick or "")
         client.update_prefix()
@@ -137,7 +159,8 @@ class Replica:
         announce_nick(self.hub, client, old_prefix, old_nick)
 
     def update_meta(self, client: Client, info: dict[str, Any]) -> None:
-        """Away status, realname and user modes, as its node says; peers with the caps see changes."""
+        """Away status, realname, user modes and account, as its node says; peers with the caps
+        see changes."""
         hub = self.hub
         if info["away"] != client.away:
             client.away = info["away"]
@@ -151,6 +174,18 @@ class Replica:
             event = hub.send_to_peers(client, line, None, include_self=False, only_cap="setname")
             tell_watchers(hub, client, event, "setname")
         self._set_modes(client, info["modes"])
+        if "acct" in info:  # a node of a version before accounts sends none: keep ours
+            self.update_account(client, info["acct"])
+
+    def update_account(self, client: Client, account: str | None) -> None:
+        """Its home node logged ``client`` in to ``account`` (None: out); local peers see ACCOUNT."""
+        if account == client.account:
+            return
+        if account is None:
+            log_out(self.hub, client)
+        else:
+            # The home node checked the credentials; log_in reads only the name of the record.
+            log_in(self.hub, client, AccountRecord(account, "", b"", b"", b"", 0))
 
     def quit(self, node: RemoteNode, client: Client, reason: str) -> None:
         node.users.pop(client.uid, None)
@@ -191,6 +226,54 @@ class Replica:
             del self.remote_by_key[key]
         if self.hub.clients_by_key.get(key) is client:
             del self.hub.clients_by_key[key]
+
+    # ---- accounts ------------------------------------------------------------------------
+
+    def account_registered(self, name: str) -> None:
+        """Another node registered ``name``: its nick is protected here too."""
+        self.hub.accounts.names[irc_lower(name)] = name
+        self.note_account(name, exists=True)
+
+    def account_dropped(self, name: str) -> None:
+        """Another node dropped ``name``: its nick is free, and our users of it are logged out."""
+        forget_account(self.hub, name)
+        self.note_account(name, exists=False)
+
+    def note_account(self, name: str, *, exists: bool) -> None:
+        """A registration or drop, here or elsewhere: kept while the store's names are read."""
+        if self._names_journal is not None:
+            self._names_journal.append((name, exists))
+
+    def reload_account_names(self) -> None:
+        """Re-read every account's name from the store (off the loop), for what other nodes
+        registered or dropped while we did not hear them."""
+        hub = self.hub
+        store = hub.accounts.store
+        if store is None or self._names_journal is not None:
+            return
+        self._names_journal = []
+
+        def read() -> list[str] | None:
+            try:
+                return store.account_names()
+            except Exception:  # the names we hold stay; the next (re)connection tries again
+                log.warning("cluster: cannot re-read the account names", exc_info=True)
+                return None
+
+        def adopt(stored: list[str] | None) -> None:
+            journal, self._names_journal = self._names_journal or [], None
+            if stored is None:
+                return
+            names = {irc_lower(name): name for name in stored}
+            for name, exists in journal:
+                if exists:
+                    names[irc_lower(name)] = name
+                else:
+                    names.pop(irc_lower(name), None)
+            hub.accounts.names.clear()
+            hub.accounts.names.update(names)
+
+        hub.offload(read, adopt)
 
     # ---- channels ----------------------------------------------------------------------
 

@@ -58,6 +58,7 @@ def user_info(client: Client) -> dict[str, Any]:
         "away": client.away,
         "modes": "".join(sorted(client.user_modes)),
         "signon": client.signon,
+        "acct": client.account,
     }
 
 
