@@ -93,7 +93,8 @@ def test_saved_state_of_an_earlier_version_is_dropped_at_startup(tmp_path: Path)
     SqliteStore(str(tmp_path)).close()
     with closing(sqlite3.connect(tmp_path / "chatd.sqlite3")) as database:
         database.execute(
-            "INSERT INTO channels VALUES ('#secret', '#secret', 1, 'old topic', 'owner', 1, 'int', 'hunter2', NULL)"
+            "INSERT INTO channels (key, name, created, topic, topic_by, topic_at, modes, mode_key, mode_limit)"
+            " VALUES ('#secret', '#secret', 1, 'old topic', 'owner', 1, 'int', 'hunter2', NULL)"
         )
         database.commit()
     with HubHarness(history=History(SqliteStore(str(tmp_path)))) as hub:

@@ -88,7 +88,7 @@ class Connection:
         self.closing = False
         self.closed = False
         self.client: Client | None = None
-        """The core's handle for this connection, passed back to it, never looked into."""
+        """The core's handle for this connection, passed back to it; only its ``certfp`` is set here."""
         self.session: Session | None = None
         """The core's side of this connection's input; set once the hub accepted it."""
 
@@ -173,7 +173,13 @@ class Connection:
         tls = self.tls
         if tls is None:
             return data
-        plaintext = tls.receive(data)
+        if not tls.handshaken:
+            plaintext = tls.receive(data)
+            if tls.handshaken and self.client is not None:
+                # Before any line of the client's reaches the core: what SASL EXTERNAL reads.
+                self.client.certfp = tls.peer_certfp()
+        else:
+            plaintext = tls.receive(data)
         if tls.has_output:
             self.mark_pending()
         return plaintext

@@ -13,6 +13,9 @@ Invariants (this module's "Rule 1"):
 - A ``ChannelState`` is a frozen copy of what outlives a member list (topic, modes, key,
   limit, bans, creation time): what a node hands another in a burst, and what a saved
   permanent channel comes back as.
+- A channel registered with ChanServ has its ``registration`` and shows ``+r``, and only
+  ``set_registration`` changes either: no MODE sets or clears ``r``. Its first joiner gets
+  no operator status for being first; every joiner gets what its account's access gives.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from chatd.protocol.message import format_message
 if TYPE_CHECKING:
     from chatd.core.client import Client
     from chatd.core.hub import Hub
+    from chatd.core.ports import ChannelRegistration
 
 
 # CHANMODES=b,k,l,imnst: A (list, always a parameter), B (parameter both ways),
@@ -39,6 +43,8 @@ KEY_MODES = frozenset("k")
 LIMIT_MODES = frozenset("l")
 FLAG_MODES = frozenset("imnst")
 MEMBER_MODES = frozenset("ov")
+REGISTERED_MODE = "r"
+"""Shown by a channel registered with ChanServ; set and cleared by ChanServ only."""
 
 ModeChange = tuple[str, str, str | None]
 """``(sign, mode char, parameter)``: ``("+", "k", "sesame")``, ``("-", "l", None)``. A list of
@@ -100,6 +106,7 @@ class Channel:
         "name",
         "name_key",
         "operators",
+        "registration",
         "topic",
         "topic_at",
         "topic_by",
@@ -124,15 +131,26 @@ class Channel:
         self.fanout_cache: object | None = None
         """A backend's precomputed delivery targets; dropped whenever membership or a member's
         codec or transport changes."""
+        self.registration: ChannelRegistration | None = None
+        """Its founder and access list while it is registered with ChanServ."""
 
     # ---- membership ------------------------------------------------------------
 
-    def add(self, client: Client) -> None:
-        """Add a member; the first member of a new channel becomes its operator."""
-        if not self.members:
+    def add(self, client: Client) -> str:
+        """Add a member with the privilege joining gives it, and return that (``"o"``, ``"v"``, ``""``).
+
+        The first member of an unregistered channel becomes its operator; in a registered
+        channel, being first gives nothing, and the founder and AMODE access give by account.
+        """
+        registration = self.registration
+        given = registration.mode_for(client.account) if registration is not None else "" if self.members else "o"
+        if given == "o":
             self.operators.add(client)
+        elif given == "v":
+            self.voiced.add(client)
         self.members[client] = None
         self.fanout_cache = None
+        return given
 
     def remove(self, client: Client) -> None:
         self.members.pop(client, None)
@@ -150,6 +168,18 @@ class Channel:
     def set_topic(self, topic: str, by: str, when: float) -> None:
         self.topic, self.topic_by, self.topic_at = topic, by, when
 
+    def set_registration(self, registration: ChannelRegistration | None) -> bool:
+        """Register the channel (or, with None, end its registration); True when ``+r`` changed."""
+        self.registration = registration
+        had = REGISTERED_MODE in self.modes
+        (self.modes.add if registration is not None else self.modes.discard)(REGISTERED_MODE)
+        return had != (registration is not None)
+
+    def topic_locked_for(self, client: Client) -> bool:
+        """Whether TOPICLOCK keeps ``client`` from changing the topic (only the founder and +o access may)."""
+        registration = self.registration
+        return registration is not None and registration.topic_lock and registration.mode_for(client.account) != "o"
+
     def apply_modes(
         self,
         changes: Iterable[ModeChange],
@@ -164,7 +194,8 @@ class Channel:
         ``by`` and ``at`` are recorded on new bans; ``find`` looks up the nick of ``+o``/``+v``.
         A change that cannot apply is passed to ``refused`` with the numeric that explains it
         (``ERR_NOSUCHNICK``, ``ERR_USERNOTINCHANNEL``, ``ERR_INVALIDMODEPARAM``,
-        ``ERR_BANLISTFULL``, ``ERR_UNKNOWNMODE``), at its place in the sequence: ``changes``
+        ``ERR_BANLISTFULL``, ``ERR_UNKNOWNMODE``, ``ERR_ONLYSERVERSCANCHANGE`` for ``r``), at its
+        place in the sequence: ``changes``
         is consumed lazily, so a caller's own replies while producing it stay in order.
         A key is cut to ``MAX_KEY_LENGTH``; an announced ``-k`` carries ``*``.
         """
@@ -221,6 +252,8 @@ class Channel:
                 elif not adding and present is not None:
                     self.bans.remove(present)
                     applied.append((sign, char, present.mask))
+            elif char == REGISTERED_MODE:
+                problem = n.ERR_ONLYSERVERSCANCHANGE
             else:
                 problem = n.ERR_UNKNOWNMODE
             if problem is not None and refused is not None:
@@ -323,6 +356,8 @@ def change_modes(hub: Hub, client: Client, channel: Channel, changes: Iterable[M
             hub.reply(client, numeric, channel.name, char, "*", "Invalid channel key")
         elif numeric == n.ERR_BANLISTFULL:
             hub.reply(client, numeric, channel.name, char, "Channel ban list is full")
+        elif numeric == n.ERR_ONLYSERVERSCANCHANGE:
+            hub.reply(client, numeric, channel.name, "Only ChanServ can change mode r (see /msg ChanServ HELP)")
         else:
             hub.reply(client, n.ERR_UNKNOWNMODE, char, "is unknown mode char to me")
 
@@ -347,6 +382,21 @@ def apply_relayed_modes(
     channel.apply_modes(applied, by=by, at=at, find=hub.find_client)
     hub.save_channel(channel)
     hub.send_to_channel(channel, line, plain)
+
+
+def announce_auto_mode(hub: Hub, client: Client, channel: Channel) -> None:
+    """After ``client`` joined a registered channel, the other members hear of the privilege its
+    account gave it (``:server MODE #chan +o nick``, as ergo sends); the joiner saw it in NAMES."""
+    registration = channel.registration
+    given = registration.mode_for(client.account) if registration is not None else ""
+    if given and client in channel.members:
+        nick = client.nick or ""
+        hub.send_to_channel(
+            channel,
+            format_message("MODE", channel.name, "+" + given, nick, source=hub.config.name),
+            f"* {hub.config.name} sets mode +{given} {nick}",
+            skip=client,
+        )
 
 
 def part(hub: Hub, client: Client, channel: Channel, reason: str) -> None:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from chatd.core.channel import Channel
+    from chatd.core.sasl import SaslAttempt
 
 
 class Transport(Protocol):
@@ -70,6 +71,7 @@ class Client:
         "realname",
         "registered",
         "reply_capture",
+        "sasl",
         "signon",
         "transport",
         "uid",
@@ -114,6 +116,8 @@ class Client:
         (changed only by ``chatd.core.accounts.log_in``/``log_out``)."""
         self.certfp: str | None = None
         """SHA-256 of the TLS client certificate, lower-case hex, when one was presented (SASL EXTERNAL)."""
+        self.sasl: SaslAttempt | None = None
+        """The SASL exchange under way, from ``AUTHENTICATE <mechanism>`` to its end (chatd.core.sasl)."""
         self.user_modes: set[str] = set()
         self.channels: dict[str, Channel] = {}
         self.monitoring: dict[str, str] = {}

@@ -2,11 +2,13 @@
 
 Invariants:
 - A channel is *permanent* exactly while some owner declares it here. The config file is
-  one owner (``"config"``, which also declares the plain-mode channel); a later kind of
-  owned channel (registered by an account) declares and withdraws its own under another
-  owner name, and nothing else in the core changes.
+  one owner (``"config"``, which also declares the plain-mode channel); ChanServ is the
+  other (``"chanserv"``: a channel registered by an account, declared at startup from the
+  account store and on REGISTER, withdrawn on DROP), and nothing else in the core changes.
+- A channel is registered (``Channel.registration``, ``+r``) exactly while ChanServ
+  declares it; both are set together at startup here and by ChanServ afterwards.
 - Only a permanent channel keeps state beyond its current life: it exists from startup,
-  keeps its topic, modes and history while empty and across restarts. Every other channel
+  keeps its topic, modes, key, limit, bans and history while empty and across restarts. Every other channel
   is forgotten (in memory and on disk) when its last member leaves, and its history is
   read back only as far as the moment its current life began.
 """
@@ -26,6 +28,7 @@ if TYPE_CHECKING:
     from chatd.core.hub import Hub
 
 CONFIG_OWNER = "config"
+CHANSERV_OWNER = "chanserv"
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,14 +101,25 @@ def new_channel(hub: Hub, name: str, key: str) -> Channel:
 
 def found_permanent_channels(hub: Hub) -> None:
     """Permanent channels exist from startup; every other channel's saved state is dropped
-    (a restart ends every other channel's life, and earlier versions kept them all)."""
+    (a restart ends every other channel's life, and earlier versions kept them all).
+
+    The channels registered with ChanServ are read from the account store here, at once:
+    this runs while the hub is made, before any loop, so nothing waits on the disk.
+    """
     hub.permanent.declare(PermanentChannel(hub.config.plain_channel))
     for declared in hub.config.permanent_channels:
         hub.permanent.declare(declared)
+    store = hub.accounts.store
+    registered = {}
+    for registration in store.channel_registrations() if store is not None else ():
+        key = irc_lower(registration.name)
+        registered[key] = registration
+        hub.permanent.declare(PermanentChannel(registration.name), CHANSERV_OWNER)
     for key in hub.permanent:
         founding = hub.permanent.founding(key)
         assert founding is not None
-        hub.channels[key] = new_channel(hub, founding.name, key)
+        channel = hub.channels[key] = new_channel(hub, founding.name, key)
+        channel.set_registration(registered.get(key))
     if hub.history is not None:
         hub.history.keep_only_channels(hub.permanent)
 

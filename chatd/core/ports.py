@@ -18,6 +18,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
+from chatd.protocol.casemap import irc_lower
+
 if TYPE_CHECKING:
     from chatd.core.channel import ChannelState
     from chatd.core.event import Delivery
@@ -111,6 +113,32 @@ class AccountRecord:
     certfps: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True, slots=True)
+class ChannelRegistration:
+    """A channel registered with ChanServ, as stored: its founder, its access list, its settings.
+
+    Accounts are named as registered (``founder``, the first of each ``access`` pair) and
+    compared case-mapped. The founder always gets operator status; it is never in ``access``.
+    """
+
+    name: str
+    founder: str
+    registered_at: float
+    access: tuple[tuple[str, str], ...] = ()
+    """``(account, "o" | "v")``: operator or voice by account on join (ChanServ AMODE)."""
+    topic_lock: bool = False
+    """Only the founder and accounts with ``+o`` access may change the topic (SET TOPICLOCK)."""
+
+    def mode_for(self, account: str | None) -> str:
+        """The privilege ``account`` gets in the channel: ``"o"``, ``"v"``, or ``""`` (none, or not logged in)."""
+        if account is None:
+            return ""
+        key = irc_lower(account)
+        if irc_lower(self.founder) == key:
+            return "o"
+        return next((mode for name, mode in self.access if irc_lower(name) == key), "")
+
+
 class AccountStore(Protocol):
     """Where accounts live (SQLite, memory; PostgreSQL later).
 
@@ -137,6 +165,17 @@ class AccountStore(Protocol):
     def account_names(self) -> list[str]:
         """Every account's name (at startup: which nicks are protected)."""
         ...
+
+    def channel_registrations(self) -> list[ChannelRegistration]:
+        """Every registered channel (at startup: which channels ChanServ keeps)."""
+        ...
+
+    def save_channel_registration(self, key: str, registration: ChannelRegistration, *, create: bool = False) -> bool:
+        """Store a channel's registration under its case-mapped name; with ``create``, only if
+        the channel is not registered yet (False, storing nothing, when it is)."""
+        ...
+
+    def drop_channel_registration(self, key: str) -> None: ...
 
 
 class Offload(Protocol):

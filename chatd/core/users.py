@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 from chatd.core.client import Dialect
 from chatd.core.presence import renamed, went_offline, went_online
+from chatd.core.sasl import abort as abort_sasl
 from chatd.core.welcome import send_welcome
 from chatd.protocol import numerics as n
 from chatd.protocol.message import format_message
@@ -87,6 +88,8 @@ def try_complete_registration(hub: Hub, client: Client) -> None:
     """Welcome the client once NICK and USER are in and capability negotiation ended."""
     if client.registered or client.nick is None or client.user is None or client.cap_negotiating:
         return
+    if client.sasl is not None:  # sasl-3.1: registering mid-exchange aborts it
+        abort_sasl(hub, client)
     password = hub.config.password
     if password is not None and client.password != password:
         hub.reply(client, n.ERR_PASSWDMISMATCH, "Password incorrect")

@@ -33,7 +33,7 @@ log = logging.getLogger("chatd")
 
 ISUPPORT_PER_LINE = 12
 USER_MODES = "iow"
-CHANNEL_MODES = "biklmnostv"
+CHANNEL_MODES = "biklmnorstv"
 CHANNEL_MODES_WITH_PARAMS = "bklov"
 
 
@@ -43,7 +43,7 @@ def isupport_tokens(config: ServerConfig) -> list[str]:
         "AWAYLEN": str(MAX_AWAY_LENGTH),
         "CASEMAPPING": CASEMAPPING,
         "CHANLIMIT": f"{CHANNEL_TYPES}:",
-        "CHANMODES": "b,k,l,imnst",
+        "CHANMODES": "b,k,l,imnrst",
         "CHANNELLEN": str(MAX_CHANNEL_LENGTH),
         "CHATHISTORY": str(CHATHISTORY_MAX),
         "MSGREFTYPES": "timestamp,msgid",

@@ -1,4 +1,4 @@
-"""Accounts and their certificates, in the history database or in memory.
+"""Accounts, their certificates and registered channels, in the history database or in memory.
 
 Both classes implement ``chatd.core.ports.AccountStore``. The core calls them only
 through ``Hub.offload``, from worker threads, so a statement may wait on the disk
@@ -12,12 +12,13 @@ schema migrations of ``chatd.history.store`` (version 4).
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 from dataclasses import replace
 from typing import Any
 
-from chatd.core.ports import AccountRecord
+from chatd.core.ports import AccountRecord, ChannelRegistration
 from chatd.history.store import SqliteStore
 
 ACCOUNT_COLUMNS = (
@@ -94,6 +95,30 @@ class SqliteAccountStore:
     def account_names(self) -> list[str]:
         return [name for (name,) in self._connection().execute("SELECT name FROM accounts")]
 
+    def channel_registrations(self) -> list[ChannelRegistration]:
+        rows = self._connection().execute("SELECT name, founder, registered_at, data FROM channel_registrations")
+        return [_registration(*row) for row in rows]
+
+    def save_channel_registration(self, key: str, registration: ChannelRegistration, *, create: bool = False) -> bool:
+        verb = "INSERT" if create else "INSERT OR REPLACE"
+        try:
+            self._connection().execute(
+                f"{verb} INTO channel_registrations (key, name, founder, registered_at, data) VALUES (?, ?, ?, ?, ?)",
+                (
+                    key,
+                    registration.name,
+                    registration.founder,
+                    registration.registered_at,
+                    _registration_data(registration),
+                ),
+            )
+        except sqlite3.IntegrityError:
+            return False
+        return True
+
+    def drop_channel_registration(self, key: str) -> None:
+        self._connection().execute("DELETE FROM channel_registrations WHERE key = ?", (key,))
+
 
 class MemoryAccountStore:
     """Accounts for ``--no-persist`` and for tests: forgotten when the process ends."""
@@ -101,6 +126,7 @@ class MemoryAccountStore:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._accounts: dict[str, AccountRecord] = {}
+        self._channels: dict[str, ChannelRegistration] = {}
 
     def create_account(self, key: str, record: AccountRecord) -> bool:
         with self._lock:
@@ -132,6 +158,21 @@ class MemoryAccountStore:
         with self._lock:
             return [record.name for record in self._accounts.values()]
 
+    def channel_registrations(self) -> list[ChannelRegistration]:
+        with self._lock:
+            return list(self._channels.values())
+
+    def save_channel_registration(self, key: str, registration: ChannelRegistration, *, create: bool = False) -> bool:
+        with self._lock:
+            if create and key in self._channels:
+                return False
+            self._channels[key] = registration
+            return True
+
+    def drop_channel_registration(self, key: str) -> None:
+        with self._lock:
+            self._channels.pop(key, None)
+
 
 def _columns(record: AccountRecord) -> tuple[Any, ...]:
     return (
@@ -144,3 +185,20 @@ def _columns(record: AccountRecord) -> tuple[Any, ...]:
         record.email,
         record.registered_at,
     )
+
+
+def _registration_data(registration: ChannelRegistration) -> str:
+    """The ``data`` column: what a registration holds beyond founder and time, as JSON."""
+    return json.dumps({"access": [list(entry) for entry in registration.access], "topic_lock": registration.topic_lock})
+
+
+def _registration(name: str, founder: str, registered_at: float, data: str) -> ChannelRegistration:
+    """A stored row back as a registration; settings a later version added and this one does
+    not know are ignored, and a damaged ``data`` leaves only founder and time."""
+    try:
+        fields = json.loads(data)
+        access = tuple((str(account), str(mode)) for account, mode in fields.get("access", ()) if mode in ("o", "v"))
+        topic_lock = bool(fields.get("topic_lock", False))
+    except (ValueError, TypeError, AttributeError):
+        access, topic_lock = (), False
+    return ChannelRegistration(name, founder, registered_at, access, topic_lock)

@@ -7,12 +7,13 @@ in the common case. Every record is also queued for the store, if there is one.
 
 from __future__ import annotations
 
+import json
 import math
 from collections import deque
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, NamedTuple
 
-from chatd.core.channel import ChannelState
+from chatd.core.channel import Ban, ChannelState
 from chatd.history.store import SqliteStore
 
 if TYPE_CHECKING:
@@ -46,6 +47,22 @@ def msgid_time(msgid: str) -> float | None:
         return int(parts[2], 16) / 1000
     except ValueError:
         return None
+
+
+def _bans(stored: str) -> tuple[Ban, ...]:
+    """Saved bans back as ``Ban``s; an unreadable entry is skipped, never a reason not to start."""
+    try:
+        entries = json.loads(stored)
+    except ValueError:
+        return ()
+    bans = []
+    for entry in entries if isinstance(entries, list) else ():
+        try:
+            mask, set_by, set_at = entry
+            bans.append(Ban(str(mask), str(set_by), float(set_at)))
+        except (TypeError, ValueError):
+            continue
+    return tuple(bans)
 
 
 class History:
@@ -120,7 +137,7 @@ class History:
         return found[0].time if found else None
 
     def save_channel(self, channel_key: str, state: ChannelState) -> None:
-        """Keep a permanent channel's state (bans are not kept)."""
+        """Keep a permanent channel's state, bans included."""
         if self.store is None:
             return
         self.store.save_channel(
@@ -134,6 +151,7 @@ class History:
                 state.modes,
                 state.mode_key,
                 state.limit,
+                json.dumps([[ban.mask, ban.set_by, ban.set_at] for ban in state.bans]),
             ),
         )
 
@@ -159,7 +177,10 @@ class History:
         if self.store is None:
             return None
         row = self.store.saved_channel(channel_key)
-        return ChannelState(*row) if row is not None else None
+        if row is None:
+            return None
+        *fields, bans = row
+        return ChannelState(*fields, bans=_bans(bans))
 
     def close(self) -> None:
         if self.store is not None:

@@ -72,8 +72,10 @@ MIGRATIONS: dict[int, Sequence[str]] = {
         "CREATE UNIQUE INDEX messages_by_target_time_msgid ON messages (target, time, msgid)",
     ),
     # 4: accounts, their certificate fingerprints, and registered channels (ChanServ); their
-    # statements are in chatd.history.account_store.
+    # statements are in chatd.history.account_store. Permanent channels keep their bans
+    # (JSON: [[mask, set_by, set_at], ...]).
     4: (
+        "ALTER TABLE channels ADD COLUMN bans TEXT NOT NULL DEFAULT '[]'",
         """CREATE TABLE accounts (
                key TEXT PRIMARY KEY,
                name TEXT NOT NULL,
@@ -102,8 +104,8 @@ MIGRATIONS: dict[int, Sequence[str]] = {
 
 INSERT_MESSAGE = "INSERT OR IGNORE INTO messages (target, msgid, time, line, plain, kind) VALUES (?, ?, ?, ?, ?, ?)"
 SAVE_CHANNEL = (
-    "INSERT OR REPLACE INTO channels (key, name, created, topic, topic_by, topic_at, modes, mode_key, mode_limit)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "INSERT OR REPLACE INTO channels (key, name, created, topic, topic_by, topic_at, modes, mode_key, mode_limit, bans)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
 ROWS_PER_INSERT = 64
@@ -208,7 +210,7 @@ class SqliteStore:
         self.submit(INSERT_MESSAGE, row)
 
     def save_channel(self, row: tuple[Any, ...]) -> None:
-        """(key, name, created, topic, topic_by, topic_at, modes, mode_key, mode_limit)."""
+        """(key, name, created, topic, topic_by, topic_at, modes, mode_key, mode_limit, bans as JSON)."""
         self.submit(SAVE_CHANNEL, row)
 
     def delete_channel(self, key: str) -> None:
@@ -255,9 +257,10 @@ class SqliteStore:
         return rows[0][0] if rows else None
 
     def saved_channel(self, key: str) -> tuple[Any, ...] | None:
-        """(name, created, topic, topic_by, topic_at, modes, mode_key, mode_limit) or None."""
+        """(name, created, topic, topic_by, topic_at, modes, mode_key, mode_limit, bans as JSON) or None."""
         rows = self.query(
-            "SELECT name, created, topic, topic_by, topic_at, modes, mode_key, mode_limit FROM channels WHERE key = ?",
+            "SELECT name, created, topic, topic_by, topic_at, modes, mode_key, mode_limit, bans"
+            " FROM channels WHERE key = ?",
             (key,),
         )
         return rows[0] if rows else None

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from chatd.core.client import Client
+from chatd.core.commands.authenticate import handle_authenticate
 from chatd.core.commands.channels import (
     handle_invite,
     handle_join,
@@ -112,6 +113,7 @@ COMMANDS: dict[str, Command] = {
     "TIME": Command(handle_time),
     "WALLOPS": Command(handle_wallops, min_params=1),
     "WHOWAS": Command(handle_whowas),
+    "AUTHENTICATE": Command(handle_authenticate, min_params=1, before_registration=True),
     "AWAY": Command(handle_away),
     "CAP": Command(handle_cap, min_params=1, before_registration=True),
     "INVITE": Command(handle_invite, min_params=2),

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from chatd.core.channel import kick, part, set_topic
+from chatd.core.channel import announce_auto_mode, kick, part, set_topic
 from chatd.core.client import Client, Dialect
 from chatd.core.limits import MAX_KICK_LENGTH
 from chatd.protocol import numerics as n
@@ -40,11 +40,16 @@ def handle_join(hub: Hub, client: Client, message: Message) -> None:
                 hub.reply(client, refusal[0], existing.name, refusal[1])
                 continue
             existing.invited.discard(client.nick_key or "")
-        hub.join(client, name)
+        announce_auto_mode(hub, client, hub.join(client, name))
 
 
 def _join_refusal(client: Client, channel: Channel, key: str) -> tuple[str, str] | None:
-    """Why an existing channel will not take this client, as (numeric, text), or None."""
+    """Why an existing channel will not take this client, as (numeric, text), or None.
+
+    A registered channel's founder and ``+o`` access pass every restriction (as in ergo).
+    """
+    if channel.registration is not None and channel.registration.mode_for(client.account) == "o":
+        return None
     invited = client.nick_key in channel.invited
     if channel.is_banned(client) and not invited:
         return n.ERR_BANNEDFROMCHAN, "Cannot join channel (+b)"
@@ -121,6 +126,9 @@ def handle_topic(hub: Hub, client: Client, message: Message) -> None:
         return
     if "t" in channel.modes and client not in channel.operators:
         hub.reply(client, n.ERR_CHANOPRIVSNEEDED, channel.name, "You're not channel operator")
+        return
+    if channel.topic_locked_for(client):
+        hub.reply(client, n.ERR_CHANOPRIVSNEEDED, channel.name, "The topic is locked (ChanServ TOPICLOCK)")
         return
     set_topic(hub, client, channel, message.params[1][:MAX_TOPIC_LENGTH], hub.wall_clock())
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from chatd.core.accounts import Outcome, check_password, log_in
 from chatd.core.caps import ls_lines, supported_caps
 from chatd.core.client import Client, Dialect
 from chatd.core.event import CODEC_MESSAGE_TAGS, CODEC_SERVER_TIME
@@ -67,12 +68,38 @@ def handle_cap(hub: Hub, client: Client, message: Message) -> None:
         hub.reply(client, n.ERR_INVALIDCAPCMD, sub, "Invalid CAP command")
 
 
-# PASS <password>
+# PASS <password> | PASS <account>:<password> | PASS <server password>:<account>:<password>
 def handle_pass(hub: Hub, client: Client, message: Message) -> None:
+    """The server password (``--password``), or a login for clients without SASL, as ergo's
+    ``login-via-pass-command``: ``account:password``, after the server password when one is set.
+
+    The login is checked off the loop with the client held, so 001 follows its answer. A
+    failed login is a NOTICE, not a refusal: the client goes on, not logged in.
+    """
     if client.registered:
         hub.reply(client, n.ERR_ALREADYREGISTERED, "You may not reregister")
         return
-    client.password = message.params[0]
+    value = message.params[0]
+    server_password = hub.config.password
+    if server_password is not None:
+        client.password = value  # right or wrong: 464 when registration completes
+        if value == server_password or not value.startswith(server_password + ":"):
+            return
+        client.password = server_password
+        value = value[len(server_password) + 1 :]
+    account, colon, password = value.partition(":")
+    if not colon or not account or not hub.accounts.enabled or client.account is not None:
+        return
+
+    def then(outcome: Outcome) -> None:
+        if client.gone:
+            return
+        if outcome.record is None:
+            hub.notice(client, f"Login via PASS failed: {outcome.reason}")
+        else:
+            log_in(hub, client, outcome.record)
+
+    check_password(hub, client, account, password, then)
 
 
 # NICK <nickname>
