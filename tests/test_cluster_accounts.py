@@ -7,14 +7,16 @@ arrives on the other node already logged in; an account registered or dropped on
 is (or is no longer) protected on the other (``hub.accounts.names``), and a drop logs out
 that account's users everywhere.
 
-Until the SASL and NickServ commands are in, logging in and registering go through the
-core's own calls on the node's thread (``on_hub``), the way those commands end: the
-password is checked by ``check_password`` against the shared file, the account created by
-``create_account`` in it, then ``log_in`` / ``account_registered`` / ``account_dropped``.
+Logins before registration use SASL PLAIN. Until the NickServ commands are in, logging in
+after registration, registering and dropping go through the core's own calls on the node's
+thread (``on_hub``), the way those commands end: the password is checked by
+``check_password`` against the shared file, the account created by ``create_account`` in
+it, then ``log_in`` / ``account_registered`` / ``account_dropped``.
 """
 
 from __future__ import annotations
 
+import base64
 import os
 import tempfile
 import threading
@@ -156,6 +158,19 @@ def capable(server: RunningServer, nick: str, *caps: str) -> IrcClient:
     return client
 
 
+def sasl_client(server: RunningServer, nick: str, account: str, password: str) -> IrcClient:
+    """A client that has sent NICK, USER and SASL PLAIN for ``account``, and not CAP END yet."""
+    client = server.client()
+    client.send("CAP REQ :sasl")
+    assert client.expect("CAP").params[1] == "ACK"
+    client.send(f"NICK {nick}")
+    client.send("USER u 0 * :u")
+    client.send("AUTHENTICATE PLAIN")
+    assert client.expect("AUTHENTICATE").params == ("+",)
+    client.send("AUTHENTICATE " + base64.b64encode(f"\0{account}\0{password}".encode()).decode())
+    return client
+
+
 def test_login_and_logout_reach_account_notify_peers_on_another_node(
     backend: str, redis: RedisServer, data_dir: str
 ) -> None:
@@ -186,7 +201,7 @@ def test_login_and_logout_reach_account_notify_peers_on_another_node(
         assert not [m for m in dave.sync() if m.command == "ACCOUNT"]
 
 
-def test_login_on_one_node_of_an_account_made_on_another(backend: str, redis: RedisServer, data_dir: str) -> None:
+def test_sasl_on_one_node_to_an_account_made_on_another(backend: str, redis: RedisServer, data_dir: str) -> None:
     with (
         cluster_node(backend, redis, "a", accounts=shared_store(data_dir)) as a,
         cluster_node(backend, redis, "b", accounts=shared_store(data_dir)) as b,
@@ -194,12 +209,11 @@ def test_login_on_one_node_of_an_account_made_on_another(backend: str, redis: Re
         linked(a, b)
         assert register(a, "carol", "hunter2")
         assert not register(b, "CAROL", "other")  # one name, one account, whichever node asks
-        carol, erin = b.client("carol"), capable(a, "erin", "account-notify")
-        joined(carol, "#y")
-        joined(erin, "#y")
-        sees_member(erin, "#y", "carol")
-        assert identify(b, "carol", "carol", "hunter2") == ""
-        assert expect_from(erin, "ACCOUNT", "carol").params == ("carol",)
+        wrong = sasl_client(b, "mallory", "carol", "guess")
+        assert wrong.expect("904").params[-1] == "SASL authentication failed: Invalid account name or password"
+        carol = sasl_client(b, "carol", "carol", "hunter2")
+        assert carol.expect("900").params[2] == "carol"
+        carol.expect("903")
 
 
 def test_a_user_logged_in_before_registering_arrives_logged_in(backend: str, redis: RedisServer, data_dir: str) -> None:
@@ -210,14 +224,8 @@ def test_a_user_logged_in_before_registering_arrives_logged_in(backend: str, red
         linked(a, b)
         assert register(a, "frank", "pw-frank")
         grace = capable(b, "grace", "account-notify")
-        frank = a.client()
-        frank.send("CAP LS 302")  # registration waits for CAP END, as a SASL client's does
-        frank.expect("CAP")
-        frank.send("NICK frank")
-        frank.send("USER u 0 * :Frank")
-        frank.sync()
-        assert identify(a, "frank", "frank", "pw-frank") == ""
-        frank.expect("900")
+        frank = sasl_client(a, "frank", "frank", "pw-frank")
+        frank.expect("903")
         frank.send("CAP END")
         frank.until("376", "422")
         sees(grace, "frank")
@@ -226,6 +234,7 @@ def test_a_user_logged_in_before_registering_arrives_logged_in(backend: str, red
         joined(frank, "#z")
         joined(grace, "#z")
         sees_member(frank, "#z", "grace")
+        assert not [m for m in grace.sync() if m.command == "ACCOUNT"]
         on_hub(a, lambda hub: log_out(hub, local(hub, "frank")))
         assert expect_from(grace, "ACCOUNT", "frank").params == ("*",)
 
