@@ -291,3 +291,65 @@ def test_registrations_made_while_the_link_was_down_are_protected_after(
             node = node_of(server)
             wait_until(lambda node=node, server=server: node.hello_at > hellos[server], "a HELLO after the restart")
         wait_until(lambda: protected(a, "niaj") and not protected(a, "olivia"), "node a to re-read the names")
+
+
+def names_of(client: IrcClient, channel: str) -> list[str]:
+    client.send(f"NAMES {channel}")
+    return " ".join(m.params[-1] for m in client.until("366") if m.command == "353").split()
+
+
+def registration_on(server: RunningServer, channel: str) -> tuple[str, tuple[tuple[str, str], ...]] | None:
+    def look(hub: Hub) -> tuple[str, tuple[tuple[str, str], ...]] | None:
+        found = hub.find_channel(channel)
+        registration = found.registration if found is not None else None
+        return None if registration is None else (registration.founder, registration.access)
+
+    return on_hub(server, look)
+
+
+def test_a_channel_registered_on_one_node_is_registered_on_every_node(
+    backend: str, redis: RedisServer, data_dir: str
+) -> None:
+    with (
+        cluster_node(backend, redis, "a", accounts=shared_store(data_dir)) as a,
+        cluster_node(backend, redis, "b", accounts=shared_store(data_dir)) as b,
+    ):
+        linked(a, b)
+        assert register(a, "Fiona", "pw-fiona")
+        assert register(b, "jack", "pw-jack")
+        fiona = sasl_client(a, "fiona", "fiona", "pw-fiona")
+        fiona.expect("903")
+        fiona.send("CAP END")
+        fiona.until("376", "422")
+        hal = b.client("hal")
+        joined(fiona, "#reg")
+        joined(hal, "#reg")
+        sees_member(fiona, "#reg", "hal")
+        fiona.send("PRIVMSG ChanServ :REGISTER #reg")
+        assert "registered" in fiona.expect("NOTICE").params[-1]
+        mode = expect_from(hal, "MODE", "ChanServ")  # node b registered it too, and says so
+        assert mode.params == ("#reg", "+r")
+        assert registration_on(b, "#reg") == ("Fiona", ())
+        # The founder's privileges by account, on the node she joins on.
+        fiona_b = sasl_client(b, "fiona_b", "Fiona", "pw-fiona")
+        fiona_b.expect("903")
+        fiona_b.send("CAP END")
+        fiona_b.until("376", "422")
+        joined(fiona_b, "#reg")
+        assert "@fiona_b" in names_of(fiona_b, "#reg")
+        fiona.send("PRIVMSG ChanServ :AMODE #reg +v jack")  # jack's account was made on node b
+        assert "now receives" in fiona.expect("NOTICE").params[-1]
+        wait_until(lambda: registration_on(b, "#reg") == ("Fiona", (("jack", "v"),)), "node b to take the AMODE")
+        jack = sasl_client(b, "jack", "jack", "pw-jack")
+        jack.expect("903")
+        jack.send("CAP END")
+        jack.until("376", "422")
+        joined(jack, "#reg")
+        stranger = b.client("ivan")
+        joined(stranger, "#reg")
+        names = names_of(stranger, "#reg")
+        assert "+jack" in names and "ivan" in names and "@fiona_b" in names
+        fiona.send("PRIVMSG ChanServ :DROP #reg")
+        assert "no longer registered" in fiona.expect("NOTICE").params[-1]
+        assert expect_from(hal, "MODE", "ChanServ").params == ("#reg", "-r")
+        assert registration_on(b, "#reg") is None

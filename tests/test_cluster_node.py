@@ -255,3 +255,18 @@ def test_without_a_cluster_registrations_and_drops_stay_local() -> None:
     assert hub.accounts.names == {"erin": "Erin"}
     account_dropped(hub, "erin")
     assert hub.accounts.names == {}
+
+
+def test_another_nodes_channel_state_never_makes_a_channel_registered() -> None:
+    world = World()
+    world.feed("there", "burst", users=[remote_user("t.1", "bob")], chans=[])
+    state = {"created": 5, "topic": "", "by": "", "at": 0, "modes": "nrt", "key": None, "limit": None, "bans": []}
+    world.feed("there", "join", u="t.1", c="#reg", p="@", s=state)
+    channel = world.hub.find_channel("#reg")
+    assert channel is not None and channel.modes == set("nt") and channel.registration is None
+    world.feed("there", "creg", c="#reg", r={"founder": "bob", "at": 1.0, "access": [["carol", "v"]], "tlock": True})
+    assert channel.modes == set("nrt") and channel.registration is not None
+    assert (channel.registration.founder, channel.registration.access) == ("bob", (("carol", "v"),))
+    assert channel.registration.topic_lock and "#reg" in world.hub.permanent
+    world.feed("there", "creg", c="#reg", r=None)
+    assert channel.modes == set("nt") and channel.registration is None and "#reg" not in world.hub.permanent

@@ -54,6 +54,7 @@ from chatd.cluster.wire import (
     encode_event,
     event_fields,
     own_suffix,
+    registration_fields,
     state_fields,
     user_info,
 )
@@ -196,6 +197,9 @@ class ClusterNode:
     def account_dropped(self, name: str) -> None:
         self.replica.note_account(name, exists=False)
         self._publish({"t": "adrop", "a": name})
+
+    def channel_registration_changed(self, channel: Channel) -> None:
+        self._publish({"t": "creg", "c": channel.name, "r": registration_fields(channel.registration)})
 
     def channel_message(self, client: Client, channel: Channel, event: Delivery) -> None:
         self._publish({"t": "msg", "c": channel.name, **event_fields(event)})

@@ -29,7 +29,7 @@ from typing import Any
 
 from chatd.cluster.wire import channel_state
 from chatd.core.accounts import log_in, log_out
-from chatd.core.channel import Channel, ChannelState, part
+from chatd.core.channel import REGISTERED_MODE, Channel, ChannelState, part
 from chatd.core.client import Client, Dialect
 from chatd.core.hub import Hub
 from chatd.core.network import forget_account
@@ -312,9 +312,12 @@ class Replica:
 
 def adopt_state(channel: Channel, state: ChannelState) -> None:
     """Take another node's view of a channel where ours has nothing better: when no local
-    user is in it, all of it; else only a newer topic."""
+    user is in it, all of it; else only a newer topic. Never ``+r``: whether a channel is
+    registered is this node's registration (ChanServ's, kept by ``creg`` events), not a mode."""
     if any(member.node is None for member in channel.members):
         if state.topic_at > channel.topic_at:
             channel.set_topic(state.topic, state.topic_by, state.topic_at)
         return
-    channel.restore(replace(state, created=min(channel.created, state.created)))
+    registered = REGISTERED_MODE in channel.modes
+    modes = state.modes.replace(REGISTERED_MODE, "") + (REGISTERED_MODE if registered else "")
+    channel.restore(replace(state, created=min(channel.created, state.created), modes=modes))

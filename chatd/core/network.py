@@ -11,7 +11,8 @@ other nodes (``client.node`` set) are replicas the cluster code itself keeps.
 Account registrations and drops are not a client's doing but the network's: the core
 calls ``account_registered`` and ``account_dropped`` below (module functions, safe
 without a cluster), which keep ``hub.accounts.names`` and tell the other nodes, so nick
-protection reads the same names on every node.
+protection reads the same names on every node; and ``channel_registration_changed`` for
+ChanServ's registrations, so every node gives the same privileges in a registered channel.
 """
 
 from __future__ import annotations
@@ -91,6 +92,11 @@ class Network(Protocol):
         """An account is gone: the other nodes free its name and log out their users of it."""
         ...
 
+    def channel_registration_changed(self, channel: Channel) -> None:
+        """ChanServ registered ``channel``, changed its registration or dropped it
+        (``channel.registration`` is None): the other nodes take it as it is now."""
+        ...
+
 
 def account_registered(hub: Hub, name: str) -> None:
     """Account ``name`` now exists in the store (REGISTER, NickServ REGISTER): its nick is
@@ -106,6 +112,13 @@ def account_dropped(hub: Hub, name: str) -> None:
     forget_account(hub, name)
     if hub.cluster is not None:
         hub.cluster.account_dropped(name)
+
+
+def channel_registration_changed(hub: Hub, channel: Channel) -> None:
+    """ChanServ changed ``channel``'s registration here (REGISTER, DROP, AMODE, SET, TRANSFER):
+    the other nodes apply it too. Call on the hub's thread, after ``Channel.set_registration``."""
+    if hub.cluster is not None:
+        hub.cluster.channel_registration_changed(channel)
 
 
 def forget_account(hub: Hub, name: str) -> None:
