@@ -12,7 +12,7 @@ from typing import NoReturn
 
 from bench import report
 from bench.cluster import cluster_missing
-from bench.contenders import CONTENDER_NAMES, find
+from bench.contenders import CONTENDER_NAMES, Contender, chatd_backends, find
 from bench.loadgen import raise_nofile_limit
 from bench.progress import Progress
 from bench.scenarios import ALL_SCENARIOS, CLUSTER_SCENARIOS, SCENARIOS, Plan, Row, cases_for, run_case
@@ -94,6 +94,11 @@ def build_parser() -> argparse.ArgumentParser:
         "cluster 100)",
     )
     parser.add_argument(
+        "--logins",
+        type=_counts,
+        help="comma-separated login storm sizes for the login scenario: clients logging in at once (default 50)",
+    )
+    parser.add_argument(
         "--idle", type=_counts_idle, help="comma-separated idle client counts (default 1000,5000,10000)"
     )
     parser.add_argument(
@@ -121,6 +126,15 @@ def _counts_idle(text: str) -> tuple[int, ...]:
     return counts
 
 
+def login_missing(contender: Contender) -> str:
+    """Why ``contender`` cannot run the login scenario, or "" when it can."""
+    if not contender.is_chatd:
+        return "no accounts or SASL without services"
+    if contender.backend not in chatd_backends():
+        return "runs outside chatd's command line, with no account store"
+    return ""
+
+
 def make_plan(args: argparse.Namespace) -> Plan:
     plan = Plan.quick_plan(args.procs) if args.quick else Plan(processes=args.procs)
     changes = {}
@@ -129,6 +143,8 @@ def make_plan(args: argparse.Namespace) -> Plan:
         changes["cluster_clients"] = args.clients
     if args.idle:
         changes["idle_counts"] = args.idle
+    if args.logins:
+        changes["login_clients"] = args.logins
     if args.duration is not None:
         changes["duration_s"] = args.duration
     if changes:
@@ -162,11 +178,15 @@ def run(
     # Peers have no cluster mode at all: that needs no line in the report.
     chatd_names = {c.name for c in runnable if c.is_chatd}
     skipped.update({f"{name} (cluster)": why for name, why in no_cluster.items() if name in chatd_names})
+    # Logging in needs chatd's accounts: the peers have none without services, so they get no line.
+    no_login = {c.name: login_missing(c) for c in runnable if login_missing(c)} if "login" in scenarios else {}
+    skipped.update({f"{name} (login)": why for name, why in no_login.items() if name in chatd_names})
     work = [
         (case, contender)
         for case in cases
         for contender in runnable
         if not (case.scenario in CLUSTER_SCENARIOS and contender.name in no_cluster)
+        and not (case.scenario == "login" and contender.name in no_login)
     ]
     total = len(work)
     rows: list[Row] = []

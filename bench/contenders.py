@@ -17,7 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -203,14 +203,23 @@ class RunningServer(ScratchProcess):
     """A started contender: its pid, port and the subprocess to stop.
 
     ``extra_args`` go at the end of a chatd command line (the cluster scenario's
-    ``--cluster URL --node-id ID``).
+    ``--cluster URL --node-id ID``). ``seed`` fills a chatd's data directory before it
+    starts (the login scenario's accounts); the contender must keep its history there.
     """
 
-    def __init__(self, contender: Contender, sendq_bytes: int, extra_args: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        contender: Contender,
+        sendq_bytes: int,
+        extra_args: Sequence[str] = (),
+        seed: Callable[[Path], None] | None = None,
+    ) -> None:
         self.contender = contender
         self.port = free_port(HOST)
         self.tmp = tempfile.TemporaryDirectory(prefix="chatd-bench-")
         self.log_path = Path(self.tmp.name) / "server.log"
+        if seed is not None:
+            seed(self.data_dir)
         command = [*self._command(sendq_bytes), *extra_args]
         self.log = self.log_path.open("wb")
         self.process = subprocess.Popen(
@@ -223,6 +232,11 @@ class RunningServer(ScratchProcess):
             env=checkout_environment(),
         )
         self.pid = self.process.pid
+
+    @property
+    def data_dir(self) -> Path:
+        """A history-keeping chatd's ``--data-dir``."""
+        return Path(self.tmp.name) / "data"
 
     @property
     def address(self) -> tuple[str, int]:
@@ -253,7 +267,7 @@ class RunningServer(ScratchProcess):
                 sys.executable, *start, "--host", HOST, "--port", port,
                 "--sendq", str(sendq_bytes), "--log-level", "warning", "--max-clients", str(BENCH_MAX_CLIENTS),
                 "--ping-interval", "600", *chatd_extra_flags(persist=c.history),
-                *(["--data-dir", str(Path(self.tmp.name) / "data")] if c.history else []),
+                *(["--data-dir", str(self.data_dir)] if c.history else []),
             ]  # fmt: skip
         if c.kind == "bare":
             return [sys.executable, "-m", "bench.bare_loop", "--host", HOST, "--port", port]

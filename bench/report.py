@@ -10,6 +10,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from bench.login import GOAL_P99_MS
 from bench.scenarios import Row
 
 COLUMNS = (
@@ -29,6 +30,7 @@ TABLE_LEGEND = (
     "deliv/s: deliveries per second (pairs: round trips, rt); µs/deliv: server CPU µs per delivery",
     "max latency and CPU seconds of server and generator: results.json",
 )
+LOGIN_LEGEND = "login: logins per second; p50/p99: the control conversation's round trip during the storm"
 
 
 def plain_number(value: float) -> str:
@@ -49,6 +51,8 @@ def _cell(row: Row, key: str) -> str:
     if key == "rate":
         if row.scenario == "pairs":
             return f"{plain_number(row.extra.get('round_trips_per_s', 0.0))} rt"
+        if row.scenario == "login":
+            return f"{plain_number(value)} login"
         return plain_number(value)
     if key in ("p50_ms", "p99_ms"):
         return _ms(value)
@@ -70,10 +74,25 @@ def _notes(row: Row) -> str:
         notes.append("slow one cut" if extra["slow_cut"] else "slow one NOT cut")
     if "redis_us_per_delivery" in extra:
         notes.append(f"redis {extra['redis_us_per_delivery']:.3f} µs/deliv")
+    if "alone_p99_ms" in extra:
+        notes.append(login_note(row))
     for where, label in (("same", "same node"), ("cross", "cross node")):
         if f"{where}_p50_ms" in extra:
             notes.append(f"{label} p50/p99 {_ms(extra[f'{where}_p50_ms'])}/{_ms(extra[f'{where}_p99_ms'])} ms")
     return "; ".join(notes)
+
+
+def login_note(row: Row) -> str:
+    """The login storm in one line: the control conversation without and with it, and the logins."""
+    extra = row.extra
+    goal = f"p99 goal {extra['goal_p99_ms']:.0f} ms {'met' if extra['goal_met'] else 'MISSED'}"
+    login = ""
+    if "login_p50_ms" in extra:
+        login = f"; login p50/p99 {extra['login_p50_ms']:.0f}/{extra['login_p99_ms']:.0f} ms"
+    return (
+        f"control p50/p99 {_ms(extra['alone_p50_ms'])}/{_ms(extra['alone_p99_ms'])} ms alone, "
+        f"{_ms(row.p50_ms)}/{_ms(row.p99_ms)} ms in the storm ({goal}){login}"
+    )
 
 
 def table(rows: list[Row], skipped: dict[str, str]) -> str:
@@ -89,6 +108,8 @@ def table(rows: list[Row], skipped: dict[str, str]) -> str:
     ]
     lines += ["| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |" for r in body]
     lines += ["", *TABLE_LEGEND]
+    if any(row.scenario == "login" for row in rows):
+        lines.append(LOGIN_LEGEND)
     notes = [(row, note) for row in rows if (note := _notes(row))]
     if notes:
         lines.append("")
@@ -279,6 +300,7 @@ def summary(rows: list[Row], skipped: dict[str, str]) -> str:
         ),
     )
     parts += _cluster_section(rows)
+    parts += _login_section(rows)
     failures = [row for row in rows if not row.ok]
     if failures:
         parts.append("Failed runs:")
@@ -339,4 +361,31 @@ def _cluster_table(title: str, chosen: list[Row], *, blast: bool) -> list[str]:
         if "cross_p50_ms" in extra:
             cross = f"{_ms(extra['cross_p50_ms'])} / {_ms(extra['cross_p99_ms'])}"
         lines.append(f"{head} {same} | {cross} |")
+    return [*lines, ""]
+
+
+def _login_section(rows: list[Row]) -> list[str]:
+    """The login storm: what N clients logging in at once do to a conversation beside them."""
+    chosen = [row for row in rows if row.scenario == "login"]
+    if not chosen:
+        return []
+    lines = [
+        "**Login storm** — N clients log in at once with SASL PLAIN (one scrypt check each, off the event "
+        "loop) while two other clients ping-pong a PRIVMSG: the round trip p50 / p99 ms without and during "
+        f"the storm (goal: p99 under {GOAL_P99_MS:.0f} ms during it); each login from connect to 903",
+        "",
+        "| server | N | logins/s | login p50 / p99 ms | control alone | control in the storm |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in chosen:
+        extra = row.extra
+        if not row.ok or "alone_p50_ms" not in extra:
+            lines.append(f"| {row.server} | {row.clients} | **failed** | | | |")
+            continue
+        login = f"{extra.get('login_p50_ms', 0):.0f} / {extra.get('login_p99_ms', 0):.0f}"
+        alone = f"{_ms(extra['alone_p50_ms'])} / {_ms(extra['alone_p99_ms'])}"
+        lines.append(
+            f"| {row.server} | {row.clients} | {row.rate:,.1f} | {login} | {alone} | "
+            f"{_ms(row.p50_ms)} / {_ms(row.p99_ms)} |"
+        )
     return [*lines, ""]

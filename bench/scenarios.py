@@ -8,22 +8,26 @@ message was delivered exactly once; its speed is reported whatever the verdict.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from bench import procstat
 from bench.cluster import ClusterServers
 from bench.contenders import Contender, RunningServer
 from bench.driver import Generator, GeneratorError
+from bench.login import GOAL_P99_MS, run_login, seed_accounts
 
 SCENARIOS = ("fanout", "blast", "pairs", "idle", "slow")
 """What ``--quick`` (and CI) runs."""
 CLUSTER_SCENARIOS = ("cluster", "cluster-blast")
 """The fan-out over 1, 2 and 4 nodes sharing Redis: closed loop (latency, same vs cross node)
 and blast (deliveries/s and CPU per delivery at full load)."""
-ALL_SCENARIOS = (*SCENARIOS, *CLUSTER_SCENARIOS)
-"""Every scenario; the cluster ones need redis-server and start several processes, so they
-stay out of the quick run."""
+LOGIN_SCENARIOS = ("login",)
+"""A storm of SASL PLAIN logins beside a two-client conversation (chatd only: the peers have
+no accounts without services); its figures are the conversation's p99 with and without it."""
+ALL_SCENARIOS = (*SCENARIOS, *CLUSTER_SCENARIOS, *LOGIN_SCENARIOS)
+"""Every scenario; the cluster ones need redis-server and start several processes, and the
+login one hashes passwords for seconds, so they stay out of the quick run."""
 SENDERS = 10
 CHANNEL = "#bench"
 DEFAULT_SENDQ_BYTES = 1 << 20
@@ -54,6 +58,9 @@ class Plan:
     cluster_clients: tuple[int, ...] = (100,)
     cluster_nodes: tuple[int, ...] = (0, 1, 2, 4)
     """Node counts of the cluster scenario; 0 is one chatd without --cluster, the baseline."""
+    login_clients: tuple[int, ...] = (50,)
+    """Sizes of the login storm: clients that log in at once."""
+    login_timeout_s: float = 60.0
 
     @classmethod
     def quick_plan(cls, processes: int = 1) -> Plan:
@@ -70,6 +77,8 @@ class Plan:
             setup_timeout_s=20.0,
             cluster_clients=(20,),
             cluster_nodes=(0, 2),
+            login_clients=(20,),
+            login_timeout_s=30.0,
         )
 
 
@@ -129,6 +138,8 @@ def cases_for(scenarios: list[str], plan: Plan) -> list[Case]:
         elif scenario in CLUSTER_SCENARIOS:
             sendq = BLAST_SENDQ_BYTES if scenario == "cluster-blast" else DEFAULT_SENDQ_BYTES
             cases += [Case(scenario, n, sendq, k) for n in plan.cluster_clients for k in plan.cluster_nodes]
+        elif scenario == "login":
+            cases += [Case("login", n) for n in plan.login_clients]
     return cases
 
 
@@ -154,9 +165,18 @@ def run_case(contender: Contender, case: Case, plan: Plan) -> Row:
     if case.scenario in CLUSTER_SCENARIOS and case.nodes:
         nodes = f"{case.nodes} node{'s' if case.nodes > 1 else ''}"
         settings = f"{settings}, {nodes} with --cluster (redis-server --save '' --appendonly no)"
+    if case.scenario == "login":
+        # The accounts live in the server's own database: a chatd keeping its store on disk.
+        contender = replace(contender, history=True)
+        settings = f"{contender.settings(case.sendq_bytes)}, {case.clients} accounts in its store"
     row = Row(case.scenario, server_label(contender, case), case.clients, settings)
     server: RunningServer | ClusterServers | None = None
     try:
+        if case.scenario == "login":
+            server = RunningServer(contender, case.sendq_bytes, seed=lambda path: seed_accounts(path, case.clients))
+            server.wait_ready()
+            _login(server, case, plan, row)
+            return row
         if case.scenario in CLUSTER_SCENARIOS and case.nodes:
             server = ClusterServers(contender, case.sendq_bytes, case.nodes)
         else:
@@ -432,3 +452,40 @@ def _idle(server: RunningServer, generator: Generator, case: Case, plan: Plan, r
         duration_s=min(plan.duration_s, 2.0),
         prefix="t",
     )
+
+
+def _login(server: RunningServer, case: Case, plan: Plan, row: Row) -> None:
+    """The control conversation alone, then during the storm; the row's latencies are the storm's.
+
+    ``rate`` is logins per second over the storm (first connect to last 001); ``deliveries``
+    counts the control's messages, each checked exactly-once. Missing the 50 ms goal is
+    reported, not failed: like every speed here, it depends on the machine.
+    """
+    run = run_login(server.address, case.clients, plan.duration_s, plan.login_timeout_s, lambda: _cpu(server.pids))
+    row.server_cpu_s = run.storm_cpu_s
+    row.rss_mib = procstat.rss_bytes(server.pid) / (1 << 20)
+    alone = sorted(rtt for sent, rtt in run.control if sent < run.storm_from_ns)
+    during = sorted(rtt for sent, rtt in run.control if run.storm_from_ns <= sent <= run.storm_until_ns)
+    login_ns = sorted(done - started for started, done in run.logins)
+    row.senders, row.window = 1, 1
+    row.deliveries = row.expected = 2 * len(run.control)
+    row.seconds = (run.storm_until_ns - run.storm_from_ns) / 1e9
+    row.rate = len(run.logins) / row.seconds if row.seconds > 0 else 0.0
+    if during:
+        row.p50_ms, row.p99_ms, row.max_ms = percentile(during, 0.5), percentile(during, 0.99), during[-1] / 1e6
+    extra = row.extra
+    extra.update(logins=len(run.logins), login_failures=len(run.failures), logins_per_s=row.rate)
+    extra.update(alone_samples=len(alone), storm_samples=len(during), goal_p99_ms=GOAL_P99_MS)
+    if alone:
+        extra.update(alone_p50_ms=percentile(alone, 0.5), alone_p99_ms=percentile(alone, 0.99))
+    if login_ns:
+        extra.update(login_p50_ms=percentile(login_ns, 0.5), login_p99_ms=percentile(login_ns, 0.99))
+    if run.logins:
+        extra["server_cpu_ms_per_login"] = row.server_cpu_s / len(run.logins) * 1e3
+    extra["goal_met"] = row.p99_ms is not None and row.p99_ms <= GOAL_P99_MS
+    if run.failures:
+        row.fail(f"{len(run.failures)} of {case.clients} logins failed: " + "; ".join(run.failures[:3]))
+    if run.control_errors:
+        row.fail("control conversation: " + "; ".join(run.control_errors[:3]))
+    if not during:
+        row.fail("no control round trip completed during the storm")

@@ -1,8 +1,11 @@
 """Command line of chatc: options, then the full-screen UI on a terminal or the headless mode on a pipe.
 
 Every option also reads ``CHATC_<NAME>`` from the environment (as chatd does); the
-command line wins. Bad input ends with one line on stderr saying why (no usage dump: the
-reason is what the user needs, ``--help`` has the rest) and exit status 2, never a traceback.
+command line wins. One exception keeps a password where it belongs: with ``--sasl``,
+``CHATC_PASSWORD`` is the account's password, never also sent as the server password (PASS);
+a server password then needs ``--password`` itself. Bad input ends with one line on stderr
+saying why (no usage dump: the reason is what the user needs, ``--help`` has the rest) and
+exit status 2, never a traceback.
 """
 
 from __future__ import annotations
@@ -15,7 +18,9 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from chatc import __version__
+from chatc.accounts import SASL_FAIL_POLICIES
 from chatc.connection import ServerAddress
+from chatc.sasl import PREFERRED_MECHANISMS, Credentials
 from chatc.state import ClientState
 from chatd.protocol.casemap import MAX_NICK_LENGTH, is_valid_nick, nick_from_plain_name
 
@@ -102,8 +107,31 @@ def build_parser() -> argparse.ArgumentParser:
         "--password",
         nargs="?",
         const=PROMPT_FOR_PASSWORD,
-        default=env.get("CHATC_PASSWORD"),
-        help="server password (PASS); without a value it is asked for (or read from CHATC_PASSWORD)",
+        default=None,
+        help="server password (PASS); without a value it is asked for (or read from CHATC_PASSWORD, "
+        "except with --sasl)",
+    )
+    parser.add_argument(
+        "--sasl",
+        action="store_true",
+        help="log in to an account with SASL (SCRAM-SHA-256 when the server offers it, else PLAIN); "
+        "the password is asked for, or read from CHATC_PASSWORD",
+    )
+    parser.add_argument(
+        "--account", default=env.get("CHATC_ACCOUNT"), help="account to log in to with --sasl (default: the nick)"
+    )
+    parser.add_argument(
+        "--sasl-mechanism",
+        choices=PREFERRED_MECHANISMS,
+        type=str.upper,
+        default=env.get("CHATC_SASL_MECHANISM"),
+        help="use only this SASL mechanism (default: SCRAM-SHA-256 when offered, else PLAIN)",
+    )
+    parser.add_argument(
+        "--sasl-fail",
+        choices=SASL_FAIL_POLICIES,
+        default=env.get("CHATC_SASL_FAIL", "disconnect"),
+        help="when the login fails: disconnect (the default, as irssi) or continue without an account",
     )
     parser.add_argument(
         "--headless", action="store_true", help="no UI even on a terminal (the default when stdin is not one)"
@@ -147,21 +175,35 @@ def ask_nick(default: str) -> str | None:
         print(f"chatc: {answer!r}: {problem}", file=sys.stderr)
 
 
+def _ask_password(parser: argparse.ArgumentParser, prompt: str, option: str) -> str | None:
+    """Read a password on the terminal without echo; None when the user gives up (Ctrl-C / Ctrl-D)."""
+    if not sys.stdin.isatty():
+        parser.error(f"{option} needs a terminal to ask for the password, or CHATC_PASSWORD")
+    try:
+        return getpass.getpass(prompt)
+    except (EOFError, KeyboardInterrupt):
+        return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     channels: list[str] = args.channel or []
     interactive = sys.stdin.isatty() and sys.stdout.isatty() and not args.headless
 
+    if args.sasl_mechanism is not None and args.sasl_mechanism.upper() not in PREFERRED_MECHANISMS:
+        parser.error(f"argument --sasl-mechanism: invalid choice: {args.sasl_mechanism!r} (SCRAM-SHA-256 or PLAIN)")
+    if args.sasl_fail not in SASL_FAIL_POLICIES:
+        parser.error(f"argument --sasl-fail: invalid choice: {args.sasl_fail!r} (disconnect or continue)")
+    env_password = os.environ.get("CHATC_PASSWORD")
     password = args.password
+    if password is None and not args.sasl:
+        password = env_password
     if password == PROMPT_FOR_PASSWORD:
-        password = os.environ.get("CHATC_PASSWORD")
+        password = None if args.sasl else env_password
         if password is None:
-            if not sys.stdin.isatty():
-                parser.error("--password without a value needs a terminal or CHATC_PASSWORD")
-            try:
-                password = getpass.getpass("Password: ")
-            except (EOFError, KeyboardInterrupt):
+            password = _ask_password(parser, "Server password: ", "--password without a value")
+            if password is None:
                 return EXIT_USAGE
 
     nick = args.nick
@@ -169,6 +211,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         nick = ask_nick(_default_nick()) if interactive else _default_nick()
         if nick is None:
             return EXIT_USAGE
+
+    credentials = None
+    if args.sasl:
+        account = args.account or nick
+        secret = env_password
+        if secret is None:
+            secret = _ask_password(parser, f"Password for account {account}: ", "--sasl")
+            if secret is None:
+                return EXIT_USAGE
+        credentials = Credentials(account, secret, args.sasl_mechanism)
 
     tls = args.tls or args.tls_insecure or args.tls_ca is not None
     if args.tls_ca is not None and not os.path.isfile(args.tls_ca):
@@ -179,7 +231,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         address.ssl_context()
     except (OSError, ValueError) as exc:
         parser.error(f"argument --tls-ca: cannot use {args.tls_ca!r}: {exc}")
-    state = ClientState(nick, channels, password=password or None, server_name=args.host)
+    state = ClientState(
+        nick, channels, password=password or None, server_name=args.host, sasl=credentials, sasl_fail=args.sasl_fail
+    )
     try:
         if interactive:
             from chatc.ui import run_ui

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final
 
+from chatc.accounts import NICKSERV, hide_password, is_secret
 from chatc.buffers import SERVER_KEY
 from chatc.messages import CTCP_DELIM
 from chatc.state import DEFAULT_HISTORY_PAGE, ClientState, HistoryRefused
@@ -38,6 +39,7 @@ class Outcome:
     clear: bool = False
     reconnect: bool = False
     history_key: str | None = None  # a CHATHISTORY request for this buffer is in the lines: cancel it if unsent
+    secret: bool = False  # the line carries a password: the input history must not keep it
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +76,13 @@ COMMANDS: Final[dict[str, CommandInfo]] = {
     "ignore": CommandInfo("/ignore [mask]", "hide everything from a mask (nick or nick!user@host); alone: list"),
     "unignore": CommandInfo("/unignore mask", "stop ignoring a mask"),
     "away": CommandInfo("/away [message]", "set away (no message: back)"),
+    "register": CommandInfo(
+        "/register [account] password [email]", "register an account (REGISTER, or NickServ where there is none)"
+    ),
+    "verify": CommandInfo("/verify account code", "complete a registration with the code the server sent"),
+    "identify": CommandInfo("/identify [account] password", "log in to an account through NickServ"),
+    "ns": CommandInfo("/ns command...", "send a command to NickServ (/ns help lists them)"),
+    "cs": CommandInfo("/cs command...", "send a command to ChanServ (/cs help lists them)"),
     "history": CommandInfo("/history [N]", f"fetch N (default {DEFAULT_HISTORY_PAGE}) older messages of this channel"),
     "quote": CommandInfo("/quote RAW LINE", "send a raw protocol line"),
     "buffer": CommandInfo("/buffer N", "switch to buffer number N"),
@@ -126,7 +135,7 @@ def _say(state: ClientState, target: str, text: str, kind: str = "privmsg") -> l
     for piece in split_text(text, budget):
         body = f"{CTCP_DELIM}ACTION {piece}{CTCP_DELIM}" if wrap else piece
         lines.append(format_message(command, target, body))
-        state.record_own_message(target, piece, kind)
+        state.record_own_message(target, hide_password(target, piece), kind)
     return lines
 
 
@@ -171,6 +180,7 @@ def _cmd_msg(state: ClientState, args: str, out: Outcome) -> None:
     target, _, text = _need(args, "msg").partition(" ")
     if not text:
         raise CommandError("usage: " + COMMANDS["msg"].usage)
+    out.secret = is_secret(target, text)
     out.lines.extend(_say(state, target, text))
 
 
@@ -330,6 +340,58 @@ def _cmd_away(state: ClientState, args: str, out: Outcome) -> None:
     out.lines.append(format_message("AWAY", args.strip()) if args.strip() else "AWAY")
 
 
+def _cmd_register(state: ClientState, args: str, out: Outcome) -> None:
+    """``/register [account] password [email]``: an email is the word with an ``@``. draft/account-registration's
+    ``REGISTER <account|*> <email|*> <password>`` where the server offers it, else NickServ's REGISTER."""
+    words = _need(args, "register").split()
+    email = words.pop() if len(words) > 1 and "@" in words[-1] else "*"
+    if len(words) not in (1, 2):
+        raise CommandError("usage: " + COMMANDS["register"].usage)
+    account, password = (words[0], words[1]) if len(words) == 2 else ("*", words[0])
+    out.secret = True
+    if "draft/account-registration" in state.caps_offered:
+        options = state.cap.values.get("draft/account-registration", "").split(",")
+        if email == "*" and "email-required" in options:
+            raise CommandError("This server needs an email to register: /register [account] password email")
+        if account != "*" and not state.is_me(account) and "custom-account-name" not in options:
+            raise CommandError(f"This server registers your nick as the account: /nick {account} first")
+        out.lines.append(format_message("REGISTER", account, email, password))
+        state.info(f"Registering {state.nick if account == '*' else account}...")
+        return
+    if account != "*" and not state.is_me(account):
+        raise CommandError(f"NickServ registers your current nick: /nick {account} first")
+    text = f"REGISTER {password}" + (f" {email}" if email != "*" else "")
+    out.lines.append(format_message("PRIVMSG", NICKSERV, text))
+    state.info(f"Registering {state.nick} with NickServ...")
+
+
+def _cmd_verify(state: ClientState, args: str, out: Outcome) -> None:
+    words = _need(args, "verify").split()
+    if len(words) != 2:
+        raise CommandError("usage: " + COMMANDS["verify"].usage)
+    out.secret = True
+    out.lines.append(format_message("VERIFY", *words))
+
+
+def _cmd_identify(state: ClientState, args: str, out: Outcome) -> None:
+    """``PRIVMSG NickServ :IDENTIFY [account] password``; shown (and kept in history) without the password."""
+    words = _need(args, "identify").split()
+    if len(words) > 2:
+        raise CommandError("usage: " + COMMANDS["identify"].usage)
+    out.secret = True
+    out.lines.append(format_message("PRIVMSG", NICKSERV, "IDENTIFY " + " ".join(words)))
+    state.info(f"Identifying to NickServ as {words[0] if len(words) == 2 else state.nick}...")
+
+
+def _service_command(service: str, name: str) -> Callable[[ClientState, str, Outcome], None]:
+    def handler(state: ClientState, args: str, out: Outcome) -> None:
+        text = _need(args, name)
+        out.secret = is_secret(service, text)
+        out.lines.extend(_say(state, service, text))
+
+    return handler
+
+
 def _cmd_history(state: ClientState, args: str, out: Outcome) -> None:
     count = args.strip() or str(DEFAULT_HISTORY_PAGE)
     if not count.isdigit() or int(count) < 1:
@@ -342,7 +404,14 @@ def _cmd_history(state: ClientState, args: str, out: Outcome) -> None:
 
 
 def _cmd_quote(state: ClientState, args: str, out: Outcome) -> None:
-    out.lines.append(_need(args, "quote"))
+    line = _need(args, "quote")
+    command, _, rest = line.partition(" ")
+    if command.upper() in ("PASS", "AUTHENTICATE", "REGISTER", "VERIFY"):
+        out.secret = True
+    elif command.upper() in ("NS", "NICKSERV", "PRIVMSG"):
+        target, _, text = rest.partition(" ") if command.upper() == "PRIVMSG" else (NICKSERV, "", rest)
+        out.secret = is_secret(target, text.removeprefix(":"))
+    out.lines.append(line)
 
 
 def _cmd_buffer(state: ClientState, args: str, out: Outcome) -> None:
@@ -411,6 +480,11 @@ _DISPATCH: Final[dict[str, Callable[[ClientState, str, Outcome], None]]] = {
     "unignore": _cmd_unignore,
     "away": _cmd_away,
     "history": _cmd_history,
+    "register": _cmd_register,
+    "verify": _cmd_verify,
+    "identify": _cmd_identify,
+    "ns": _service_command(NICKSERV, "ns"),
+    "cs": _service_command("ChanServ", "cs"),
     "quote": _cmd_quote,
     "buffer": _cmd_buffer,
     "close": _cmd_close,
@@ -435,6 +509,7 @@ def interpret(state: ClientState, text: str, target: str | None = None) -> Outco
             if part:
                 sub = interpret(state, part, target)
                 out.lines.extend(sub.lines)
+                out.secret = out.secret or sub.secret
         return out
     if not text.strip():
         return out

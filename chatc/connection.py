@@ -10,7 +10,9 @@ Invariants:
   must not end the session. Only protocol duties (PONG, registration retries,
   rejoins) skip the queue. Nothing is queued while no connection is up (``send``
   says so by returning False): a new server session must not replay stale lines.
-- After ``quit`` no reconnect happens, whatever the server does.
+- After ``quit`` no reconnect happens, whatever the server does; nor after a failed login with
+  ``--sasl-fail disconnect`` (``LoginFailed(fatal=True)``): trying again with the same password
+  would only meet the server's login throttle.
 - The reconnect delay doubles from ``backoff_initial_s`` up to ``backoff_max_s`` and
   resets after a successful registration; a little jitter keeps many clients of a
   restarted server from coming back in lockstep.
@@ -29,7 +31,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from chatc.buffers import SERVER_KEY
-from chatc.events import Event, Registered, SendLine
+from chatc.events import Event, LoginFailed, Registered, SendLine
 from chatc.pacing import BURST_LINES, RATE_LINES_PER_S, Backoff, TokenBucket
 from chatc.state import ClientState
 from chatd.protocol.framing import OVERLONG, LineReader, decode_line
@@ -40,6 +42,9 @@ CONNECT_TIMEOUT_S: Final = 10.0
 # A server that takes CAP LS but never answers (or never ACKs/NAKs a REQ) would hold registration
 # forever; after this long chatc sends CAP END itself and registers without capabilities.
 CAP_TIMEOUT_S: Final = 5.0
+# A SASL login in flight gets this much longer before it is given up (the server hashes a PLAIN
+# password off its loop; a loaded server may take a while, but never forever).
+SASL_TIMEOUT_S: Final = 20.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +113,7 @@ class Connection:
         burst_lines: int = BURST_LINES,
         rate_lines_per_s: float = RATE_LINES_PER_S,
         cap_timeout_s: float = CAP_TIMEOUT_S,
+        sasl_timeout_s: float = SASL_TIMEOUT_S,
     ) -> None:
         self.address = address
         self.state = state
@@ -129,6 +135,8 @@ class Connection:
         self.burst_lines = burst_lines
         self.rate_lines_per_s = rate_lines_per_s
         self.cap_timeout_s = cap_timeout_s
+        self.sasl_timeout_s = sasl_timeout_s
+        self.fatal_error = ""  # why the connection gave up for good (a failed login), if it did
         self._queue: deque[str] = deque()
         self._queue_changed = asyncio.Event()
         self._connecting: asyncio.Future[tuple[asyncio.StreamReader, asyncio.StreamWriter]] | None = None
@@ -176,7 +184,7 @@ class Connection:
                 reason = await self._session(reader, writer)
                 if self._registered.is_set():
                     backoff.reset()
-                self.last_error = reason
+                self.last_error = self.fatal_error or reason
                 self._dispatch(self.state.connection_lost(reason))
             self._registered.clear()
             if self._quitting or not self.reconnect:
@@ -228,10 +236,14 @@ class Connection:
         return reason
 
     async def _cap_deadline(self) -> None:
-        """End a capability negotiation the server left hanging; sleeping here is the timeout itself."""
+        """End a capability negotiation the server left hanging (a SASL login gets ``sasl_timeout_s``
+        more); sleeping here is the timeout itself."""
         await asyncio.sleep(self.cap_timeout_s)
-        for line in self.state.end_cap_negotiation():
-            self._write(line)
+        events = self.state.cap_timeout()
+        if not events and self.state.login is not None:
+            await asyncio.sleep(self.sasl_timeout_s)
+            events = self.state.cap_timeout(force=True)
+        self._dispatch(events)
 
     async def _pace(self, writer: asyncio.StreamWriter) -> None:
         """Write queued lines under the token bucket; sleeping here is the pacing itself."""
@@ -275,6 +287,9 @@ class Connection:
             elif isinstance(event, Registered):
                 self._registered.set()
                 self._set_status("connected")
+            elif isinstance(event, LoginFailed) and event.fatal:
+                self._quitting = True  # the QUIT is in the events: the server closes, we do not come back
+                self.fatal_error = f"SASL login failed: {event.reason}"
         self.on_events(events)
 
     def _write(self, line: str) -> bool:

@@ -96,9 +96,27 @@ class ErrorReply:
     text: str
 
 
+@dataclass(frozen=True, slots=True)
+class AccountStatus:
+    """Our account changed or an account command succeeded (900, 901, ACCOUNT, REGISTER SUCCESS): ``text``
+    says what, ``account`` is the account we are logged in to now (None: none)."""
+
+    text: str
+    account: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class LoginFailed:
+    """The SASL login did not succeed; ``reason`` says why (the server's 904 text, or ours). ``fatal``: the
+    connection gives up (``--sasl-fail disconnect``) instead of going on unauthenticated."""
+
+    reason: str
+    fatal: bool
+
+
 Event = (
     SendLine | Registered | MessageReceived | Joined | Parted | Quit | NickChanged | TopicChanged | ServerText
-    | ErrorReply
+    | ErrorReply | AccountStatus | LoginFailed
 )  # fmt: skip
 
 

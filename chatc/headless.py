@@ -5,6 +5,10 @@ received is printed to stdout as one line: ``#room <alice> hello``, ``#room * al
 waves`` for actions, ``#room -alice- text`` for notices, with the buffer name first
 (a nick for private messages). Errors go to stderr.
 
+With ``--sasl`` the login's outcome goes to stderr too: ``chatc: logged in as alice``, or
+``chatc: SASL login failed: <the server's reason>`` (then, by default, exit status 1: see
+``chatc/accounts.py`` for ``--sasl-fail``).
+
 History the server replays on join (a ``chathistory`` batch) is not printed: it was
 said before the script connected, and a bot that reacts to lines would otherwise act
 again on old commands every time it restarts. (A server without batch support sends
@@ -27,7 +31,7 @@ from typing import BinaryIO, Final, TextIO
 from chatc.buffers import SERVER_KEY
 from chatc.commands import CommandError, interpret
 from chatc.connection import Connection, ConnectionClosed, ServerAddress
-from chatc.events import ErrorReply, Event, MessageReceived, Registered
+from chatc.events import AccountStatus, ErrorReply, Event, LoginFailed, MessageReceived, Registered
 from chatc.state import ClientState
 from chatd.protocol.casemap import irc_lower
 from chatd.protocol.framing import decode_line
@@ -106,6 +110,7 @@ class HeadlessClient:
         self.stdout_gone = False
         self.connection = Connection(address, state, self._on_events, reconnect=False)
         self.asked_nick = state.wanted_nick
+        self.login_failure_shown = False
 
     def _announce_nick(self, nick: str) -> None:
         """A script reads its own nick from stderr when the one it asked for was taken: lines to it go there."""
@@ -120,6 +125,13 @@ class HeadlessClient:
                 self.print(format_event(event))
             elif isinstance(event, ErrorReply) and not (self.quitting and event.code in ("ERROR", "DISCONNECTED")):
                 self.error(f"{event.code} {event.text}")
+            elif isinstance(event, LoginFailed):
+                self.login_failure_shown = event.fatal  # the failed registration need not say it again
+                self.quitting = self.quitting or event.fatal  # nor need the ERROR and disconnection that follow
+                then = "" if event.fatal else "; continuing without an account"
+                self.error(f"SASL login failed: {event.reason}{then}")
+            elif isinstance(event, AccountStatus):
+                self.error(event.text)
 
     def print(self, line: str) -> None:
         """Write one output line; a reader that went away (``| head -1``) stops output, not chatc."""
@@ -150,7 +162,8 @@ class HeadlessClient:
         try:
             await asyncio.wait_for(self.connection.wait_registered(), self.registration_timeout_s)
         except (ConnectionClosed, TimeoutError) as exc:
-            self.error(str(exc) or f"the server did not accept us within {self.registration_timeout_s:g}s")
+            if not self.login_failure_shown:
+                self.error(str(exc) or f"the server did not accept us within {self.registration_timeout_s:g}s")
             self.quitting = True
             await self.connection.quit("registration timed out", timeout_s=1.0)
             await runner

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Final
 
+from chatc.accounts import hide_password
 from chatc.buffers import (
     SERVER_KEY,
 )
@@ -62,7 +63,8 @@ def handle_privmsg(state: ClientState, message: Message) -> list[Event]:
         buf = state.open_buffer(target.lstrip(state.prefix_symbols))
     elif not state.registered or "!" not in (message.source or "") or not sender:
         buf = state.buffers[SERVER_KEY]  # server notices, pre-registration AUTH notices
-    elif own:  # echo-message: shown where record_own_message would have shown it
+    elif own:  # echo-message: shown where record_own_message would have shown it (a password masked)
+        text = hide_password(target, text)
         buf = state._show_own(target, text, kind)
         return [MessageReceived(buf.name, safe_text(sender), safe_text(text), kind, own)]
     else:
@@ -155,13 +157,32 @@ def handle_error(state: ClientState, message: Message) -> list[Event]:
     return [ErrorReply("ERROR", safe_text(text))]
 
 
+def describe_standard_reply(message: Message) -> str:
+    """IRCv3 standard replies in words: ``FAIL REGISTER ACCOUNT_EXISTS alice :Account already exists`` reads
+    ``REGISTER failed: Account already exists (ACCOUNT_EXISTS alice)``; WARN and NOTE likewise."""
+    command, code = message.param(0), message.param(1)
+    description = message.params[-1] if len(message.params) > 2 else ""
+    context = " ".join(message.params[2:-1])
+    what = {"FAIL": "failed", "WARN": "warning", "NOTE": "note"}.get(message.command, message.command)
+    head = f"{command} {what}" if command and command != "*" else what.capitalize()
+    detail = " ".join(part for part in (code, context) if part)
+    return f"{head}: {description}" + (f" ({detail})" if detail else "")
+
+
+def handle_standard_reply(state: ClientState, message: Message) -> list[Event]:
+    """WARN and NOTE: shown where the user is looking (they answer what the user just did), not as errors."""
+    text = describe_standard_reply(message)
+    state.add_line(state.active, "info", text)
+    return [ServerText(state.active.name, safe_text(text))]
+
+
 def handle_fail(state: ClientState, message: Message) -> list[Event]:
     """IRCv3 standard replies: ``FAIL <command> <code> [context...] :text``, shown as an error.
 
     A ``FAIL CHATHISTORY`` answering our request (by its label, or without labels the
     oldest request in flight) is shown in that buffer and ends the request.
     """
-    text = " ".join(message.params)
+    text = describe_standard_reply(message)
     buf = state.active
     if message.param(0).upper() == "CHATHISTORY":
         key = state.history_failed(message.tags.get("label", ""), state.batch_of(message))

@@ -2,9 +2,9 @@
 
 This module keeps the session (registration, the connection's lifecycle, batches) and dispatches
 each line to its family's handlers: ``chatc/membership.py`` (who is where), ``chatc/messages.py``
-(what is said), ``chatc/replies.py`` (numerics), ``chatc/caps.py`` (CAP) and ``chatc/paging.py``
-(CHATHISTORY). Those are parts of this one object: they read and set its fields, and change
-buffers only as the rule below says.
+(what is said), ``chatc/replies.py`` (numerics), ``chatc/caps.py`` (CAP), ``chatc/accounts.py``
+(SASL, 900-908, ACCOUNT, REGISTER) and ``chatc/paging.py`` (CHATHISTORY). Those are parts of this
+one object: they read and set its fields, and change buffers only as the rule below says.
 
 Invariants:
 - No I/O here. Lines the protocol obliges us to send (PONG, a retry nick during
@@ -25,6 +25,7 @@ Invariants:
   never count as unread or highlight, and CTCP queries in them are not answered.
   A replayed message whose msgid the buffer already shows is skipped (a reconnect
   replays what the user saw live).
+- The SASL login and ``account`` keep the invariants written at the top of ``chatc/accounts.py``.
 - Paging back (``request_history``, IRCv3 ``draft/chathistory``) keeps the invariants written
   at the top of ``chatc/paging.py``.
 """
@@ -36,6 +37,16 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from typing import Final
 
+from chatc.accounts import (
+    SASL_NUMERICS,
+    after_cap,
+    handle_account,
+    handle_authenticate,
+    handle_logged_in,
+    handle_register_reply,
+    handle_sasl_numeric,
+    login_timeout,
+)
 from chatc.buffers import (
     MAX_BUFFER_LINES,
     SERVER_KEY,
@@ -87,6 +98,7 @@ from chatc.messages import (
     handle_history_line,
     handle_invite,
     handle_privmsg,
+    handle_standard_reply,
 )
 from chatc.paging import (
     DEFAULT_HISTORY_PAGE,
@@ -98,6 +110,7 @@ from chatc.paging import (
     parse_server_time,
 )
 from chatc.replies import handle_isupport, handle_welcome, show_numeric
+from chatc.sasl import Credentials, SaslLogin
 from chatc.text import nick_of, safe_text
 from chatd.protocol import numerics as n
 from chatd.protocol.casemap import irc_lower
@@ -148,6 +161,8 @@ class ClientState(HistoryPaging):
         password: str | None = None,
         server_name: str = "server",
         clock: Callable[[], float] = time.time,
+        sasl: Credentials | None = None,
+        sasl_fail: str = "disconnect",
     ) -> None:
         self.wanted_nick = nick
         self.nick = nick
@@ -169,6 +184,16 @@ class ClientState(HistoryPaging):
         self._nick_attempts = 0
         self.cap = CapNegotiation()
         self.caps = self.cap.enabled  # acknowledged by the server on this connection (the same set)
+        # Accounts (chatc/accounts.py): the SASL login of each connection and what the server says we are.
+        self.credentials = sasl
+        self.sasl_fail = sasl_fail
+        if sasl is not None:
+            self.cap.extra_wanted.add("sasl")
+        self.account: str | None = None
+        self.login: SaslLogin | None = None  # the exchange in flight, if any
+        self.login_abort = ""  # why we sent AUTHENTICATE * (the 906 then ends the login with it)
+        self.server_mechanisms = ""  # a 908's list, for the retry after its 904
+        self.tried_mechanisms: set[str] = set()
         self.ignores = IgnoreList()  # /ignore: the state outlives connections, and so do they
         self._batches: OrderedDict[str, tuple[str, str]] = OrderedDict()  # id -> (type, first parameter)
         self.away_nicks: dict[str, str] = {}  # case-mapped nick -> away message ("" if unknown)
@@ -321,6 +346,10 @@ class ClientState(HistoryPaging):
     def _reset_session(self) -> None:
         """Forget what the last connection negotiated: a new session (maybe another server) starts bare."""
         self.cap.reset()
+        self.account = None
+        self.login = None
+        self.login_abort = self.server_mechanisms = ""
+        self.tried_mechanisms.clear()
         self._batches.clear()
         self.away_nicks.clear()
         self._quiet_who.clear()
@@ -333,8 +362,15 @@ class ClientState(HistoryPaging):
 
     def end_cap_negotiation(self) -> list[str]:
         """``CAP END`` if negotiation is still open (the connection's timeout for a server that never
-        answers a REQ); an empty list otherwise."""
+        answers a REQ); an empty list otherwise, and while a SASL login is still in flight."""
+        if self.login is not None and not self.registered:
+            return []
         return self.cap.end(self.registered)
+
+    def cap_timeout(self, force: bool = False) -> list[Event]:
+        """The connection's deadline for negotiation: ``CAP END``, except for a login still in flight,
+        which gets until the ``force`` call and then fails (``chatc/accounts.py``)."""
+        return login_timeout(self, force)
 
     def rejoin_lines(self) -> list[str]:
         """JOIN lines for every wanted channel, batched with commas under the line limit."""
@@ -400,7 +436,7 @@ class ClientState(HistoryPaging):
         events, note = self.cap.handle(message, self.registered)
         if note:
             self.add_line(self.buffers[SERVER_KEY], "info", note)
-        return events
+        return after_cap(self, message, events)
 
     def _batch(self, message: Message) -> list[Event]:
         """``BATCH +id type params`` opens, ``BATCH -id`` closes; a batch nested in a history batch is history."""
@@ -433,6 +469,7 @@ class ClientState(HistoryPaging):
             return special(self, message)
         return show_numeric(self, message)
 
+
 _HANDLERS: Final[dict[str, Callable[[ClientState, Message], list[Event]]]] = {
     "PING": ClientState._ping,
     "PONG": ClientState._ignore,
@@ -451,6 +488,12 @@ _HANDLERS: Final[dict[str, Callable[[ClientState, Message], list[Event]]]] = {
     "BATCH": ClientState._batch,
     "AWAY": handle_away,
     "FAIL": handle_fail,
+    "WARN": handle_standard_reply,
+    "NOTE": handle_standard_reply,
+    "AUTHENTICATE": handle_authenticate,
+    "ACCOUNT": handle_account,
+    "REGISTER": handle_register_reply,
+    "VERIFY": handle_register_reply,
     "TAGMSG": ClientState._ignore,  # client-only tags (typing notifications): nothing chatc shows
 }
 
@@ -464,4 +507,7 @@ _NUMERIC_HANDLERS: Final[dict[str, Callable[[ClientState, Message], list[Event]]
     n.RPL_WHOREPLY: handle_who_reply,
     n.RPL_ENDOFWHO: handle_end_of_who,
     n.RPL_ENDOFNAMES: handle_end_of_names,
+    n.RPL_LOGGEDIN: handle_logged_in,
+    n.RPL_LOGGEDOUT: handle_logged_in,
+    **dict.fromkeys(SASL_NUMERICS, handle_sasl_numeric),
 }

@@ -281,18 +281,21 @@ class ChatUI:
         return [("bold", f"[{self.state.active.name}] ")]
 
     def _accept(self, buffer: InputBuffer) -> bool:
-        """Handle Enter: returns False so the input line is cleared (prompt_toolkit keeps it in the history)."""
-        self.submit(buffer.text)
+        """Handle Enter: returns False so the input line is cleared (prompt_toolkit keeps it in the history,
+        except a line with a password, emptied here so that Up never brings it back)."""
+        if self.submit(buffer.text):
+            buffer.reset()
         return False
 
-    def submit(self, text: str) -> None:
-        """Run one input line as if typed; errors are shown in the active buffer, never raised."""
+    def submit(self, text: str) -> bool:
+        """Run one input line as if typed; errors are shown in the active buffer, never raised.
+        True when the line carries a password (it must not stay in the input history)."""
         try:
             outcome = interpret(self.state, text)
         except CommandError as exc:
             self.state.info(str(exc), kind="error")
             self.app.invalidate()
-            return
+            return False
         for line in outcome.lines:
             if not self.connection.send(line):
                 self.state.info(f"Not connected; not sent: {line}", kind="error")
@@ -311,6 +314,7 @@ class ChatUI:
         if outcome.quit_reason is not None:
             self.quit(outcome.quit_reason)
         self.app.invalidate()
+        return outcome.secret
 
     # ---- buffers ----------------------------------------------------------------------
 
@@ -419,8 +423,8 @@ class ChatUI:
 
     def _status_fragments(self) -> StyleAndTextTuples:
         """The status line, shortened to the terminal's width by dropping whole parts, least important first
-        (the clock, then the network when all is well, the activity list, our nick); the buffer, a connection
-        problem, the paste queue and ``-- MORE --`` stay longest."""
+        (the clock, the account, then the network when all is well, the activity list, our nick); the buffer, a
+        connection problem, the paste queue and ``-- MORE --`` stay longest."""
         state = self.state
         buffers = state.buffer_list
         number = [buf.key for buf in buffers].index(state.active_key) + 1
@@ -430,6 +434,7 @@ class ChatUI:
         parts: list[tuple[int, StyleAndTextTuples]] = [
             (9, [("", f" {time.strftime('%H:%M')}")]),
             (5, [("", f" [{state.nick}{' (away)' if state.away else ''}]")]),
+            *([(8, [("", f" [account: {state.account}]")])] if state.account else []),
             (0, [("", f" [{number}:{state.active.name}{members}]")]),
             (7 if connected else 1, [("" if connected else "class:status.bad", f" [{state.network}: {status}]")]),
         ]

@@ -26,6 +26,7 @@ from chatd.backends.tls import server_context
 from chatd.cluster.config import NODE_ID_PATTERN, ClusterSettings, default_node_id, parse_redis_url
 from chatd.config_file import ConfigFile, ConfigFileError, ConfigFileUnreadable, load_config_file
 from chatd.core import ServerConfig
+from chatd.core.config import NICK_ENFORCEMENT_MODES
 from chatd.core.passwords import hash_password
 from chatd.history import History, HistoryStoreError, SqliteStore
 from chatd.history.account_store import MemoryAccountStore, SqliteAccountStore
@@ -115,6 +116,20 @@ OPTIONS: tuple[Option, ...] = (
     Option("--history-max-age", "seconds a channel message is kept (0: forever)", options.SECONDS, 0.0),
     Option("--history-max-rows", "most channel messages kept in all (0: no limit)", options.COUNT, 0),
     Option("--history-on-join", "recent channel messages shown to a joining client (0: none)", options.COUNT, 20),
+    Option(
+        "--nick-enforcement",
+        "what happens to a user on a registered nick who is not logged in to its account: strict refuses "
+        "the nick, timeout renames the user Guest<digits> after --nick-grace, optional does nothing",
+        options.choice(NICK_ENFORCEMENT_MODES),
+        "timeout",
+        NICK_ENFORCEMENT_MODES,
+    ),
+    Option(
+        "--nick-grace",
+        "seconds a user on a registered nick has to log in before timeout enforcement renames it",
+        options.POSITIVE_SECONDS,
+        30.0,
+    ),
     Option("--plain-channel", "channel plain-mode clients talk in (always permanent)", default="#lobby"),
     Option(
         "--cluster",
@@ -270,6 +285,8 @@ def parse_settings(
         flood_rate=args.flood_rate,
         flood_excess_limit=args.flood_limit,
         plain_channel=args.plain_channel,
+        nick_enforcement=args.nick_enforcement,
+        nick_grace_s=args.nick_grace,
         permanent_channels=config_file.channels,
         created=datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
     )

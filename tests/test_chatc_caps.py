@@ -24,7 +24,7 @@ from tests.test_chatc_ui import running_ui, until
 def test_cap_ls_302_multiline_then_req_of_what_chatc_uses_then_end_after_ack() -> None:
     state = ClientState("me")
     assert state.registration_lines()[0] == "CAP LS 302"
-    assert state.feed(":srv CAP * LS * :away-notify batch sasl=PLAIN,EXTERNAL invite-notify") == []
+    assert state.feed(":srv CAP * LS * :account-notify away-notify batch sasl=PLAIN,EXTERNAL invite-notify") == []
     events = state.feed(
         ":srv CAP * LS :draft/chathistory echo-message labeled-response message-tags multi-prefix server-time setname"
     )

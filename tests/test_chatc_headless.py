@@ -31,8 +31,9 @@ class ChatcProcess:
 
     def __init__(self, *args: str, env_extra: dict[str, str] | None = None) -> None:
         env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONIOENCODING": "utf-8"}
-        for name in ("CHATC_HOST", "CHATC_PORT", "CHATC_NICK", "CHATC_PASSWORD", "CHATC_TLS_CA"):
-            env.pop(name, None)
+        for name in list(env):
+            if name.startswith("CHATC_"):  # the test's own options only
+                env.pop(name)
         env.update(env_extra or {})
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "chatc", *args],

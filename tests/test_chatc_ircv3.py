@@ -20,12 +20,13 @@ from tests.test_chatc_headless import ChatcProcess
 from tests.test_chatc_ui import joined, last_text, running_ui, until
 
 CHATD_CAPS = (
-    "away-notify batch cap-notify draft/chathistory echo-message invite-notify labeled-response message-tags "
-    "multi-prefix server-time setname userhost-in-names"
+    "account-notify account-tag away-notify batch cap-notify draft/account-registration draft/chathistory "
+    "echo-message extended-join invite-notify labeled-response message-tags multi-prefix sasl server-time setname "
+    "userhost-in-names"
 )
 USED_BY_CHATC = (
-    "away-notify batch cap-notify draft/chathistory echo-message labeled-response message-tags multi-prefix "
-    "server-time"
+    "account-notify away-notify batch cap-notify draft/chathistory echo-message labeled-response message-tags "
+    "multi-prefix server-time"
 )
 TEN_FORTY = datetime.datetime(2026, 11, 26, 10, 40, tzinfo=datetime.UTC).timestamp()
 

@@ -286,7 +286,7 @@ def test_messages_past_the_memory_window_are_found_by_msgid_on_disk(tmp_path: Pa
     for event in events:
         history.record("#far", event)
     history.store.submit(  # type: ignore[union-attr]
-        INSERT_MESSAGE, ("#far", "5f00-1", 1.5, ":a!b@c PRIVMSG #far :from schema 2", None, "message")
+        INSERT_MESSAGE, ("#far", "5f00-1", 1.5, ":a!b@c PRIVMSG #far :from schema 2", None, "message", None)
     )
     history.close()
     reopened = History(SqliteStore(str(tmp_path)), keep=3)

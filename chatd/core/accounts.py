@@ -27,6 +27,7 @@ import scramp
 
 from chatd.core.passwords import hash_password, verify_password
 from chatd.core.ports import AccountRecord, AccountStore
+from chatd.core.presence import tell_watchers
 from chatd.protocol import numerics as n
 from chatd.protocol.casemap import irc_lower, is_valid_nick
 from chatd.protocol.message import format_message
@@ -172,7 +173,7 @@ def log_in(hub: Hub, client: Client, record: AccountRecord) -> None:
     """``client`` is now logged in to ``record``'s account: say so to it, its peers and the network."""
     if client.account == record.name:
         return
-    client.account = record.name
+    _announce_account(hub, client, record.name)
     hub.accounts.names[irc_lower(record.name)] = record.name
     if client.node is None:
         hub.reply(
@@ -182,29 +183,34 @@ def log_in(hub: Hub, client: Client, record: AccountRecord) -> None:
             record.name,
             f"You are now logged in as {record.name}",
         )
-    _announce_account(hub, client)
 
 
 def log_out(hub: Hub, client: Client) -> None:
     """``client`` is no longer logged in (DROP, or another node said so)."""
     if client.account is None:
         return
-    client.account = None
+    _announce_account(hub, client, None)
     if client.node is None:
         hub.reply(client, n.RPL_LOGGEDOUT, client.prefix if client.nick else "*", "You are now logged out")
-    _announce_account(hub, client)
 
 
-def _announce_account(hub: Hub, client: Client) -> None:
-    """``ACCOUNT <name>|*`` to peers with account-notify (once registered), and to the network."""
+def _announce_account(hub: Hub, client: Client, account: str | None) -> None:
+    """Set ``client.account``; once registered, ``ACCOUNT <name>|*`` goes to peers with
+    account-notify and to MONITOR watchers with extended-monitor too, and the network hears.
+
+    The ACCOUNT line is made before the change, so its account tag names the account
+    the user was logged in to (as the account-tag spec's example shows)."""
     if not client.registered:
+        client.account = account
         return
-    hub.send_to_peers(
+    event = hub.send_to_peers(
         client,
-        format_message("ACCOUNT", client.account or "*", source=client.prefix),
+        format_message("ACCOUNT", account or "*", source=client.prefix),
         None,
         include_self=False,
         only_cap="account-notify",
     )
+    client.account = account
+    tell_watchers(hub, client, event, "account-notify")
     if hub.cluster is not None and client.node is None:
         hub.cluster.user_changed(client)

@@ -336,6 +336,7 @@ def set_topic(hub: Hub, client: Client, channel: Channel, topic: str, when: floa
         channel,
         format_message("TOPIC", channel.name, topic, source=client.prefix),
         f"* {client.nick} changed the topic to: {topic}",
+        account=client.account,
     )
     hub.record(channel, event, "event")
     if hub.cluster is not None and client.node is None:
@@ -370,6 +371,7 @@ def change_modes(hub: Hub, client: Client, channel: Channel, changes: Iterable[M
         channel,
         format_message("MODE", channel.name, text, *params, source=client.prefix),
         f"* {client.nick} sets mode {text} {' '.join(params)}".rstrip(),
+        account=client.account,
     )
     if hub.cluster is not None:
         hub.cluster.modes_changed(client, channel, applied, event)
@@ -403,7 +405,9 @@ def part(hub: Hub, client: Client, channel: Channel, reason: str) -> None:
     """``client`` leaves ``channel`` (its own wish, or its node's word): members see PART."""
     params = (channel.name, reason) if reason else (channel.name,)
     plain = f"* {client.nick} has left {channel.name}" + (f" ({reason})" if reason else "")
-    event = hub.send_to_channel(channel, format_message("PART", *params, source=client.prefix), plain)
+    event = hub.send_to_channel(
+        channel, format_message("PART", *params, source=client.prefix), plain, account=client.account
+    )
     hub.record(channel, event, "event")
     hub.leave(client, channel)
     if hub.cluster is not None and client.node is None:
@@ -422,6 +426,7 @@ def kick(hub: Hub, client: Client, channel: Channel, target: Client, reason: str
         channel,
         format_message("KICK", channel.name, target.nick or "", reason, source=client.prefix),
         f"* {target.plain_name} was kicked by {client.plain_name} ({reason})",
+        account=client.account,
     )
     hub.record(channel, event, "event")
     hub.leave(target, channel)

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+NICK_ENFORCEMENT_MODES = ("strict", "timeout", "optional")
+"""How a registered nick is protected from users not logged in to its account (chatd.core.enforcement)."""
+
 
 @dataclass(frozen=True, slots=True)
 class PermanentChannel:
@@ -57,4 +60,7 @@ class ServerConfig:
     history_on_join: int = 20
     """How many recent channel messages a joining client is shown (0: none)."""
     created: str = "today"
+    nick_enforcement: str = "timeout"
+    """One of NICK_ENFORCEMENT_MODES: refuse at once, rename after ``nick_grace_s``, or let be."""
+    nick_grace_s: float = 30.0
     isupport_extra: dict[str, str] = field(default_factory=dict)

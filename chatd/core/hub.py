@@ -24,10 +24,12 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterable, Sequence
 
 from chatd.core.accounts import Accounts
+from chatd.core.attribution import announce_join
 from chatd.core.channel import Channel
 from chatd.core.client import Client, Dialect, Transport
 from chatd.core.commands.channels import send_names, send_topic
 from chatd.core.config import PermanentChannel, ServerConfig
+from chatd.core.conversations import record_private
 from chatd.core.event import Delivery
 from chatd.core.fanout import Audience, GroupFactory
 from chatd.core.lines import handle_line
@@ -40,7 +42,7 @@ from chatd.core.permanent import (
     new_channel,
     release_channel,
 )
-from chatd.core.ports import AccountStore, HistoryPort, Offload, conversation_key, run_here
+from chatd.core.ports import AccountStore, HistoryPort, Offload, run_here
 from chatd.core.presence import Watchlist
 from chatd.core.replay import replay_history
 from chatd.core.session import receive_lines, resume_lines
@@ -192,8 +194,10 @@ class Hub:
         client_tags: dict[str, str] | None = None,
         *,
         tags_only: bool = False,
+        account: str | None = None,
     ) -> Delivery:
-        """A message to relay, with a fresh msgid and the time it happened.
+        """A message to relay, with a fresh msgid and the time it happened (``account``: its
+        logged-in sender's, for the account tag).
 
         The msgid ends in the time in milliseconds (``msgid_time``), so history can find a
         message by its id through the (channel, time) index, without an index of its own.
@@ -201,7 +205,7 @@ class Hub:
         self._msgid_counter += 1
         when = self.wall_clock()
         msgid = f"{self._msgid_prefix}{self._msgid_counter:x}-{int(when * 1000):x}"
-        return Delivery(line, plain_line, msgid, when, client_tags, tags_only=tags_only)
+        return Delivery(line, plain_line, msgid, when, client_tags, tags_only=tags_only, account=account)
 
     def send_to_channel(
         self,
@@ -212,6 +216,7 @@ class Hub:
         client_tags: dict[str, str] | None = None,
         *,
         tags_only: bool = False,
+        account: str | None = None,
     ) -> Delivery:
         """Fan one message out to a channel's members, encoding it once per codec.
 
@@ -219,7 +224,12 @@ class Hub:
         ``plain_line``, or nothing when it is None. Returns the event, so the
         sender can be echoed the very same message.
         """
-        event = self.event(line, plain_line, client_tags, tags_only=tags_only)
+        event = self.event(line, plain_line, client_tags, tags_only=tags_only, account=account)
+        self.deliver(channel, event, skip)
+        return event
+
+    def deliver(self, channel: Channel, event: Delivery, skip: Client | None) -> None:
+        """``send_to_channel`` for an event already made; a labeled client's copy joins its response."""
         labeled = self.labeled_client
         if labeled is None or labeled is skip or labeled not in channel.members:
             self.fanout(channel.members, event, skip, channel)
@@ -229,7 +239,6 @@ class Hub:
             else:
                 self.generic_fanout([member for member in channel.members if member is not labeled], event, skip)
             self.send_event(labeled, event)
-        return event
 
     def fanout(
         self, members: Iterable[Client], event: Delivery, skip: Client | None, channel: Channel | None = None
@@ -287,7 +296,7 @@ class Hub:
 
         With ``only_cap``, only peers that negotiated that capability hear of it.
         """
-        event = self.event(line, plain_line)
+        event = self.event(line, plain_line, account=client.account)
         seen: set[Client] = {client}
         if include_self and (only_cap is None or only_cap in client.caps):
             self.send_event(client, event)
@@ -359,16 +368,7 @@ class Hub:
             channel = self.channels[key] = new_channel(self, name, key)
         channel.add(client)
         client.channels[key] = channel
-        joined = self.send_to_channel(
-            channel,
-            format_message("JOIN", channel.name, source=client.prefix),
-            f"* {client.plain_name} has joined {channel.name}",
-        )
-        if client.away is not None:
-            away = self.event(format_message("AWAY", client.away, source=client.prefix), None)
-            for member in channel.members:
-                if member is not client and "away-notify" in member.caps:
-                    self.send_event(member, away)
+        joined = announce_join(self, client, channel)
         if client.node is not None:  # a user of another node joining: its own node shows it the channel
             self.record(channel, joined, "event")
             return channel
@@ -397,16 +397,8 @@ class Hub:
             self.history.record(channel.name_key, event, kind)
 
     def record_private(self, sender: Client, target: Client, event: Delivery) -> None:
-        """Keep a private message for CHATHISTORY, only with --history-private and only between
-        two connected IRC users (plain clients and offline targets never have theirs stored)."""
-        if (
-            self.history is not None
-            and self.config.history_private
-            and sender.nick_key is not None
-            and target.nick_key is not None
-            and Dialect.PLAIN not in (sender.dialect, target.dialect)
-        ):
-            self.history.record(conversation_key(sender.nick_key, target.nick_key), event)
+        """Keep a private message for CHATHISTORY: by account, or by nick (chatd.core.conversations)."""
+        record_private(self, sender, target, event)
 
     def save_channel(self, channel: Channel) -> None:
         """Persist a permanent channel's topic and modes after they change (other channels

@@ -7,6 +7,8 @@ Invariants:
 - Activity only updates ``Client.last_seen``; timers are re-armed lazily when they fire,
   so the per-line path never touches the heap.
 - Plain clients cannot answer PING: after registration they are left to TCP keepalive.
+- The nick-enforcement deadlines (``chatd.core.enforcement``) run with these timers:
+  ``run`` fires both, ``next_deadline`` is the earlier of both.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import heapq
 from typing import TYPE_CHECKING
 
 from chatd.core.client import Dialect
+from chatd.core.enforcement import NickEnforcement
 from chatd.protocol.message import format_message
 
 if TYPE_CHECKING:
@@ -25,17 +28,20 @@ if TYPE_CHECKING:
 class Liveness:
     """The hub's timers, on the hub's monotonic clock."""
 
-    __slots__ = ("_heap", "hub")
+    __slots__ = ("_heap", "enforcement", "hub")
 
     def __init__(self, hub: Hub) -> None:
         self.hub = hub
         self._heap: list[tuple[float, int, Client]] = []
+        self.enforcement = NickEnforcement(hub)
 
     def schedule(self, deadline: float, client: Client) -> None:
         heapq.heappush(self._heap, (deadline, client.id, client))
 
     def next_deadline(self) -> float | None:
-        return self._heap[0][0] if self._heap else None
+        own = self._heap[0][0] if self._heap else None
+        other = self.enforcement.next_deadline()
+        return own if other is None else other if own is None else min(own, other)
 
     def run(self, now: float) -> None:
         """Fire every timer due by ``now``."""
@@ -44,6 +50,7 @@ class Liveness:
             _, _, client = heapq.heappop(heap)
             if not client.gone:
                 self._check(client, now)
+        self.enforcement.run(now)
 
     def forget_departed(self, clients_left: int) -> None:
         """Drop the entries of departed clients once they are at least half the heap, so those
@@ -55,6 +62,7 @@ class Liveness:
 
     def clear(self) -> None:
         self._heap.clear()
+        self.enforcement.clear()
 
     def _check(self, client: Client, now: float) -> None:
         """One timer firing: ping an idle client, or drop one that did not answer in time."""

@@ -6,9 +6,10 @@ never imports it: the CLI and the tests hand one to the hub, so storage can chan
 (PostgreSQL, a shared store) without the core noticing. The other ports: the rest of a
 chat network is ``chatd.core.network.Network``; accounts are an ``AccountStore``.
 
-Keys are case-mapped channel names, or ``conversation_key(a, b)`` for the private
-conversation of two nicks. Calls come from the event loop (or under the threads
-backend's lock) and must not wait on the disk for writes.
+Keys are case-mapped channel names, ``conversation_key(a, b)`` for the private
+conversation of two nicks, or ``account_conversation_key(a, b)`` for that of two
+accounts. Calls come from the event loop (or under the threads backend's lock) and
+must not wait on the disk for writes.
 """
 
 from __future__ import annotations
@@ -33,6 +34,15 @@ def conversation_key(first: str, second: str) -> str:
     return "@" + "|".join(sorted((first, second)))
 
 
+def account_conversation_key(first: str, second: str) -> str:
+    """The history key of the private conversation of two accounts (case-mapped names).
+
+    ``@@`` begins no nick conversation (no nick begins with ``@``), and the comma is in no
+    account name, so the two names are told apart whatever they hold.
+    """
+    return "@@" + ",".join(sorted((first, second)))
+
+
 class StoredEntry(Protocol):
     """One recorded entry: its IRC line (with source), the plain rendering, id, time and kind
     (``"message"`` for PRIVMSG and NOTICE, ``"event"`` for JOIN, PART, KICK, TOPIC, QUIT)."""
@@ -47,6 +57,10 @@ class StoredEntry(Protocol):
     def plain(self) -> str | None: ...
     @property
     def kind(self) -> str: ...
+    @property
+    def account(self) -> str | None:
+        """The sender's account when it was a logged-in user (the ``account`` tag)."""
+        ...
 
 
 class HistoryPort(Protocol):
@@ -72,6 +86,14 @@ class HistoryPort(Protocol):
         ...
 
     def latest_time(self, key: str, after: float, before: float) -> float | None: ...
+
+    def correspond(self, first: str, second: str) -> None:
+        """Two accounts (case-mapped) have a private conversation; queued, never waited on."""
+        ...
+
+    def correspondents(self, account: str) -> Iterable[str]:
+        """The accounts (case-mapped) ``account`` has a private conversation with."""
+        ...
 
     def save_channel(self, key: str, state: ChannelState) -> None:
         """Keep a permanent channel's topic and modes."""

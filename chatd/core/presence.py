@@ -13,7 +13,7 @@ Invariants:
   (``users.announce_nick``), any departure (``users.depart``) and another node's user
   appearing (``chatd.cluster.replica``).
 - ``tell_watchers`` is extended-monitor: a watcher that negotiated it, and the cap a
-  change needs (away-notify, setname), hears of the change even with no channel shared
+  change needs (away-notify, setname, account-notify), hears of the change even with no channel shared
   with the user; one that shares a channel already heard it from ``send_to_peers``.
 """
 
@@ -99,7 +99,7 @@ def renamed(hub: Hub, client: Client, old_nick: str | None) -> None:
 
 
 def tell_watchers(hub: Hub, client: Client, event: Delivery, cap: str) -> None:
-    """extended-monitor: send ``event`` (an AWAY or SETNAME of ``client``) to its watchers that
+    """extended-monitor: send ``event`` (an AWAY, SETNAME or ACCOUNT of ``client``) to its watchers that
     negotiated ``extended-monitor`` and ``cap`` and share no channel with it."""
     watchers = hub.watchlist.by_key.get(client.nick_key or "")
     if not watchers:

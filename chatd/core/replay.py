@@ -7,12 +7,15 @@
 - Plain clients get ``[HH:MM] name: text``.
 - Other CTCP requests (VERSION, PING, ...) are never replayed: a client would answer them.
 - Only the channel's current life is replayed (``chatd.core.permanent.history_floor``).
+- The sender's account tag and a JOIN's extended form follow the client's caps
+  (``chatd.core.attribution``), as they would live.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from chatd.core.attribution import add_stored_tags, stored_line
 from chatd.core.client import Dialect
 from chatd.core.event import server_time
 from chatd.core.permanent import history_floor
@@ -84,6 +87,7 @@ def replay_history(hub: Hub, client: Client, channel: Channel) -> None:
             tags["batch"] = batch_id
         if "message-tags" in client.caps:
             tags["msgid"] = entry.msgid
-        hub.send_line(client, f"@{format_tags(tags)} {entry.line}")
+        add_stored_tags(entry, client, tags)
+        hub.send_line(client, f"@{format_tags(tags)} {stored_line(entry, client)}")
     if batch_id:
         hub.send_line(client, format_message("BATCH", f"-{batch_id}", source=hub.config.name))

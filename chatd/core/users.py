@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from chatd.core.client import Dialect
+from chatd.core.enforcement import nick_taken, refused_at_registration
 from chatd.core.presence import renamed, went_offline, went_online
 from chatd.core.sasl import abort as abort_sasl
 from chatd.core.welcome import send_welcome
@@ -55,6 +56,7 @@ def change_nick(hub: Hub, client: Client, nick: str) -> None:
     announce_nick(hub, client, old_prefix, old_nick)
     if hub.cluster is not None:
         hub.cluster.nick_changed(client, old_key)
+    nick_taken(hub, client)
 
 
 def announce_nick(hub: Hub, client: Client, old_prefix: str, old_nick: str | None) -> None:
@@ -95,8 +97,11 @@ def try_complete_registration(hub: Hub, client: Client) -> None:
         hub.reply(client, n.ERR_PASSWDMISMATCH, "Password incorrect")
         hub.quit(client, "Bad password", error="Closing Link: Bad password")
         return
+    if refused_at_registration(hub, client):
+        return
     mark_registered(hub, client)
     send_welcome(hub, client)
+    nick_taken(hub, client)
 
 def mark_registered(hub: Hub, client: Client) -> None:
     """A user just registered (IRC or plain): count it for LUSERS, keep the high-water mark."""

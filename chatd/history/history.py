@@ -3,6 +3,11 @@
 The last ``keep`` entries of each channel live in memory (loaded from the store
 the first time a channel is touched), so replay on join never reads the disk
 in the common case. Every record is also queued for the store, if there is one.
+
+An entry keeps its sender's account (the account tag when it is replayed), and a JOIN
+its extended-join form (``chatd.core.attribution`` renders it per client). Who has a
+private conversation by account with whom (``correspondents``) is kept beside, for
+CHATHISTORY TARGETS: in memory, and in the store's ``correspondents`` table.
 """
 
 from __future__ import annotations
@@ -33,6 +38,8 @@ class HistoryEntry(NamedTuple):
     line: str
     plain: str | None
     kind: str = MESSAGE
+    account: str | None = None
+    """The sender's account when it was a logged-in user."""
 
 
 def msgid_time(msgid: str) -> float | None:
@@ -72,12 +79,33 @@ class History:
         self.store = store
         self.keep = keep
         self._recent: dict[str, deque[HistoryEntry]] = {}
+        self._correspondents: dict[str, set[str]] = {}
 
     def record(self, channel_key: str, event: Delivery, kind: str = MESSAGE) -> None:
-        msgid, when, line, plain = event.msgid, event.when, event.line, event.plain_line
-        self._entries(channel_key).append(HistoryEntry(msgid, when, line, plain, kind))
+        msgid, when, plain, account = event.msgid, event.when, event.plain_line, event.account
+        line = event.extended_line or event.line
+        self._entries(channel_key).append(HistoryEntry(msgid, when, line, plain, kind, account))
         if self.store is not None:
-            self.store.insert_message((channel_key, msgid, when, line, plain, kind))
+            self.store.insert_message((channel_key, msgid, when, line, plain, kind, account))
+
+    def correspond(self, first: str, second: str) -> None:
+        """The accounts ``first`` and ``second`` (case-mapped) have a private conversation."""
+        for account, other in ((first, second), (second, first)):
+            partners = self.correspondents(account)
+            if other not in partners:
+                partners.add(other)
+                if self.store is not None:
+                    self.store.insert_correspondent(account, other)
+
+    def correspondents(self, account: str) -> set[str]:
+        """The case-mapped accounts ``account`` has a private conversation with (read from the
+        store the first time an account is asked about)."""
+        partners = self._correspondents.get(account)
+        if partners is None:
+            partners = self._correspondents[account] = set()
+            if self.store is not None:
+                partners.update(self.store.correspondents(account))
+        return partners
 
     def recent(
         self, channel_key: str, count: int, *, events: bool = False, since: float = -math.inf

@@ -30,7 +30,7 @@ from typing import Any
 
 log = logging.getLogger("chatd")
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 COMMIT_INTERVAL_S = 0.05
 MAX_BATCH = 20_000
 PRUNE_INTERVAL_S = 60.0
@@ -99,10 +99,24 @@ MIGRATIONS: dict[int, Sequence[str]] = {
                data TEXT NOT NULL
            )""",
     ),
+    # 5: the sender's account beside each entry (the account tag in replays and CHATHISTORY),
+    # and who has a private conversation by account with whom (CHATHISTORY TARGETS): a row per
+    # side, so one account's partners are one range of the primary key.
+    5: (
+        "ALTER TABLE messages ADD COLUMN account TEXT",
+        """CREATE TABLE correspondents (
+               account TEXT NOT NULL,
+               other TEXT NOT NULL,
+               PRIMARY KEY (account, other)
+           ) WITHOUT ROWID""",
+    ),
 }
 
 
-INSERT_MESSAGE = "INSERT OR IGNORE INTO messages (target, msgid, time, line, plain, kind) VALUES (?, ?, ?, ?, ?, ?)"
+INSERT_MESSAGE = (
+    "INSERT OR IGNORE INTO messages (target, msgid, time, line, plain, kind, account) VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+INSERT_CORRESPONDENT = "INSERT OR IGNORE INTO correspondents (account, other) VALUES (?, ?)"
 SAVE_CHANNEL = (
     "INSERT OR REPLACE INTO channels (key, name, created, topic, topic_by, topic_at, modes, mode_key, mode_limit, bans)"
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -205,9 +219,13 @@ class SqliteStore:
 
     # ---- writes: queued, committed by the writer thread -----------------------------
 
-    def insert_message(self, row: tuple[str, str, float, str, str | None, str]) -> None:
-        """(target, msgid, time, line, plain, kind); a message already stored is kept once."""
+    def insert_message(self, row: tuple[str, str, float, str, str | None, str, str | None]) -> None:
+        """(target, msgid, time, line, plain, kind, account); a message already stored is kept once."""
         self.submit(INSERT_MESSAGE, row)
+
+    def insert_correspondent(self, account: str, other: str) -> None:
+        """``account`` (a case-mapped account name) has a private conversation with ``other``."""
+        self.submit(INSERT_CORRESPONDENT, (account, other))
 
     def save_channel(self, row: tuple[Any, ...]) -> None:
         """(key, name, created, topic, topic_by, topic_at, modes, mode_key, mode_limit, bans as JSON)."""
@@ -226,9 +244,10 @@ class SqliteStore:
         return self._reader.execute(sql, params).fetchall()
 
     def newest_entries(self, target: str, limit: int) -> list[tuple[Any, ...]]:
-        """The newest ``limit`` rows (msgid, time, line, plain, kind) of a target, newest first."""
+        """The newest ``limit`` rows (msgid, time, line, plain, kind, account) of a target, newest first."""
         return self.query(
-            "SELECT msgid, time, line, plain, kind FROM messages WHERE target = ? ORDER BY time DESC, id DESC LIMIT ?",
+            "SELECT msgid, time, line, plain, kind, account FROM messages"
+            " WHERE target = ? ORDER BY time DESC, id DESC LIMIT ?",
             (target, limit),
         )
 
@@ -239,7 +258,7 @@ class SqliteStore:
         ``after`` first); messages only unless ``events``."""
         order = "DESC" if newest else "ASC"
         return self.query(
-            "SELECT msgid, time, line, plain, kind FROM messages WHERE target = ? AND time > ? AND time < ?"
+            "SELECT msgid, time, line, plain, kind, account FROM messages WHERE target = ? AND time > ? AND time < ?"
             f" AND (kind = 'message' OR ?) ORDER BY time {order}, id {order} LIMIT ?",
             (target, after, before, events, limit),
         )
@@ -255,6 +274,10 @@ class SqliteStore:
                 (target, named_time - 0.002, named_time + 0.002, msgid),
             )
         return rows[0][0] if rows else None
+
+    def correspondents(self, account: str) -> list[str]:
+        """The case-mapped accounts ``account`` has a stored private conversation with."""
+        return [row[0] for row in self.query("SELECT other FROM correspondents WHERE account = ?", (account,))]
 
     def saved_channel(self, key: str) -> tuple[Any, ...] | None:
         """(name, created, topic, topic_by, topic_at, modes, mode_key, mode_limit, bans as JSON) or None."""

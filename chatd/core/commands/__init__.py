@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from chatd.core.client import Client
+from chatd.core.commands.account_registration import handle_register, handle_verify
 from chatd.core.commands.authenticate import handle_authenticate
 from chatd.core.commands.channels import (
     handle_invite,
@@ -134,11 +135,13 @@ COMMANDS: dict[str, Command] = {
     "PONG": Command(handle_pong, before_registration=True),
     "PRIVMSG": Command(handle_privmsg),
     "QUIT": Command(handle_quit, before_registration=True),
+    "REGISTER": Command(handle_register, min_params=3, before_registration=True),
     "SETNAME": Command(handle_setname, min_params=1),
     "TAGMSG": Command(handle_tagmsg, min_params=1),
     "TOPIC": Command(handle_topic, min_params=1),
     "USER": Command(handle_user, min_params=4, before_registration=True),
     "USERHOST": Command(handle_userhost, min_params=1),
+    "VERIFY": Command(handle_verify, min_params=2, before_registration=True),
     "VERSION": Command(handle_version),
     "WHO": Command(handle_who),
     "WHOIS": Command(handle_whois),

@@ -84,18 +84,20 @@ def handle_invite(hub: Hub, client: Client, message: Message) -> None:
         return
     channel.invited.add(target.nick_key or "")
     hub.reply(client, n.RPL_INVITING, target.nick or "", channel.name)
+    invite = hub.event(
+        format_message("INVITE", target.nick or "", channel.name, source=client.prefix), None, account=client.account
+    )
     if target.node is not None and hub.cluster is not None:
         hub.cluster.invited(client, target, channel)  # its own node lets it in and tells it
     elif target.dialect is Dialect.PLAIN:
         target.send(f"* {client.nick} invites you to {channel.name}\n".encode())
     else:
-        hub.send_line(target, format_message("INVITE", target.nick or "", channel.name, source=client.prefix))
+        hub.send_event(target, invite)
     if target.away is not None:
         hub.reply(client, n.RPL_AWAY, target.nick or "", target.away)
-    notice = hub.event(format_message("INVITE", target.nick or "", channel.name, source=client.prefix), None)
     for member in channel.members:
         if member is not client and "invite-notify" in member.caps and member in channel.operators:
-            hub.send_event(member, notice)
+            hub.send_event(member, invite)
 
 
 # PART <channel>{,<channel>} [:<reason>]

@@ -7,7 +7,9 @@ BETWEEN <target> <ref> <ref> <limit> | TARGETS <timestamp> <timestamp> <limit>
 A reference is ``timestamp=YYYY-MM-DDThh:mm:ss.sssZ`` or ``msgid=<id>``. Answers
 always come in a batch (``chathistory`` or ``draft/chathistory-targets``), empty
 when nothing matches; problems are ``FAIL CHATHISTORY <code>``. Only channels the
-client is in can be read; private history is not kept.
+client is in can be read, and its own private conversations: by account between
+logged-in users, by nick with --history-private (``chatd.core.conversations``);
+TARGETS lists both channels and the accounts it has conversations with.
 """
 
 from __future__ import annotations
@@ -17,11 +19,13 @@ import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from chatd.core.attribution import add_stored_tags, stored_line
 from chatd.core.client import Client
+from chatd.core.conversations import private_conversation, recent_correspondents
 from chatd.core.event import server_time
 from chatd.core.limits import CHATHISTORY_MAX
 from chatd.core.permanent import history_floor
-from chatd.core.ports import StoredEntry, conversation_key
+from chatd.core.ports import StoredEntry
 from chatd.protocol.casemap import irc_lower
 from chatd.protocol.message import Message, format_message, format_tags
 
@@ -66,7 +70,8 @@ def _send_batch(hub: Hub, client: Client, target: str, entries: Sequence[StoredE
         tags = {"batch": batch_id, "time": server_time(entry.time)}
         if with_msgid:
             tags["msgid"] = entry.msgid
-        hub.send_line(client, f"@{format_tags(tags)} {entry.line}")
+        add_stored_tags(entry, client, tags)
+        hub.send_line(client, f"@{format_tags(tags)} {stored_line(entry, client)}")
     hub.send_line(client, format_message("BATCH", f"-{batch_id}", source=hub.config.name))
 
 
@@ -84,6 +89,7 @@ def _targets(hub: Hub, client: Client, message: Message) -> None:
         when = hub.history.latest_time(channel.name_key, max(low, floor), high)
         if when is not None:
             found.append((when, channel.name))
+    found.extend(recent_correspondents(hub, client, low, high))
     found.sort()
     hub._batch_counter += 1
     batch_id = f"C{hub._batch_counter}"
@@ -99,13 +105,13 @@ def _targets(hub: Hub, client: Client, message: Message) -> None:
 
 def _conversation(hub: Hub, client: Client, target: str) -> tuple[str, str, float] | None:
     """The history key, display name and earliest readable time of what a client may read: a
-    channel it is in (from its current life on, unless it is permanent), or (with
-    --history-private) its conversation with a nick."""
+    channel it is in (from its current life on, unless it is permanent), or its private
+    conversation with a nick (chatd.core.conversations: by account, or by nick)."""
     channel: Channel | None = client.channels.get(irc_lower(target))
     if channel is not None:
         return channel.name_key, channel.name, history_floor(hub, channel)
-    if target[:1] != "#" and target and hub.config.history_private and client.nick_key is not None:
-        return conversation_key(client.nick_key, irc_lower(target)), target, -math.inf
+    if target[:1] != "#" and target:
+        return private_conversation(hub, client, target)
     return None
 
 

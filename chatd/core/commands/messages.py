@@ -84,6 +84,7 @@ def _relay(hub: Hub, client: Client, message: Message, *, errors: bool, tags_onl
             None if plain_text is None else f"[private] {plain_text}",
             tags,
             tags_only=tags_only,
+            account=client.account,
         )
         if target is client:
             # To oneself: the copy as recipient is not part of a labeled response; the echo is.
@@ -111,7 +112,7 @@ def _deliver_to_channel(
     echo: bool,
     tags_only: bool = False,
 ) -> None:
-    event = hub.send_to_channel(channel, line, plain_text, client, tags, tags_only=tags_only)
+    event = hub.send_to_channel(channel, line, plain_text, client, tags, tags_only=tags_only, account=client.account)
     if echo:
         hub.send_event(client, event)
     if not tags_only:

@@ -10,6 +10,7 @@ from chatd.core.event import server_time
 from chatd.core.help import HELP_TEXT
 from chatd.core.limits import MAX_AWAY_LENGTH
 from chatd.core.presence import tell_watchers
+from chatd.core.services import whois_service
 from chatd.core.welcome import send_isupport, send_lusers, send_motd
 from chatd.protocol import numerics as n
 from chatd.protocol.casemap import irc_lower
@@ -26,6 +27,8 @@ def handle_whois(hub: Hub, client: Client, message: Message) -> None:
         return
     nick = message.params[-1]
     target = hub.find_client(nick)
+    if target is None and whois_service(hub, client, nick):
+        return
     if target is None or not target.registered:
         hub.reply(client, n.ERR_NOSUCHNICK, nick, "No such nick/channel")
         hub.reply(client, n.RPL_ENDOFWHOIS, nick, "End of /WHOIS list")
@@ -36,6 +39,8 @@ def handle_whois(hub: Hub, client: Client, message: Message) -> None:
     if channels:
         hub.reply(client, n.RPL_WHOISCHANNELS, name, channels)
     hub.reply(client, n.RPL_WHOISSERVER, name, target.node or hub.config.name, "chatd")
+    if target.account is not None:
+        hub.reply(client, n.RPL_WHOISACCOUNT, name, target.account, "is logged in as")
     if target.away is not None:
         hub.reply(client, n.RPL_AWAY, name, target.away)
     idle = int(hub.clock() - target.last_seen)

@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING
 from chatd.core.accounts import Outcome, check_password, log_in
 from chatd.core.caps import ls_lines, supported_caps
 from chatd.core.client import Client, Dialect
-from chatd.core.event import CODEC_MESSAGE_TAGS, CODEC_SERVER_TIME
+from chatd.core.enforcement import reserved_nick_refused
+from chatd.core.event import codec_for
 from chatd.core.users import change_nick, try_complete_registration
 from chatd.protocol import numerics as n
 from chatd.protocol.casemap import is_valid_nick
@@ -26,9 +27,7 @@ def _apply_caps(hub: Hub, client: Client, request: list[str]) -> None:
         else:
             client.caps.add(token)
     if client.dialect is not Dialect.PLAIN:
-        client.codec = (CODEC_SERVER_TIME if "server-time" in client.caps else 0) | (
-            CODEC_MESSAGE_TAGS if "message-tags" in client.caps else 0
-        )
+        client.codec = codec_for(client.caps)
         hub.codec_changed(client)
 
 
@@ -116,6 +115,8 @@ def handle_nick(hub: Hub, client: Client, message: Message) -> None:
         hub.reply(client, n.ERR_NICKNAMEINUSE, nick, "Nickname is already in use")
         return
     if nick == client.nick:
+        return
+    if reserved_nick_refused(hub, client, nick):
         return
     if hub.cluster is not None and hub.cluster.request_nick(client, nick):
         return  # the network answers later: no 001 (or NICK) before it says yes

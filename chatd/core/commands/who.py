@@ -110,8 +110,8 @@ def _who_reply(hub: Hub, asker: Client, target: Client, channel: Channel | None)
 def _whox_reply(hub: Hub, asker: Client, target: Client, channel: Channel | None, fields: set[str], token: str) -> None:
     """One 354 with the asked ``fields`` in WHOX order.
 
-    The ``a`` (account) field is ``0``, "not logged in", for everyone: chatd has no
-    accounts yet. ``l`` (idle seconds) is known for this node's users only (``0`` for
+    The ``a`` field is the account the user is logged in to, or ``0`` when it is not
+    (as ircu and ergo answer). ``l`` (idle seconds) is known for this node's users only (``0`` for
     other nodes'); ``o`` (ircu's op level) is ``n/a``.
     """
     values = {
@@ -125,7 +125,7 @@ def _whox_reply(hub: Hub, asker: Client, target: Client, channel: Channel | None
         "f": _flags(asker, target, channel),
         "d": "0",
         "l": str(int(hub.clock() - target.last_seen)) if target.node is None else "0",
-        "a": "0",
+        "a": target.account or "0",
         "o": "n/a",
         "r": target.realname,
     }

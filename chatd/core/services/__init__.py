@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from chatd.core.services import chanserv, nickserv
+from chatd.protocol import numerics as n
 from chatd.protocol.casemap import irc_lower
 from chatd.protocol.message import Message, format_message
 
@@ -60,3 +61,14 @@ def handle_alias(hub: Hub, client: Client, message: Message) -> None:
     """``NS <text…>`` / ``CS <text…>``: the rest of the line goes to the service as one message."""
     service = SERVICES[ALIASES[message.command]]
     service.handler(hub, client, service, " ".join(message.params))
+
+
+def whois_service(hub: Hub, client: Client, nick: str) -> bool:
+    """WHOIS of a service: 311, 312 and 318 as for a user of this server; False for any other nick."""
+    service = find_service(nick)
+    if service is None:
+        return False
+    hub.reply(client, n.RPL_WHOISUSER, service.nick, service.nick, hub.config.name, "*", service.realname)
+    hub.reply(client, n.RPL_WHOISSERVER, service.nick, hub.config.name, "Network services")
+    hub.reply(client, n.RPL_ENDOFWHOIS, service.nick, "End of /WHOIS list")
+    return True
