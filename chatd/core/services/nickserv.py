@@ -18,8 +18,9 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from chatd.core.accounts import MIN_PASSWORD_LENGTH, Outcome, check_password, log_in, log_out, with_password
+from chatd.core.accounts import MIN_PASSWORD_LENGTH, Outcome, check_password, log_in, with_password
 from chatd.core.enforcement import owner_of
+from chatd.core.network import account_dropped
 from chatd.core.ports import AccountRecord
 from chatd.core.signup import SUCCESS, register_account
 from chatd.core.users import change_nick
@@ -174,10 +175,7 @@ def ns_drop(hub: Hub, client: Client, service: Service, args: list[str]) -> None
         key = irc_lower(record.name)
 
         def dropped(_: object) -> None:
-            hub.accounts.names.pop(key, None)
-            for other in list(hub.clients.values()):
-                if other.account is not None and irc_lower(other.account) == key:
-                    log_out(hub, other)
+            account_dropped(hub, record.name)  # its sessions logged out here and on every node
             service.tell(hub, client, f"The account {record.name} has been dropped")
 
         _offload(hub, client, lambda: store.drop_account(key), dropped)
