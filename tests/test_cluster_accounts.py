@@ -1,17 +1,14 @@
 """Accounts across a network: two nodes on one real redis-server, sharing one SQLite file
-(as ``--workers`` nodes do), over both backends.
+(as ``--workers`` nodes do), over both backends, through the real commands (REGISTER,
+SASL PLAIN, NickServ IDENTIFY/DROP, ChanServ).
 
-What crosses: a login or logout on one node reaches the other node's peers with
-account-notify (``ACCOUNT name`` / ``ACCOUNT *``); a user logged in before it registered
-arrives on the other node already logged in; an account registered or dropped on one node
-is (or is no longer) protected on the other (``hub.accounts.names``), and a drop logs out
-that account's users everywhere.
-
-Logins before registration use SASL PLAIN. Until the NickServ commands are in, logging in
-after registration, registering and dropping go through the core's own calls on the node's
-thread (``on_hub``), the way those commands end: the password is checked by
-``check_password`` against the shared file, the account created by ``create_account`` in
-it, then ``log_in`` / ``account_registered`` / ``account_dropped``.
+What crosses: a login on one node reaches the other node's peers with account-notify
+(``ACCOUNT name``), and a logout (a DROP) ``ACCOUNT *``, extended-monitor watchers too; a
+user logged in before it registered arrives on the other node logged in (extended-join,
+WHOIS 330); an account made through one node logs in on the other; an account registered
+or dropped on one node is (or is no longer) protected on the other (``hub.accounts.names``,
+read on the node's own thread), and a drop logs out that account's sessions everywhere;
+a channel registered with ChanServ on one node is registered on every node.
 """
 
 from __future__ import annotations
@@ -21,14 +18,12 @@ import os
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
-from typing import TypeVar
+from contextlib import contextmanager
+from typing import Any, TypeVar
 
 import pytest
 
-from chatd.core.accounts import Outcome, check_password, log_in, log_out, make_record
-from chatd.core.client import Client
 from chatd.core.hub import Hub
-from chatd.core.network import account_dropped, account_registered
 from chatd.history.account_store import SqliteAccountStore
 from chatd.history.store import SqliteStore
 from chatd.protocol.casemap import irc_lower
@@ -53,6 +48,25 @@ def shared_store(data_dir: str) -> SqliteAccountStore:
     return SqliteAccountStore(SqliteStore(data_dir))
 
 
+@contextmanager
+def two_nodes(backend: str, redis: RedisServer, data_dir: str, **config: Any) -> Iterator[tuple[RunningServer, ...]]:
+    """Nodes a and b on one Redis and one database file, linked; no enforcement unless asked
+    (its NOTICEs would be in the way)."""
+    config.setdefault("nick_enforcement", "optional")
+    with (
+        cluster_node(backend, redis, "a", accounts=shared_store(data_dir), flood_rate=0, **config) as a,
+        cluster_node(backend, redis, "b", accounts=shared_store(data_dir), flood_rate=0, **config) as b,
+    ):
+        linked(a, b)
+        yield a, b
+
+
+@pytest.fixture
+def nodes(backend: str, redis: RedisServer, data_dir: str) -> Iterator[tuple[RunningServer, ...]]:
+    with two_nodes(backend, redis, data_dir) as pair:
+        yield pair
+
+
 def on_hub(server: RunningServer, work: Callable[[Hub], T]) -> T:
     """``work(hub)`` run as the backend runs the network's callbacks (its ``post``), and its result."""
     done = threading.Event()
@@ -74,77 +88,6 @@ def on_hub(server: RunningServer, work: Callable[[Hub], T]) -> T:
     return box[0]
 
 
-def local(hub: Hub, nick: str) -> Client:
-    client = hub.clients_by_key[irc_lower(nick)]
-    assert client.node is None
-    return client
-
-
-def finish(server: RunningServer, start: Callable[[Hub, Callable[[T], None]], None]) -> T:
-    """Start work on the hub that ends in a callback (an offload), and wait for what it gave."""
-    done = threading.Event()
-    box: list[T] = []
-
-    def then(result: T) -> None:
-        box.append(result)
-        done.set()
-
-    on_hub(server, lambda hub: start(hub, then))
-    assert done.wait(DEADLINE_S), "the hub's work did not finish"
-    return box[0]
-
-
-def register(server: RunningServer, name: str, password: str) -> bool:
-    """What REGISTER does on ``server``: create the account in the store, off the loop, then tell
-    the network."""
-
-    def start(hub: Hub, then: Callable[[bool], None]) -> None:
-        store = hub.accounts.store
-        assert store is not None
-
-        def created(ok: bool) -> None:
-            if ok:
-                account_registered(hub, name)
-            then(ok)
-
-        hub.offload(lambda: store.create_account(irc_lower(name), make_record(name, password)), created)
-
-    return finish(server, start)
-
-
-def identify(server: RunningServer, nick: str, account: str, password: str) -> str:
-    """What NickServ IDENTIFY (or SASL PLAIN) does for ``nick`` on ``server``: the password checked
-    against the store off the loop, then ``log_in``; returns why it failed, or ""."""
-
-    def start(hub: Hub, then: Callable[[str], None]) -> None:
-        client = local(hub, nick)
-
-        def checked(outcome: Outcome) -> None:
-            if outcome.record is not None:
-                log_in(hub, client, outcome.record)
-            then(outcome.reason)
-
-        check_password(hub, client, account, password, checked)
-
-    return finish(server, start)
-
-
-def drop(server: RunningServer, name: str) -> None:
-    """What NickServ DROP does: the account leaves the store, then the network hears of it."""
-
-    def start(hub: Hub, then: Callable[[None], None]) -> None:
-        store = hub.accounts.store
-        assert store is not None
-
-        def dropped(_: None) -> None:
-            account_dropped(hub, name)
-            then(None)
-
-        hub.offload(lambda: store.drop_account(irc_lower(name)), dropped)
-
-    finish(server, start)
-
-
 def protected(server: RunningServer, name: str) -> bool:
     return on_hub(server, lambda hub: irc_lower(name) in hub.accounts.names)
 
@@ -158,10 +101,19 @@ def capable(server: RunningServer, nick: str, *caps: str) -> IrcClient:
     return client
 
 
-def sasl_client(server: RunningServer, nick: str, account: str, password: str) -> IrcClient:
+def registered(server: RunningServer, nick: str, password: str) -> IrcClient:
+    """``nick`` connected to ``server`` and registered (so logged in to) the account of its nick."""
+    client = server.client(nick)
+    client.send(f"REGISTER {nick} * {password}")
+    assert client.expect("REGISTER").params[0] == "SUCCESS"
+    assert client.expect("900").params[2] == nick
+    return client
+
+
+def sasl_client(server: RunningServer, nick: str, account: str, password: str, *caps: str) -> IrcClient:
     """A client that has sent NICK, USER and SASL PLAIN for ``account``, and not CAP END yet."""
     client = server.client()
-    client.send("CAP REQ :sasl")
+    client.send(f"CAP REQ :{' '.join(('sasl', *caps))}")
     assert client.expect("CAP").params[1] == "ACK"
     client.send(f"NICK {nick}")
     client.send("USER u 0 * :u")
@@ -171,126 +123,141 @@ def sasl_client(server: RunningServer, nick: str, account: str, password: str) -
     return client
 
 
-def test_login_and_logout_reach_account_notify_peers_on_another_node(
+def sasl_user(server: RunningServer, nick: str, account: str, password: str, *caps: str) -> IrcClient:
+    """A client logged in with SASL before it registered, then registered."""
+    client = sasl_client(server, nick, account, password, *caps)
+    client.expect("903")
+    client.send("CAP END")
+    client.until("376", "422")
+    client.nick = nick
+    return client
+
+
+def drop(client: IrcClient, password: str) -> None:
+    """NickServ DROP of the account ``client`` is logged in to: 901, then NickServ says so."""
+    client.send(f"PRIVMSG NickServ :DROP {password}")
+    client.expect("901")
+    assert "has been dropped" in expect_from(client, "NOTICE", "NickServ").params[-1]
+
+
+def test_login_and_drop_reach_account_notify_peers_on_another_node(nodes: tuple[RunningServer, ...]) -> None:
+    a, b = nodes
+    alice, dave = a.client("alice"), b.client("dave")
+    bob = capable(b, "bob", "account-notify", "extended-join")
+    for client in (bob, dave, alice):
+        joined(client, "#x")
+    assert expect_from(bob, "JOIN", "alice").params == ("#x", "*", "Real alice")  # not logged in
+    sees_member(alice, "#x", "dave")
+    alice.send("REGISTER alice * sesame")
+    assert alice.expect("900").params[2] == "alice"
+    account = expect_from(bob, "ACCOUNT", "alice")
+    assert account.params == ("alice",)
+    assert account.source.startswith("alice!")
+    drop(alice, "sesame")
+    assert expect_from(bob, "ACCOUNT", "alice").params == ("*",)
+    # dave did not ask for account-notify: nothing of it reaches him.
+    assert not [m for m in dave.sync() if m.command == "ACCOUNT"]
+
+
+def test_an_account_made_through_one_node_logs_in_on_the_other(nodes: tuple[RunningServer, ...]) -> None:
+    a, b = nodes
+    registered(a, "carol", "hunter2").send("QUIT")
+    erin = capable(a, "erin", "account-notify")
+    sees(erin, "carol", present=False)
+    twin = b.client("carol")
+    twin.send("REGISTER carol * other-pw")  # one name, one account, whichever node asks
+    assert twin.expect("FAIL").params[:2] == ("REGISTER", "ACCOUNT_EXISTS")
+    twin.send("QUIT")
+    sees(erin, "carol", present=False)
+    wrong = sasl_client(b, "mallory", "carol", "guess")
+    assert wrong.expect("904").params[-1] == "SASL authentication failed: Invalid account name or password"
+    sasl_user(b, "carol", "carol", "hunter2")
+    other = b.client("carol2")
+    joined(other, "#y")
+    joined(erin, "#y")
+    sees_member(erin, "#y", "carol2")
+    other.send("PRIVMSG NickServ :IDENTIFY carol hunter2")
+    assert other.expect("900").params[2] == "carol"
+    assert expect_from(erin, "ACCOUNT", "carol2").params == ("carol",)
+
+
+def test_a_user_logged_in_before_registering_arrives_logged_in(nodes: tuple[RunningServer, ...]) -> None:
+    a, b = nodes
+    registered(a, "frank", "pw-frank").send("QUIT")
+    grace = capable(b, "grace", "account-notify", "extended-join", "extended-monitor")
+    grace.send("MONITOR + frank")
+    grace.expect("731")
+    frank = sasl_user(a, "frank", "frank", "pw-frank")
+    assert grace.expect("730").params[-1].startswith("frank!")
+    # grace heard no ACCOUNT: frank arrived on node b already logged in.
+    grace.send("WHOIS frank")
+    whois = {m.command: m.params for m in grace.until("318")}
+    assert whois["330"][1:3] == ("frank", "frank")
+    joined(grace, "#z")
+    joined(frank, "#z")
+    assert expect_from(grace, "JOIN", "frank").params[:2] == ("#z", "frank")
+    drop(frank, "pw-frank")
+    assert expect_from(grace, "ACCOUNT", "frank").params == ("*",)
+    assert not [m for m in grace.sync() if m.command == "ACCOUNT"]  # once, not once per channel and watch
+
+
+def test_registration_and_drop_cross_nodes(nodes: tuple[RunningServer, ...]) -> None:
+    a, b = nodes
+    assert not protected(b, "heidi")
+    heidi = registered(a, "Heidi", "pw-heidi")
+    wait_until(lambda: protected(b, "HEIDI"), "node b to protect heidi")
+    # Two sessions of one account, one per node, and a watcher on each node.
+    heidi_b = b.client("heidi2")
+    heidi_b.send("PRIVMSG NickServ :IDENTIFY Heidi pw-heidi")
+    assert heidi_b.expect("900").params[2] == "Heidi"
+    ivan, judy = capable(a, "ivan", "account-notify"), capable(b, "judy", "account-notify")
+    for client in (heidi, heidi_b, ivan, judy):
+        joined(client, "#w")
+    sees_member(ivan, "#w", "heidi2")
+    sees_member(judy, "#w", "Heidi")
+    drop(heidi, "pw-heidi")
+    heidi_b.expect("901")  # node b logged out its own session on hearing of the drop
+    for watcher in (ivan, judy):
+        for nick in ("Heidi", "heidi2"):
+            assert expect_from(watcher, "ACCOUNT", nick).params == ("*",)
+    wait_until(lambda: not protected(b, "heidi"), "node b to free heidi")
+    assert not protected(a, "heidi")
+
+
+def test_strict_enforcement_on_one_node_protects_a_nick_registered_on_another(
     backend: str, redis: RedisServer, data_dir: str
 ) -> None:
-    with (
-        cluster_node(backend, redis, "a", accounts=shared_store(data_dir)) as a,
-        cluster_node(backend, redis, "b", accounts=shared_store(data_dir)) as b,
-    ):
-        linked(a, b)
-        assert register(a, "Alice", "sesame")
-        alice = a.client("alice")
-        bob, dave = capable(b, "bob", "account-notify"), b.client("dave")
-        for client in (alice, bob, dave):
-            joined(client, "#x")
-        sees_member(bob, "#x", "alice")
-        sees_member(alice, "#x", "bob")
-        # The account was created through node a's handle on the file; node b reads it there.
-        assert identify(a, "alice", "alice", "wrong") == "Invalid account name or password"
-        assert identify(a, "alice", "alice", "sesame") == ""
-        assert alice.expect("900").params[2] == "Alice"
-        account = expect_from(bob, "ACCOUNT", "alice")
-        assert account.params == ("Alice",)
-        assert account.source.startswith("alice!")
-        log_out_alice = on_hub(a, lambda hub: log_out(hub, local(hub, "alice")))
-        assert log_out_alice is None
-        alice.expect("901")
-        assert expect_from(bob, "ACCOUNT", "alice").params == ("*",)
-        # dave did not ask for account-notify: nothing of it reaches him.
-        assert not [m for m in dave.sync() if m.command == "ACCOUNT"]
-
-
-def test_sasl_on_one_node_to_an_account_made_on_another(backend: str, redis: RedisServer, data_dir: str) -> None:
-    with (
-        cluster_node(backend, redis, "a", accounts=shared_store(data_dir)) as a,
-        cluster_node(backend, redis, "b", accounts=shared_store(data_dir)) as b,
-    ):
-        linked(a, b)
-        assert register(a, "carol", "hunter2")
-        assert not register(b, "CAROL", "other")  # one name, one account, whichever node asks
-        wrong = sasl_client(b, "mallory", "carol", "guess")
-        assert wrong.expect("904").params[-1] == "SASL authentication failed: Invalid account name or password"
-        carol = sasl_client(b, "carol", "carol", "hunter2")
-        assert carol.expect("900").params[2] == "carol"
-        carol.expect("903")
-
-
-def test_a_user_logged_in_before_registering_arrives_logged_in(backend: str, redis: RedisServer, data_dir: str) -> None:
-    with (
-        cluster_node(backend, redis, "a", accounts=shared_store(data_dir)) as a,
-        cluster_node(backend, redis, "b", accounts=shared_store(data_dir)) as b,
-    ):
-        linked(a, b)
-        assert register(a, "frank", "pw-frank")
-        grace = capable(b, "grace", "account-notify")
-        frank = sasl_client(a, "frank", "frank", "pw-frank")
-        frank.expect("903")
-        frank.send("CAP END")
-        frank.until("376", "422")
-        sees(grace, "frank")
-        # grace heard no ACCOUNT (she had no channel with frank), but node b knows frank's
-        # account: his logout reaches her once they share a channel.
-        joined(frank, "#z")
-        joined(grace, "#z")
-        sees_member(frank, "#z", "grace")
-        assert not [m for m in grace.sync() if m.command == "ACCOUNT"]
-        on_hub(a, lambda hub: log_out(hub, local(hub, "frank")))
-        assert expect_from(grace, "ACCOUNT", "frank").params == ("*",)
-
-
-def test_registration_and_drop_cross_nodes(backend: str, redis: RedisServer, data_dir: str) -> None:
-    with (
-        cluster_node(backend, redis, "a", accounts=shared_store(data_dir)) as a,
-        cluster_node(backend, redis, "b", accounts=shared_store(data_dir)) as b,
-    ):
-        linked(a, b)
-        assert not protected(b, "heidi")
-        assert register(a, "Heidi", "pw-heidi")
-        wait_until(lambda: protected(b, "HEIDI"), "node b to protect heidi")
-        # Two sessions of one account, one per node, and a watcher on each node.
-        heidi_a, heidi_b = a.client("heidi"), b.client("heidi2")
-        ivan, judy = capable(a, "ivan", "account-notify"), capable(b, "judy", "account-notify")
-        for client in (heidi_a, heidi_b, ivan, judy):
-            joined(client, "#w")
-        sees_member(ivan, "#w", "heidi2")
-        sees_member(judy, "#w", "heidi")
-        assert identify(a, "heidi", "heidi", "pw-heidi") == ""
-        assert identify(b, "heidi2", "Heidi", "pw-heidi") == ""
-        for watcher in (ivan, judy):
-            seen = {expect_from(watcher, "ACCOUNT", nick).params for nick in ("heidi", "heidi2")}
-            assert seen == {("Heidi",)}
-        drop(a, "heidi")
-        heidi_a.expect("901")
-        heidi_b.expect("901")  # node b logged out its own session on hearing of the drop
-        for watcher in (ivan, judy):
-            for nick in ("heidi", "heidi2"):
-                assert expect_from(watcher, "ACCOUNT", nick).params == ("*",)
-        wait_until(lambda: not protected(b, "heidi"), "node b to free heidi")
-        assert not protected(a, "heidi")
+    with two_nodes(backend, redis, data_dir, nick_enforcement="strict") as (a, b):
+        owner = registered(a, "kim", "pw-kim")
+        wait_until(lambda: protected(b, "kim"), "node b to protect kim")
+        owner.send("NICK kim_away")
+        owner.expect("NICK")
+        sees(b.client("lee"), "kim", present=False)
+        squatter = b.client()
+        squatter.send("NICK kim")
+        squatter.send("USER u 0 * :u")
+        assert squatter.expect("433").params[1] == "kim"
+        kim = sasl_user(b, "kim", "kim", "pw-kim")  # the owner may have it on any node
+        assert kim.nick == "kim"
 
 
 def test_registrations_made_while_the_link_was_down_are_protected_after(
-    backend: str, redis: RedisServer, data_dir: str
+    redis: RedisServer, nodes: tuple[RunningServer, ...]
 ) -> None:
-    with (
-        cluster_node(backend, redis, "a", accounts=shared_store(data_dir)) as a,
-        cluster_node(backend, redis, "b", accounts=shared_store(data_dir)) as b,
-    ):
-        linked(a, b)
-        assert register(a, "olivia", "pw-olivia")
-        wait_until(lambda: protected(b, "olivia"), "node b to protect olivia")
-        hellos = {server: node_of(server).hello_at for server in (a, b)}
-        redis.kill()
-        wait_until(lambda: not node_of(a).up and not node_of(b).up, "both nodes to notice the outage")
-        assert register(b, "niaj", "pw-niaj")  # its event is lost: no Redis to carry it
-        drop(b, "olivia")
-        assert protected(a, "olivia") and not protected(a, "niaj")
-        redis.start()
-        for server in (a, b):
-            node = node_of(server)
-            wait_until(lambda node=node, server=server: node.hello_at > hellos[server], "a HELLO after the restart")
-        wait_until(lambda: protected(a, "niaj") and not protected(a, "olivia"), "node a to re-read the names")
+    a, b = nodes
+    olivia = registered(a, "olivia", "pw-olivia")
+    wait_until(lambda: protected(b, "olivia"), "node b to protect olivia")
+    hellos = {server: node_of(server).hello_at for server in (a, b)}
+    redis.kill()
+    wait_until(lambda: not node_of(a).up and not node_of(b).up, "both nodes to notice the outage")
+    registered(b, "niaj", "pw-niaj")  # its news is lost: no Redis to carry it
+    drop(olivia, "pw-olivia")
+    assert protected(b, "olivia") and not protected(a, "niaj")
+    redis.start()
+    for server in (a, b):
+        node = node_of(server)
+        wait_until(lambda node=node, server=server: node.hello_at > hellos[server], "a HELLO after the restart")
+    wait_until(lambda: protected(a, "niaj") and not protected(b, "olivia"), "the nodes to re-read the names")
 
 
 def names_of(client: IrcClient, channel: str) -> list[str]:
@@ -307,49 +274,35 @@ def registration_on(server: RunningServer, channel: str) -> tuple[str, tuple[tup
     return on_hub(server, look)
 
 
-def test_a_channel_registered_on_one_node_is_registered_on_every_node(
-    backend: str, redis: RedisServer, data_dir: str
-) -> None:
-    with (
-        cluster_node(backend, redis, "a", accounts=shared_store(data_dir)) as a,
-        cluster_node(backend, redis, "b", accounts=shared_store(data_dir)) as b,
-    ):
-        linked(a, b)
-        assert register(a, "Fiona", "pw-fiona")
-        assert register(b, "jack", "pw-jack")
-        fiona = sasl_client(a, "fiona", "fiona", "pw-fiona")
-        fiona.expect("903")
-        fiona.send("CAP END")
-        fiona.until("376", "422")
-        hal = b.client("hal")
-        joined(fiona, "#reg")
-        joined(hal, "#reg")
-        sees_member(fiona, "#reg", "hal")
-        fiona.send("PRIVMSG ChanServ :REGISTER #reg")
-        assert "registered" in fiona.expect("NOTICE").params[-1]
-        mode = expect_from(hal, "MODE", "ChanServ")  # node b registered it too, and says so
-        assert mode.params == ("#reg", "+r")
-        assert registration_on(b, "#reg") == ("Fiona", ())
-        # The founder's privileges by account, on the node she joins on.
-        fiona_b = sasl_client(b, "fiona_b", "Fiona", "pw-fiona")
-        fiona_b.expect("903")
-        fiona_b.send("CAP END")
-        fiona_b.until("376", "422")
-        joined(fiona_b, "#reg")
-        assert "@fiona_b" in names_of(fiona_b, "#reg")
-        fiona.send("PRIVMSG ChanServ :AMODE #reg +v jack")  # jack's account was made on node b
-        assert "now receives" in fiona.expect("NOTICE").params[-1]
-        wait_until(lambda: registration_on(b, "#reg") == ("Fiona", (("jack", "v"),)), "node b to take the AMODE")
-        jack = sasl_client(b, "jack", "jack", "pw-jack")
-        jack.expect("903")
-        jack.send("CAP END")
-        jack.until("376", "422")
-        joined(jack, "#reg")
-        stranger = b.client("ivan")
-        joined(stranger, "#reg")
-        names = names_of(stranger, "#reg")
-        assert "+jack" in names and "ivan" in names and "@fiona_b" in names
-        fiona.send("PRIVMSG ChanServ :DROP #reg")
-        assert "no longer registered" in fiona.expect("NOTICE").params[-1]
-        assert expect_from(hal, "MODE", "ChanServ").params == ("#reg", "-r")
-        assert registration_on(b, "#reg") is None
+def chanserv(client: IrcClient, text: str) -> str:
+    client.send(f"PRIVMSG ChanServ :{text}")
+    return expect_from(client, "NOTICE", "ChanServ").params[-1]
+
+
+def test_a_channel_registered_on_one_node_is_registered_on_every_node(nodes: tuple[RunningServer, ...]) -> None:
+    a, b = nodes
+    fiona = registered(a, "Fiona", "pw-fiona")
+    registered(b, "jack", "pw-jack").send("QUIT")
+    hal = b.client("hal")
+    joined(fiona, "#reg")
+    joined(hal, "#reg")
+    sees_member(fiona, "#reg", "hal")
+    assert "registered" in chanserv(fiona, "REGISTER #reg")
+    mode = expect_from(hal, "MODE", "ChanServ")  # node b registered it too, and says so
+    assert mode.params == ("#reg", "+r")
+    assert registration_on(b, "#reg") == ("Fiona", ())
+    # The founder's privileges by account, on the node she joins on.
+    fiona_b = sasl_user(b, "fiona_b", "Fiona", "pw-fiona")
+    joined(fiona_b, "#reg")
+    assert "@fiona_b" in names_of(fiona_b, "#reg")
+    assert "now receives" in chanserv(fiona, "AMODE #reg +v jack")  # jack's account was made on node b
+    wait_until(lambda: registration_on(b, "#reg") == ("Fiona", (("jack", "v"),)), "node b to take the AMODE")
+    jack = sasl_user(b, "jack", "jack", "pw-jack")
+    joined(jack, "#reg")
+    stranger = b.client("ivan")
+    joined(stranger, "#reg")
+    names = names_of(stranger, "#reg")
+    assert "+jack" in names and "ivan" in names and "@fiona_b" in names
+    assert "no longer registered" in chanserv(fiona, "DROP #reg")
+    assert expect_from(hal, "MODE", "ChanServ").params == ("#reg", "-r")
+    assert registration_on(b, "#reg") is None
