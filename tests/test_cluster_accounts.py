@@ -241,6 +241,25 @@ def test_strict_enforcement_on_one_node_protects_a_nick_registered_on_another(
         assert kim.nick == "kim"
 
 
+def test_regain_of_a_stale_session_on_another_node(nodes: tuple[RunningServer, ...]) -> None:
+    """The case of ``--workers``: a reconnection lands on another node than the stale session."""
+    a, b = nodes
+    stale = registered(a, "lena", "pw-lena")
+    watcher = b.client("mo")
+    fresh = sasl_user(b, "lena_", "lena", "pw-lena")
+    fresh.send("PRIVMSG NickServ :REGAIN lena")
+    assert "ghosted" in expect_from(fresh, "NOTICE", "NickServ").params[-1]
+    assert stale.expect("ERROR").params[-1].endswith("(GHOSTed by lena_)")
+    assert fresh.expect("NICK").params == ("lena",)  # taken once the stale session was gone
+    sees(watcher, "lena")
+    sees(watcher, "lena_", present=False)
+    other = sasl_user(a, "lena2", "lena", "pw-lena")
+    other.send("PRIVMSG NickServ :GHOST lena")
+    assert "ghosted" in expect_from(other, "NOTICE", "NickServ").params[-1]
+    assert fresh.expect("ERROR").params[-1].endswith("(GHOSTed by lena2)")
+    sees(watcher, "lena", present=False)
+
+
 def test_registrations_made_while_the_link_was_down_are_protected_after(
     redis: RedisServer, nodes: tuple[RunningServer, ...]
 ) -> None:

@@ -270,3 +270,24 @@ def test_another_nodes_channel_state_never_makes_a_channel_registered() -> None:
     assert channel.registration.topic_lock and "#reg" in world.hub.permanent
     world.feed("there", "creg", c="#reg", r=None)
     assert channel.modes == set("nt") and channel.registration is None and "#reg" not in world.hub.permanent
+
+
+def test_a_ghost_of_a_remote_user_waits_for_it_to_be_gone() -> None:
+    world = World()
+    alice, _ = world.connect("alice")
+    world.feed("there", "burst", users=[remote_user("t.1", "bob"), remote_user("t.2", "carol")], chans=[])
+    bob, carol = world.hub.find_client("bob"), world.hub.find_client("carol")
+    assert bob is not None and carol is not None
+    done: list[str] = []
+    world.node.ghost(alice, bob, "GHOSTed by alice", lambda: done.append("bob"))
+    world.node.ghost(alice, carol, "GHOSTed by alice", lambda: done.append("carol"))
+    assert world.link.published("chatd:to:there")[-2] == {
+        "t": "ghost", "u": alice.uid, "k": "t.1", "r": "GHOSTed by alice", "n": "here",
+    }  # fmt: skip
+    assert not done  # the nick is not free before its node says the user is gone
+    world.feed("there", "quit", u="t.1", r="GHOSTed by alice")
+    assert done == ["bob"]
+    world.feed("there", "bye")  # a node that leaves takes its users, and what waited on them, along
+    assert done == ["bob", "carol"]
+    world.node.ghost(alice, bob, "GHOSTed by alice", lambda: done.append("again"))
+    assert done[-1] == "again"  # gone already: at once

@@ -28,7 +28,7 @@ from chatd.protocol.message import format_message
 
 Handler = Callable[[Replica, RemoteNode, dict[str, Any]], None]
 
-NEEDS_NO_REPLICA = frozenset({"msg", "pm", "wallops", "kill", "areg", "adrop", "creg"})
+NEEDS_NO_REPLICA = frozenset({"msg", "pm", "wallops", "kill", "ghost", "areg", "adrop", "creg"})
 """Events applied even from a node whose users we do not know (yet, or any more)."""
 
 
@@ -147,6 +147,13 @@ def on_kill(replica: Replica, node: RemoteNode, event: dict[str, Any]) -> None:
         kill(replica.hub, target, event["r"], event["src"])
 
 
+def on_ghost(replica: Replica, node: RemoteNode, event: dict[str, Any]) -> None:
+    """NickServ GHOST/REGAIN on another node, by the owner of this user's nick: it quits."""
+    target = replica.local_by_uid(event["k"])
+    if target is not None:
+        replica.hub.quit(target, event["r"])
+
+
 def on_account_registered(replica: Replica, node: RemoteNode, event: dict[str, Any]) -> None:
     """Another node registered an account (the store is shared): its nick is protected here too."""
     replica.account_registered(event["a"])
@@ -189,6 +196,7 @@ HANDLERS: dict[str, Handler] = {
     "pm": on_pm,
     "invite": on_invite,
     "kill": on_kill,
+    "ghost": on_ghost,
     "wallops": on_wallops,
     "areg": on_account_registered,
     "adrop": on_account_dropped,

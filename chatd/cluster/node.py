@@ -198,6 +198,10 @@ class ClusterNode:
         self.replica.note_account(name, exists=False)
         self._publish({"t": "adrop", "a": name})
 
+    def ghost(self, client: Client, target: Client, reason: str, then: Callable[[], None]) -> None:
+        self.replica.when_gone(target, then)
+        self._publish({"t": "ghost", "u": client.uid, "k": target.uid, "r": reason}, to=target.node)
+
     def channel_registration_changed(self, channel: Channel) -> None:
         self._publish({"t": "creg", "c": channel.name, "r": registration_fields(channel.registration)})
 

@@ -24,6 +24,7 @@ Invariants:
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -84,6 +85,9 @@ class Replica:
         ``hub.clients_by_key`` while a clash is being settled."""
         self.remote_invisible = 0
         """How many users in ``remote`` are +i, kept as they change (LUSERS must not scan them)."""
+        self._awaiting_quit: dict[str, list[Callable[[], None]]] = {}
+        """What runs once a user of another node is gone, by its id (GHOST/REGAIN waiting to
+        take its nick)."""
         self._names_journal: list[tuple[str, bool]] | None = None
         """While the store's account names are being read: the registrations (True) and drops
         (False) other nodes announced meanwhile, to apply again on top of what the read found."""
@@ -193,6 +197,16 @@ class Replica:
             self.remote_invisible -= 1
         self._unmap_key(client)
         depart(self.hub, client, reason)
+        for then in self._awaiting_quit.pop(client.uid, ()):
+            then()
+
+    def when_gone(self, client: Client, then: Callable[[], None]) -> None:
+        """Run ``then`` once ``client`` (a user of another node) has quit, however it goes: its
+        QUIT, a burst without it, or its node leaving; at once if it is gone already."""
+        if client.uid not in self.remote:
+            then()
+            return
+        self._awaiting_quit.setdefault(client.uid, []).append(then)
 
     def drop(self, node_id: str) -> None:
         """Forget a node: its users QUIT with ``<node> left the network``."""

@@ -17,7 +17,7 @@ ChanServ's registrations, so every node gives the same privileges in a registere
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Protocol
 
 from chatd.core.accounts import log_out
@@ -90,6 +90,12 @@ class Network(Protocol):
 
     def account_dropped(self, name: str) -> None:
         """An account is gone: the other nodes free its name and log out their users of it."""
+        ...
+
+    def ghost(self, client: Client, target: Client, reason: str, then: Callable[[], None]) -> None:
+        """NickServ GHOST/REGAIN by ``client`` of ``target``, a user of another node: its node
+        disconnects it with ``reason``; ``then()`` runs here once it is gone (its QUIT came,
+        or its node left the network), never before."""
         ...
 
     def channel_registration_changed(self, channel: Channel) -> None:

@@ -150,15 +150,21 @@ def _free_nick(hub: Hub, client: Client, service: Service, args: list[str], *, t
     if not mine:
         service.tell(hub, client, f"You don't own {nick} (log in to its account first)")
         return
+
+    def take_nick() -> None:
+        taking = take and client.registered and not client.gone and client.nick != nick
+        if taking and (hub.cluster is None or not hub.cluster.request_nick(client, nick)):
+            change_nick(hub, client, nick)
+
+    if holder is not None and holder.node is not None and hub.cluster is not None:
+        # A session on another node: its node ends it, and the nick is taken once it is gone.
+        hub.cluster.ghost(client, holder, f"GHOSTed by {client.nick}", take_nick)
+        service.tell(hub, client, f"{nick} has been ghosted")
+        return
     if holder is not None:
-        if holder.node is not None:
-            service.tell(hub, client, f"{nick} is connected to another server of the network")
-            return
         hub.quit(holder, f"GHOSTed by {client.nick}")
         service.tell(hub, client, f"{nick} has been ghosted")
-    taking = take and client.registered and client.nick != nick
-    if taking and (hub.cluster is None or not hub.cluster.request_nick(client, nick)):
-        change_nick(hub, client, nick)
+    take_nick()
 
 
 # DROP [account] <password>
