@@ -140,6 +140,25 @@ def drop(client: IrcClient, password: str) -> None:
     assert "has been dropped" in expect_from(client, "NOTICE", "NickServ").params[-1]
 
 
+def names_of(client: IrcClient, channel: str) -> list[str]:
+    client.send(f"NAMES {channel}")
+    return " ".join(m.params[-1] for m in client.until("366") if m.command == "353").split()
+
+
+def registration_on(server: RunningServer, channel: str) -> tuple[str, tuple[tuple[str, str], ...]] | None:
+    def look(hub: Hub) -> tuple[str, tuple[tuple[str, str], ...]] | None:
+        found = hub.find_channel(channel)
+        registration = found.registration if found is not None else None
+        return None if registration is None else (registration.founder, registration.access)
+
+    return on_hub(server, look)
+
+
+def chanserv(client: IrcClient, text: str) -> str:
+    client.send(f"PRIVMSG ChanServ :{text}")
+    return expect_from(client, "NOTICE", "ChanServ").params[-1]
+
+
 def test_login_and_drop_reach_account_notify_peers_on_another_node(nodes: tuple[RunningServer, ...]) -> None:
     a, b = nodes
     alice, dave = a.client("alice"), b.client("dave")
@@ -260,7 +279,7 @@ def test_regain_of_a_stale_session_on_another_node(nodes: tuple[RunningServer, .
     sees(watcher, "lena", present=False)
 
 
-def test_registrations_made_while_the_link_was_down_are_protected_after(
+def test_what_was_registered_while_the_link_was_down_is_known_after(
     redis: RedisServer, nodes: tuple[RunningServer, ...]
 ) -> None:
     a, b = nodes
@@ -270,6 +289,8 @@ def test_registrations_made_while_the_link_was_down_are_protected_after(
     redis.kill()
     wait_until(lambda: not node_of(a).up and not node_of(b).up, "both nodes to notice the outage")
     registered(b, "niaj", "pw-niaj")  # its news is lost: no Redis to carry it
+    joined(olivia, "#late")
+    assert "registered" in chanserv(olivia, "REGISTER #late")
     drop(olivia, "pw-olivia")
     assert protected(b, "olivia") and not protected(a, "niaj")
     redis.start()
@@ -277,25 +298,7 @@ def test_registrations_made_while_the_link_was_down_are_protected_after(
         node = node_of(server)
         wait_until(lambda node=node, server=server: node.hello_at > hellos[server], "a HELLO after the restart")
     wait_until(lambda: protected(a, "niaj") and not protected(b, "olivia"), "the nodes to re-read the names")
-
-
-def names_of(client: IrcClient, channel: str) -> list[str]:
-    client.send(f"NAMES {channel}")
-    return " ".join(m.params[-1] for m in client.until("366") if m.command == "353").split()
-
-
-def registration_on(server: RunningServer, channel: str) -> tuple[str, tuple[tuple[str, str], ...]] | None:
-    def look(hub: Hub) -> tuple[str, tuple[tuple[str, str], ...]] | None:
-        found = hub.find_channel(channel)
-        registration = found.registration if found is not None else None
-        return None if registration is None else (registration.founder, registration.access)
-
-    return on_hub(server, look)
-
-
-def chanserv(client: IrcClient, text: str) -> str:
-    client.send(f"PRIVMSG ChanServ :{text}")
-    return expect_from(client, "NOTICE", "ChanServ").params[-1]
+    wait_until(lambda: registration_on(b, "#late") == ("olivia", ()), "node b to re-read the registrations")
 
 
 def test_a_channel_registered_on_one_node_is_registered_on_every_node(nodes: tuple[RunningServer, ...]) -> None:

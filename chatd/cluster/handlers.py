@@ -18,10 +18,6 @@ from typing import Any
 from chatd.cluster.replica import RemoteNode, Replica, adopt_state
 from chatd.cluster.wire import channel_registration, channel_state, relayed_event, source_of
 from chatd.core.channel import apply_relayed_modes, kick, part, set_topic
-from chatd.core.config import PermanentChannel
-from chatd.core.permanent import CHANSERV_OWNER
-from chatd.core.services import find_service
-from chatd.core.services.chanserv import _set_registration
 from chatd.core.users import deliver_wallops, kill
 from chatd.protocol.casemap import irc_lower
 from chatd.protocol.message import format_message
@@ -165,21 +161,10 @@ def on_account_dropped(replica: Replica, node: RemoteNode, event: dict[str, Any]
 
 
 def on_channel_registration(replica: Replica, node: RemoteNode, event: dict[str, Any]) -> None:
-    """Another node's ChanServ registered, changed or dropped a channel: so it is here, as
-    ChanServ itself does it (``+r``/``-r`` to local members, permanent while registered), so
-    the founder and AMODE access get the same privileges whichever node they join on."""
-    hub = replica.hub
-    service = find_service("ChanServ")
+    """Another node's ChanServ registered, changed or dropped a channel: so it is here."""
     registration = channel_registration(event["c"], event["r"])
-    channel = hub.find_channel(event["c"])
-    if service is None or (registration is None and (channel is None or channel.registration is None)):
-        return
-    if registration is not None:
-        channel = hub.keep_channel(PermanentChannel(event["c"]), CHANSERV_OWNER)
-    assert channel is not None
-    _set_registration(hub, service, channel, registration)
-    if registration is None:
-        hub.release_channel(channel.name, CHANSERV_OWNER)
+    replica.note_registration(event["c"])
+    replica.apply_registration(event["c"], registration)
 
 
 HANDLERS: dict[str, Handler] = {

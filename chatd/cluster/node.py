@@ -203,6 +203,7 @@ class ClusterNode:
         self._publish({"t": "ghost", "u": client.uid, "k": target.uid, "r": reason}, to=target.node)
 
     def channel_registration_changed(self, channel: Channel) -> None:
+        self.replica.note_registration(channel.name)
         self._publish({"t": "creg", "c": channel.name, "r": registration_fields(channel.registration)})
 
     def channel_message(self, client: Client, channel: Channel, event: Delivery) -> None:
@@ -293,9 +294,10 @@ class ClusterNode:
 
     def _resync(self) -> None:
         """Re-claim our users' nicks (renaming the losers), then HELLO with our burst; and re-read
-        the accounts' names, for registrations and drops that went by while we were away."""
+        the accounts' names and channel registrations, for what went by while we were away."""
         self.claims.resync(self._say_hello)
         self.replica.reload_account_names()
+        self.replica.reload_registrations()
 
     def _say_hello(self, taken: Taken) -> None:
         self.hello_at = self.hub.clock()

@@ -18,7 +18,8 @@ Invariants:
 - ``hub.accounts.names`` follows other nodes' registrations and drops (their ``areg`` and
   ``adrop`` events), and is re-read from the shared store on every (re)connection, in
   case some went by while the link was down; events that arrive while that read is out
-  are applied again after it, so the read never undoes a newer event.
+  are applied again after it, so the read never undoes a newer event. ChanServ's channel
+  registrations likewise (``creg`` events, re-read on every (re)connection).
 """
 
 from __future__ import annotations
@@ -32,10 +33,14 @@ from chatd.cluster.wire import channel_state
 from chatd.core.accounts import log_in, log_out
 from chatd.core.channel import REGISTERED_MODE, Channel, ChannelState, part
 from chatd.core.client import Client, Dialect
+from chatd.core.config import PermanentChannel
 from chatd.core.hub import Hub
 from chatd.core.network import forget_account
-from chatd.core.ports import AccountRecord
+from chatd.core.permanent import CHANSERV_OWNER
+from chatd.core.ports import AccountRecord, ChannelRegistration
 from chatd.core.presence import tell_watchers, went_online
+from chatd.core.services import find_service
+from chatd.core.services.chanserv import _set_registration
 from chatd.core.users import announce_nick, depart
 from chatd.protocol.casemap import irc_lower
 from chatd.protocol.message import format_message
@@ -88,6 +93,9 @@ class Replica:
         self._awaiting_quit: dict[str, list[Callable[[], None]]] = {}
         """What runs once a user of another node is gone, by its id (GHOST/REGAIN waiting to
         take its nick)."""
+        self._registrations_touched: set[str] | None = None
+        """While the store's channel registrations are being read: the channels whose
+        registration changed meanwhile (by event or here), which the read must not undo."""
         self._names_journal: list[tuple[str, bool]] | None = None
         """While the store's account names are being read: the registrations (True) and drops
         (False) other nodes announced meanwhile, to apply again on top of what the read found."""
@@ -286,6 +294,60 @@ class Replica:
                     names.pop(irc_lower(name), None)
             hub.accounts.names.clear()
             hub.accounts.names.update(names)
+
+        hub.offload(read, adopt)
+
+    # ---- channel registrations ---------------------------------------------------------------
+
+    def apply_registration(self, name: str, registration: ChannelRegistration | None) -> None:
+        """Make ``name`` registered as ``registration`` says (None: not registered), as ChanServ
+        does it: ``+r``/``-r`` from ChanServ to local members, permanent while registered; so
+        the founder and AMODE access get the same privileges whichever node they join on."""
+        hub = self.hub
+        service = find_service("ChanServ")
+        channel = hub.find_channel(name)
+        if service is None or (registration is None and (channel is None or channel.registration is None)):
+            return
+        if registration is not None:
+            channel = hub.keep_channel(PermanentChannel(name), CHANSERV_OWNER)
+        assert channel is not None
+        _set_registration(hub, service, channel, registration)
+        if registration is None:
+            hub.release_channel(channel.name, CHANSERV_OWNER)
+
+    def note_registration(self, name: str) -> None:
+        """A channel's registration changed, here or elsewhere: kept while the store is read."""
+        if self._registrations_touched is not None:
+            self._registrations_touched.add(irc_lower(name))
+
+    def reload_registrations(self) -> None:
+        """Re-read every channel registration from the store (off the loop), for what other
+        nodes registered, changed or dropped while we did not hear them."""
+        hub = self.hub
+        store = hub.accounts.store
+        if store is None or self._registrations_touched is not None:
+            return
+        self._registrations_touched = set()
+
+        def read() -> list[ChannelRegistration] | None:
+            try:
+                return store.channel_registrations()
+            except Exception:  # what we hold stays; the next (re)connection tries again
+                log.warning("cluster: cannot re-read the channel registrations", exc_info=True)
+                return None
+
+        def adopt(stored: list[ChannelRegistration] | None) -> None:
+            touched, self._registrations_touched = self._registrations_touched or set(), None
+            if stored is None:
+                return
+            wanted = {irc_lower(registration.name): registration for registration in stored}
+            for key, registration in wanted.items():
+                channel = hub.channels.get(key)
+                if key not in touched and (channel is None or channel.registration != registration):
+                    self.apply_registration(registration.name, registration)
+            for key, channel in list(hub.channels.items()):
+                if channel.registration is not None and key not in wanted and key not in touched:
+                    self.apply_registration(channel.name, None)
 
         hub.offload(read, adopt)
 
