@@ -26,7 +26,7 @@ from chatd.backends.tls import server_context
 from chatd.cluster.config import NODE_ID_PATTERN, ClusterSettings, default_node_id, parse_redis_url
 from chatd.config_file import ConfigFile, ConfigFileError, ConfigFileUnreadable, load_config_file
 from chatd.core import ServerConfig
-from chatd.core.config import NICK_ENFORCEMENT_MODES
+from chatd.core.config import ACCOUNT_REGISTRATION_MODES, NICK_ENFORCEMENT_MODES
 from chatd.core.passwords import hash_password
 from chatd.history import History, HistoryStoreError, SqliteStore
 from chatd.history.account_store import MemoryAccountStore, SqliteAccountStore
@@ -130,6 +130,15 @@ OPTIONS: tuple[Option, ...] = (
         options.POSITIVE_SECONDS,
         30.0,
     ),
+    Option(
+        "--account-registration",
+        "who may register accounts: before-connect (anyone, even before connection registration), "
+        "after-connect (only once connected), closed (nobody; existing accounts still log in)",
+        options.choice(ACCOUNT_REGISTRATION_MODES),
+        "before-connect",
+        ACCOUNT_REGISTRATION_MODES,
+    ),
+    Option("--password-min-length", "the shortest account password accepted", options.POSITIVE_INT, 4),
     Option("--plain-channel", "channel plain-mode clients talk in (always permanent)", default="#lobby"),
     Option(
         "--cluster",
@@ -287,6 +296,8 @@ def parse_settings(
         plain_channel=args.plain_channel,
         nick_enforcement=args.nick_enforcement,
         nick_grace_s=args.nick_grace,
+        account_registration=args.account_registration,
+        password_min_length=args.password_min_length,
         permanent_channels=config_file.channels,
         created=datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
     )

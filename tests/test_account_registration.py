@@ -153,3 +153,41 @@ def test_register_needs_its_parameters() -> None:
     client: HubClient = harness.client("ivy")
     client.send("REGISTER * hunter22")
     assert client.expect("461").params[1] == "REGISTER"
+
+
+def test_after_connect_registration_waits_for_001_and_says_so_in_cap_ls() -> None:
+    harness = HubHarness(account_registration="after-connect")
+    early = harness.client()
+    early.send("CAP LS 302")
+    ls = " ".join(message.params[-1] for message in early.until("CAP"))
+    assert "draft/account-registration" in ls.split() and "before-connect" not in ls
+    early.send("NICK early")
+    reply = register_reply(early, "REGISTER * * hunter22")
+    assert list(reply.params[:3]) == ["REGISTER", "COMPLETE_CONNECTION_REQUIRED", "*"]
+    late = harness.client("late")
+    assert list(register_reply(late, "REGISTER * * hunter22").params[:2]) == ["SUCCESS", "late"]
+
+
+def test_closed_registration_offers_no_cap_and_refuses_every_way_in() -> None:
+    harness = HubHarness(account_registration="closed")
+    client = harness.client()
+    client.send("CAP LS 302")
+    ls = " ".join(message.params[-1] for message in client.until("CAP"))
+    assert "account-registration" not in ls and "sasl=" in ls  # logging in still works
+    client.send("CAP REQ draft/account-registration")
+    assert client.expect("CAP").params[1] == "NAK"
+    client.send("CAP END")
+    client.register("closed")
+    reply = register_reply(client, "REGISTER * * hunter22")
+    assert list(reply.params[:2]) == ["REGISTER", "TEMPORARILY_UNAVAILABLE"]
+    client.send("PRIVMSG NickServ :REGISTER hunter22")
+    assert "closed" in client.expect("NOTICE").params[-1]
+    assert harness.hub.accounts.names == {}
+
+
+def test_the_shortest_password_is_the_servers_choice() -> None:
+    harness = HubHarness(password_min_length=10)
+    client = harness.client("shorty")
+    reply = register_reply(client, "REGISTER * * ninechars")
+    assert list(reply.params[:2]) == ["REGISTER", "WEAK_PASSWORD"] and "10 characters" in reply.params[-1]
+    assert list(register_reply(client, "REGISTER * * tencharsok").params[:2]) == ["SUCCESS", "shorty"]

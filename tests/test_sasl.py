@@ -223,7 +223,7 @@ def test_server_challenges_are_chunked_the_same_way() -> None:
     assert base64.b64decode("".join(params(b"y" * 700))) == b"y" * 700
 
 
-def test_oversized_chunks_and_payloads_are_905(backend: str) -> None:
+def test_an_oversized_chunk_is_905_and_an_endless_response_904(backend: str) -> None:
     with sasl_server(backend) as server:
         client = server.client()
         begin(client)
@@ -233,8 +233,8 @@ def test_oversized_chunks_and_payloads_are_905(backend: str) -> None:
         client.expect("AUTHENTICATE")
         for _ in range(21):  # 8400 bytes of base64: past the bound
             client.send("AUTHENTICATE " + "A" * 400)
-        client.expect(n.ERR_SASLTOOLONG)
-        client.send("AUTHENTICATE PLAIN")  # a fresh start after the 905
+        assert "too long" in client.expect(n.ERR_SASLFAIL).params[-1]
+        client.send("AUTHENTICATE PLAIN")  # a fresh start after the failure
         assert client.expect("AUTHENTICATE").params == ("+",)
 
 

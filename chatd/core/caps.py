@@ -39,15 +39,23 @@ LS_CHUNK = 400
 """Bytes of capabilities per ``CAP LS`` line; with the prefix and ``*`` it stays under 510."""
 
 
-def supported_caps(accounts: bool) -> frozenset[str]:
-    return BASE_CAPS | ACCOUNT_CAPS if accounts else BASE_CAPS
+def supported_caps(accounts: bool, registration: str = "before-connect") -> frozenset[str]:
+    """What ``CAP REQ`` may ask for; ``registration`` is the server's ``account_registration``
+    (``closed``: no draft/account-registration)."""
+    if not accounts:
+        return BASE_CAPS
+    offered = BASE_CAPS | ACCOUNT_CAPS
+    return offered - {"draft/account-registration"} if registration == "closed" else offered
 
 
-def ls_lines(accounts: bool, version: int) -> list[str]:
+def ls_lines(accounts: bool, version: int, registration: str = "before-connect") -> list[str]:
     """The capability lists of ``CAP LS``, one per line to send (values for 302 clients)."""
+    values = dict(CAP_VALUES)
+    if registration != "before-connect":
+        del values["draft/account-registration"]
     tokens = [
-        f"{cap}={CAP_VALUES[cap]}" if version >= 302 and cap in CAP_VALUES else cap
-        for cap in sorted(supported_caps(accounts))
+        f"{cap}={values[cap]}" if version >= 302 and cap in values else cap
+        for cap in sorted(supported_caps(accounts, registration))
     ]
     if version < 302:
         return [" ".join(tokens)]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 NICK_ENFORCEMENT_MODES = ("strict", "timeout", "optional")
+ACCOUNT_REGISTRATION_MODES = ("before-connect", "after-connect", "closed")
 """How a registered nick is protected from users not logged in to its account (chatd.core.enforcement)."""
 
 
@@ -63,4 +64,8 @@ class ServerConfig:
     nick_enforcement: str = "timeout"
     """One of NICK_ENFORCEMENT_MODES: refuse at once, rename after ``nick_grace_s``, or let be."""
     nick_grace_s: float = 30.0
+    account_registration: str = "before-connect"
+    """One of ACCOUNT_REGISTRATION_MODES: who may create accounts (REGISTER, NickServ REGISTER) and when."""
+    password_min_length: int = 4
+    """The shortest password an account may be registered with (or changed to)."""
     isupport_extra: dict[str, str] = field(default_factory=dict)

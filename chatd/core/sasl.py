@@ -87,13 +87,14 @@ class SaslAttempt:
 
     def add(self, chunk: str) -> bytes | None:
         """Take one ``AUTHENTICATE`` parameter: the decoded response once complete, None while
-        more is to come. Raises ``SaslError`` (905 too long, 904 bad base64)."""
+        more is to come. Raises ``SaslError`` (905 a chunk too long, 904 a whole
+        response too long or bad base64)."""
         if chunk != "+":
             if len(chunk) > CHUNK_BYTES:
                 raise SaslError(n.ERR_SASLTOOLONG, "SASL message too long")
             self.size += len(chunk)
-            if self.size > MAX_PAYLOAD_BYTES:
-                raise SaslError(n.ERR_SASLTOOLONG, "SASL message too long")
+            if self.size > MAX_PAYLOAD_BYTES:  # 905 is for one chunk over 400 bytes; the whole is a failure
+                raise SaslError(n.ERR_SASLFAIL, f"SASL message too long (more than {MAX_PAYLOAD_BYTES} bytes)")
             self.chunks.append(chunk)
             if len(chunk) == CHUNK_BYTES:
                 return None

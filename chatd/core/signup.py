@@ -14,7 +14,7 @@ import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from chatd.core.accounts import MIN_PASSWORD_LENGTH, account_name_error, log_in, make_record
+from chatd.core.accounts import account_name_error, log_in, make_record
 from chatd.core.enforcement import GUEST_PREFIX, SERVICE_NICKS
 from chatd.core.network import account_registered
 from chatd.core.ports import AccountRecord
@@ -46,6 +46,13 @@ def register_account(hub: Hub, client: Client, account: str, email: str, passwor
     if store is None:
         answer("TEMPORARILY_UNAVAILABLE", account or "*", "Accounts are not enabled on this server")
         return
+    mode = hub.config.account_registration
+    if mode == "closed":
+        answer("TEMPORARILY_UNAVAILABLE", account or "*", "Registration is closed on this server")
+        return
+    if mode == "after-connect" and not client.registered:
+        answer("COMPLETE_CONNECTION_REQUIRED", account or "*", "Register your account once you are connected")
+        return
     if client.account is not None:
         answer("ALREADY_AUTHENTICATED", client.account, f"You are already logged in as {client.account}")
         return
@@ -70,8 +77,9 @@ def register_account(hub: Hub, client: Client, account: str, email: str, passwor
     elif not EMAIL_PATTERN.fullmatch(email):
         answer("INVALID_EMAIL", account, "That is not an email address (give one, or * for none)")
         return
-    if len(password) < MIN_PASSWORD_LENGTH:
-        answer("WEAK_PASSWORD", account, f"Passwords must be at least {MIN_PASSWORD_LENGTH} characters long")
+    shortest = hub.config.password_min_length
+    if len(password) < shortest:
+        answer("WEAK_PASSWORD", account, f"Passwords must be at least {shortest} characters long")
         return
     if len(password.encode("utf-8", "surrogateescape")) > MAX_PASSWORD_BYTES or irc_lower(password) == key:
         answer("UNACCEPTABLE_PASSWORD", account, "Choose another password (not your nick, at most 300 bytes)")

@@ -42,7 +42,7 @@ def handle_cap(hub: Hub, client: Client, message: Message) -> None:
         if message.param(1).isdigit() and int(message.param(1)) >= 302:
             client.cap_version = max(client.cap_version, 302)
             client.caps.add("cap-notify")  # implied for 302 clients
-        lines = ls_lines(hub.accounts.enabled, client.cap_version)
+        lines = ls_lines(hub.accounts.enabled, client.cap_version, hub.config.account_registration)
         for index, caps in enumerate(lines):
             more = ("*",) if index < len(lines) - 1 else ()
             hub.send_line(client, format_message("CAP", target, "LS", *more, caps, source=server))
@@ -53,7 +53,7 @@ def handle_cap(hub: Hub, client: Client, message: Message) -> None:
             client.cap_negotiating = True
         wanted = message.param(1)
         request = wanted.split()
-        supported = supported_caps(hub.accounts.enabled)
+        supported = supported_caps(hub.accounts.enabled, hub.config.account_registration)
         if request and all(token.lstrip("-") in supported for token in request):
             _apply_caps(hub, client, request)
             hub.send_line(client, format_message("CAP", target, "ACK", wanted, source=server))

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from chatd.core.accounts import MIN_PASSWORD_LENGTH, Outcome, check_password, log_in, with_password
+from chatd.core.accounts import Outcome, check_password, log_in, with_password
 from chatd.core.enforcement import owner_of
 from chatd.core.network import account_dropped
 from chatd.core.ports import AccountRecord
@@ -219,8 +219,8 @@ def ns_set(hub: Hub, client: Client, service: Service, args: list[str]) -> None:
     if account is None:
         service.tell(hub, client, "You are not logged in")
         return
-    if len(password) < MIN_PASSWORD_LENGTH:
-        service.tell(hub, client, f"Passwords must be at least {MIN_PASSWORD_LENGTH} characters long")
+    if len(password) < hub.config.password_min_length:
+        service.tell(hub, client, f"Passwords must be at least {hub.config.password_min_length} characters long")
         return
     store = hub.accounts.store
     assert store is not None
