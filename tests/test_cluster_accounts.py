@@ -212,6 +212,8 @@ def test_a_user_logged_in_before_registering_arrives_logged_in(nodes: tuple[Runn
     grace.send("WHOIS frank")
     whois = {m.command: m.params for m in grace.until("318")}
     assert whois["330"][1:3] == ("frank", "frank")
+    grace.send("WHO frank %na")
+    assert [m.params[1:] for m in grace.until("315") if m.command == "354"] == [("frank", "frank")]
     joined(grace, "#z")
     joined(frank, "#z")
     assert expect_from(grace, "JOIN", "frank").params[:2] == ("#z", "frank")
