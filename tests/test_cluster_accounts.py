@@ -1,14 +1,16 @@
 """Accounts across a network: two nodes on one real redis-server, sharing one SQLite file
 (as ``--workers`` nodes do), over both backends, through the real commands (REGISTER,
-SASL PLAIN, NickServ IDENTIFY/DROP, ChanServ).
+SASL PLAIN, NickServ IDENTIFY/GHOST/REGAIN/DROP, ChanServ).
 
 What crosses: a login on one node reaches the other node's peers with account-notify
 (``ACCOUNT name``), and a logout (a DROP) ``ACCOUNT *``, extended-monitor watchers too; a
 user logged in before it registered arrives on the other node logged in (extended-join,
-WHOIS 330); an account made through one node logs in on the other; an account registered
-or dropped on one node is (or is no longer) protected on the other (``hub.accounts.names``,
-read on the node's own thread), and a drop logs out that account's sessions everywhere;
-a channel registered with ChanServ on one node is registered on every node.
+WHOIS 330, WHO %a); an account made through one node logs in on the other; an account
+registered or dropped on one node is (or is no longer) protected on the other
+(``hub.accounts.names``, read on the node's own thread), and a drop logs out that
+account's sessions everywhere; GHOST/REGAIN reach a session on the other node; a channel
+registered with ChanServ on one node is registered on every node; and what was
+registered while Redis was down is known once it is back.
 """
 
 from __future__ import annotations
