@@ -27,6 +27,7 @@ from chatd.cluster.config import ClusterSettings, RedisAddress
 from chatd.cluster.node import ClusterNode
 from chatd.core import ServerConfig
 from chatd.core.passwords import hash_password
+from chatd.core.ports import AccountStore
 from chatd.protocol.message import Message
 from tests.helpers import (
     DEADLINE_S,
@@ -69,14 +70,21 @@ def node_of(server: RunningServer) -> ClusterNode:
 
 @contextmanager
 def cluster_node(
-    backend: str, redis: RedisServer, node_id: str, node_timeout_s: float = PATIENT_TIMEOUT_S, **config: Any
+    backend: str,
+    redis: RedisServer,
+    node_id: str,
+    node_timeout_s: float = PATIENT_TIMEOUT_S,
+    accounts: AccountStore | None = None,
+    **config: Any,
 ) -> Iterator[RunningServer]:
-    """An in-process node, returned once it is linked to Redis and has said HELLO."""
+    """An in-process node, returned once it is linked to Redis and has said HELLO (with no
+    accounts unless ``accounts`` is given: nodes sharing one store, as ``--workers`` do)."""
     settings = BackendSettings(
         host="127.0.0.1",
         port=0,
         config=ServerConfig(**config),
         cluster=cluster_settings(redis, node_id, node_timeout_s),
+        accounts=accounts,
     )
     server = RunningServer(backend, settings)
     server.thread.start()

@@ -14,8 +14,12 @@ from chatd.cluster.config import ClusterSettings, RedisAddress
 from chatd.cluster.link import Reply
 from chatd.cluster.node import ClusterNode
 from chatd.core import ServerConfig
+from chatd.core.accounts import log_in, log_out, make_record
 from chatd.core.client import Client
 from chatd.core.hub import Hub
+from chatd.core.network import account_dropped, account_registered
+from chatd.core.ports import AccountStore
+from chatd.history.account_store import MemoryAccountStore
 from tests.helpers import Capture
 
 
@@ -46,9 +50,9 @@ class FakeLink:
 
 
 class World:
-    def __init__(self) -> None:
+    def __init__(self, accounts: AccountStore | None = None) -> None:
         self.now = 1000.0
-        self.hub = Hub(ServerConfig(), lambda: self.now, lambda: 1.7e9)
+        self.hub = Hub(ServerConfig(), lambda: self.now, lambda: 1.7e9, accounts=accounts)
         self.link = FakeLink()
         settings = ClusterSettings(RedisAddress("redis.invalid"), "here", heartbeat_s=1.0, node_timeout_s=5.0)
         self.node = ClusterNode(self.hub, settings, self.link)
@@ -189,3 +193,101 @@ def test_a_join_brings_the_channel_state_where_the_channel_is_new() -> None:
     assert channel is not None
     assert (channel.topic, channel.modes, channel.mode_key, channel.limit) == ("from there", set("imnt"), "k3y", 9)
     assert [ban.mask for ban in channel.bans] == ["*!*@bad"]
+
+
+def test_an_account_travels_with_its_user_and_its_changes_reach_account_notify_peers() -> None:
+    world = World(MemoryAccountStore())
+    alice, seen = world.connect("alice")
+    world.hub.receive(alice, [b"CAP REQ :account-notify", b"JOIN #x"])
+    world.feed("there", "burst", users=[{**remote_user("t.1", "bob"), "acct": "Bob"}], chans=[])
+    world.feed("there", "join", u="t.1", c="#x", p="")
+    seen.messages()
+    bob = world.hub.find_client("bob")
+    assert bob is not None and bob.account == "Bob"  # logged in before it was introduced: no ACCOUNT
+    assert world.hub.accounts.names["bob"] == "Bob"
+    world.feed("there", "umeta", u="t.1", away=None, real="bob", modes="")  # an older node: no acct
+    assert bob.account == "Bob" and not seen.messages()
+    world.feed("there", "umeta", u="t.1", away=None, real="bob", modes="", acct=None)
+    assert [(m.source, m.command, m.params) for m in seen.messages()] == [("bob!~u@10.0.0.2", "ACCOUNT", ("*",))]
+    world.feed("there", "umeta", u="t.1", away=None, real="bob", modes="", acct="Robert")
+    assert [(m.command, m.params) for m in seen.messages()] == [("ACCOUNT", ("Robert",))]
+    assert bob.account == "Robert"
+
+
+def test_a_local_login_goes_out_with_the_user() -> None:
+    world = World(MemoryAccountStore())
+    alice, _ = world.connect("alice")
+    assert world.link.published()[-1]["acct"] is None
+    log_in(world.hub, alice, make_record("Alice", "pw"))
+    assert world.link.published()[-1] == {
+        "t": "umeta", "u": alice.uid, "away": None, "real": "Real", "modes": "", "acct": "Alice", "n": "here",
+    }  # fmt: skip
+    log_out(world.hub, alice)
+    assert world.link.published()[-1]["acct"] is None
+    log_in(world.hub, alice, make_record("Alice", "pw"))
+    world.feed("there", "sync")
+    (burst,) = world.link.published("chatd:to:there")
+    assert [user["acct"] for user in burst["users"]] == ["Alice"]
+
+
+def test_registrations_and_drops_cross_nodes_and_a_drop_logs_out_local_users() -> None:
+    world = World(MemoryAccountStore())
+    alice, seen = world.connect("alice")
+    account_registered(world.hub, "Carol")
+    assert world.hub.accounts.names["carol"] == "Carol"
+    assert world.link.published()[-1] == {"t": "areg", "a": "Carol", "n": "here"}
+    world.feed("ghost", "areg", a="Dave")  # from a node we hold nothing of: still applied
+    assert world.hub.accounts.names["dave"] == "Dave"
+    log_in(world.hub, alice, make_record("Dave", "pw"))
+    seen.messages()
+    world.feed("ghost", "adrop", a="DAVE")
+    assert "dave" not in world.hub.accounts.names
+    assert alice.account is None and [m.command for m in seen.messages()] == ["901"]
+    assert world.link.published()[-1]["acct"] is None  # the logout goes out like any other
+    account_dropped(world.hub, "carol")
+    assert "carol" not in world.hub.accounts.names
+    assert world.link.published()[-1] == {"t": "adrop", "a": "carol", "n": "here"}
+
+
+def test_without_a_cluster_registrations_and_drops_stay_local() -> None:
+    hub = Hub(ServerConfig(), lambda: 0.0, lambda: 1.7e9, accounts=MemoryAccountStore())
+    account_registered(hub, "Erin")
+    assert hub.accounts.names == {"erin": "Erin"}
+    account_dropped(hub, "erin")
+    assert hub.accounts.names == {}
+
+
+def test_another_nodes_channel_state_never_makes_a_channel_registered() -> None:
+    world = World()
+    world.feed("there", "burst", users=[remote_user("t.1", "bob")], chans=[])
+    state = {"created": 5, "topic": "", "by": "", "at": 0, "modes": "nrt", "key": None, "limit": None, "bans": []}
+    world.feed("there", "join", u="t.1", c="#reg", p="@", s=state)
+    channel = world.hub.find_channel("#reg")
+    assert channel is not None and channel.modes == set("nt") and channel.registration is None
+    world.feed("there", "creg", c="#reg", r={"founder": "bob", "at": 1.0, "access": [["carol", "v"]], "tlock": True})
+    assert channel.modes == set("nrt") and channel.registration is not None
+    assert (channel.registration.founder, channel.registration.access) == ("bob", (("carol", "v"),))
+    assert channel.registration.topic_lock and "#reg" in world.hub.permanent
+    world.feed("there", "creg", c="#reg", r=None)
+    assert channel.modes == set("nt") and channel.registration is None and "#reg" not in world.hub.permanent
+
+
+def test_a_ghost_of_a_remote_user_waits_for_it_to_be_gone() -> None:
+    world = World()
+    alice, _ = world.connect("alice")
+    world.feed("there", "burst", users=[remote_user("t.1", "bob"), remote_user("t.2", "carol")], chans=[])
+    bob, carol = world.hub.find_client("bob"), world.hub.find_client("carol")
+    assert bob is not None and carol is not None
+    done: list[str] = []
+    world.node.ghost(alice, bob, "GHOSTed by alice", lambda: done.append("bob"))
+    world.node.ghost(alice, carol, "GHOSTed by alice", lambda: done.append("carol"))
+    assert world.link.published("chatd:to:there")[-2] == {
+        "t": "ghost", "u": alice.uid, "k": "t.1", "r": "GHOSTed by alice", "n": "here",
+    }  # fmt: skip
+    assert not done  # the nick is not free before its node says the user is gone
+    world.feed("there", "quit", u="t.1", r="GHOSTed by alice")
+    assert done == ["bob"]
+    world.feed("there", "bye")  # a node that leaves takes its users, and what waited on them, along
+    assert done == ["bob", "carol"]
+    world.node.ghost(alice, bob, "GHOSTed by alice", lambda: done.append("again"))
+    assert done[-1] == "again"  # gone already: at once

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from chatd.cluster.replica import RemoteNode, Replica, adopt_state
-from chatd.cluster.wire import channel_state, relayed_event, source_of
+from chatd.cluster.wire import channel_registration, channel_state, relayed_event, source_of
 from chatd.core.channel import apply_relayed_modes, kick, part, set_topic
 from chatd.core.users import deliver_wallops, kill
 from chatd.protocol.casemap import irc_lower
@@ -24,7 +24,7 @@ from chatd.protocol.message import format_message
 
 Handler = Callable[[Replica, RemoteNode, dict[str, Any]], None]
 
-NEEDS_NO_REPLICA = frozenset({"msg", "pm", "wallops", "kill"})
+NEEDS_NO_REPLICA = frozenset({"msg", "pm", "wallops", "kill", "ghost", "areg", "adrop", "creg"})
 """Events applied even from a node whose users we do not know (yet, or any more)."""
 
 
@@ -143,6 +143,30 @@ def on_kill(replica: Replica, node: RemoteNode, event: dict[str, Any]) -> None:
         kill(replica.hub, target, event["r"], event["src"])
 
 
+def on_ghost(replica: Replica, node: RemoteNode, event: dict[str, Any]) -> None:
+    """NickServ GHOST/REGAIN on another node, by the owner of this user's nick: it quits."""
+    target = replica.local_by_uid(event["k"])
+    if target is not None:
+        replica.hub.quit(target, event["r"])
+
+
+def on_account_registered(replica: Replica, node: RemoteNode, event: dict[str, Any]) -> None:
+    """Another node registered an account (the store is shared): its nick is protected here too."""
+    replica.account_registered(event["a"])
+
+
+def on_account_dropped(replica: Replica, node: RemoteNode, event: dict[str, Any]) -> None:
+    """Another node dropped an account: its nick is free, and our users of it are logged out."""
+    replica.account_dropped(event["a"])
+
+
+def on_channel_registration(replica: Replica, node: RemoteNode, event: dict[str, Any]) -> None:
+    """Another node's ChanServ registered, changed or dropped a channel: so it is here."""
+    registration = channel_registration(event["c"], event["r"])
+    replica.note_registration(event["c"])
+    replica.apply_registration(event["c"], registration)
+
+
 HANDLERS: dict[str, Handler] = {
     "user": on_user,
     "nick": on_nick,
@@ -157,7 +181,11 @@ HANDLERS: dict[str, Handler] = {
     "pm": on_pm,
     "invite": on_invite,
     "kill": on_kill,
+    "ghost": on_ghost,
     "wallops": on_wallops,
+    "areg": on_account_registered,
+    "adrop": on_account_dropped,
+    "creg": on_channel_registration,
     "hb": on_heartbeat,
 }
 """Every kind of event a node applies from another's replica (HELLO, BURST, SYNC, BYE and

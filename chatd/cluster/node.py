@@ -54,6 +54,7 @@ from chatd.cluster.wire import (
     encode_event,
     event_fields,
     own_suffix,
+    registration_fields,
     state_fields,
     user_info,
 )
@@ -185,8 +186,25 @@ class ClusterNode:
                 "away": client.away,
                 "real": client.realname,
                 "modes": "".join(sorted(client.user_modes)),
+                "acct": client.account,
             }
         )
+
+    def account_registered(self, name: str) -> None:
+        self.replica.note_account(name, exists=True)
+        self._publish({"t": "areg", "a": name})
+
+    def account_dropped(self, name: str) -> None:
+        self.replica.note_account(name, exists=False)
+        self._publish({"t": "adrop", "a": name})
+
+    def ghost(self, client: Client, target: Client, reason: str, then: Callable[[], None]) -> None:
+        self.replica.when_gone(target, then)
+        self._publish({"t": "ghost", "u": client.uid, "k": target.uid, "r": reason}, to=target.node)
+
+    def channel_registration_changed(self, channel: Channel) -> None:
+        self.replica.note_registration(channel.name)
+        self._publish({"t": "creg", "c": channel.name, "r": registration_fields(channel.registration)})
 
     def channel_message(self, client: Client, channel: Channel, event: Delivery) -> None:
         self._publish({"t": "msg", "c": channel.name, **event_fields(event)})
@@ -275,8 +293,11 @@ class ClusterNode:
     # ---- (re)sync --------------------------------------------------------------------------
 
     def _resync(self) -> None:
-        """Re-claim our users' nicks (renaming the losers), then HELLO with our burst."""
+        """Re-claim our users' nicks (renaming the losers), then HELLO with our burst; and re-read
+        the accounts' names and channel registrations, for what went by while we were away."""
         self.claims.resync(self._say_hello)
+        self.replica.reload_account_names()
+        self.replica.reload_registrations()
 
     def _say_hello(self, taken: Taken) -> None:
         self.hello_at = self.hub.clock()

@@ -17,6 +17,7 @@ from typing import Any
 from chatd.core.channel import Ban, ChannelState
 from chatd.core.client import Client
 from chatd.core.event import Delivery
+from chatd.core.ports import ChannelRegistration
 
 encode_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 """Built once: ``json.dumps`` with options makes a new encoder for every message."""
@@ -58,6 +59,7 @@ def user_info(client: Client) -> dict[str, Any]:
         "away": client.away,
         "modes": "".join(sorted(client.user_modes)),
         "signon": client.signon,
+        "acct": client.account,
     }
 
 
@@ -114,6 +116,31 @@ def channel_state(name: str, fields: dict[str, Any]) -> ChannelState:
         fields["key"],
         fields["limit"],
         tuple(Ban(mask, by, at) for mask, by, at in fields["bans"]),
+    )
+
+
+def registration_fields(registration: ChannelRegistration | None) -> dict[str, Any] | None:
+    """A channel's ChanServ registration as it travels (None: not registered, or no longer)."""
+    if registration is None:
+        return None
+    return {
+        "founder": registration.founder,
+        "at": registration.registered_at,
+        "access": [list(entry) for entry in registration.access],
+        "tlock": registration.topic_lock,
+    }
+
+
+def channel_registration(name: str, fields: dict[str, Any] | None) -> ChannelRegistration | None:
+    """``registration_fields`` read back."""
+    if fields is None:
+        return None
+    return ChannelRegistration(
+        name,
+        fields["founder"],
+        fields["at"],
+        tuple((account, mode) for account, mode in fields["access"]),
+        bool(fields["tlock"]),
     )
 
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from chatd.core.accounts import account_name_error, log_in, make_record
 from chatd.core.enforcement import GUEST_PREFIX, SERVICE_NICKS
+from chatd.core.network import account_registered
 from chatd.core.ports import AccountRecord
 from chatd.protocol.casemap import irc_lower
 
@@ -110,7 +111,7 @@ def register_account(hub: Hub, client: Client, account: str, email: str, passwor
         if record is None:
             answer("ACCOUNT_EXISTS", account, "That account name is already registered")
             return
-        accounts.names[key] = record.name
+        account_registered(hub, record.name)  # protected here and on every node
         answer(SUCCESS, record.name, "Account successfully registered")
         log_in(hub, client, record)
 

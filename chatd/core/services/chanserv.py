@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from chatd.core.channel import Channel, ModeChange, mode_text
 from chatd.core.config import PermanentChannel
+from chatd.core.network import channel_registration_changed
 from chatd.core.permanent import CHANSERV_OWNER
 from chatd.core.ports import ChannelRegistration
 from chatd.protocol.casemap import irc_lower
@@ -160,6 +161,7 @@ def _register(hub: Hub, client: Client, service: Service, channel: Channel, args
             return
         kept = hub.keep_channel(PermanentChannel(channel.name), CHANSERV_OWNER)
         _set_registration(hub, service, kept, registration)
+        channel_registration_changed(hub, kept)
         tell(f"Channel {kept.name} successfully registered to {registration.founder}")
 
     _offload(hub, client, tell, lambda: store.save_channel_registration(key, registration, create=True), done)
@@ -180,6 +182,7 @@ def _drop(hub: Hub, client: Client, service: Service, channel: Channel, args: li
     def done(_: None) -> None:
         if channel.registration is not None:
             _set_registration(hub, service, channel, None)
+            channel_registration_changed(hub, channel)
             hub.release_channel(channel.name, CHANSERV_OWNER)
         tell(f"Channel {channel.name} is no longer registered")
 
@@ -381,6 +384,7 @@ def _change(
             _change(hub, client, service, channel, amend, applied)
         else:
             channel.set_registration(new)
+            channel_registration_changed(hub, channel)
             applied(new)
 
     _offload(hub, client, tell, lambda: store.save_channel_registration(key, new), done)

@@ -18,8 +18,9 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from chatd.core.accounts import Outcome, check_password, log_in, log_out, with_password
+from chatd.core.accounts import Outcome, check_password, log_in, with_password
 from chatd.core.enforcement import owner_of
+from chatd.core.network import account_dropped
 from chatd.core.ports import AccountRecord
 from chatd.core.signup import SUCCESS, register_account
 from chatd.core.users import change_nick
@@ -149,15 +150,21 @@ def _free_nick(hub: Hub, client: Client, service: Service, args: list[str], *, t
     if not mine:
         service.tell(hub, client, f"You don't own {nick} (log in to its account first)")
         return
+
+    def take_nick() -> None:
+        taking = take and client.registered and not client.gone and client.nick != nick
+        if taking and (hub.cluster is None or not hub.cluster.request_nick(client, nick)):
+            change_nick(hub, client, nick)
+
+    if holder is not None and holder.node is not None and hub.cluster is not None:
+        # A session on another node: its node ends it, and the nick is taken once it is gone.
+        hub.cluster.ghost(client, holder, f"GHOSTed by {client.nick}", take_nick)
+        service.tell(hub, client, f"{nick} has been ghosted")
+        return
     if holder is not None:
-        if holder.node is not None:
-            service.tell(hub, client, f"{nick} is connected to another server of the network")
-            return
         hub.quit(holder, f"GHOSTed by {client.nick}")
         service.tell(hub, client, f"{nick} has been ghosted")
-    taking = take and client.registered and client.nick != nick
-    if taking and (hub.cluster is None or not hub.cluster.request_nick(client, nick)):
-        change_nick(hub, client, nick)
+    take_nick()
 
 
 # DROP [account] <password>
@@ -174,10 +181,7 @@ def ns_drop(hub: Hub, client: Client, service: Service, args: list[str]) -> None
         key = irc_lower(record.name)
 
         def dropped(_: object) -> None:
-            hub.accounts.names.pop(key, None)
-            for other in list(hub.clients.values()):
-                if other.account is not None and irc_lower(other.account) == key:
-                    log_out(hub, other)
+            account_dropped(hub, record.name)  # its sessions logged out here and on every node
             service.tell(hub, client, f"The account {record.name} has been dropped")
 
         _offload(hub, client, lambda: store.drop_account(key), dropped)
