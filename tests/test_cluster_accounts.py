@@ -332,3 +332,18 @@ def test_a_channel_registered_on_one_node_is_registered_on_every_node(nodes: tup
     assert "no longer registered" in chanserv(fiona, "DROP #reg")
     assert expect_from(hal, "MODE", "ChanServ").params == ("#reg", "-r")
     assert registration_on(b, "#reg") is None
+
+
+def test_messages_from_another_node_carry_the_senders_account_tag(nodes: tuple[RunningServer, ...]) -> None:
+    a, b = nodes
+    henry = registered(a, "henry", "pw-henry")
+    ivy = capable(b, "ivy", "account-tag", "message-tags")
+    plain = capable(b, "june", "message-tags")
+    for client in (henry, ivy, plain):
+        joined(client, "#tags")
+    sees_member(ivy, "#tags", "henry")
+    henry.send("PRIVMSG #tags :tagged")
+    henry.send("PRIVMSG ivy :private and tagged")
+    assert expect_from(ivy, "PRIVMSG", "henry").tags.get("account") == "henry"
+    assert expect_from(ivy, "PRIVMSG", "henry").tags.get("account") == "henry"
+    assert "account" not in expect_from(plain, "PRIVMSG", "henry").tags  # only with the cap

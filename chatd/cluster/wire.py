@@ -75,6 +75,8 @@ def event_fields(event: Delivery) -> dict[str, Any]:
         fields["tags"] = event.client_tags
     if event.tags_only:
         fields["to"] = 1
+    if event.account:
+        fields["acct"] = event.account  # the account tag, for the other nodes' account-tag clients
     return fields
 
 
@@ -87,6 +89,7 @@ def relayed_event(fields: dict[str, Any]) -> Delivery:
         fields["at"],
         fields.get("tags"),
         tags_only=bool(fields.get("to")),
+        account=fields.get("acct"),
     )
 
 
