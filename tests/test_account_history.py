@@ -178,3 +178,23 @@ def test_account_conversations_survive_a_restart_on_sqlite(tmp_path: Path) -> No
             ("hi alice", "BobAcct"),
         ]
         assert targets(bob) == ["AliceAcct"]
+
+
+def test_a_kept_private_tagmsg_is_read_back_with_event_playback_only() -> None:
+    with HubHarness(history=History(None)) as harness:
+        alice = connect(harness, "alice", *HISTORY_CAPS, "draft/event-playback", "echo-message")
+        bob = connect(harness, "bob", *HISTORY_CAPS)
+        logged_in(harness, alice, "AliceAcct")
+        logged_in(harness, bob, "BobAcct")
+        alice.send("@+draft/persist;+client-only-tag-test=success TAGMSG bob")
+        msgid = alice.expect("TAGMSG").tags["msgid"]
+        assert bob.expect("TAGMSG").tags["msgid"] == msgid
+        alice.send("@+typing=active TAGMSG bob")  # not kept
+        bob.expect("TAGMSG")
+        alice.send("CHATHISTORY LATEST bob * 10")
+        kept = batch(alice)
+        assert [(m.command, m.params, m.tags["msgid"], m.tags.get("+client-only-tag-test")) for m in kept] == [
+            ("TAGMSG", ("bob",), msgid, "success")
+        ]
+        assert texts(bob, "alice") == []  # bob has no event-playback: nothing to show
+        assert targets(alice) == []  # a TAGMSG is no message: it names no target

@@ -16,6 +16,8 @@ import pytest
 from chatd.core import Hub, ServerConfig
 from chatd.history import History, HistoryStoreError, SqliteStore
 from chatd.history.store import INSERT_MESSAGE
+from chatd.protocol.message import Message
+from tests.harness import HubClient, HubHarness
 from tests.helpers import DEADLINE_S, IrcClient, LineClient, running_server
 
 
@@ -286,7 +288,7 @@ def test_messages_past_the_memory_window_are_found_by_msgid_on_disk(tmp_path: Pa
     for event in events:
         history.record("#far", event)
     history.store.submit(  # type: ignore[union-attr]
-        INSERT_MESSAGE, ("#far", "5f00-1", 1.5, ":a!b@c PRIVMSG #far :from schema 2", None, "message", None)
+        INSERT_MESSAGE, ("#far", "5f00-1", 1.5, ":a!b@c PRIVMSG #far :from schema 2", None, "message", None, None)
     )
     history.close()
     reopened = History(SqliteStore(str(tmp_path)), keep=3)
@@ -361,3 +363,122 @@ def test_a_timestamp_bound_excludes_the_message_shown_with_that_time(backend: st
             alice.until("BATCH")
             texts = [message.params[-1] for message in alice.until("BATCH") if message.command == "PRIVMSG"]
             assert texts == later, sub  # neither "first" nor anything shown as its millisecond
+
+
+# ---- CHATHISTORY bounds, TARGETS and kept TAGMSGs (the irctest chathistory cases) --------------
+
+READER_CAPS = "CAP REQ :batch draft/chathistory message-tags server-time echo-message"
+
+
+def _reader(harness: HubHarness, nick: str, caps: str = READER_CAPS) -> HubClient:
+    client = harness.client()
+    client.send(caps)
+    client.send("CAP END")
+    client.register(nick)
+    return client
+
+
+def _batch_messages(client: HubClient) -> list[Message]:
+    """The messages inside the next batch the client gets."""
+    client.expect("BATCH")
+    return client.until("BATCH")[:-1]
+
+
+def _said(harness: HubHarness, count: int) -> tuple[HubClient, list[Message]]:
+    """alice says ``m0``..``m<count-1>`` in #t, each kept 0.4 ms past the millisecond it is
+    shown with (the harness's clock moves 1 ms a line): a bound must not be taken as exact."""
+    alice = _reader(harness, "alice")
+    alice.send("JOIN #t")
+    alice.until("366")
+    harness.clock.advance_to(harness.clock.now + 0.0004)
+    echoes = []
+    for i in range(count):
+        alice.send(f"PRIVMSG #t :m{i}")
+        echoes.append(alice.expect("PRIVMSG"))
+    return alice, echoes
+
+
+def _texts(client: HubClient, command: str) -> list[str]:
+    client.send(command)
+    return [message.params[-1] for message in _batch_messages(client) if message.command == "PRIVMSG"]
+
+
+def test_between_timestamps_excludes_the_messages_shown_with_either_bound() -> None:
+    with HubHarness(history=History(None)) as harness:
+        alice, echoes = _said(harness, 5)
+        first, last = (f"timestamp={echoes[index].tags['time']}" for index in (0, -1))
+        assert _texts(alice, f"CHATHISTORY BETWEEN #t {first} {last} 10") == ["m1", "m2", "m3"]
+        assert _texts(alice, f"CHATHISTORY BETWEEN #t {last} {first} 10") == ["m1", "m2", "m3"]
+        assert _texts(alice, f"CHATHISTORY BETWEEN #t {first} {last} 2") == ["m1", "m2"]  # nearest the start
+        assert _texts(alice, f"CHATHISTORY BETWEEN #t {last} {first} 2") == ["m2", "m3"]  # nearest the end
+        first_id, last_id = (f"msgid={echoes[index].tags['msgid']}" for index in (0, -1))
+        assert _texts(alice, f"CHATHISTORY BETWEEN #t {first_id} {last_id} 10") == ["m1", "m2", "m3"]
+
+
+@pytest.mark.parametrize("on_disk", [False, True], ids=["memory", "sqlite"])
+def test_around_gives_the_message_itself_and_its_neighbours(on_disk: bool, tmp_path: Path) -> None:
+    with HubHarness(history=History(SqliteStore(str(tmp_path)) if on_disk else None)) as harness:
+        alice, echoes = _said(harness, 5)
+        around = f"msgid={echoes[2].tags['msgid']}"
+        assert _texts(alice, f"CHATHISTORY AROUND #t {around} 1") == ["m2"]  # no half before it: none
+        assert _texts(alice, f"CHATHISTORY AROUND #t {around} 3") == ["m1", "m2", "m3"]
+        assert "m2" in _texts(alice, f"CHATHISTORY AROUND #t timestamp={echoes[2].tags['time']} 3")
+
+
+def test_targets_lists_a_target_once_at_its_newest_message_when_that_is_in_the_window() -> None:
+    with HubHarness(history=History(None)) as harness:
+        alice, echoes = _said(harness, 3)
+        times = [echo.tags["time"] for echo in echoes]
+        before, after = "timestamp=2020-01-01T00:00:00.000Z", "timestamp=2262-01-01T00:00:00.000Z"
+
+        def targets(start: str, end: str) -> list[tuple[str, ...]]:
+            alice.send(f"CHATHISTORY TARGETS {start} {end} 10")
+            return [message.params[1:] for message in _batch_messages(alice)]
+
+        assert targets(before, after) == [("#t", times[2])]  # its newest message, the time bare
+        assert targets(after, before) == [("#t", times[2])]  # the bounds in either order
+        assert targets(before, f"timestamp={times[1]}") == []  # newest message past the window
+        assert targets(f"timestamp={times[2]}", after) == []  # a lower bound excludes its shown time
+
+
+def _joined_pair(harness: HubHarness) -> tuple[HubClient, HubClient]:
+    """alice (draft/event-playback) and bob (message-tags only), both in #t."""
+    alice = _reader(harness, "alice", READER_CAPS + " draft/event-playback")
+    bob = _reader(harness, "bob")
+    for client in (alice, bob):
+        client.send("JOIN #t")
+        client.until("366")
+    return alice, bob
+
+
+def _check_kept_tagmsg(alice: HubClient, bob: HubClient, msgid: str) -> None:
+    alice.send("CHATHISTORY LATEST #t * 10")
+    shown = [m for m in _batch_messages(alice) if m.command in ("TAGMSG", "PRIVMSG")]
+    assert [(m.command, m.tags.get("+draft/react"), m.tags.get("+note")) for m in shown] == [
+        ("TAGMSG", "yes", "a b"),
+        ("PRIVMSG", None, "tagged"),
+    ]
+    assert shown[0].tags["msgid"] == msgid and shown[0].params == ("#t",)
+    bob.send("CHATHISTORY LATEST #t * 10")  # no event-playback: no TAGMSG, the PRIVMSG's tags
+    assert [(m.command, m.tags.get("+note")) for m in _batch_messages(bob)] == [("PRIVMSG", "tagged")]
+
+
+@pytest.mark.parametrize("on_disk", [False, True], ids=["memory", "sqlite"])
+def test_a_kept_tagmsg_is_replayed_with_its_tags_to_event_playback_clients_only(on_disk: bool, tmp_path: Path) -> None:
+    """TAGMSGs with a reaction or a persist tag are kept (ergo's tagmsg-storage); typing is not."""
+
+    def harness() -> HubHarness:
+        return HubHarness(history=History(SqliteStore(str(tmp_path)) if on_disk else None))
+
+    with harness() as first:
+        alice, bob = _joined_pair(first)
+        alice.send("@+draft/react=yes;+note=a\\sb TAGMSG #t")
+        msgid = alice.expect("TAGMSG").tags["msgid"]
+        alice.send("@+typing=active TAGMSG #t")  # a moment, not history
+        alice.expect("TAGMSG")
+        alice.send("@+note=tagged PRIVMSG #t :hello")
+        alice.expect("PRIVMSG")
+        _check_kept_tagmsg(alice, bob, msgid)
+    if on_disk:  # from the database, after a restart
+        with harness() as second:
+            _check_kept_tagmsg(*_joined_pair(second), msgid)

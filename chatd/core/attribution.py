@@ -15,6 +15,7 @@ Invariants:
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING
 
 from chatd.protocol.message import format_message, parse
@@ -63,7 +64,10 @@ def stored_line(entry: StoredEntry, client: Client) -> str:
 
 
 def add_stored_tags(entry: StoredEntry, client: Client, tags: dict[str, str]) -> None:
-    """Add to ``tags`` what ``client`` negotiated to see of a history entry's sender: its account."""
+    """Add to ``tags`` what ``client`` negotiated to see of a history entry: its sender's
+    account (account-tag) and the client-only tags it was sent with (message-tags)."""
     account = entry.account
     if account and "account-tag" in client.caps:
         tags["account"] = account
+    if entry.tags and "message-tags" in client.caps:
+        tags.update(json.loads(entry.tags))

@@ -12,6 +12,7 @@ Invariants (the policy, as ergo keeps the direct messages of registered users):
 - With ``--history-private``, messages between two connected IRC users are also stored by
   nick, under ``conversation_key`` of the two nicks (the rule for users not logged in).
   Plain clients never log in, so theirs are never stored.
+- A TAGMSG is kept under the same keys when ``chatd.core.kept_tagmsg`` keeps it.
 - A client reads a conversation by account when it is logged in and the target names
   an account: the account of the user holding that nick, or, when no logged-in user
   does (the other side is offline), a registered account of that name.
@@ -23,6 +24,7 @@ import math
 from typing import TYPE_CHECKING
 
 from chatd.core.client import Dialect
+from chatd.core.kept_tagmsg import TAGMSG_KIND, tagmsg_kept
 from chatd.core.ports import account_conversation_key, account_nick_key, conversation_key
 from chatd.protocol.casemap import irc_lower
 
@@ -35,25 +37,26 @@ if TYPE_CHECKING:
 def record_private(hub: Hub, sender: Client, target: Client, event: Delivery) -> None:
     """Keep a private message for CHATHISTORY, if the policy above keeps it."""
     history = hub.history
-    if history is None:
+    if history is None or (event.tags_only and not tagmsg_kept(event.client_tags)):
         return
+    kind = TAGMSG_KIND if event.tags_only else "message"
     if sender.account is not None and target.account is not None:
         first, second = irc_lower(sender.account), irc_lower(target.account)
-        history.record(account_conversation_key(first, second), event)
+        history.record(account_conversation_key(first, second), event, kind)
         history.correspond(first, second)
         return
     if Dialect.PLAIN in (sender.dialect, target.dialect):
         return
     for side, other in ((sender, target), (target, sender)):
         if side.account is not None and other.nick_key is not None:
-            history.record(account_nick_key(irc_lower(side.account), other.nick_key), event)
+            history.record(account_nick_key(irc_lower(side.account), other.nick_key), event, kind)
     if (
         hub.config.history_private
         and sender.nick_key is not None
         and target.nick_key is not None
         and Dialect.PLAIN not in (sender.dialect, target.dialect)
     ):
-        history.record(conversation_key(sender.nick_key, target.nick_key), event)
+        history.record(conversation_key(sender.nick_key, target.nick_key), event, kind)
 
 
 def target_account(hub: Hub, name: str) -> str | None:
@@ -81,14 +84,15 @@ def private_conversation(hub: Hub, client: Client, target: str) -> tuple[str, st
 
 
 def recent_correspondents(hub: Hub, client: Client, low: float, high: float) -> list[tuple[float, str]]:
-    """(time of the newest message between ``low`` and ``high``, account name) of each account
-    ``client``'s account has a private conversation with; empty when it is not logged in."""
+    """(time of the newest message, account name) of each account ``client``'s account has a
+    private conversation with whose newest message lies strictly between ``low`` and ``high``;
+    empty when it is not logged in."""
     if client.account is None or hub.history is None:
         return []
     own = irc_lower(client.account)
     found = []
     for other in list(hub.history.correspondents(own)):
-        when = hub.history.latest_time(account_conversation_key(own, other), low, high)
-        if when is not None:
+        when = hub.history.latest_time(account_conversation_key(own, other), -math.inf, math.inf)
+        if when is not None and low < when < high:
             found.append((when, hub.accounts.names.get(other, other)))
     return found

@@ -52,7 +52,8 @@ def account_nick_key(account: str, nick: str) -> str:
 
 class StoredEntry(Protocol):
     """One recorded entry: its IRC line (with source), the plain rendering, id, time and kind
-    (``"message"`` for PRIVMSG and NOTICE, ``"event"`` for JOIN, PART, KICK, TOPIC, QUIT)."""
+    (``"message"`` for PRIVMSG and NOTICE, ``"event"`` for JOIN, PART, KICK, TOPIC, QUIT,
+    ``"tagmsg"`` for a TAGMSG history keeps)."""
 
     @property
     def msgid(self) -> str: ...
@@ -67,6 +68,11 @@ class StoredEntry(Protocol):
     @property
     def account(self) -> str | None:
         """The sender's account when it was a logged-in user (the ``account`` tag)."""
+        ...
+
+    @property
+    def tags(self) -> str | None:
+        """The client-only tags it was sent with, as a JSON object; None when there were none."""
         ...
 
 

@@ -7,7 +7,8 @@
 - Plain clients get ``[HH:MM] name: text``.
 - Other CTCP requests (VERSION, PING, ...) are never replayed: a client would answer them.
 - Only the channel's current life is replayed (``chatd.core.permanent.history_floor``).
-- The sender's account tag and a JOIN's extended form follow the client's caps
+- Kept TAGMSGs come only to clients shown them (``chatd.core.kept_tagmsg``).
+- The sender's account tag, client-only tags and a JOIN's extended form follow the client's caps
   (``chatd.core.attribution``), as they would live.
 """
 
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING
 from chatd.core.attribution import add_stored_tags, stored_line
 from chatd.core.client import Dialect
 from chatd.core.event import server_time
+from chatd.core.kept_tagmsg import TAGMSG_KIND, shown_tagmsgs
 from chatd.core.permanent import history_floor
 from chatd.protocol.message import format_message, format_tags, parse
 
@@ -57,7 +59,7 @@ def replay_history(hub: Hub, client: Client, channel: Channel) -> None:
             events="draft/event-playback" in client.caps,
             since=history_floor(hub, channel),
         )
-        if replayable(entry)
+        if replayable(entry) and (entry.kind != TAGMSG_KIND or shown_tagmsgs(client.caps))
     ]
     if not entries:
         return

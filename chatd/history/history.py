@@ -4,8 +4,9 @@ The last ``keep`` entries of each channel live in memory (loaded from the store
 the first time a channel is touched), so replay on join never reads the disk
 in the common case. Every record is also queued for the store, if there is one.
 
-An entry keeps its sender's account (the account tag when it is replayed), and a JOIN
-its extended-join form (``chatd.core.attribution`` renders it per client). Who has a
+An entry keeps its sender's account (the account tag when it is replayed), the client-only
+tags it was sent with (replayed to clients with message-tags), and a JOIN its extended-join
+form (``chatd.core.attribution`` renders them per client). Who has a
 private conversation by account with whom (``correspondents``) is kept beside, for
 CHATHISTORY TARGETS: in memory, and in the store's ``correspondents`` table.
 """
@@ -25,7 +26,11 @@ if TYPE_CHECKING:
     from chatd.core.event import Delivery
 
 MESSAGE = "message"
-"""The kind of PRIVMSG and NOTICE entries; events (JOIN, PART, KICK, TOPIC, QUIT) are kind "event"."""
+"""The kind of PRIVMSG and NOTICE entries; events (JOIN, PART, KICK, TOPIC, QUIT) are kind "event",
+and the TAGMSGs history keeps (``chatd.core.kept_tagmsg``) kind "tagmsg": both are read only
+with ``events``."""
+
+
 class HistoryEntry(NamedTuple):
     """One recorded entry: its IRC line (with source), the plain rendering, id, time and kind.
 
@@ -40,6 +45,8 @@ class HistoryEntry(NamedTuple):
     kind: str = MESSAGE
     account: str | None = None
     """The sender's account when it was a logged-in user."""
+    tags: str | None = None
+    """The client-only tags it was sent with, as a JSON object (None when there were none)."""
 
 
 def msgid_time(msgid: str) -> float | None:
@@ -84,9 +91,10 @@ class History:
     def record(self, channel_key: str, event: Delivery, kind: str = MESSAGE) -> None:
         msgid, when, plain, account = event.msgid, event.when, event.plain_line, event.account
         line = event.extended_line or event.line
-        self._entries(channel_key).append(HistoryEntry(msgid, when, line, plain, kind, account))
+        tags = json.dumps(event.client_tags) if event.client_tags else None
+        self._entries(channel_key).append(HistoryEntry(msgid, when, line, plain, kind, account, tags))
         if self.store is not None:
-            self.store.insert_message((channel_key, msgid, when, line, plain, kind, account))
+            self.store.insert_message((channel_key, msgid, when, line, plain, kind, account, tags))
 
     def correspond(self, first: str, second: str) -> None:
         """The accounts ``first`` and ``second`` (case-mapped) have a private conversation."""
@@ -148,6 +156,8 @@ class History:
         ``newest`` picks the ones closest to ``before`` (else those closest to ``after``);
         messages only unless ``events``.
         """
+        if limit <= 0:
+            return []
         if self.store is None:
             window = [
                 entry

@@ -30,7 +30,7 @@ from typing import Any
 
 log = logging.getLogger("chatd")
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 COMMIT_INTERVAL_S = 0.05
 MAX_BATCH = 20_000
 PRUNE_INTERVAL_S = 60.0
@@ -110,11 +110,15 @@ MIGRATIONS: dict[int, Sequence[str]] = {
                PRIMARY KEY (account, other)
            ) WITHOUT ROWID""",
     ),
+    # 6: the client-only tags of an entry (JSON object), replayed as a live message has them;
+    # TAGMSGs history keeps (kind "tagmsg") are nothing else.
+    6: ("ALTER TABLE messages ADD COLUMN tags TEXT",),
 }
 
 
 INSERT_MESSAGE = (
-    "INSERT OR IGNORE INTO messages (target, msgid, time, line, plain, kind, account) VALUES (?, ?, ?, ?, ?, ?, ?)"
+    "INSERT OR IGNORE INTO messages (target, msgid, time, line, plain, kind, account, tags)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 )
 INSERT_CORRESPONDENT = "INSERT OR IGNORE INTO correspondents (account, other) VALUES (?, ?)"
 SAVE_CHANNEL = (
@@ -219,8 +223,9 @@ class SqliteStore:
 
     # ---- writes: queued, committed by the writer thread -----------------------------
 
-    def insert_message(self, row: tuple[str, str, float, str, str | None, str, str | None]) -> None:
-        """(target, msgid, time, line, plain, kind, account); a message already stored is kept once."""
+    def insert_message(self, row: tuple[str, str, float, str, str | None, str, str | None, str | None]) -> None:
+        """(target, msgid, time, line, plain, kind, account, tags as JSON); a message already stored is
+        kept once."""
         self.submit(INSERT_MESSAGE, row)
 
     def insert_correspondent(self, account: str, other: str) -> None:
@@ -244,9 +249,10 @@ class SqliteStore:
         return self._reader.execute(sql, params).fetchall()
 
     def newest_entries(self, target: str, limit: int) -> list[tuple[Any, ...]]:
-        """The newest ``limit`` rows (msgid, time, line, plain, kind, account) of a target, newest first."""
+        """The newest ``limit`` rows (msgid, time, line, plain, kind, account, tags) of a target, newest
+        first."""
         return self.query(
-            "SELECT msgid, time, line, plain, kind, account FROM messages"
+            "SELECT msgid, time, line, plain, kind, account, tags FROM messages"
             " WHERE target = ? ORDER BY time DESC, id DESC LIMIT ?",
             (target, limit),
         )
@@ -258,7 +264,8 @@ class SqliteStore:
         ``after`` first); messages only unless ``events``."""
         order = "DESC" if newest else "ASC"
         return self.query(
-            "SELECT msgid, time, line, plain, kind, account FROM messages WHERE target = ? AND time > ? AND time < ?"
+            "SELECT msgid, time, line, plain, kind, account, tags FROM messages"
+            " WHERE target = ? AND time > ? AND time < ?"
             f" AND (kind = 'message' OR ?) ORDER BY time {order}, id {order} LIMIT ?",
             (target, after, before, events, limit),
         )

@@ -9,7 +9,8 @@ always come in a batch (``chathistory`` or ``draft/chathistory-targets``), empty
 when nothing matches; problems are ``FAIL CHATHISTORY <code>``. Only channels the
 client is in can be read, and its own private conversations: by account between
 logged-in users, by nick with --history-private (``chatd.core.conversations``);
-TARGETS lists both channels and the accounts it has conversations with.
+TARGETS lists both channels and the accounts it has conversations with. Events, and the
+TAGMSGs history keeps (``chatd.core.kept_tagmsg``), come only with draft/event-playback.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from chatd.core.attribution import add_stored_tags, stored_line
 from chatd.core.client import Client
 from chatd.core.conversations import private_conversation, recent_correspondents
 from chatd.core.event import server_time
+from chatd.core.kept_tagmsg import TAGMSG_KIND, shown_tagmsgs
 from chatd.core.limits import CHATHISTORY_MAX
 from chatd.core.permanent import history_floor
 from chatd.core.ports import StoredEntry
@@ -64,12 +66,15 @@ def _resolve(hub: Hub, channel_key: str, reference: str, *, lower: bool = False)
     kind, _, value = reference.partition("=")
     if kind == "timestamp":
         moment = _parse_timestamp(value)
-        if moment is not None and lower:
-            moment = math.nextafter(moment + TIMESTAMP_GRAIN_S, -math.inf)
-        return moment
+        return _excluding_shown(moment) if moment is not None and lower else moment
     if kind == "msgid" and value and hub.history is not None:
         return hub.history.find_time(channel_key, value)
     return None
+
+
+def _excluding_shown(moment: float) -> float:
+    """A lower bound from a shown time ``moment``: past every message shown with it."""
+    return math.nextafter(moment + TIMESTAMP_GRAIN_S, -math.inf)
 
 
 def _send_batch(hub: Hub, client: Client, target: str, entries: Sequence[StoredEntry]) -> None:
@@ -77,7 +82,10 @@ def _send_batch(hub: Hub, client: Client, target: str, entries: Sequence[StoredE
     batch_id = f"C{hub._batch_counter}"
     hub.send_line(client, format_message("BATCH", f"+{batch_id}", "chathistory", target, source=hub.config.name))
     with_msgid = "message-tags" in client.caps
+    tagmsgs = shown_tagmsgs(client.caps)
     for entry in entries:
+        if entry.kind == TAGMSG_KIND and not tagmsgs:
+            continue
         tags = {"batch": batch_id, "time": server_time(entry.time)}
         if with_msgid:
             tags["msgid"] = entry.msgid
@@ -87,18 +95,21 @@ def _send_batch(hub: Hub, client: Client, target: str, entries: Sequence[StoredE
 
 
 def _targets(hub: Hub, client: Client, message: Message) -> None:
+    """The channels and conversations whose newest message lies between two times (in either
+    order, both excluded), oldest first, each with that time, bare (spec and ergo). A target
+    with a newer message than the window is not listed: it is found by a later window."""
     start, end = (_parse_timestamp(message.param(index).removeprefix("timestamp=")) for index in (1, 2))
     limit = message.param(3)
     if start is None or end is None or not limit.isdigit():
         _fail(hub, client, "INVALID_PARAMS", "TARGETS", "Invalid timestamps or limit")
         return
-    low, high = min(start, end), max(start, end)
+    low, high = _excluding_shown(min(start, end)), max(start, end)
     assert hub.history is not None
     found = []
     for channel in client.channels.values():
         floor = math.nextafter(history_floor(hub, channel), -math.inf)
-        when = hub.history.latest_time(channel.name_key, max(low, floor), high)
-        if when is not None:
+        when = hub.history.latest_time(channel.name_key, floor, math.inf)
+        if when is not None and low < when < high:
             found.append((when, channel.name))
     found.extend(recent_correspondents(hub, client, low, high))
     found.sort()
@@ -109,7 +120,7 @@ def _targets(hub: Hub, client: Client, message: Message) -> None:
         hub.send_line(
             client,
             f"@batch={batch_id} "
-            + format_message("CHATHISTORY", "TARGETS", name, f"timestamp={server_time(when)}", source=hub.config.name),
+            + format_message("CHATHISTORY", "TARGETS", name, server_time(when), source=hub.config.name),
         )
     hub.send_line(client, format_message("BATCH", f"-{batch_id}", source=hub.config.name))
 
@@ -154,15 +165,13 @@ def handle_chathistory(hub: Hub, client: Client, message: Message) -> None:
     history = hub.history
     events = "draft/event-playback" in client.caps
     first_ref = message.param(2)
-    if sub == "LATEST" and first_ref == "*":
-        after = low
-    else:
-        resolved = _resolve(hub, key, first_ref, lower=sub in ("LATEST", "AFTER"))
-        if resolved is None:
-            _fail(hub, client, "INVALID_PARAMS", sub, "Invalid message reference")
-            return
-        after = resolved
-    after = max(after, low)
+    resolved = (
+        low if sub == "LATEST" and first_ref == "*" else _resolve(hub, key, first_ref, lower=sub in ("LATEST", "AFTER"))
+    )
+    if resolved is None:
+        _fail(hub, client, "INVALID_PARAMS", sub, "Invalid message reference")
+        return
+    after = max(resolved, low)
     if sub == "LATEST":
         entries = history.between(key, after, math.inf, limit, newest=True, events=events)
     elif sub == "BEFORE":
@@ -170,15 +179,20 @@ def handle_chathistory(hub: Hub, client: Client, message: Message) -> None:
     elif sub == "AFTER":
         entries = history.between(key, after, math.inf, limit, newest=False, events=events)
     elif sub == "AROUND":
+        # Half before the reference, the rest from it on (the referenced message first).
         earlier = history.between(key, low, after, limit // 2, newest=True, events=events)
         remaining = limit - len(earlier)
         later = history.between(key, max(after - 1e-6, low), math.inf, remaining, newest=False, events=events)
         entries = [*earlier, *later]
-    else:  # BETWEEN
-        other = _resolve(hub, key, message.param(3))
+    else:  # BETWEEN: both bounds excluded, whichever order they come in
+        second_ref = message.param(3)
+        other = _resolve(hub, key, second_ref)
         if other is None:
             _fail(hub, client, "INVALID_PARAMS", sub, "Invalid message reference")
             return
-        other = max(other, low)
-        entries = history.between(key, min(after, other), max(after, other), limit, newest=after > other, events=events)
+        backwards = resolved > other
+        start, start_ref, end = (other, second_ref, resolved) if backwards else (resolved, first_ref, other)
+        if start_ref.startswith("timestamp="):
+            start = _excluding_shown(start)
+        entries = history.between(key, max(start, low), end, limit, newest=backwards, events=events)
     _send_batch(hub, client, name, entries)

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 from chatd.core.channel import Channel
 from chatd.core.client import Client
+from chatd.core.kept_tagmsg import TAGMSG_KIND, tagmsg_kept
 from chatd.core.services import find_service
 from chatd.protocol import numerics as n
 from chatd.protocol.framing import decode_line
@@ -95,8 +96,7 @@ def _relay(hub: Hub, client: Client, message: Message, *, errors: bool, tags_onl
             hub.send_event(target, event)
         if echo:
             hub.send_event(client, event)
-        if not tags_only:
-            hub.record_private(client, target, event)
+        hub.record_private(client, target, event)
         if errors and target.away is not None and not tags_only:
             hub.reply(client, n.RPL_AWAY, target.nick or "", target.away)
 
@@ -117,6 +117,8 @@ def _deliver_to_channel(
         hub.send_event(client, event)
     if not tags_only:
         hub.record(channel, event)
+    elif tagmsg_kept(tags):
+        hub.record(channel, event, TAGMSG_KIND)
     if hub.cluster is not None:
         hub.cluster.channel_message(client, channel, event)
 
