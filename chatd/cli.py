@@ -109,7 +109,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("--no-persist", "keep history and channel state in memory only", options.FLAG, False),
     Option(
         "--history-private",
-        "keep private messages between two connected users for CHATHISTORY",
+        "also keep private messages between users not logged in (by nick) for CHATHISTORY "
+        "(those of logged-in users are always kept)",
         options.FLAG,
         False,
     ),

@@ -4,9 +4,14 @@ import os
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import settings
 
 from chatd.backends import BACKENDS
 from tests.helpers import REDIS_SERVER, RedisServer, RunningServer, running_server
+
+# Property tests judge what the code does, not how fast a loaded 2-core machine runs it.
+settings.register_profile("chatd", deadline=None)
+settings.load_profile("chatd")
 
 
 @pytest.fixture(params=BACKENDS)

@@ -88,6 +88,13 @@ def ns_identify(hub: Hub, client: Client, service: Service, args: list[str]) -> 
         service.tell(hub, client, f"You are already logged in as {client.account}")
         return
     account, password = (args[0], args[1]) if len(args) > 1 else (client.nick or "*", args[0])
+    _identify(hub, client, service, account, password)
+
+
+def _identify(
+    hub: Hub, client: Client, service: Service, account: str, password: str, after: Callable[[], None] | None = None
+) -> None:
+    """Check the password off the loop; logged in, say so and go on with ``after``."""
 
     def then(outcome: Outcome) -> None:
         if client.gone:
@@ -97,6 +104,8 @@ def ns_identify(hub: Hub, client: Client, service: Service, args: list[str]) -> 
             return
         log_in(hub, client, outcome.record)
         service.tell(hub, client, f"You are now logged in as {outcome.record.name}")
+        if after is not None:
+            after()
 
     check_password(hub, client, account, password, then)
 
@@ -130,18 +139,7 @@ def _free_nick(hub: Hub, client: Client, service: Service, args: list[str], *, t
         if owner is None:
             service.tell(hub, client, f"{nick} is not registered")
             return
-
-        def then(outcome: Outcome) -> None:
-            if client.gone:
-                return
-            if outcome.record is None:
-                service.tell(hub, client, f"Authentication failed: {outcome.reason}")
-                return
-            log_in(hub, client, outcome.record)
-            service.tell(hub, client, f"You are now logged in as {outcome.record.name}")
-            _free_nick(hub, client, service, args[:1], take=take)
-
-        check_password(hub, client, owner, args[1], then)
+        _identify(hub, client, service, owner, args[1], lambda: _free_nick(hub, client, service, args[:1], take=take))
         return
     mine = client.account is not None and (
         (owner is not None and irc_lower(owner) == irc_lower(client.account))
