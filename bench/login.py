@@ -81,6 +81,12 @@ class LoginRun:
     failures: list[str] = field(default_factory=list)
     storm_cpu_s: float = 0.0
     """The server's CPU seconds from the storm's start to its end."""
+    storm_wait_s: float = 0.0
+    """Seconds the server's threads were ready to run but waited for a CPU, over the storm.
+
+    Each login's time is its queue behind the other logins' hashes, so logins per second is
+    the worker pool's CPU share: on a machine busy with other work this, not the backend,
+    is what moves it (a storm that waited twice as long runs about half as fast)."""
 
 
 # ---- the control conversation ------------------------------------------------------
@@ -292,12 +298,32 @@ def _read(login: Login) -> None:
 # ---- the run -----------------------------------------------------------------------
 
 
+def run_queue_s(pids: list[int]) -> float:
+    """Seconds the threads of ``pids`` have waited, runnable, for a CPU (0.0 where Linux does not say).
+
+    The second field of ``/proc/<pid>/task/<tid>/schedstat``; threads that ended are not counted.
+    """
+    total_ns = 0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            for task in Path(f"/proc/{pid}/task").iterdir():
+                with contextlib.suppress(OSError, ValueError, IndexError):
+                    total_ns += int((task / "schedstat").read_text().split()[1])
+    return total_ns / 1e9
+
+
 def run_login(
-    address: tuple[str, int], count: int, baseline_s: float, timeout_s: float, server_cpu_s: Callable[[], float]
+    address: tuple[str, int],
+    count: int,
+    baseline_s: float,
+    timeout_s: float,
+    server_cpu_s: Callable[[], float],
+    server_wait_s: Callable[[], float] = lambda: 0.0,
 ) -> LoginRun:
     """The control alone for ``baseline_s``, then during a storm of ``count`` logins.
 
-    ``server_cpu_s`` reads the server's CPU time, taken just before and after the storm.
+    ``server_cpu_s`` reads the server's CPU time and ``server_wait_s`` the time its threads
+    waited for a CPU, each taken just before and after the storm.
 
     Raises RuntimeError when a helper process does not answer in time.
     """
@@ -318,7 +344,7 @@ def run_login(
             run.storm_from_ns = run.storm_until_ns = time.monotonic_ns()
         else:
             storm, storm_child = context.Pipe()
-            cpu_before = server_cpu_s()
+            cpu_before, wait_before = server_cpu_s(), server_wait_s()
             run.storm_from_ns = time.monotonic_ns()
             storm_process = context.Process(
                 target=storm_main, args=(storm_child, address, count, timeout_s), daemon=True
@@ -328,6 +354,7 @@ def run_login(
             result = _receive(storm, timeout_s + 30, "the login storm")
             run.storm_until_ns = result["until_ns"]
             run.storm_cpu_s = server_cpu_s() - cpu_before
+            run.storm_wait_s = server_wait_s() - wait_before
             run.logins = [tuple(pair) for pair in result["logins"]]  # type: ignore[misc]
             run.failures = result["failures"]
         with contextlib.suppress(BrokenPipeError, OSError):

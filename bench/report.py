@@ -89,6 +89,11 @@ def login_note(row: Row) -> str:
     login = ""
     if "login_p50_ms" in extra:
         login = f"; login p50/p99 {extra['login_p50_ms']:.0f}/{extra['login_p99_ms']:.0f} ms"
+    if "server_wait_ms_per_login" in extra:  # the machine's share: what moves logins/s most
+        login += (
+            f"; server CPU {extra['server_cpu_ms_per_login']:.0f} ms and "
+            f"{extra['server_wait_ms_per_login']:.0f} ms waiting for a CPU per login"
+        )
     return (
         f"control p50/p99 {_ms(extra['alone_p50_ms'])}/{_ms(extra['alone_p99_ms'])} ms alone, "
         f"{_ms(row.p50_ms)}/{_ms(row.p99_ms)} ms in the storm ({goal}){login}"

@@ -15,7 +15,7 @@ from bench import procstat
 from bench.cluster import ClusterServers
 from bench.contenders import Contender, RunningServer
 from bench.driver import Generator, GeneratorError
-from bench.login import GOAL_P99_MS, run_login, seed_accounts
+from bench.login import GOAL_P99_MS, run_login, run_queue_s, seed_accounts
 
 SCENARIOS = ("fanout", "blast", "pairs", "idle", "slow")
 """What ``--quick`` (and CI) runs."""
@@ -461,7 +461,14 @@ def _login(server: RunningServer, case: Case, plan: Plan, row: Row) -> None:
     counts the control's messages, each checked exactly-once. Missing the 50 ms goal is
     reported, not failed: like every speed here, it depends on the machine.
     """
-    run = run_login(server.address, case.clients, plan.duration_s, plan.login_timeout_s, lambda: _cpu(server.pids))
+    run = run_login(
+        server.address,
+        case.clients,
+        plan.duration_s,
+        plan.login_timeout_s,
+        lambda: _cpu(server.pids),
+        lambda: run_queue_s(server.pids),
+    )
     row.server_cpu_s = run.storm_cpu_s
     row.rss_mib = procstat.rss_bytes(server.pid) / (1 << 20)
     alone = sorted(rtt for sent, rtt in run.control if sent < run.storm_from_ns)
@@ -482,6 +489,7 @@ def _login(server: RunningServer, case: Case, plan: Plan, row: Row) -> None:
         extra.update(login_p50_ms=percentile(login_ns, 0.5), login_p99_ms=percentile(login_ns, 0.99))
     if run.logins:
         extra["server_cpu_ms_per_login"] = row.server_cpu_s / len(run.logins) * 1e3
+        extra["server_wait_ms_per_login"] = run.storm_wait_s / len(run.logins) * 1e3
     extra["goal_met"] = row.p99_ms is not None and row.p99_ms <= GOAL_P99_MS
     if run.failures:
         row.fail(f"{len(run.failures)} of {case.clients} logins failed: " + "; ".join(run.failures[:3]))

@@ -9,6 +9,7 @@ loaded CI machine cannot fail the build.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from dataclasses import replace
@@ -33,6 +34,8 @@ LOGIN_FIELDS = {
     "goal_met",
     "alone_samples",
     "storm_samples",
+    "server_cpu_ms_per_login",
+    "server_wait_ms_per_login",
 }
 
 
@@ -56,10 +59,12 @@ def test_login_storm_logs_everyone_in_and_reports_the_control_beside_it(tmp_path
         assert row.extra["alone_samples"] > 0 and row.extra["storm_samples"] > 0
         assert row.p50_ms is not None and row.p99_ms is not None and row.rate > 0
         assert "accounts in its store" in row.settings and "SQLite history on" in row.settings
+        assert row.extra["server_cpu_ms_per_login"] > 0 and row.extra["server_wait_ms_per_login"] >= 0
 
     text = report.table(rows, skipped)
     assert f"login N=10 selectors: control p50/p99 {report._ms(rows[0].extra['alone_p50_ms'])}/" in text
     assert "in the storm (p99 goal 50 ms " in text and "login p50/p99 " in text
+    assert "ms waiting for a CPU per login" in text  # what tells a loaded machine from a slow backend
     summary = report.summary(rows, skipped)
     assert "**Login storm**" in summary and "| selectors | 10 |" in summary and "| threads | 10 |" in summary
 
@@ -67,6 +72,13 @@ def test_login_storm_logs_everyone_in_and_reports_the_control_beside_it(tmp_path
     again, _ = report.read_json(tmp_path / "results.json")
     assert again == rows
     assert json.loads((tmp_path / "results.json").read_text())["results"][0]["extra"]["logins"] == 10
+
+
+def test_run_queue_reads_this_process_and_counts_nothing_for_a_gone_one() -> None:
+    from bench.login import run_queue_s
+
+    assert run_queue_s([os.getpid()]) >= 0.0
+    assert run_queue_s([2**22 + 1]) == 0.0  # past Linux's pid_max: no such process
 
 
 def test_the_login_summary_says_failed_instead_of_figures() -> None:
