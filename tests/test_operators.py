@@ -27,6 +27,16 @@ def test_password_hashes() -> None:
     assert not verify_password("pw", "scrypt$garbage")
 
 
+def test_hashes_name_their_parameters_so_older_ones_still_verify() -> None:
+    import hashlib
+
+    assert hash_password("x").startswith("scrypt$16384$8$5$")  # OWASP's 16 MiB form
+    salt = bytes(range(16))
+    older = hashlib.scrypt(b"sesame", salt=salt, n=2**14, r=8, p=1, dklen=32)  # what p=1 versions stored
+    stored = f"scrypt$16384$8$1${salt.hex()}${older.hex()}"
+    assert verify_password("sesame", stored) and not verify_password("sesam", stored)
+
+
 def test_oper_grants_o_and_errors(oper_server: RunningServer) -> None:
     client = oper_server.client("wannabe")
     client.send("OPER nobody x")
