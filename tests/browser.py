@@ -42,8 +42,14 @@ class Browser:
 
         options = webdriver.ChromeOptions()
         options.binary_location = CHROMIUM
-        for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                         f"--window-size={size[0]},{size[1]}", "--force-device-scale-factor=1"):
+        for argument in (
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-dev-shm-usage",
+            "--disable-gpu",
+            f"--window-size={size[0]},{size[1]}",
+            "--force-device-scale-factor=1",
+        ):
             options.add_argument(argument)
         options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
         self.driver = webdriver.Chrome(options=options, service=Service(executable_path=CHROMEDRIVER))
@@ -82,8 +88,11 @@ class Browser:
 
     def wait_line(self, fragment: str, timeout: float = DEADLINE_S) -> str:
         """Wait for a line of the buffer in view that contains ``fragment``; return it."""
-        return self.wait(lambda _: next((line for line in self.lines() if fragment in line), None),
-                         f"a line with {fragment!r}; have {self.lines()[-5:]!r}", timeout)
+        return self.wait(
+            lambda _: next((line for line in self.lines() if fragment in line), None),
+            f"a line with {fragment!r}; have {self.lines()[-5:]!r}",
+            timeout,
+        )
 
     def buffers(self) -> dict[str, str]:
         """Buffer list: name → its unread badge ("" when none), with "!" appended when highlighted."""
@@ -135,7 +144,12 @@ class Browser:
         self.find(f"#buffers li.buffer[data-name={css_string(name)}] button.open").click()
         self.wait(lambda _: self.active() == name, f"{name} in view")
 
-    def screenshot(self, path: str) -> None:
+    def screenshot(self, path: str, size: tuple[int, int], mobile: bool = False) -> None:
+        """A PNG of exactly ``size`` CSS pixels (the window's outer size would include no chrome in
+        headless mode, but its inner height varies; the DevTools override pins the viewport)."""
+        width, height = size
+        metrics = {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": mobile}
+        self.driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", metrics)
         self.driver.save_screenshot(path)
 
 
