@@ -11,9 +11,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from chatd.history import History
 from tests.browser import DESKTOP, PHONE, Browser, missing_browser
-from tests.helpers import IrcClient, running_server
+from tests.helpers import IrcClient
+from tests.test_web_client import page_url, web_server
 
 
 def main(argv: list[str]) -> int:
@@ -23,8 +23,8 @@ def main(argv: list[str]) -> int:
         return 1
     out = Path(argv[0] if argv else "docs/web")
     out.mkdir(parents=True, exist_ok=True)
-    with running_server("selectors", ws_port=0, history=History(None), flood_burst=100) as server:
-        url = f"http://127.0.0.1:{server.ws_address[1]}/"
+    with web_server("selectors", flood_burst=100) as server:
+        url = page_url(server)
         carol = IrcClient(server.address, "carol")
         dave = IrcClient(server.address, "dave")
         for client in (carol, dave):

@@ -270,7 +270,7 @@ const HANDLERS = {
 function onOther(msg) {
   if (!/^\d{3}$/.test(msg.command)) return;
   const text = msg.params.slice(1).join(" ");
-  const failure = msg.command >= "400" && msg.command < "600";
+  const failure = msg.command >= "400" && msg.command < "600" && msg.command !== "422"; // 422: no MOTD
   if (failure && state.registered) return client.info(text, "error");
   addLine(buffer(SERVER), { kind: failure ? "error" : "info", text, time: new Date() });
 }
