@@ -38,7 +38,7 @@ def main(argv: list[str]) -> int:
             (dave, "\x01ACTION cheers\x01"),
         ):
             sender.send(f"PRIVMSG #lobby :{text}")
-        carol.sync()
+            sender.sync()  # two connections: keep the conversation in the order written here
         desktop, phone = Browser(DESKTOP), Browser(PHONE)
         try:
             desktop.open(url)
