@@ -14,6 +14,7 @@ const RETRY_MAX_MS = 30000;
 function socketUrl() {
   return `${location.protocol === "https:" ? "wss:" : "ws:"}//${location.host}/`;
 }
+
 // ---- the connection ------------------------------------------------------------------
 
 function connect() {
@@ -31,7 +32,8 @@ function connect() {
     client.send("USER", state.login.nick, "0", "*", state.login.nick);
   };
   ws.onmessage = (event) => {
-    if (ws === state.ws && typeof event.data === "string") event.data.split(/\r?\n/).filter(Boolean).forEach((line) => dispatch(parse(line)));
+    if (ws !== state.ws || typeof event.data !== "string") return;
+    for (const line of event.data.split(/\r?\n/)) if (line) dispatch(parse(line));
   };
   ws.onclose = () => {
     if (ws !== state.ws) return;
