@@ -6,6 +6,7 @@ members, also run over both backends: the backends have fan-out loops of their o
 
 from __future__ import annotations
 
+from chatd.protocol.message import format_message
 from tests.harness import HubHarness
 from tests.helpers import RunningServer
 
@@ -145,3 +146,20 @@ def test_channel_messages_keep_their_exact_form(server: RunningServer) -> None:
     assert listener.wait_for_line(lambda text: "to both" in text) == ":a!~u@127.0.0.1 PRIVMSG #lobby :to both"
     assert listener.wait_for_line(lambda text: "to both" in text) == ":a!~u@127.0.0.1 PRIVMSG b :to both"
     assert [m for m in sender.sync() if m.command in ("PRIVMSG", "NOTICE")] == []
+
+
+def test_a_relayed_line_is_cut_to_510_bytes_at_a_character(server: RunningServer) -> None:
+    """A client may send a 510-byte line; with the source prefix added, the copy others get
+    would pass 512 with CRLF: the text is cut, never inside a character, on both paths."""
+    sender, listener = server.client("longwinded"), server.client("reader")
+    for client in (sender, listener):
+        client.send("JOIN #long")
+        client.until("366")
+    for head in ("PRIVMSG #long :", "PRIVMSG #long,reader :", "PRIVMSG reader :"):  # fast, general, private
+        text = ("é" * 300).encode()[: 510 - len(head)].decode(errors="ignore")
+        sender.send(head + text)
+        for _ in range(head.count(",") + 1):
+            seen = listener.expect("PRIVMSG")
+            line = format_message("PRIVMSG", *seen.params, source=seen.source)  # as it was on the wire
+            assert len(line.encode()) <= 510, head
+            assert text.startswith(seen.params[1]) and len(seen.params[1]) < len(text), head

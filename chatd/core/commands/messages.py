@@ -27,6 +27,20 @@ def _plain_rendering(command: str, nick: str, text: str) -> str:
 
 
 MAX_CLIENT_TAGS_BYTES = 4094
+MAX_LINE_BYTES = 510
+"""A relayed line, source prefix included, without its tags and CRLF (RFC 1459's 512 with CRLF)."""
+
+
+def fit_line(line: str) -> str:
+    """``line`` cut to ``MAX_LINE_BYTES`` at a character boundary: a client may send 510 bytes
+    of its own, and the source prefix the server adds must not push the relayed copy past
+    what every receiver accepts (the text, the last parameter, is what gets shorter)."""
+    if len(line) <= MAX_LINE_BYTES // 4:  # the common case: short enough in any encoding
+        return line
+    data = line.encode()
+    if len(data) <= MAX_LINE_BYTES:
+        return line
+    return data[:MAX_LINE_BYTES].decode(errors="ignore")
 
 
 def client_only_tags(message: Message) -> dict[str, str]:
@@ -67,7 +81,7 @@ def _relay(hub: Hub, client: Client, message: Message, *, errors: bool, tags_onl
                 if errors:
                     hub.reply(client, n.ERR_CANNOTSENDTOCHAN, channel.name, "Cannot send to channel")
                 continue
-            line = format_message(message.command, channel.name, *params, source=client.prefix)
+            line = fit_line(format_message(message.command, channel.name, *params, source=client.prefix))
             _deliver_to_channel(hub, client, channel, line, plain_text, tags, echo=echo, tags_only=tags_only)
             continue
         service = find_service(target_name)
@@ -81,7 +95,7 @@ def _relay(hub: Hub, client: Client, message: Message, *, errors: bool, tags_onl
                 hub.reply(client, n.ERR_NOSUCHNICK, target_name, "No such nick/channel")
             continue
         event = hub.event(
-            format_message(message.command, target.nick or "", *params, source=client.prefix),
+            fit_line(format_message(message.command, target.nick or "", *params, source=client.prefix)),
             None if plain_text is None else f"[private] {plain_text}",
             tags,
             tags_only=tags_only,
@@ -151,7 +165,7 @@ def relay_to_channel_fast(hub: Hub, client: Client, raw: bytes) -> bool:
         hub,
         client,
         channel,
-        f":{client.prefix} {command} {channel.name}{separator}{text}",
+        fit_line(f":{client.prefix} {command} {channel.name}{separator}{text}"),
         _plain_rendering(command, client.plain_name, text),
         None,
         echo="echo-message" in client.caps,
