@@ -65,6 +65,7 @@ class Connection:
         "client",
         "closed",
         "closing",
+        "kind",
         "outbox",
         "peer",
         "pending",
@@ -82,6 +83,9 @@ class Connection:
         self.peer = peer
         self.sendq_bytes = sendq_bytes
         self.tls = TlsSession(tls_context) if tls_context is not None else None
+        self.kind = "tcp" if tls_context is None else "tls"
+        """How the peer reached us, for the connection counts (chatd.core.stats): ``tcp``, ``tls``;
+        a WebSocket connection says ``websocket`` (set before the hub is told of it)."""
         self.outbox = bytearray()
         self.wire = self.outbox if self.tls is None else bytearray()
         self.pending = False

@@ -33,6 +33,7 @@ from chatd.backends.connection import (
 )
 from chatd.backends.offload import WorkerPool
 from chatd.core.session import Session
+from chatd.core.stats import SERVING, STARTING, STOPPING
 
 if TYPE_CHECKING:
     from chatd.cluster import Cluster
@@ -289,6 +290,7 @@ class ThreadedServer:
             self.tls_address = self._listeners[1].address
 
     def shutdown(self) -> None:
+        self.hub.stats.state = STOPPING
         self.stopping.set()
         self._timer_wake.set()
         for listener in self._listeners:
@@ -313,6 +315,8 @@ class ThreadedServer:
             thread.start()
         if self._cluster is not None:
             self._cluster.start()
+        if self.hub.stats.state == STARTING:
+            self.hub.stats.state = SERVING
         try:
             self._accept_loop(self._listeners[0])
         finally:
@@ -365,12 +369,20 @@ class ThreadedServer:
         threading.Thread(target=connection.read_loop, name=f"chatd-reader-{peer}", daemon=True).start()
 
     def _timer_loop(self) -> None:
-        """Run the hub's timers when due, sleeping until the next deadline or a wake-up."""
+        """Run the hub's timers when due, sleeping until the next deadline or a wake-up.
+
+        Loop lag here is how late the hub's timers run once due: the sleep's overshoot
+        plus the wait for the hub lock, which is what a busy reader thread delays.
+        """
+        loop_lag = self.hub.stats.loop_lag
+        deadline: float | None = None
         while True:
             self._timer_wake.clear()
             if self.stopping.is_set():  # checked after the clear: a stop's wake-up is never lost
                 return
             with self.lock:
+                if deadline is not None and (late_s := time.monotonic() - deadline) >= 0:
+                    loop_lag.observe(late_s)
                 deadline = self.hub.run_timers()
                 self._timer_due = math.inf if deadline is None else deadline
             self._timer_wake.wait(None if deadline is None else max(0.0, deadline - time.monotonic()))
