@@ -16,7 +16,8 @@ Invariants:
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import ipaddress
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, ProcessCollector
@@ -32,6 +33,9 @@ if TYPE_CHECKING:
 
 CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
 """The classic text format: every Prometheus (and every scraper) reads it; our names need no escaping."""
+
+FORWARDING_HEADERS = frozenset({"forwarded", "x-forwarded-for", "x-real-ip"})
+"""A request carrying one of these came through a proxy: from elsewhere, whatever its peer address."""
 
 TRANSPORT_KINDS = ("tcp", "tls", "websocket")
 """Always shown, at 0 when none is open, so a dashboard's series exist from the start."""
@@ -151,6 +155,27 @@ class Metrics:
         if self.hub.stats.state == SERVING:
             return 200, "text/plain; charset=utf-8", b"ok\n"
         return 503, "text/plain; charset=utf-8", f"{self.hub.stats.state}\n".encode()
+
+
+def is_loopback(peer: str) -> bool:
+    """True for 127.0.0.0/8, ::1 and IPv4-mapped loopback (``::ffff:127.0.0.1``); False for
+    anything else, a name or garbage included."""
+    try:
+        address = ipaddress.ip_address(peer.strip("[]").split("%", 1)[0])
+    except ValueError:
+        return False
+    mapped = getattr(address, "ipv4_mapped", None)
+    return (mapped or address).is_loopback
+
+
+def scrape_allowed(peer: str, header_names: Iterable[str]) -> bool:
+    """Whether /metrics on the public (WebSocket) listener answers a request: only when it comes
+    from this machine itself (``peer`` is the socket's peer address, never one a header names)
+    and no proxy forwarded it. Without ``--metrics-host`` this is the whole access control: a
+    Prometheus (or curl) on the host scrapes; the browsers the listener serves do not, and a
+    reverse proxy on the same host does not open it to the world, since it adds X-Forwarded-For.
+    """
+    return is_loopback(peer) and not any(name.lower() in FORWARDING_HEADERS for name in header_names)
 
 
 def render(hub: Hub) -> tuple[str, bytes]:

@@ -20,7 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from chatd.backends.tls import server_context
 from chatd.core.stats import Histogram
 from chatd.history import History, SqliteStore
-from chatd.metrics import CONTENT_TYPE, Metrics
+from chatd.metrics import CONTENT_TYPE, Metrics, is_loopback, scrape_allowed
 from tests.helpers import REDIS_SERVER, IrcClient, LineClient, RedisServer, RunningServer, running_server, wait_until
 from tests.test_tls import TlsIrcClient
 from tests.test_tls import certificate as tls_certificate  # noqa: F401 (test_tls's fixture, shared)
@@ -216,3 +216,13 @@ def test_histogram_buckets_are_cumulative_and_end_at_the_count() -> None:
     assert buckets == [(0.1, 3), (1.0, 4), (float("inf"), 5)]
     assert histogram.count == 5
     assert total == pytest.approx(3.65)
+
+
+def test_only_unforwarded_loopback_requests_may_scrape_the_public_listener() -> None:
+    for peer in ("127.0.0.1", "127.8.9.10", "::1", "[::1]", "::ffff:127.0.0.1"):
+        assert is_loopback(peer), peer
+        assert scrape_allowed(peer, ["Host", "User-Agent"])
+    for peer in ("10.0.0.1", "192.0.2.7", "::ffff:192.0.2.7", "2001:db8::1", "localhost", "", "garbage"):
+        assert not scrape_allowed(peer, ["Host"]), peer
+    for header in ("X-Forwarded-For", "forwarded", "X-Real-IP"):
+        assert not scrape_allowed("127.0.0.1", ["Host", header]), header
