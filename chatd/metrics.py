@@ -17,8 +17,8 @@ Invariants:
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Protocol
 
 from prometheus_client import CollectorRegistry, ProcessCollector
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
@@ -46,6 +46,14 @@ def _histogram(name: str, documentation: str, histogram: Histogram) -> Histogram
     return HistogramMetricFamily(
         name, documentation, buckets=[(floatToGoString(bound), count) for bound, count in buckets], sum_value=total
     )
+
+
+class RoutesLike(Protocol):
+    """What ``Metrics.install`` needs of an HTTP router (``chatd.http.HttpRoutes`` has it)."""
+
+    def set_metrics(self, provider: Callable[[], tuple[str, bytes]] | None) -> None: ...
+
+    def set_health(self, provider: Callable[[], tuple[int, str]] | None) -> None: ...
 
 
 class HubCollector(Collector):
@@ -150,11 +158,25 @@ class Metrics:
         """The exposition: ``(content type, body)``."""
         return CONTENT_TYPE, generate_latest(self.registry)
 
-    def health(self) -> tuple[int, str, bytes]:
-        """``(status, content type, body)``: 200 while serving, 503 while starting or shutting down."""
-        if self.hub.stats.state == SERVING:
-            return 200, "text/plain; charset=utf-8", b"ok\n"
-        return 503, "text/plain; charset=utf-8", f"{self.hub.stats.state}\n".encode()
+    def health(self) -> tuple[int, str]:
+        """``(status, body)`` of /healthz: 200 while serving, 503 while starting or shutting down."""
+        state = self.hub.stats.state
+        return (200, "ok\n") if state == SERVING else (503, f"{state}\n")
+
+    def install(self, routes: RoutesLike) -> None:
+        """Plug /metrics and /healthz into an HTTP router (``chatd.http.HttpRoutes``)."""
+        routes.set_metrics(self.render)
+        routes.set_health(self.health)
+
+
+def render(hub: Hub) -> tuple[str, bytes]:
+    """``(content type, body)`` of /metrics for ``hub``; a ``Metrics`` kept around does the same."""
+    return Metrics(hub).render()
+
+
+def health(hub: Hub) -> tuple[int, str]:
+    """``(status, body)`` of /healthz for ``hub``."""
+    return Metrics(hub, process=False).health()
 
 
 def is_loopback(peer: str) -> bool:
@@ -176,13 +198,3 @@ def scrape_allowed(peer: str, header_names: Iterable[str]) -> bool:
     reverse proxy on the same host does not open it to the world, since it adds X-Forwarded-For.
     """
     return is_loopback(peer) and not any(name.lower() in FORWARDING_HEADERS for name in header_names)
-
-
-def render(hub: Hub) -> tuple[str, bytes]:
-    """``(content type, body)`` of /metrics for ``hub``; a ``Metrics`` kept around does the same."""
-    return Metrics(hub).render()
-
-
-def health(hub: Hub) -> tuple[int, str, bytes]:
-    """``(status, content type, body)`` of /healthz for ``hub``."""
-    return Metrics(hub, process=False).health()
