@@ -23,6 +23,7 @@ from typing import Any, NoReturn
 from chatd import __version__, options
 from chatd.backends import BACKENDS, BackendSettings, create_server
 from chatd.backends.tls import server_context
+from chatd.backends.websocket import parse_networks, parse_origins
 from chatd.cluster.config import NODE_ID_PATTERN, ClusterSettings, default_node_id, parse_redis_url
 from chatd.config_file import ConfigFile, ConfigFileError, ConfigFileUnreadable, load_config_file
 from chatd.core import ServerConfig
@@ -31,6 +32,7 @@ from chatd.core.passwords import hash_password
 from chatd.history import History, HistoryStoreError, SqliteStore
 from chatd.history.account_store import MemoryAccountStore, SqliteAccountStore
 from chatd.history.store import DATABASE_NAME
+from chatd.metrics import Metrics
 from chatd.options import Kind, OptionValueError
 from chatd.workers import notify_ready, run_workers
 
@@ -105,6 +107,29 @@ OPTIONS: tuple[Option, ...] = (
     Option("--tls-cert", "PEM certificate (chain) file; enables the TLS listener"),
     Option("--tls-key", "PEM private key file (default: read from the certificate file)"),
     Option("--tls-port", "TCP port of the TLS listener", options.PORT, 6697),
+    Option(
+        "--ws-port",
+        "TCP port for IRC over WebSocket (IRCv3) and HTTP: the web client at /, /healthz, /metrics (default: off)",
+        options.PORT,
+    ),
+    Option("--wss-port", "the same over TLS, with --tls-cert/--tls-key (default: off)", options.PORT),
+    Option(
+        "--ws-origins",
+        "web page origins allowed to open a WebSocket, comma-separated (https://chat.example.org), or * for any "
+        "(default: only the server's own origin, the Host the browser asked for)",
+    ),
+    Option(
+        "--trusted-proxy",
+        "addresses or CIDRs of reverse proxies and load balancers, comma-separated, whose X-Forwarded-For "
+        "(WebSocket) and PROXY headers give the client's real address (default: none, the headers are ignored)",
+    ),
+    Option(
+        "--proxy-protocol",
+        "the TCP and TLS listeners expect a PROXY v1/v2 header (HAProxy send-proxy) from a --trusted-proxy; "
+        "other connections are refused",
+        options.FLAG,
+        False,
+    ),
     Option("--data-dir", f"directory for the history database ({DATABASE_NAME})", default="chatd-data"),
     Option("--no-persist", "keep history and channel state in memory only", options.FLAG, False),
     Option(
@@ -310,6 +335,22 @@ def parse_settings(
             fail(f"{sources['tls_cert']}: cannot load the certificate: {error}")
     elif args.tls_key:
         fail(f"{sources['tls_key']}: needs --tls-cert")
+    if args.wss_port is not None and tls_context is None:
+        fail(f"{sources['wss_port']}: needs --tls-cert")
+    origins = None
+    if args.ws_origins:
+        try:
+            origins = parse_origins(args.ws_origins)
+        except ValueError as error:
+            fail(f"{sources['ws_origins']}: {error}")
+    proxies: tuple[Any, ...] = ()
+    if args.trusted_proxy:
+        try:
+            proxies = parse_networks(args.trusted_proxy)
+        except ValueError as error:
+            fail(f"{sources['trusted_proxy']}: {error}")
+    if args.proxy_protocol and not proxies:
+        fail(f"{sources['proxy_protocol']}: needs --trusted-proxy (the addresses allowed to send PROXY headers)")
     return args, BackendSettings(
         host=args.host,
         port=args.port,
@@ -320,6 +361,11 @@ def parse_settings(
         history=None,
         reuse_port=args.reuse_port,
         cluster=cluster,
+        ws_port=args.ws_port,
+        wss_port=args.wss_port,
+        ws_origins=origins,
+        trusted_proxies=proxies,
+        proxy_protocol=args.proxy_protocol,
     )
 
 
@@ -435,10 +481,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     accounts = MemoryAccountStore() if store is None else SqliteAccountStore(store)
     settings = dataclasses.replace(settings, history=History(store), accounts=accounts)
     server = create_server(args.backend, settings)
+    Metrics(server.hub).install(server.http_routes)  # type: ignore[attr-defined]
     try:
         server.bind()
     except OSError as error:
-        ports = f"{settings.port}" + (f" or {settings.tls_port}" if settings.tls_port is not None else "")
+        wss_port = settings.wss_port if settings.tls_context else None
+        chosen = (settings.port, settings.tls_port, settings.ws_port, wss_port)
+        ports = " or ".join(str(port) for port in chosen if port is not None)
         print(f"chatd: cannot listen on {settings.host}:{ports}: {error.strerror or error}", file=sys.stderr)
         return 1
 
@@ -455,8 +504,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.info("history database %s", store.path.resolve())
     host, port = server.address
     log.info("chatd %s listening on %s:%s (backend %s)", __version__, host, port, args.backend)
-    if server.tls_address is not None:
-        log.info("TLS listening on %s:%s", *server.tls_address)
+    for kind, address in server.addresses.items():
+        if kind != "tcp":
+            log.info("%s listening on %s:%s", kind.upper(), *address)
     server.serve_forever()
     log.info("stopped")
     return 0

@@ -12,6 +12,8 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -24,6 +26,7 @@ from chatd.metrics import CONTENT_TYPE, Metrics, is_loopback, scrape_allowed
 from tests.helpers import REDIS_SERVER, IrcClient, LineClient, RedisServer, RunningServer, running_server, wait_until
 from tests.test_tls import TlsIrcClient
 from tests.test_tls import certificate as tls_certificate  # noqa: F401 (test_tls's fixture, shared)
+from tests.wsclient import WsClient, ws_server, ws_url
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
@@ -225,3 +228,41 @@ def test_only_unforwarded_loopback_requests_may_scrape_the_public_listener() -> 
         assert not scrape_allowed(peer, ["Host"]), peer
     for header in ("X-Forwarded-For", "forwarded", "X-Real-IP"):
         assert not scrape_allowed("127.0.0.1", ["Host", header]), header
+
+
+def test_scraped_over_http_on_the_websocket_port_with_websocket_clients_counted(backend: str) -> None:
+    with ws_server(backend, flood_rate=0) as server:
+        Metrics(server.server.hub).install(server.server.http_routes)  # as chatd's CLI does
+        host, port = server.server.addresses["ws"]
+
+        def over_http(path: str) -> tuple[int, str, bytes]:
+            try:
+                with urllib.request.urlopen(f"http://{host}:{port}{path}", timeout=10) as response:
+                    return response.status, response.headers["Content-Type"], response.read()
+            except urllib.error.HTTPError as error:
+                return error.code, error.headers["Content-Type"], error.read()
+
+        def http_samples() -> Samples:
+            status, content_type, body = over_http("/metrics")
+            assert (status, content_type) == (200, CONTENT_TYPE)
+            found: Samples = {}
+            for family in text_string_to_metric_families(body.decode()):
+                for sample in family.samples:
+                    found[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+            return found
+
+        assert over_http("/healthz")[0] == 200
+        before = http_samples()
+        web, irc = WsClient(ws_url(server), "web"), server.client("irc")
+        for client in (web, irc):
+            client.send("JOIN #w")
+            client.until("366")
+        web.send("PRIVMSG #w :from the browser")
+        assert irc.expect("PRIVMSG").params == ("#w", "from the browser")
+        after = http_samples()
+        assert value(after, "chatd_connections", kind="websocket") == 1
+        assert value(after, "chatd_connections", kind="tcp") == 1
+        assert value(after, "chatd_users") == value(before, "chatd_users") + 2
+        assert value(after, "chatd_messages_total") == value(before, "chatd_messages_total") + 1
+        server.server.shutdown()
+        assert Metrics(server.server.hub).health() == (503, "stopping\n")

@@ -15,7 +15,10 @@ from chatd.core.ports import AccountStore
 from chatd.history import History
 
 if TYPE_CHECKING:
+    import ipaddress
+
     from chatd.cluster import ClusterSettings
+    from chatd.http import HttpRoutes
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +40,19 @@ class BackendSettings:
     """Listen with SO_REUSEPORT, so several processes (``chatd --workers``) share one port and the
     kernel spreads new connections over them; off by default, so a second chatd on a taken port
     still fails loudly instead of quietly splitting its clients."""
+    ws_port: int | None = None
+    """IRC over WebSocket (and HTTP: the web client, /healthz, /metrics) on this port; None: off."""
+    wss_port: int | None = None
+    """The same over TLS (needs ``tls_context``); None: off."""
+    ws_origins: tuple[str, ...] | None = None
+    """Origins (normalised, chatd.backends.websocket.parse_origins) allowed to open a WebSocket;
+    ``("*",)``: any; None: only the server's own."""
+    trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    """Whose X-Forwarded-For (WebSocket) and PROXY headers are believed."""
+    proxy_protocol: bool = False
+    """The TCP and TLS listeners expect a PROXY v1/v2 header, from trusted proxies only."""
+    http_routes: HttpRoutes | None = None
+    """What answers HTTP on the WebSocket ports; None: a default ``HttpRoutes``."""
 
 
 class ChatServer(Protocol):
@@ -44,6 +60,8 @@ class ChatServer(Protocol):
 
     address: tuple[str, int]
     tls_address: tuple[str, int] | None
+    addresses: dict[str, tuple[str, int]]
+    """Every bound listener by kind: tcp, tls, ws, wss."""
 
     def bind(self) -> None: ...
 

@@ -13,8 +13,14 @@ Invariants:
   appends may go past it, and a queue found past it when the backend flushes is
   reported (``overflowed``), never sent.
 - ``wire`` is what goes to the socket: the outbox itself over plain TCP; with TLS
-  the outbox is encrypted into it in one go per flush (``encode_output``), so a
-  fan-out of many lines costs one record.
+  and/or WebSocket the outbox is framed and encrypted into it in one go per flush
+  (``encode_output``), so a fan-out of many lines costs one record — and only while
+  the wire holds less than ``WIRE_LOW_WATER_BYTES``, so a peer that does not read
+  leaves the core's bytes in the bounded outbox, where the send queue bound sees them.
+- Before the core hears of a connection (``client`` None), its input goes to a PROXY
+  header parser and a WebSocket handshake (``take_input``); once ``ready``, the
+  backend ``attach``es it with ``host``, the client's real address. A plain TCP or TLS
+  connection without PROXY is ready at once and attached at accept.
 - ``pending`` is True from the write that gives the backend work until the
   backend takes it; ``output_ready`` is called once per such stretch, not per write.
 - ``closing`` comes before ``closed`` and neither is ever undone. Once closing,
@@ -33,12 +39,14 @@ import ssl
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
 
+from chatd.backends.proxy_protocol import ProxyHeaderError, ProxyHeaderParser
 from chatd.backends.tls import TlsSession
+from chatd.backends.websocket import WebPolicy, WebSocketSession, irc_host
+from chatd.core.session import Session
 
 if TYPE_CHECKING:
     from chatd.backends.base import BackendSettings
-    from chatd.core import Client
-    from chatd.core.session import Session
+    from chatd.core import Client, Hub
 
 log = logging.getLogger("chatd")
 
@@ -55,7 +63,14 @@ ACCEPT_BACKOFF_MIN_S = 0.05
 ACCEPT_BACKOFF_MAX_S = 1.0
 """Out of descriptors (EMFILE): stop accepting for a while, doubling up to the max, instead of spinning."""
 
+WIRE_LOW_WATER_BYTES = 65536
+"""Encode more of the outbox only while the wire holds less than this (see the invariants)."""
+
 RESOURCE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+
+
+class ConnectionEnded(Exception):
+    """The connection's input says it must end (a bad PROXY header, bad TLS); the message says why."""
 
 
 class Connection:
@@ -65,29 +80,44 @@ class Connection:
         "client",
         "closed",
         "closing",
+        "host",
         "kind",
         "outbox",
         "peer",
         "pending",
+        "proxy",
         "sendq_bytes",
         "session",
         "sock",
         "tls",
         "wire",
+        "ws",
     )
 
     def __init__(
-        self, sock: socket.socket, peer: str, sendq_bytes: int, tls_context: ssl.SSLContext | None = None
+        self,
+        sock: socket.socket,
+        peer: str,
+        sendq_bytes: int,
+        tls_context: ssl.SSLContext | None = None,
+        *,
+        host: str = "",
+        websocket: WebPolicy | None = None,
+        proxy_protocol: bool = False,
     ) -> None:
         self.sock = sock
         self.peer = peer
+        self.host = host
+        """The client's address as the core sees it: the socket's, or a PROXY header's."""
         self.sendq_bytes = sendq_bytes
         self.tls = TlsSession(tls_context) if tls_context is not None else None
-        self.kind = "tcp" if tls_context is None else "tls"
-        """How the peer reached us, for the connection counts (chatd.core.stats): ``tcp``, ``tls``;
-        a WebSocket connection says ``websocket`` (set before the hub is told of it)."""
+        self.ws = WebSocketSession(websocket, host) if websocket is not None else None
+        self.proxy = ProxyHeaderParser() if proxy_protocol else None
+        self.kind = "websocket" if self.ws is not None else "tcp" if tls_context is None else "tls"
+        """How the peer reached us, for the connection counts (chatd.core.stats): ``tcp``, ``tls`` or
+        ``websocket`` (over TLS or not)."""
         self.outbox = bytearray()
-        self.wire = self.outbox if self.tls is None else bytearray()
+        self.wire = self.outbox if self.tls is None and self.ws is None else bytearray()
         self.pending = False
         self.closing = False
         self.closed = False
@@ -158,15 +188,85 @@ class Connection:
         return len(self.outbox) > self.sendq_bytes and not self.closing and self.client is not None
 
     def encode_output(self) -> None:
-        """Move the core's bytes to ``wire``: nothing to do over plain TCP, encrypt them with TLS."""
-        tls = self.tls
-        if tls is None:
+        """Move the core's bytes to ``wire``: nothing to do over plain TCP; frame them as WebSocket
+        messages (a close frame after them once closing) and/or encrypt them with TLS."""
+        wire, outbox = self.wire, self.outbox
+        if wire is outbox or len(wire) >= WIRE_LOW_WATER_BYTES:
             return
-        if self.outbox:
-            tls.send(self.outbox)
-            self.outbox.clear()
-        if tls.has_output:
-            self.wire += tls.take_output()
+        tls, ws = self.tls, self.ws
+        if ws is not None:
+            if outbox:
+                ws.send(outbox)
+                outbox.clear()
+            if self.closing:
+                ws.close()
+            framed = ws.take_output() if ws.has_output else b""
+            if tls is None:
+                wire += framed
+                return
+            if framed:
+                tls.send(framed)
+        elif outbox and tls is not None:
+            tls.send(outbox)
+            outbox.clear()
+        if tls is not None and tls.has_output:
+            wire += tls.take_output()
+
+    @property
+    def codec_has_output(self) -> bool:
+        """TLS or WebSocket have bytes of their own to send (handshakes, pongs, tickets)."""
+        return (self.tls is not None and self.tls.has_output) or (self.ws is not None and self.ws.has_output)
+
+    @property
+    def ready(self) -> bool:
+        """The core may hear of this connection: its PROXY header and WebSocket handshake are done."""
+        return (self.proxy is None or self.proxy.done) and (self.ws is None or self.ws.open)
+
+    def take_input(self, data: bytes) -> bytes:
+        """What of ``data`` (as read off the socket) is for the core's ``Session``.
+
+        Peels off, in wire order, a PROXY header, TLS, and WebSocket framing. Raises
+        ``ConnectionEnded`` for input the connection cannot go on with; a WebSocket that
+        is over (closed, or an HTTP request answered) says so in ``ws.ended`` instead,
+        so what it says last still goes out.
+        """
+        proxy = self.proxy
+        if proxy is not None and not proxy.done:
+            try:
+                rest = proxy.feed(data)
+            except ProxyHeaderError as error:
+                raise ConnectionEnded(f"PROXY header refused: {error}") from None
+            if rest is None:
+                return b""
+            if proxy.source is not None:
+                self.host = irc_host(proxy.source[0])
+                if self.ws is not None:
+                    self.ws.host = self.host
+            data = rest
+            if not data:
+                return b""
+        if self.tls is not None:
+            try:
+                data = self.unwrap(data)
+            except ssl.SSLError as error:
+                raise ConnectionEnded(f"TLS error: {error.reason or error}") from None
+        ws = self.ws
+        if ws is not None and data:
+            data = ws.receive(data)
+            if ws.has_output:
+                self.mark_pending()
+        return data
+
+    def attach(self, hub: Hub) -> Session:
+        """Introduce the connection to the core (``ready``): its client and session. The caller
+        holds what guards the hub (the threads backend: its lock)."""
+        if self.ws is not None:
+            self.host = self.ws.host
+        client = self.client = hub.connect(self, self.host)
+        if self.tls is not None and self.tls.handshaken:
+            client.certfp = self.tls.peer_certfp()
+        session = self.session = Session(hub, client)
+        return session
 
     def unwrap(self, data: bytes) -> bytes:
         """Plaintext of what the peer sent; raises ``ssl.SSLError`` on bad TLS.
@@ -226,6 +326,12 @@ class Listener:
 
     sock: socket.socket
     tls_context: ssl.SSLContext | None
+    kind: str = "tcp"
+    """tcp, tls, ws or wss: what the server calls its address (``address``, ``ws_address``...)."""
+    websocket: WebPolicy | None = None
+    """Set on the WebSocket listeners: their connections speak WebSocket (and HTTP)."""
+    proxy_protocol: bool = False
+    """Connections start with a PROXY header and come only from trusted proxies."""
 
     @property
     def address(self) -> tuple[str, int]:
@@ -253,20 +359,43 @@ def listen(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
     return sock
 
 
-def bind_listeners(settings: BackendSettings) -> list[Listener]:
-    """The plaintext listener, then the TLS one when a certificate and port are set.
+def bind_listeners(settings: BackendSettings, policy: WebPolicy) -> list[Listener]:
+    """The plaintext listener first, then TLS, WebSocket and WebSocket over TLS where set.
 
     Raises OSError when a port is taken, with nothing left open.
     """
-    listeners = [Listener(listen(settings.host, settings.port, reuse_port=settings.reuse_port), None)]
+    wanted: list[tuple[str, int, ssl.SSLContext | None]] = [("tcp", settings.port, None)]
     if settings.tls_context is not None and settings.tls_port is not None:
+        wanted.append(("tls", settings.tls_port, settings.tls_context))
+    if settings.ws_port is not None:
+        wanted.append(("ws", settings.ws_port, None))
+    if settings.tls_context is not None and settings.wss_port is not None:
+        wanted.append(("wss", settings.wss_port, settings.tls_context))
+    listeners: list[Listener] = []
+    for kind, port, context in wanted:
         try:
-            tls_sock = listen(settings.host, settings.tls_port, reuse_port=settings.reuse_port)
+            sock = listen(settings.host, port, reuse_port=settings.reuse_port)
         except OSError:
-            listeners[0].sock.close()
+            for listener in listeners:
+                listener.sock.close()
             raise
-        listeners.append(Listener(tls_sock, settings.tls_context))
+        web = kind in ("ws", "wss")
+        listeners.append(
+            Listener(sock, context, kind, policy if web else None, settings.proxy_protocol and not web)
+        )
     return listeners
+
+
+def web_policy(settings: BackendSettings) -> WebPolicy:
+    """The WebSocket listeners' policy from the settings (with a router of its own if none is given)."""
+    if settings.http_routes is None:
+        return WebPolicy(settings.ws_origins, settings.trusted_proxies)
+    return WebPolicy(settings.ws_origins, settings.trusted_proxies, settings.http_routes)
+
+
+def addresses(listeners: list[Listener]) -> dict[str, tuple[str, int]]:
+    """Each listener's kind to its bound address (port 0 resolved)."""
+    return {listener.kind: listener.address for listener in listeners}
 
 
 def tune_accepted(sock: socket.socket) -> None:

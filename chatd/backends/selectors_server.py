@@ -13,7 +13,6 @@ import heapq
 import logging
 import selectors
 import socket
-import ssl
 import threading
 import time
 from collections import deque
@@ -26,14 +25,17 @@ from chatd.backends.connection import (
     SHUTDOWN_GRACE_S,
     AcceptBackoff,
     Connection,
+    ConnectionEnded,
     Listener,
+    addresses,
     answered,
     bind_listeners,
     tune_accepted,
+    web_policy,
 )
 from chatd.backends.offload import WorkerPool
+from chatd.backends.websocket import HANDSHAKE_TIMEOUT_S, is_trusted
 from chatd.core import Transport
-from chatd.core.session import Session
 from chatd.core.stats import SERVING, STARTING, STOPPING
 
 if TYPE_CHECKING:
@@ -49,10 +51,16 @@ class SelectorConnection(Connection):
 
     __slots__ = ("fd", "interest", "loop", "paused", "pending_list", "timer_due", "wants_write")
 
-    def __init__(
-        self, loop: SelectorsServer, sock: socket.socket, peer: str, tls_context: ssl.SSLContext | None = None
-    ) -> None:
-        super().__init__(sock, peer, loop.sendq_bytes, tls_context)
+    def __init__(self, loop: SelectorsServer, sock: socket.socket, peer: str, host: str, listener: Listener) -> None:
+        super().__init__(
+            sock,
+            peer,
+            loop.sendq_bytes,
+            listener.tls_context,
+            host=host,
+            websocket=listener.websocket,
+            proxy_protocol=listener.proxy_protocol,
+        )
         self.loop = loop
         self.pending_list = loop.pending
         self.fd = sock.fileno()
@@ -87,18 +95,36 @@ class SelectorConnection(Connection):
         if not data:
             self.lost("Connection closed")
             return
-        if self.tls is not None:
-            try:
-                data = self.unwrap(data)
-            except ssl.SSLError as error:
-                self.lost(f"TLS error: {error.reason or error}")
-                return
-            if data:
-                self.received(data)
-            if self.peer_closed_tls and not self.closed:
-                self.lost("Connection closed")
+        if self.wire is self.outbox and self.session is not None:
+            self.received(data)  # plain TCP, attached: the common case
             return
-        self.received(data)
+        try:
+            data = self.take_input(data)
+        except ConnectionEnded as error:
+            self.lost(str(error))
+            return
+        if self.session is None and self.ready and not self.closing:
+            log.info("%s from %s is %s", "WebSocket" if self.ws is not None else "connection", self.peer, self.host)
+            self.attach(self.loop.hub)
+            self.follow(None)
+        if data and self.session is not None and not self.closed:
+            self.received(data)
+        if self.peer_closed_tls and not self.closed:
+            self.lost("Connection closed")
+        elif self.ws is not None and self.ws.ended is not None and not self.closing:
+            self.end(self.ws.ended)
+
+    def end(self, reason: str) -> None:
+        """The WebSocket is over: tell the hub, then close once its last frames are out."""
+        if self.client is not None:
+            self.loop.hub.disconnect(self.client, reason)
+        self.close()
+
+    def handshake_expired(self) -> None:
+        """A connection still not attached ``HANDSHAKE_TIMEOUT_S`` after accept is dropped."""
+        if self.session is None and not self.closing:
+            log.info("connection from %s dropped: no complete handshake in %gs", self.peer, HANDSHAKE_TIMEOUT_S)
+            self.drop()
 
     def received(self, data: bytes) -> None:
         session = self.session
@@ -163,9 +189,9 @@ class SelectorConnection(Connection):
             assert self.client is not None
             self.loop.hub.overflowed(self.client)
             return
-        if self.tls is not None:
-            self.encode_output()
         wire = self.wire
+        if wire is not self.outbox:
+            self.encode_output()
         if wire:
             try:
                 sent = self.sock.send(wire)
@@ -270,14 +296,18 @@ class SelectorsServer:
 
             self._cluster = Cluster(self.hub, settings.cluster, self.post)
         self._accept_backoff = AcceptBackoff()
+        self.web = web_policy(settings)
+        self.http_routes = self.web.routes
+        """What answers HTTP on the WebSocket ports; the metrics module plugs its provider in here."""
         self.address: tuple[str, int] = (settings.host, settings.port)
         self.tls_address: tuple[str, int] | None = None
+        self.addresses: dict[str, tuple[str, int]] = {}
 
     def bind(self) -> None:
-        self._listeners = bind_listeners(self.settings)
-        self.address = self._listeners[0].address
-        if len(self._listeners) > 1:
-            self.tls_address = self._listeners[1].address
+        self._listeners = bind_listeners(self.settings, self.web)
+        self.addresses = addresses(self._listeners)
+        self.address = self.addresses["tcp"]
+        self.tls_address = self.addresses.get("tls")
         for listener in self._listeners:
             listener.sock.setblocking(False)
             self.selector.register(listener.sock, selectors.EVENT_READ, listener)
@@ -285,6 +315,7 @@ class SelectorsServer:
 
     def shutdown(self) -> None:
         self.hub.stats.state = STOPPING
+        self.http_routes.shutting_down = True
         self._stopping = True
         with contextlib.suppress(OSError):
             self._waker_w.send(b"x")
@@ -396,15 +427,21 @@ class SelectorsServer:
                     self._pause_accepting(pause_s)
                 return
             self._accept_backoff.accepted()
+            peer = f"{address[0]}:{address[1]}"
+            if listener.proxy_protocol and not is_trusted(address[0], self.settings.trusted_proxies):
+                log.info("connection from %s refused: not a trusted proxy (--proxy-protocol)", peer)
+                sock.close()
+                continue
             sock.setblocking(False)
             tune_accepted(sock)
-            peer = f"{address[0]}:{address[1]}"
-            connection = SelectorConnection(self, sock, peer, listener.tls_context)
+            connection = SelectorConnection(self, sock, peer, address[0], listener)
             self.connections[connection.fd] = connection
             self.selector.register(sock, selectors.EVENT_READ, connection)
-            log.info("connection from %s%s", peer, "" if listener.tls_context is None else " (TLS)")
-            client = connection.client = self.hub.connect(connection, address[0])
-            connection.session = Session(self.hub, client)
+            log.info("connection from %s (%s)", peer, listener.kind)
+            if connection.ready:
+                connection.attach(self.hub)
+            else:
+                self.call_later(HANDSHAKE_TIMEOUT_S, connection.handshake_expired)
 
     def _pause_accepting(self, pause_s: float) -> None:
         """Leave the listeners out of the selector a while (the back-off says why)."""
@@ -468,6 +505,9 @@ class SelectorsServer:
             self._cluster.stop()
         self._workers.close()
         self.hub.shutdown()
+        for connection in list(self.connections.values()):
+            if connection.session is None:  # not attached: nobody to say goodbye to
+                connection.drop()
         self._flush_pending()
         deadline = time.monotonic() + SHUTDOWN_GRACE_S
         while any(not c.closed for c in self.connections.values()) and time.monotonic() < deadline:

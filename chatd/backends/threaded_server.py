@@ -13,7 +13,6 @@ import logging
 import math
 import select
 import socket
-import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -26,13 +25,16 @@ from chatd.backends.connection import (
     SHUTDOWN_GRACE_S,
     AcceptBackoff,
     Connection,
+    ConnectionEnded,
     Listener,
+    addresses,
     answered,
     bind_listeners,
     tune_accepted,
+    web_policy,
 )
 from chatd.backends.offload import WorkerPool
-from chatd.core.session import Session
+from chatd.backends.websocket import HANDSHAKE_TIMEOUT_S, is_trusted
 from chatd.core.stats import SERVING, STARTING, STOPPING
 
 if TYPE_CHECKING:
@@ -52,10 +54,16 @@ class ThreadedConnection(Connection):
 
     __slots__ = ("cond", "linger_s", "server", "wake", "writer")
 
-    def __init__(
-        self, server: ThreadedServer, sock: socket.socket, peer: str, tls_context: ssl.SSLContext | None = None
-    ) -> None:
-        super().__init__(sock, peer, server.sendq_bytes, tls_context)
+    def __init__(self, server: ThreadedServer, sock: socket.socket, peer: str, host: str, listener: Listener) -> None:
+        super().__init__(
+            sock,
+            peer,
+            server.sendq_bytes,
+            listener.tls_context,
+            host=host,
+            websocket=listener.websocket,
+            proxy_protocol=listener.proxy_protocol,
+        )
         self.server = server
         self.cond = threading.Condition(threading.Lock())
         self.writer: threading.Thread | None = None
@@ -70,7 +78,7 @@ class ThreadedConnection(Connection):
     def write(self, data: bytes) -> bool:
         """Try the socket first: with nothing queued and no writer yet, most lines leave now."""
         with self.cond:
-            if not self.closing and not self.outbox and self.writer is None and self.tls is None:
+            if not self.closing and not self.outbox and self.writer is None and self.wire is self.outbox:
                 try:
                     sent = self.sock.send(data, socket.MSG_DONTWAIT)
                 except (BlockingIOError, InterruptedError):
@@ -109,8 +117,7 @@ class ThreadedConnection(Connection):
         lingering = False
         while True:
             with self.cond:
-                tls = self.tls
-                while not self.outbox and not self.closing and not (tls is not None and tls.has_output):
+                while not self.outbox and not self.closing and not self.codec_has_output:
                     self.cond.wait()
                 self.encode_output()
                 chunk = bytes(self.wire)
@@ -145,12 +152,24 @@ class ThreadedConnection(Connection):
         the network) it does not read at all: it sleeps on ``wake`` until the deadline.
         """
         server = self.server
+        poller = select.poll()
+        poller.register(self.sock, select.POLLIN)
+        first = b""
+        if self.session is None:
+            admitted = self._admit(poller)
+            if admitted is None:
+                self.drop()
+                return
+            first = admitted
         session = self.session
         assert session is not None
         reason = "Connection closed"
-        poller = select.poll()
-        poller.register(self.sock, select.POLLIN)
         deadline: float | None = None
+        if first:
+            with server.lock:
+                deadline = session.data_received(first, time.monotonic())
+                server.after_input(self)
+        ended = False
         try:
             while True:
                 if deadline is not None:
@@ -173,16 +192,27 @@ class ThreadedConnection(Connection):
                     break
                 if not data:
                     break
-                if self.tls is not None:
+                if self.wire is not self.outbox:
                     try:
                         with self.cond:
-                            data = self.unwrap(data)
-                    except ssl.SSLError as error:
-                        reason = f"TLS error: {error.reason or error}"
+                            data = self.take_input(data)
+                    except ConnectionEnded as error:
+                        reason = str(error)
                         break
                     if self.peer_closed_tls:
                         break
-                    if not data:
+                    ws = self.ws
+                    if ws is not None and ws.ended is not None and not ended:
+                        # Its last frames (a close's echo) must go out: read on until the writer is done.
+                        ended = True
+                        with server.lock:
+                            if data:
+                                session.data_received(data, time.monotonic())
+                            if self.client is not None:
+                                server.hub.disconnect(self.client, ws.ended)
+                        self.close()
+                        continue
+                    if not data or ended:
                         continue
                 with server.lock:
                     self.wake.clear()
@@ -193,6 +223,57 @@ class ThreadedConnection(Connection):
                 if self.client is not None:
                     server.hub.disconnect(self.client, reason)
             self.drop()
+
+    def _admit(self, poller: select.poll) -> bytes | None:
+        """Read until the PROXY header and the WebSocket handshake are done, then attach.
+
+        Returns the input that came after them, for the session; None when the connection
+        is to go without the core ever hearing of it (an HTTP request answered, a stalled
+        or bad handshake). Bounded by ``HANDSHAKE_TIMEOUT_S``: a stalled peer costs only
+        its own thread.
+        """
+        server = self.server
+        deadline = time.monotonic() + HANDSHAKE_TIMEOUT_S
+        data = b""
+        while not self.ready:
+            wait_s = deadline - time.monotonic()
+            if wait_s <= 0 or self.closing:
+                log.info("connection from %s dropped: no complete handshake", self.peer)
+                return None
+            if not poller.poll(wait_s * 1000):
+                continue
+            try:
+                raw = self.sock.recv(RECV_BYTES)
+            except OSError:
+                return None
+            if not raw:
+                return None
+            try:
+                with self.cond:
+                    data = self.take_input(raw)
+            except ConnectionEnded as error:
+                log.info("connection from %s: %s", self.peer, error)
+                return None
+            if self.ws is not None and self.ws.ended is not None:
+                self._drain_then_close(poller)
+                return None
+        with server.lock:
+            log.info("%s from %s is %s", "WebSocket" if self.ws is not None else "connection", self.peer, self.host)
+            self.attach(server.hub)
+            server.after_input(self)
+        return data
+
+    def _drain_then_close(self, poller: select.poll) -> None:
+        """Let the writer send what is queued (an HTTP answer), discarding input until it is done."""
+        self.close()
+        deadline = time.monotonic() + CLOSE_LINGER_S
+        while (wait_s := deadline - time.monotonic()) > 0:
+            if poller.poll(wait_s * 1000):
+                try:
+                    if not self.sock.recv(RECV_BYTES):
+                        return
+                except OSError:
+                    return
 
     def drop(self) -> None:
         with self.cond:
@@ -233,8 +314,12 @@ class ThreadedServer:
         """When the timer thread means to wake (under ``lock``); inf: not until woken."""
         self.held: set[ThreadedConnection] = set()
         """Connections whose input waits on the network (under ``lock``): looked at after its events."""
+        self.web = web_policy(settings)
+        self.http_routes = self.web.routes
+        """What answers HTTP on the WebSocket ports; the metrics module plugs its provider in here."""
         self.address: tuple[str, int] = (settings.host, settings.port)
         self.tls_address: tuple[str, int] | None = None
+        self.addresses: dict[str, tuple[str, int]] = {}
         self._cluster: Cluster | None = None
         if settings.cluster is not None:
             from chatd.cluster import Cluster
@@ -284,13 +369,14 @@ class ThreadedServer:
             self._timer_wake.set()
 
     def bind(self) -> None:
-        self._listeners = bind_listeners(self.settings)
-        self.address = self._listeners[0].address
-        if len(self._listeners) > 1:
-            self.tls_address = self._listeners[1].address
+        self._listeners = bind_listeners(self.settings, self.web)
+        self.addresses = addresses(self._listeners)
+        self.address = self.addresses["tcp"]
+        self.tls_address = self.addresses.get("tls")
 
     def shutdown(self) -> None:
         self.hub.stats.state = STOPPING
+        self.http_routes.shutting_down = True
         self.stopping.set()
         self._timer_wake.set()
         for listener in self._listeners:
@@ -309,14 +395,16 @@ class ThreadedServer:
         helpers = [threading.Thread(target=self._timer_loop, name="chatd-timers", daemon=True)]
         for listener in self._listeners[1:]:
             helpers.append(
-                threading.Thread(target=self._accept_loop, args=(listener,), name="chatd-accept-tls", daemon=True)
+                threading.Thread(
+                    target=self._accept_loop, args=(listener,), name=f"chatd-accept-{listener.kind}", daemon=True
+                )
             )
+        if self.hub.stats.state == STARTING:  # before any listener's thread answers /healthz
+            self.hub.stats.state = SERVING
         for thread in helpers:
             thread.start()
         if self._cluster is not None:
             self._cluster.start()
-        if self.hub.stats.state == STARTING:
-            self.hub.stats.state = SERVING
         try:
             self._accept_loop(self._listeners[0])
         finally:
@@ -346,26 +434,28 @@ class ThreadedServer:
                     self.stopping.wait(pause_s)  # wait for descriptors to free up rather than spin
                 continue
             backoff.accepted()
+            if listener.proxy_protocol and not is_trusted(address[0], self.settings.trusted_proxies):
+                log.info("connection from %s:%s refused: not a trusted proxy (--proxy-protocol)", *address[:2])
+                sock.close()
+                continue
             try:
-                self._start_connection(sock, address, listener.tls_context)
+                self._start_connection(sock, address, listener)
             except (OSError, RuntimeError) as error:
                 # e.g. no thread can be started: refuse this one connection, keep serving.
                 log.warning("cannot serve %s: %s", address, error)
                 sock.close()
 
-    def _start_connection(
-        self, sock: socket.socket, address: tuple[str, int], tls_context: ssl.SSLContext | None
-    ) -> None:
+    def _start_connection(self, sock: socket.socket, address: tuple[str, int], listener: Listener) -> None:
         tune_accepted(sock)
         peer = f"{address[0]}:{address[1]}"
-        log.info("connection from %s%s", peer, "" if tls_context is None else " (TLS)")
-        connection = ThreadedConnection(self, sock, peer, tls_context)
+        log.info("connection from %s (%s)", peer, listener.kind)
+        connection = ThreadedConnection(self, sock, peer, address[0], listener)
         with self._connections_lock:
             self.connections.add(connection)
-        with self.lock:
-            client = connection.client = self.hub.connect(connection, address[0])
-            connection.session = Session(self.hub, client)
-            self.after_input(connection)
+        if connection.ready:
+            with self.lock:
+                connection.attach(self.hub)
+                self.after_input(connection)
         threading.Thread(target=connection.read_loop, name=f"chatd-reader-{peer}", daemon=True).start()
 
     def _timer_loop(self) -> None:
@@ -391,6 +481,10 @@ class ThreadedServer:
         self._workers.close()
         with self.lock:
             self.hub.shutdown()
+        with self._connections_lock:
+            unattached = [connection for connection in self.connections if connection.session is None]
+        for connection in unattached:  # nobody to say goodbye to
+            connection.close(abort=True)
         deadline = time.monotonic() + SHUTDOWN_GRACE_S
         while time.monotonic() < deadline:
             with self._connections_lock:
