@@ -32,6 +32,7 @@ from chatd.core.passwords import hash_password
 from chatd.history import History, HistoryStoreError, SqliteStore
 from chatd.history.account_store import MemoryAccountStore, SqliteAccountStore
 from chatd.history.store import DATABASE_NAME
+from chatd.metrics import Metrics
 from chatd.options import Kind, OptionValueError
 from chatd.workers import notify_ready, run_workers
 
@@ -480,6 +481,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     accounts = MemoryAccountStore() if store is None else SqliteAccountStore(store)
     settings = dataclasses.replace(settings, history=History(store), accounts=accounts)
     server = create_server(args.backend, settings)
+    Metrics(server.hub).install(server.http_routes)  # type: ignore[attr-defined]
     try:
         server.bind()
     except OSError as error:

@@ -81,6 +81,7 @@ class Connection:
         "closed",
         "closing",
         "host",
+        "kind",
         "outbox",
         "peer",
         "pending",
@@ -112,6 +113,9 @@ class Connection:
         self.tls = TlsSession(tls_context) if tls_context is not None else None
         self.ws = WebSocketSession(websocket, host) if websocket is not None else None
         self.proxy = ProxyHeaderParser() if proxy_protocol else None
+        self.kind = "websocket" if self.ws is not None else "tcp" if tls_context is None else "tls"
+        """How the peer reached us, for the connection counts (chatd.core.stats): ``tcp``, ``tls`` or
+        ``websocket`` (over TLS or not)."""
         self.outbox = bytearray()
         self.wire = self.outbox if self.tls is None and self.ws is None else bytearray()
         self.pending = False

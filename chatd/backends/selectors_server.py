@@ -36,6 +36,7 @@ from chatd.backends.connection import (
 from chatd.backends.offload import WorkerPool
 from chatd.backends.websocket import HANDSHAKE_TIMEOUT_S, is_trusted
 from chatd.core import Transport
+from chatd.core.stats import SERVING, STARTING, STOPPING
 
 if TYPE_CHECKING:
     from chatd.cluster import Cluster
@@ -313,6 +314,7 @@ class SelectorsServer:
         self.selector.register(self._waker_r, selectors.EVENT_READ, None)
 
     def shutdown(self) -> None:
+        self.hub.stats.state = STOPPING
         self.http_routes.shutting_down = True
         self._stopping = True
         with contextlib.suppress(OSError):
@@ -380,6 +382,9 @@ class SelectorsServer:
         read_event, write_event = selectors.EVENT_READ, selectors.EVENT_WRITE
         if self._cluster is not None:
             self._cluster.start()
+        if hub.stats.state == STARTING:
+            hub.stats.state = SERVING
+        loop_lag = hub.stats.loop_lag
         try:
             while not self._stopping:
                 timeout = self._timeout(hub.next_deadline())
@@ -397,7 +402,8 @@ class SelectorsServer:
                             data.flush()
                 self._run_timers()
                 hub_deadline = hub.next_deadline()
-                if hub_deadline is not None and hub_deadline <= time.monotonic():
+                if hub_deadline is not None and (late_s := time.monotonic() - hub_deadline) >= 0:
+                    loop_lag.observe(late_s)
                     hub.run_timers()
                 self._flush_pending()
         finally:
@@ -461,6 +467,9 @@ class SelectorsServer:
     def _run_timers(self) -> None:
         timers = self._timers
         now = time.monotonic()
+        if timers and timers[0][0] <= now:
+            # How late the loop is: the earliest due timer's lateness, once per turn that runs any.
+            self.hub.stats.loop_lag.observe(now - timers[0][0])
         while timers and timers[0][0] <= now:
             _, _, callback = heapq.heappop(timers)
             callback()

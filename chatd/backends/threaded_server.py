@@ -35,6 +35,7 @@ from chatd.backends.connection import (
 )
 from chatd.backends.offload import WorkerPool
 from chatd.backends.websocket import HANDSHAKE_TIMEOUT_S, is_trusted
+from chatd.core.stats import SERVING, STARTING, STOPPING
 
 if TYPE_CHECKING:
     from chatd.cluster import Cluster
@@ -374,6 +375,7 @@ class ThreadedServer:
         self.tls_address = self.addresses.get("tls")
 
     def shutdown(self) -> None:
+        self.hub.stats.state = STOPPING
         self.http_routes.shutting_down = True
         self.stopping.set()
         self._timer_wake.set()
@@ -397,6 +399,8 @@ class ThreadedServer:
                     target=self._accept_loop, args=(listener,), name=f"chatd-accept-{listener.kind}", daemon=True
                 )
             )
+        if self.hub.stats.state == STARTING:  # before any listener's thread answers /healthz
+            self.hub.stats.state = SERVING
         for thread in helpers:
             thread.start()
         if self._cluster is not None:
@@ -455,12 +459,20 @@ class ThreadedServer:
         threading.Thread(target=connection.read_loop, name=f"chatd-reader-{peer}", daemon=True).start()
 
     def _timer_loop(self) -> None:
-        """Run the hub's timers when due, sleeping until the next deadline or a wake-up."""
+        """Run the hub's timers when due, sleeping until the next deadline or a wake-up.
+
+        Loop lag here is how late the hub's timers run once due: the sleep's overshoot
+        plus the wait for the hub lock, which is what a busy reader thread delays.
+        """
+        loop_lag = self.hub.stats.loop_lag
+        deadline: float | None = None
         while True:
             self._timer_wake.clear()
             if self.stopping.is_set():  # checked after the clear: a stop's wake-up is never lost
                 return
             with self.lock:
+                if deadline is not None and (late_s := time.monotonic() - deadline) >= 0:
+                    loop_lag.observe(late_s)
                 deadline = self.hub.run_timers()
                 self._timer_due = math.inf if deadline is None else deadline
             self._timer_wake.wait(None if deadline is None else max(0.0, deadline - time.monotonic()))

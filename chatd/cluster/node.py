@@ -113,7 +113,8 @@ class ClusterNode:
 
     def _publish(self, payload: dict[str, Any], to: str | None = None) -> None:
         channel = self.events_channel if to is None else f"{self.prefix}:to:{to}"
-        self._command("PUBLISH", channel, encode_event(payload, self.node_id))
+        if self._command("PUBLISH", channel, encode_event(payload, self.node_id)):
+            self.hub.stats.cluster_events_out += 1
 
     # ---- the core's calls (local clients only) ---------------------------------------
 
@@ -249,6 +250,7 @@ class ClusterNode:
                 continue
             if sender == self.node_id:
                 continue
+            self.hub.stats.cluster_events_in += 1
             try:
                 self._dispatch(sender, kind, event)
             except Exception:

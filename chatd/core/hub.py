@@ -21,7 +21,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections import Counter, deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 
 from chatd.core.accounts import Accounts
 from chatd.core.attribution import announce_join
@@ -46,6 +46,7 @@ from chatd.core.ports import AccountStore, HistoryPort, Offload, run_here
 from chatd.core.presence import Watchlist
 from chatd.core.replay import replay_history
 from chatd.core.session import receive_lines, resume_lines
+from chatd.core.stats import Stats, transport_kind
 from chatd.core.users import WhowasEntry, depart, remember_nick
 from chatd.core.welcome import isupport_tokens
 from chatd.protocol.casemap import irc_lower
@@ -101,6 +102,8 @@ class Hub:
         """The client whose labeled command is running, if any (chatd.core.replies)."""
         self.permanent = PermanentChannels()
         """The channels that outlive their members; the config's are founded now."""
+        self.stats = Stats()
+        """Counters read by /metrics (chatd.core.stats); bumped here, in the backends and stores."""
         found_permanent_channels(self)
 
     # ---- the backend's calls -------------------------------------------------
@@ -125,6 +128,7 @@ class Hub:
             return client
         self.clients[client.id] = client
         self.clients_per_host[host] = self.clients_per_host.get(host, 0) + 1
+        self.stats.connected(transport_kind(transport))
         client.flood_tokens = float(config.flood_burst)
         self.liveness.schedule(now + min(config.ping_interval_s, config.register_timeout_s), client)
         return client
@@ -168,6 +172,7 @@ class Hub:
         if self.history is not None:
             self.history.close()
         self.clients.clear()
+        self.stats.cleared()
         self.user_count = 0
         self.user_mode_counts.clear()
         self.clients_per_host.clear()
@@ -241,7 +246,7 @@ class Hub:
             self.send_event(labeled, event)
 
     def fanout(
-        self, members: Iterable[Client], event: Delivery, skip: Client | None, channel: Channel | None = None
+        self, members: Collection[Client], event: Delivery, skip: Client | None, channel: Channel | None = None
     ) -> None:
         """Deliver ``event`` to every member but ``skip``: the server's hot path.
 
@@ -250,6 +255,7 @@ class Hub:
         group call (``chatd.core.fanout.Audience``, cached on the channel until it
         changes); everyone else goes through ``generic_fanout``.
         """
+        self.stats.deliveries += len(members) - (skip is not None)  # per fan-out, never per member
         make_group = self.fanout_groups
         if channel is None or make_group is None:
             self.generic_fanout(members, event, skip)
@@ -436,4 +442,5 @@ class Hub:
         while doomed:
             client = doomed.pop()
             if not client.gone:
+                self.stats.sendq_disconnects += 1
                 self.quit(client, "SendQ exceeded", error="SendQ exceeded", abort=True)

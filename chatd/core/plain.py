@@ -105,6 +105,7 @@ def speaks_irc(first: Message) -> bool:
 def start_plain(hub: Hub, client: Client, name: str) -> None:
     """Make an undecided connection a plain client named after its first line."""
     client.dialect = Dialect.PLAIN
+    hub.stats.plain_connections += 1
     client.codec = CODEC_PLAIN
     client.user = PLAIN_USER
     nick, shown = plain_names(hub, name)

@@ -158,6 +158,7 @@ def receive_lines(
     client.flood_debt += max(0, len(backlog) - int(tokens))
     if client.flood_debt > config.flood_excess_limit:
         backlog.clear()
+        hub.stats.flood_disconnects += 1
         hub.quit(client, "Excess Flood", error="Excess Flood")
         hub.reap_overflowed()
         return None

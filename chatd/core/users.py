@@ -24,6 +24,7 @@ from chatd.core.client import Dialect
 from chatd.core.enforcement import nick_taken, refused_at_registration
 from chatd.core.presence import renamed, went_offline, went_online
 from chatd.core.sasl import abort as abort_sasl
+from chatd.core.stats import transport_kind
 from chatd.core.welcome import send_welcome
 from chatd.protocol import numerics as n
 from chatd.protocol.message import format_message
@@ -141,6 +142,7 @@ def depart(hub: Hub, client: Client, reason: str) -> None:
         remember_nick(hub, client)
     client.gone = True
     if hub.clients.pop(client.id, None) is not None:
+        hub.stats.disconnected(transport_kind(client.transport), client.dialect is Dialect.PLAIN)
         if client.registered:
             hub.user_count -= 1
             for mode in client.user_modes:

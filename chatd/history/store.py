@@ -28,6 +28,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from chatd.core.stats import Histogram
+
 log = logging.getLogger("chatd")
 
 SCHEMA_VERSION = 6
@@ -162,6 +164,8 @@ class SqliteStore:
         self._reader = self._connect(check_same_thread=False)
         self._migrate(self._reader)
         self._queue: queue.SimpleQueue[tuple[str, tuple[Any, ...]] | None] = queue.SimpleQueue()
+        self.commit_seconds = Histogram()
+        """Time per batch commit on the writer thread (read by /metrics)."""
         self._writer = threading.Thread(target=self._write_loop, name="chatd-history-writer", daemon=True)
         self._writer_conn = self._connect(check_same_thread=False)
         self._writer.start()
@@ -214,6 +218,11 @@ class SqliteStore:
 
     def submit(self, sql: str, params: tuple[Any, ...]) -> None:
         self._queue.put((sql, params))
+
+    @property
+    def queue_depth(self) -> int:
+        """Writes queued and not yet taken by the writer (approximate; never blocks)."""
+        return self._queue.qsize()
 
     def close(self) -> None:
         """Commit what is queued, stop the writer, close the database."""
@@ -324,7 +333,9 @@ class SqliteStore:
                 else:
                     batch.append(item)
             if batch:
+                started = time.monotonic()
                 self._commit(connection, batch)
+                self.commit_seconds.observe(time.monotonic() - started)
             if (self.max_age_s or self.max_rows) and time.monotonic() >= next_prune:
                 self.prune(connection)
                 next_prune = time.monotonic() + PRUNE_INTERVAL_S

@@ -101,6 +101,8 @@ def _relay(hub: Hub, client: Client, message: Message, *, errors: bool, tags_onl
             tags_only=tags_only,
             account=client.account,
         )
+        hub.stats.messages += 1
+        hub.stats.deliveries += target.node is None  # a user of another node: its node delivers
         if target is client:
             # To oneself: the copy as recipient is not part of a labeled response; the echo is.
             hub.send_event_unlabeled(target, event)
@@ -126,6 +128,7 @@ def _deliver_to_channel(
     echo: bool,
     tags_only: bool = False,
 ) -> None:
+    hub.stats.messages += 1
     event = hub.send_to_channel(channel, line, plain_text, client, tags, tags_only=tags_only, account=client.account)
     if echo:
         hub.send_event(client, event)
