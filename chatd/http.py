@@ -18,7 +18,7 @@ Invariants:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote
@@ -56,6 +56,9 @@ HealthProvider = Callable[[], tuple[int, str]]
 MetricsProvider = Callable[[], tuple[str, bytes]]
 """``metrics() -> (content_type, body)``: the Prometheus exposition (chatd.metrics)."""
 
+ScrapeGuard = Callable[[str, Iterable[str]], bool]
+"""``allowed(peer, header_names)``: whether this request may read /metrics (chatd.metrics.scrape_allowed)."""
+
 
 @dataclass(frozen=True, slots=True)
 class HttpAnswer:
@@ -89,10 +92,13 @@ class HttpRoutes:
     """Set by the server once it stops: the default /healthz says 503 from then on."""
     _health: HealthProvider | None = None
     _metrics: MetricsProvider | None = None
+    _scrape_allowed: ScrapeGuard | None = None
     _files: dict[str, Path] | None = field(default=None, repr=False)
 
-    def set_metrics(self, provider: MetricsProvider | None) -> None:
+    def set_metrics(self, provider: MetricsProvider | None, allowed: ScrapeGuard | None = None) -> None:
+        """Serve /metrics from ``provider``, to the requests ``allowed`` lets through (all without one)."""
         self._metrics = provider
+        self._scrape_allowed = allowed
 
     def set_health(self, provider: HealthProvider | None) -> None:
         self._health = provider
@@ -102,22 +108,25 @@ class HttpRoutes:
             return self._health()
         return (503, "shutting down\n") if self.shutting_down else (200, "ok\n")
 
-    def respond(self, method: str, target: str) -> HttpAnswer:
-        """The answer to ``method target`` (target as in the request line, query included)."""
+    def respond(self, method: str, target: str, peer: str = "", header_names: Iterable[str] = ()) -> HttpAnswer:
+        """The answer to ``method target`` (target as in the request line, query included), from
+        the socket's ``peer`` (never an address a header names) with these request headers."""
         if method not in ("GET", "HEAD"):
             return _text(405, "method not allowed\n", (("Allow", "GET, HEAD"),))
-        answer = self._route(unquote(target.split("?", 1)[0].split("#", 1)[0]))
+        answer = self._route(unquote(target.split("?", 1)[0].split("#", 1)[0]), peer, header_names)
         if method == "HEAD":
             return HttpAnswer(answer.status, answer.reason, answer.headers, answer.body, head=True)
         return answer
 
-    def _route(self, path: str) -> HttpAnswer:
+    def _route(self, path: str, peer: str, header_names: Iterable[str]) -> HttpAnswer:
         if path == "/healthz":
             status, body = self.health()
             return _text(status, body)
         if path == "/metrics":
             if self._metrics is None:
                 return _text(404, "not found\n")
+            if self._scrape_allowed is not None and not self._scrape_allowed(peer, header_names):
+                return _text(403, "metrics are served to this machine only\n")
             content_type, data = self._metrics()
             return _answer(200, data, content_type, (("Cache-Control", "no-store"),))
         name = "index.html" if path == "/" else path.removeprefix("/")

@@ -51,7 +51,11 @@ def _histogram(name: str, documentation: str, histogram: Histogram) -> Histogram
 class RoutesLike(Protocol):
     """What ``Metrics.install`` needs of an HTTP router (``chatd.http.HttpRoutes`` has it)."""
 
-    def set_metrics(self, provider: Callable[[], tuple[str, bytes]] | None) -> None: ...
+    def set_metrics(
+        self,
+        provider: Callable[[], tuple[str, bytes]] | None,
+        allowed: Callable[[str, Iterable[str]], bool] | None = None,
+    ) -> None: ...
 
     def set_health(self, provider: Callable[[], tuple[int, str]] | None) -> None: ...
 
@@ -165,7 +169,7 @@ class Metrics:
 
     def install(self, routes: RoutesLike) -> None:
         """Plug /metrics and /healthz into an HTTP router (``chatd.http.HttpRoutes``)."""
-        routes.set_metrics(self.render)
+        routes.set_metrics(self.render, scrape_allowed)
         routes.set_health(self.health)
 
 

@@ -235,9 +235,10 @@ def test_scraped_over_http_on_the_websocket_port_with_websocket_clients_counted(
         Metrics(server.server.hub).install(server.server.http_routes)  # as chatd's CLI does
         host, port = server.server.addresses["ws"]
 
-        def over_http(path: str) -> tuple[int, str, bytes]:
+        def over_http(path: str, headers: dict[str, str] | None = None) -> tuple[int, str, bytes]:
+            request = urllib.request.Request(f"http://{host}:{port}{path}", headers=headers or {})
             try:
-                with urllib.request.urlopen(f"http://{host}:{port}{path}", timeout=10) as response:
+                with urllib.request.urlopen(request, timeout=10) as response:
                     return response.status, response.headers["Content-Type"], response.read()
             except urllib.error.HTTPError as error:
                 return error.code, error.headers["Content-Type"], error.read()
@@ -252,6 +253,8 @@ def test_scraped_over_http_on_the_websocket_port_with_websocket_clients_counted(
             return found
 
         assert over_http("/healthz")[0] == 200
+        # what a reverse proxy forwards is not this machine asking: refused
+        assert over_http("/metrics", {"X-Forwarded-For": "192.0.2.7"})[0] == 403
         before = http_samples()
         web, irc = WsClient(ws_url(server), "web"), server.client("irc")
         for client in (web, irc):

@@ -234,7 +234,7 @@ class WebSocketSession:
         headers = request.headers
         upgrade = ",".join(headers.get_all("Upgrade")).lower()
         if "websocket" not in upgrade:
-            answer = self.policy.routes.respond(request.method, request.path)
+            answer = self.policy.routes.respond(request.method, request.path, self.host, headers.keys())
             body = b"" if answer.head else answer.body
             protocol.send_response(Response(answer.status, answer.reason, Headers(answer.header_list()), body))
             self.ended = "HTTP request answered"
