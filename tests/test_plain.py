@@ -154,14 +154,16 @@ def test_the_same_typed_name_twice_is_told_apart_in_both_forms(server: RunningSe
 def test_replay_to_plain_users_uses_the_typed_name(backend: str) -> None:
     with running_server(backend, history=History(None), history_on_join=3) as server:
         masha = plain_client(server, "Маша")
+        seer = plain_client(server, "seer")
         masha.send_raw("привет\n".encode())
+        seer.wait_for_line(lambda text: text == "Маша: привет")  # relayed, so stored: joins come after it
         irc = server.client("watcher")
         irc.send("JOIN #lobby")
         assert irc.expect("PRIVMSG").params[-1].endswith("] привет")  # the message is stored before a late join
         late = LineClient(server.address)
         late.send_raw(b"late\n")
         line = late.wait_for_line(lambda text: "привет" in text)
-        assert line[:1] == "[" and line[6:] == "] Маша: привет"
+        assert line[:1] == "[" and line[6:] == "] Маша: привет", line
 
 
 def test_a_first_line_that_is_an_irc_command_is_not_a_name(server: RunningServer) -> None:
