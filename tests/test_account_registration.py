@@ -191,3 +191,15 @@ def test_the_shortest_password_is_the_servers_choice() -> None:
     reply = register_reply(client, "REGISTER * * ninechars")
     assert list(reply.params[:2]) == ["REGISTER", "WEAK_PASSWORD"] and "10 characters" in reply.params[-1]
     assert list(register_reply(client, "REGISTER * * tencharsok").params[:2]) == ["SUCCESS", "shorty"]
+
+
+def test_a_nick_in_use_cannot_be_registered_from_under_its_holder() -> None:
+    """ergo's "no land grabs": a client refused a nick before registering cannot REGISTER it."""
+    harness = HubHarness()
+    harness.client("root")  # an anonymous user holds the nick
+    grabber = harness.client()
+    grabber.send("NICK root")
+    grabber.expect("433")
+    reply = register_reply(grabber, "REGISTER * * shivarampassphrase")
+    assert list(reply.params[:3]) == ["REGISTER", "ACCOUNT_EXISTS", "root"]
+    assert harness.hub.accounts.names == {}

@@ -42,6 +42,7 @@ class Client:
         "_on_overflow",
         "_write",
         "account",
+        "asked_nick",
         "away",
         "backlog",
         "cap_negotiating",
@@ -111,6 +112,9 @@ class Client:
         self.caps: set[str] = set()
         self.codec = 0
         self.away: str | None = None
+        self.asked_nick: str | None = None
+        """A nick this unregistered client asked for and was refused as in use: ``REGISTER *``
+        then names it, and is refused too (nobody registers a nick from under its holder)."""
         self.account: str | None = None
         """The account this user is logged in to (its name as registered), or None
         (changed only by ``chatd.core.accounts.log_in``/``log_out``)."""

@@ -57,6 +57,10 @@ def register_account(hub: Hub, client: Client, account: str, email: str, passwor
         answer("ALREADY_AUTHENTICATED", client.account, f"You are already logged in as {client.account}")
         return
     if client.nick is None:
+        asked = client.asked_nick
+        if asked is not None and account in ("*", asked) and hub.find_client(asked) is not None:
+            answer("ACCOUNT_EXISTS", asked, "Someone is using that nick: it cannot be registered from under them")
+            return
         answer("NEED_NICK", "*", "Choose a nickname with NICK first: the account is named after it")
         return
     if account != "*" and irc_lower(account) != client.nick_key:

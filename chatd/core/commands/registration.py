@@ -113,6 +113,8 @@ def handle_nick(hub: Hub, client: Client, message: Message) -> None:
     holder = hub.find_client(nick)
     if holder is not None and holder is not client:
         hub.reply(client, n.ERR_NICKNAMEINUSE, nick, "Nickname is already in use")
+        if client.nick is None:
+            client.asked_nick = nick
         return
     if nick == client.nick:
         return
