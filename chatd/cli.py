@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import datetime
 import getpass
+import ipaddress
 import logging
 import os
 import pwd
@@ -129,6 +130,17 @@ OPTIONS: tuple[Option, ...] = (
         "other connections are refused",
         options.FLAG,
         False,
+    ),
+    Option(
+        "--metrics-port",
+        "serve /metrics (to every peer) and /healthz on a listener of their own on this port, plain HTTP only; "
+        "the WebSocket port then answers /metrics with 404 (default: off, /metrics is on --ws-port "
+        "for this machine only)",
+        options.PORT,
+    ),
+    Option(
+        "--metrics-host",
+        "IP address of the --metrics-port listener, e.g. a private interface (default: 127.0.0.1)",
     ),
     Option("--data-dir", f"directory for the history database ({DATABASE_NAME})", default="chatd-data"),
     Option("--no-persist", "keep history and channel state in memory only", options.FLAG, False),
@@ -351,6 +363,7 @@ def parse_settings(
             fail(f"{sources['trusted_proxy']}: {error}")
     if args.proxy_protocol and not proxies:
         fail(f"{sources['proxy_protocol']}: needs --trusted-proxy (the addresses allowed to send PROXY headers)")
+    metrics_host = _metrics_host(args, sources)
     return args, BackendSettings(
         host=args.host,
         port=args.port,
@@ -366,7 +379,22 @@ def parse_settings(
         ws_origins=origins,
         trusted_proxies=proxies,
         proxy_protocol=args.proxy_protocol,
+        metrics_port=args.metrics_port,
+        metrics_host=metrics_host,
     )
+
+
+def _metrics_host(args: argparse.Namespace, sources: dict[str, str]) -> str:
+    """--metrics-host checked: an IP address (a name could resolve to a public one), and only
+    with --metrics-port; 127.0.0.1 without one, since /metrics there is open to every peer."""
+    if not args.metrics_host:
+        return "127.0.0.1"
+    if args.metrics_port is None:
+        fail(f"{sources['metrics_host']}: needs --metrics-port")
+    try:
+        return str(ipaddress.ip_address(args.metrics_host.strip().removeprefix("[").removesuffix("]")))
+    except ValueError:
+        fail(f"{sources['metrics_host']}: {args.metrics_host!r} is not an IP address (like 127.0.0.1 or 10.0.0.5)")
 
 
 def _is_channel_name(name: str) -> bool:
@@ -481,13 +509,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     accounts = MemoryAccountStore() if store is None else SqliteAccountStore(store)
     settings = dataclasses.replace(settings, history=History(store), accounts=accounts)
     server = create_server(args.backend, settings)
-    Metrics(server.hub).install(server.http_routes)  # type: ignore[attr-defined]
+    Metrics(server.hub).install(server.http_routes, server.metrics_routes)  # type: ignore[attr-defined]
     try:
         server.bind()
     except OSError as error:
         wss_port = settings.wss_port if settings.tls_context else None
         chosen = (settings.port, settings.tls_port, settings.ws_port, wss_port)
         ports = " or ".join(str(port) for port in chosen if port is not None)
+        if settings.metrics_port is not None:
+            ports += f" or {settings.metrics_host}:{settings.metrics_port}"
         print(f"chatd: cannot listen on {settings.host}:{ports}: {error.strerror or error}", file=sys.stderr)
         return 1
 

@@ -1,4 +1,4 @@
-"""What the WebSocket listener answers to a plain HTTP request: the web client, /healthz, /metrics.
+"""What the WebSocket and metrics listeners answer to a plain HTTP request: the web client, /healthz, /metrics.
 
 ``HttpRoutes.respond(method, path)`` is the whole interface: it takes a request the
 transport has already parsed (websockets' HTTP parser, the only one chatd has) and
@@ -14,6 +14,8 @@ Invariants:
 - ``HEAD`` gets the headers ``GET`` would, without a body; any other method but GET gets 405.
 - /healthz and /metrics come from providers (``health``, ``metrics``) another module may
   set; until a metrics provider is set, /metrics is 404.
+- With ``web_root`` None (the metrics listener's router) no file is served: /healthz and
+  /metrics are all there is, anything else is 404.
 """
 
 from __future__ import annotations
@@ -87,7 +89,8 @@ class HttpRoutes:
     must be safe to call from there and must not block for long.
     """
 
-    web_root: Path = WEB_ROOT
+    web_root: Path | None = WEB_ROOT
+    """None: no web client here (the metrics listener)."""
     shutting_down: bool = False
     """Set by the server once it stops: the default /healthz says 503 from then on."""
     _health: HealthProvider | None = None
@@ -145,7 +148,7 @@ class HttpRoutes:
         if self._files is None:
             files: dict[str, Path] = {}
             try:
-                entries = list(self.web_root.iterdir())
+                entries = [] if self.web_root is None else list(self.web_root.iterdir())
             except OSError:
                 entries = []
             for entry in entries:

@@ -167,10 +167,22 @@ class Metrics:
         state = self.hub.stats.state
         return (200, "ok\n") if state == SERVING else (503, f"{state}\n")
 
-    def install(self, routes: RoutesLike) -> None:
-        """Plug /metrics and /healthz into an HTTP router (``chatd.http.HttpRoutes``)."""
-        routes.set_metrics(self.render, scrape_allowed)
+    def install(self, routes: RoutesLike, metrics_routes: RoutesLike | None = None) -> None:
+        """Plug /metrics and /healthz into the HTTP routers (``chatd.http.HttpRoutes``).
+
+        Without a metrics listener (``metrics_routes`` None) /metrics is on the public
+        listener's ``routes`` for ``scrape_allowed`` requests only. With one, /metrics is
+        there alone, open to every peer (the operator chose its address), and the public
+        listener answers /metrics with 404, so the counters are only where they were put;
+        /healthz is on both, since load balancers check the public port.
+        """
         routes.set_health(self.health)
+        if metrics_routes is None:
+            routes.set_metrics(self.render, scrape_allowed)
+            return
+        routes.set_metrics(None)
+        metrics_routes.set_metrics(self.render)
+        metrics_routes.set_health(self.health)
 
 
 def render(hub: Hub) -> tuple[str, bytes]:
@@ -195,7 +207,8 @@ def is_loopback(peer: str) -> bool:
 
 
 def scrape_allowed(peer: str, header_names: Iterable[str]) -> bool:
-    """Whether /metrics on the public (WebSocket) listener answers a request: only when it comes
+    """Whether /metrics on the public (WebSocket) listener answers a request (without a
+    ``--metrics-port`` listener; with one, /metrics is there alone and open): only when it comes
     from this machine itself (``peer`` is the socket's peer address, never one a header names)
     and no proxy forwarded it. Without ``--metrics-host`` this is the whole access control: a
     Prometheus (or curl) on the host scrapes; the browsers the listener serves do not, and a

@@ -53,6 +53,11 @@ class BackendSettings:
     """The TCP and TLS listeners expect a PROXY v1/v2 header, from trusted proxies only."""
     http_routes: HttpRoutes | None = None
     """What answers HTTP on the WebSocket ports; None: a default ``HttpRoutes``."""
+    metrics_port: int | None = None
+    """A listener of its own for /metrics and /healthz (plain HTTP, nothing else) on this port;
+    None: none, /metrics is on the WebSocket ports for loopback peers only."""
+    metrics_host: str = "127.0.0.1"
+    """The address of that listener: this machine only unless the operator names another."""
 
 
 class ChatServer(Protocol):
@@ -61,7 +66,7 @@ class ChatServer(Protocol):
     address: tuple[str, int]
     tls_address: tuple[str, int] | None
     addresses: dict[str, tuple[str, int]]
-    """Every bound listener by kind: tcp, tls, ws, wss."""
+    """Every bound listener by kind: tcp, tls, ws, wss, metrics."""
 
     def bind(self) -> None: ...
 

@@ -43,6 +43,7 @@ from chatd.backends.proxy_protocol import ProxyHeaderError, ProxyHeaderParser
 from chatd.backends.tls import TlsSession
 from chatd.backends.websocket import WebPolicy, WebSocketSession, irc_host
 from chatd.core.session import Session
+from chatd.http import HttpRoutes
 
 if TYPE_CHECKING:
     from chatd.backends.base import BackendSettings
@@ -327,9 +328,10 @@ class Listener:
     sock: socket.socket
     tls_context: ssl.SSLContext | None
     kind: str = "tcp"
-    """tcp, tls, ws or wss: what the server calls its address (``address``, ``ws_address``...)."""
+    """tcp, tls, ws, wss or metrics: its key in the server's ``addresses``."""
     websocket: WebPolicy | None = None
-    """Set on the WebSocket listeners: their connections speak WebSocket (and HTTP)."""
+    """Set on the WebSocket listeners: their connections speak WebSocket (and HTTP); and on
+    the metrics listener, with a policy that makes them speak HTTP only."""
     proxy_protocol: bool = False
     """Connections start with a PROXY header and come only from trusted proxies."""
 
@@ -359,26 +361,35 @@ def listen(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
     return sock
 
 
-def bind_listeners(settings: BackendSettings, policy: WebPolicy) -> list[Listener]:
-    """The plaintext listener first, then TLS, WebSocket and WebSocket over TLS where set.
+def bind_listeners(settings: BackendSettings, policy: WebPolicy, metrics: WebPolicy | None = None) -> list[Listener]:
+    """The plaintext listener first, then TLS, WebSocket, WebSocket over TLS and metrics where set.
 
-    Raises OSError when a port is taken, with nothing left open.
+    The metrics listener (``metrics``, on ``settings.metrics_host``) is a WebSocket listener
+    whose policy refuses upgrades: plain HTTP through the same handshake bounds, and no
+    PROXY header (it is not behind the IRC load balancer). Raises OSError when a port is
+    taken, with nothing left open.
     """
-    wanted: list[tuple[str, int, ssl.SSLContext | None]] = [("tcp", settings.port, None)]
+    host = settings.host
+    wanted: list[tuple[str, str, int, ssl.SSLContext | None]] = [("tcp", host, settings.port, None)]
     if settings.tls_context is not None and settings.tls_port is not None:
-        wanted.append(("tls", settings.tls_port, settings.tls_context))
+        wanted.append(("tls", host, settings.tls_port, settings.tls_context))
     if settings.ws_port is not None:
-        wanted.append(("ws", settings.ws_port, None))
+        wanted.append(("ws", host, settings.ws_port, None))
     if settings.tls_context is not None and settings.wss_port is not None:
-        wanted.append(("wss", settings.wss_port, settings.tls_context))
+        wanted.append(("wss", host, settings.wss_port, settings.tls_context))
+    if metrics is not None and settings.metrics_port is not None:
+        wanted.append(("metrics", settings.metrics_host, settings.metrics_port, None))
     listeners: list[Listener] = []
-    for kind, port, context in wanted:
+    for kind, address, port, context in wanted:
         try:
-            sock = listen(settings.host, port, reuse_port=settings.reuse_port)
+            sock = listen(address, port, reuse_port=settings.reuse_port)
         except OSError:
             for listener in listeners:
                 listener.sock.close()
             raise
+        if kind == "metrics":
+            listeners.append(Listener(sock, None, kind, metrics))
+            continue
         web = kind in ("ws", "wss")
         listeners.append(
             Listener(sock, context, kind, policy if web else None, settings.proxy_protocol and not web)
@@ -391,6 +402,14 @@ def web_policy(settings: BackendSettings) -> WebPolicy:
     if settings.http_routes is None:
         return WebPolicy(settings.ws_origins, settings.trusted_proxies)
     return WebPolicy(settings.ws_origins, settings.trusted_proxies, settings.http_routes)
+
+
+def metrics_policy(settings: BackendSettings) -> WebPolicy | None:
+    """The metrics listener's policy (no upgrades, a router without the web client), or None
+    without ``metrics_port``."""
+    if settings.metrics_port is None:
+        return None
+    return WebPolicy(routes=HttpRoutes(web_root=None), websocket=False)
 
 
 def addresses(listeners: list[Listener]) -> dict[str, tuple[str, int]]:

@@ -30,6 +30,7 @@ from chatd.backends.connection import (
     addresses,
     answered,
     bind_listeners,
+    metrics_policy,
     tune_accepted,
     web_policy,
 )
@@ -317,6 +318,9 @@ class ThreadedServer:
         self.web = web_policy(settings)
         self.http_routes = self.web.routes
         """What answers HTTP on the WebSocket ports; the metrics module plugs its provider in here."""
+        self.metrics_web = metrics_policy(settings)
+        self.metrics_routes = self.metrics_web.routes if self.metrics_web is not None else None
+        """What answers on the metrics listener (``metrics_port``); None without one."""
         self.address: tuple[str, int] = (settings.host, settings.port)
         self.tls_address: tuple[str, int] | None = None
         self.addresses: dict[str, tuple[str, int]] = {}
@@ -369,7 +373,7 @@ class ThreadedServer:
             self._timer_wake.set()
 
     def bind(self) -> None:
-        self._listeners = bind_listeners(self.settings, self.web)
+        self._listeners = bind_listeners(self.settings, self.web, self.metrics_web)
         self.addresses = addresses(self._listeners)
         self.address = self.addresses["tcp"]
         self.tls_address = self.addresses.get("tls")
@@ -377,6 +381,8 @@ class ThreadedServer:
     def shutdown(self) -> None:
         self.hub.stats.state = STOPPING
         self.http_routes.shutting_down = True
+        if self.metrics_routes is not None:
+            self.metrics_routes.shutting_down = True
         self.stopping.set()
         self._timer_wake.set()
         for listener in self._listeners:

@@ -6,7 +6,9 @@ already removed) go in and come out as IRC lines, each ending in ``\\n``, for th
 ``Session``; the core's CRLF-terminated bytes go in and come out as one WebSocket
 message per line. The first request on the connection is parsed by websockets too: a
 WebSocket upgrade is accepted (or refused, 403, for an origin not allowed), anything
-else is answered by ``chatd.http.HttpRoutes`` and the connection ends.
+else is answered by ``chatd.http.HttpRoutes`` and the connection ends. The metrics
+listener uses the same session with a policy that refuses every upgrade (404): the
+same parser, size and time bounds for its plain HTTP.
 
 Invariants:
 - Subprotocols: ``binary.ircv3.net`` and ``text.ircv3.net``, the first of the client's
@@ -68,6 +70,8 @@ class WebPolicy:
     """Allowed Origin values (``*``: any); None: only the server's own origin (the Host header's)."""
     trusted_proxies: tuple[Network, ...] = ()
     routes: HttpRoutes = field(default_factory=HttpRoutes)
+    websocket: bool = True
+    """False on the metrics listener: plain HTTP only, an upgrade request gets 404."""
 
 
 def parse_networks(text: str) -> tuple[Network, ...]:
@@ -233,6 +237,11 @@ class WebSocketSession:
         protocol = self.protocol
         headers = request.headers
         upgrade = ",".join(headers.get_all("Upgrade")).lower()
+        if "websocket" in upgrade and not self.policy.websocket:
+            refusal = protocol.reject(404, "No WebSocket here: this listener serves /metrics and /healthz.\n")
+            protocol.send_response(refusal)
+            self.ended = "WebSocket upgrade on the metrics listener"
+            return
         if "websocket" not in upgrade:
             answer = self.policy.routes.respond(request.method, request.path, self.host, headers.keys())
             body = b"" if answer.head else answer.body
