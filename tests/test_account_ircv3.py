@@ -67,7 +67,7 @@ def test_account_tag_on_messages_only_for_clients_that_asked() -> None:
         assert hello.tags.keys() == {"account", "time", "msgid"}
         untagged.expect("PRIVMSG")
         untagged.expect("PRIVMSG")
-        assert untagged.lines[-1] == ":sender!~u@127.0.0.1 PRIVMSG #room hello"  # the very bytes as before
+        assert untagged.lines[-1] == ":sender!~u@127.0.0.1 PRIVMSG #room :hello"  # the very bytes as untagged
 
 
 def test_account_tag_on_tagmsg_invite_part_and_nick() -> None:

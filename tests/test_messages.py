@@ -6,7 +6,6 @@ members, also run over both backends: the backends have fan-out loops of their o
 
 from __future__ import annotations
 
-from chatd.protocol.message import format_message
 from tests.harness import HubHarness
 from tests.helpers import RunningServer
 
@@ -129,9 +128,9 @@ def test_channel_messages_keep_their_exact_form(server: RunningServer) -> None:
     listener.expect("JOIN")
     sent_and_seen = [
         ("PRIVMSG #LOBBY :hello there", ":a!~u@127.0.0.1 PRIVMSG #lobby :hello there", "a: hello there"),
-        ("PRIVMSG #lobby :single", ":a!~u@127.0.0.1 PRIVMSG #lobby single", "a: single"),
+        ("PRIVMSG #lobby :single", ":a!~u@127.0.0.1 PRIVMSG #lobby :single", "a: single"),
         ("PRIVMSG #lobby ::-) smile", ":a!~u@127.0.0.1 PRIVMSG #lobby ::-) smile", "a: :-) smile"),
-        ("PRIVMSG #lobby word", ":a!~u@127.0.0.1 PRIVMSG #lobby word", "a: word"),
+        ("PRIVMSG #lobby word", ":a!~u@127.0.0.1 PRIVMSG #lobby :word", "a: word"),
         ("PRIVMSG #lobby  :two spaces", ":a!~u@127.0.0.1 PRIVMSG #lobby :two spaces", "a: two spaces"),
         ("NOTICE #lobby :heads up", ":a!~u@127.0.0.1 NOTICE #lobby :heads up", "-a- heads up"),
         ("PRIVMSG #lobby :\x01ACTION waves\x01", ":a!~u@127.0.0.1 PRIVMSG #lobby :\x01ACTION waves\x01", "* a waves"),
@@ -160,6 +159,6 @@ def test_a_relayed_line_is_cut_to_510_bytes_at_a_character(server: RunningServer
         sender.send(head + text)
         for _ in range(head.count(",") + 1):
             seen = listener.expect("PRIVMSG")
-            line = format_message("PRIVMSG", *seen.params, source=seen.source)  # as it was on the wire
+            line = f":{seen.source} PRIVMSG {seen.params[0]} :{seen.params[1]}"  # as it was on the wire
             assert len(line.encode()) <= 510, head
             assert text.startswith(seen.params[1]) and len(seen.params[1]) < len(text), head

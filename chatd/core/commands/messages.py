@@ -31,6 +31,14 @@ MAX_LINE_BYTES = 510
 """A relayed line, source prefix included, without its tags and CRLF (RFC 1459's 512 with CRLF)."""
 
 
+def _text_line(command: str, target: str, params: tuple[str, ...], source: str) -> str:
+    """A relayed PRIVMSG/NOTICE (or TAGMSG, with no params): the text always a trailing
+    parameter, ``:`` and all, as servers write it and as clients that split on `` :`` expect."""
+    if not params:
+        return format_message(command, target, source=source)
+    return f"{format_message(command, target, source=source)} :{params[0]}"
+
+
 def fit_line(line: str) -> str:
     """``line`` cut to ``MAX_LINE_BYTES`` at a character boundary: a client may send 510 bytes
     of its own, and the source prefix the server adds must not push the relayed copy past
@@ -81,7 +89,7 @@ def _relay(hub: Hub, client: Client, message: Message, *, errors: bool, tags_onl
                 if errors:
                     hub.reply(client, n.ERR_CANNOTSENDTOCHAN, channel.name, "Cannot send to channel")
                 continue
-            line = fit_line(format_message(message.command, channel.name, *params, source=client.prefix))
+            line = fit_line(_text_line(message.command, channel.name, params, client.prefix))
             _deliver_to_channel(hub, client, channel, line, plain_text, tags, echo=echo, tags_only=tags_only)
             continue
         service = find_service(target_name)
@@ -95,7 +103,7 @@ def _relay(hub: Hub, client: Client, message: Message, *, errors: bool, tags_onl
                 hub.reply(client, n.ERR_NOSUCHNICK, target_name, "No such nick/channel")
             continue
         event = hub.event(
-            fit_line(format_message(message.command, target.nick or "", *params, source=client.prefix)),
+            fit_line(_text_line(message.command, target.nick or "", params, client.prefix)),
             None if plain_text is None else f"[private] {plain_text}",
             tags,
             tags_only=tags_only,
@@ -163,12 +171,11 @@ def relay_to_channel_fast(hub: Hub, client: Client, raw: bytes) -> bool:
     channel = hub.find_channel(target)
     if channel is None or not channel.can_speak(client):
         return False
-    separator = " :" if " " in text or text[0] == ":" else " "
     _deliver_to_channel(
         hub,
         client,
         channel,
-        fit_line(f":{client.prefix} {command} {channel.name}{separator}{text}"),
+        fit_line(f":{client.prefix} {command} {channel.name} :{text}"),
         _plain_rendering(command, client.plain_name, text),
         None,
         echo="echo-message" in client.caps,
