@@ -54,6 +54,15 @@ class Contender:
         return 4 if self.kind in ("miniircd", "irc") else 128
 
     @property
+    def websocket_missing(self) -> str:
+        """Why this contender cannot take IRC over WebSocket, or "" when it can (chatd's ``--ws-port``)."""
+        if not self.is_chatd:
+            return "no IRC over WebSocket listener"
+        if self.backend not in chatd_backends():
+            return "runs outside chatd's command line, without --ws-port"
+        return ""
+
+    @property
     def has_sendq(self) -> bool:
         """Whether the server cuts a client whose queue passes a bound (chatd's --sendq)."""
         return self.kind in ("chatd", "ngircd")
@@ -205,6 +214,7 @@ class RunningServer(ScratchProcess):
     ``extra_args`` go at the end of a chatd command line (the cluster scenario's
     ``--cluster URL --node-id ID``). ``seed`` fills a chatd's data directory before it
     starts (the login scenario's accounts); the contender must keep its history there.
+    With ``websocket`` a chatd also listens for IRC over WebSocket on ``ws_port``.
     """
 
     def __init__(
@@ -213,9 +223,14 @@ class RunningServer(ScratchProcess):
         sendq_bytes: int,
         extra_args: Sequence[str] = (),
         seed: Callable[[Path], None] | None = None,
+        *,
+        websocket: bool = False,
     ) -> None:
         self.contender = contender
         self.port = free_port(HOST)
+        self.ws_port = free_port(HOST) if websocket else None
+        if websocket:
+            extra_args = [*extra_args, "--ws-port", str(self.ws_port)]
         self.tmp = tempfile.TemporaryDirectory(prefix="chatd-bench-")
         self.log_path = Path(self.tmp.name) / "server.log"
         if seed is not None:
@@ -241,6 +256,11 @@ class RunningServer(ScratchProcess):
     @property
     def address(self) -> tuple[str, int]:
         return (HOST, self.port)
+
+    @property
+    def ws_address(self) -> tuple[str, int] | None:
+        """Where IRC over WebSocket is served, when this server was started with ``websocket``."""
+        return None if self.ws_port is None else (HOST, self.ws_port)
 
     @property
     def addresses(self) -> list[tuple[str, int]]:
@@ -288,11 +308,14 @@ class RunningServer(ScratchProcess):
     def wait_ready(self) -> None:
         """Return once the port accepts connections; raise RuntimeError if the server died or hung."""
         deadline = time.monotonic() + START_TIMEOUT_S
+        waiting = [self.address] if self.ws_address is None else [self.address, self.ws_address]
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"{self.contender.name} exited with {self.process.returncode}: {self.log_tail()}")
             try:
-                with socket.create_connection(self.address, timeout=0.5):
+                with socket.create_connection(waiting[0], timeout=0.5):
+                    waiting.pop(0)
+                if not waiting:
                     return
             except OSError:
                 time.sleep(0.05)
