@@ -13,7 +13,7 @@ from typing import NoReturn
 from bench import report
 from bench.cluster import cluster_missing
 from bench.contenders import CONTENDER_NAMES, Contender, chatd_backends, find
-from bench.loadgen import raise_nofile_limit
+from bench.procstat import raise_nofile_limit
 from bench.progress import Progress
 from bench.scenarios import (
     ALL_SCENARIOS,

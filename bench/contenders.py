@@ -22,8 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from bench.loadgen import raise_nofile_limit
-from bench.procstat import free_port
+from bench.procstat import free_port, raise_nofile_limit
 
 HOST = "127.0.0.1"
 START_TIMEOUT_S = 15.0

@@ -40,6 +40,8 @@ import time
 from multiprocessing.connection import Connection
 from typing import Any
 
+from bench.peers import Peer, Sender
+from bench.procstat import raise_nofile_limit
 from bench.wsload import WsLink
 
 RECV_BYTES = 262144
@@ -55,83 +57,9 @@ LOAD_LINES = re.compile(rb" PRIVMSG [^ \n]+ :(\d+) (\d+) (\d+)[^\n]*\n")
 """The same over many lines: one match per load line, never reaching across lines."""
 
 
-def raise_nofile_limit() -> int:
-    """Raise the soft RLIMIT_NOFILE to the hard limit; return the new soft limit."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        with contextlib.suppress(ValueError, OSError):
-            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-            soft = hard
-    return soft
-
-
 def cpu_seconds() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
-
-
-class Peer:
-    """One client connection of the generator and its delivery bookkeeping."""
-
-    __slots__ = (
-        "ack_for",
-        "channel",
-        "closed",
-        "cut",
-        "deliveries",
-        "dups",
-        "expect",
-        "gaps",
-        "inbuf",
-        "kind",
-        "nick",
-        "node",
-        "outbuf",
-        "partner",
-        "probe",
-        "ready",
-        "registered",
-        "sender_id",
-        "sock",
-        "wants_write",
-        "ws",
-    )
-
-    def __init__(self, sock: socket.socket, nick: bytes, channel: bytes | None) -> None:
-        self.sock = sock
-        self.nick = nick
-        self.channel = channel
-        self.node = 0
-        self.inbuf = b""
-        self.outbuf = bytearray()
-        self.wants_write = True
-        self.registered = False
-        self.ready = False
-        self.closed = False
-        self.cut = False
-        self.probe = False
-        self.kind = "recv"  # "recv", "slow", "pair-a", "pair-b"
-        self.sender_id = -1
-        self.partner: Peer | None = None
-        self.ack_for: frozenset[int] = frozenset()
-        self.expect: list[int] = []
-        self.dups = 0
-        self.gaps = 0
-        self.deliveries = 0
-        self.ws: WsLink | None = None
-
-
-class Sender:
-    """A fan-out sender: its socket, how much it sent, and its window of unacknowledged messages."""
-
-    __slots__ = ("blast_left", "in_flight", "peer", "sent", "sid")
-
-    def __init__(self, sid: int, peer: Peer) -> None:
-        self.sid = sid
-        self.peer = peer
-        self.sent = 0
-        self.in_flight = 0
-        self.blast_left = 0
 
 
 class Worker:
