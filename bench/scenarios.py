@@ -396,7 +396,11 @@ def run_fanout(
 
     cpu_before = _cpu(server.pids)
     side_before = _cpu(server.side_pids)
-    for worker_id in everyone:
+    # Workers without senders are started first and answer "sent" at once: only then has each
+    # of their receivers its expected sequence numbers, before worker 0's first message lands.
+    for worker_id in [*everyone[1:], 0]:
+        if worker_id == 0 and workers > 1:
+            generator.collect(everyone[1:], "sent", plan.setup_timeout_s)
         generator.send(
             worker_id,
             "start",
@@ -410,7 +414,7 @@ def run_fanout(
             slow_grace_s=plan.slow_grace_s,
             sender_nodes=sender_nodes if nodes else None,
         )
-    sent_replies = generator.collect(everyone, "sent", duration_s + plan.drain_timeout_s + 60)
+    sent_replies = generator.collect([0], "sent", duration_s + plan.drain_timeout_s + 60)
     sent = sent_replies[0]["sent"]
     for worker_id in everyone:
         generator.send(worker_id, "expect", sent=sent, timeout_s=plan.drain_timeout_s)
