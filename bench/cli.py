@@ -13,9 +13,19 @@ from typing import NoReturn
 from bench import report
 from bench.cluster import cluster_missing
 from bench.contenders import CONTENDER_NAMES, Contender, chatd_backends, find
-from bench.loadgen import raise_nofile_limit
+from bench.procstat import raise_nofile_limit
 from bench.progress import Progress
-from bench.scenarios import ALL_SCENARIOS, CLUSTER_SCENARIOS, SCENARIOS, Plan, Row, cases_for, run_case
+from bench.scenarios import (
+    ALL_SCENARIOS,
+    CLUSTER_SCENARIOS,
+    SCENARIOS,
+    WS_SCENARIOS,
+    Plan,
+    Row,
+    cases_for,
+    pair_transports,
+    run_case,
+)
 
 OPT_IN_SERVERS = ("selectors+history", "asyncio")
 """Run only when named: the history variant answers a question of its own (--servers
@@ -90,8 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--clients",
         type=_counts,
-        help="comma-separated channel sizes for fanout, blast, pairs and cluster (default 10,100,500,1000; "
-        "cluster 100)",
+        help="comma-separated channel sizes for fanout, blast, pairs, ws-fanout, ws-blast and cluster "
+        "(default 10,100,500,1000; cluster 100)",
     )
     parser.add_argument(
         "--logins",
@@ -164,6 +174,7 @@ def run(
 
     The cluster scenario runs only on the chatd backends that have ``--cluster``, and only
     where redis-server is installed; the others are listed as skipped for it, with the reason.
+    The WebSocket scenarios run only on chatd's own backends (``--ws-port``), likewise.
     """
     raise_nofile_limit()
     contenders = find(list(servers))
@@ -181,12 +192,16 @@ def run(
     # Logging in needs chatd's accounts: the peers have none without services, so they get no line.
     no_login = {c.name: login_missing(c) for c in runnable if login_missing(c)} if "login" in scenarios else {}
     skipped.update({f"{name} (login)": why for name, why in no_login.items() if name in chatd_names})
+    wants_ws = bool(set(WS_SCENARIOS) & set(scenarios))
+    no_ws = {c.name: c.websocket_missing for c in runnable if c.websocket_missing} if wants_ws else {}
+    skipped.update({f"{name} (ws)": why for name, why in no_ws.items()})
     work = [
         (case, contender)
         for case in cases
         for contender in runnable
         if not (case.scenario in CLUSTER_SCENARIOS and contender.name in no_cluster)
         and not (case.scenario == "login" and contender.name in no_login)
+        and not (case.scenario in WS_SCENARIOS and contender.name in no_ws)
     ]
     total = len(work)
     rows: list[Row] = []
@@ -195,8 +210,10 @@ def run(
     for case, contender in work:
         if progress:
             nodes = f" nodes={case.nodes}" if case.scenario in CLUSTER_SCENARIOS else ""
+            nodes += f" {case.transport}" if case.scenario in WS_SCENARIOS else ""
             progress.step(f"{case.scenario} N={case.clients}{nodes} {contender.name}")
         rows.append(run_case(contender, case, plan))
+    pair_transports(rows)
     if progress:
         progress.finish()
     return rows, skipped

@@ -22,8 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from bench.loadgen import raise_nofile_limit
-from bench.procstat import free_port
+from bench.procstat import free_port, raise_nofile_limit
 
 HOST = "127.0.0.1"
 START_TIMEOUT_S = 15.0
@@ -52,6 +51,15 @@ class Contender:
         """Registrations the generator keeps in flight: miniircd and irc.server listen with a
         backlog of 5, and a fuller accept queue drops handshakes, which would look like their failure."""
         return 4 if self.kind in ("miniircd", "irc") else 128
+
+    @property
+    def websocket_missing(self) -> str:
+        """Why this contender cannot take IRC over WebSocket, or "" when it can (chatd's ``--ws-port``)."""
+        if not self.is_chatd:
+            return "no IRC over WebSocket listener"
+        if self.backend not in chatd_backends():
+            return "runs outside chatd's command line, without --ws-port"
+        return ""
 
     @property
     def has_sendq(self) -> bool:
@@ -205,6 +213,7 @@ class RunningServer(ScratchProcess):
     ``extra_args`` go at the end of a chatd command line (the cluster scenario's
     ``--cluster URL --node-id ID``). ``seed`` fills a chatd's data directory before it
     starts (the login scenario's accounts); the contender must keep its history there.
+    With ``websocket`` a chatd also listens for IRC over WebSocket on ``ws_port``.
     """
 
     def __init__(
@@ -213,9 +222,14 @@ class RunningServer(ScratchProcess):
         sendq_bytes: int,
         extra_args: Sequence[str] = (),
         seed: Callable[[Path], None] | None = None,
+        *,
+        websocket: bool = False,
     ) -> None:
         self.contender = contender
         self.port = free_port(HOST)
+        self.ws_port = free_port(HOST) if websocket else None
+        if websocket:
+            extra_args = [*extra_args, "--ws-port", str(self.ws_port)]
         self.tmp = tempfile.TemporaryDirectory(prefix="chatd-bench-")
         self.log_path = Path(self.tmp.name) / "server.log"
         if seed is not None:
@@ -241,6 +255,11 @@ class RunningServer(ScratchProcess):
     @property
     def address(self) -> tuple[str, int]:
         return (HOST, self.port)
+
+    @property
+    def ws_address(self) -> tuple[str, int] | None:
+        """Where IRC over WebSocket is served, when this server was started with ``websocket``."""
+        return None if self.ws_port is None else (HOST, self.ws_port)
 
     @property
     def addresses(self) -> list[tuple[str, int]]:
@@ -288,11 +307,14 @@ class RunningServer(ScratchProcess):
     def wait_ready(self) -> None:
         """Return once the port accepts connections; raise RuntimeError if the server died or hung."""
         deadline = time.monotonic() + START_TIMEOUT_S
+        waiting = [self.address] if self.ws_address is None else [self.address, self.ws_address]
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"{self.contender.name} exited with {self.process.returncode}: {self.log_tail()}")
             try:
-                with socket.create_connection(self.address, timeout=0.5):
+                with socket.create_connection(waiting[0], timeout=0.5):
+                    waiting.pop(0)
+                if not waiting:
                     return
             except OSError:
                 time.sleep(0.05)

@@ -8,6 +8,8 @@ on anything but ``select``. Commands (a dict with ``"op"``) and their replies:
   ``CONNECTS_IN_FLIGHT`` registrations at a time; replies ``ready`` with the time taken.
   A worker may know several server addresses (the nodes of a cluster); a group then
   says how its members are spread over them (member ``i`` on node ``(first + i) % nodes``).
+  With ``ws_address`` every client of that setup speaks IRC over WebSocket there instead
+  (``bench.wsload``: one binary message per line); the load and its accounting are the same.
 - ``start``: reset CPU and latency baselines and start the load (fan-out senders,
   closed loop or blast, or private pairs); replies ``sent`` when the senders stop.
 - ``expect``: the per-sender totals every receiver must reach; replies ``done``
@@ -38,6 +40,10 @@ import time
 from multiprocessing.connection import Connection
 from typing import Any
 
+from bench.peers import Peer, Sender
+from bench.procstat import raise_nofile_limit
+from bench.wsload import WsLink
+
 RECV_BYTES = 262144
 CONNECTS_IN_FLIGHT = 128
 BLAST_BATCH = 128
@@ -51,81 +57,9 @@ LOAD_LINES = re.compile(rb" PRIVMSG [^ \n]+ :(\d+) (\d+) (\d+)[^\n]*\n")
 """The same over many lines: one match per load line, never reaching across lines."""
 
 
-def raise_nofile_limit() -> int:
-    """Raise the soft RLIMIT_NOFILE to the hard limit; return the new soft limit."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        with contextlib.suppress(ValueError, OSError):
-            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-            soft = hard
-    return soft
-
-
 def cpu_seconds() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
-
-
-class Peer:
-    """One client connection of the generator and its delivery bookkeeping."""
-
-    __slots__ = (
-        "ack_for",
-        "channel",
-        "closed",
-        "cut",
-        "deliveries",
-        "dups",
-        "expect",
-        "gaps",
-        "inbuf",
-        "kind",
-        "nick",
-        "node",
-        "outbuf",
-        "partner",
-        "probe",
-        "ready",
-        "registered",
-        "sender_id",
-        "sock",
-        "wants_write",
-    )
-
-    def __init__(self, sock: socket.socket, nick: bytes, channel: bytes | None) -> None:
-        self.sock = sock
-        self.nick = nick
-        self.channel = channel
-        self.node = 0
-        self.inbuf = b""
-        self.outbuf = bytearray()
-        self.wants_write = True
-        self.registered = False
-        self.ready = False
-        self.closed = False
-        self.cut = False
-        self.probe = False
-        self.kind = "recv"  # "recv", "slow", "pair-a", "pair-b"
-        self.sender_id = -1
-        self.partner: Peer | None = None
-        self.ack_for: frozenset[int] = frozenset()
-        self.expect: list[int] = []
-        self.dups = 0
-        self.gaps = 0
-        self.deliveries = 0
-
-
-class Sender:
-    """A fan-out sender: its socket, how much it sent, and its window of unacknowledged messages."""
-
-    __slots__ = ("blast_left", "in_flight", "peer", "sent", "sid")
-
-    def __init__(self, sid: int, peer: Peer) -> None:
-        self.sid = sid
-        self.peer = peer
-        self.sent = 0
-        self.in_flight = 0
-        self.blast_left = 0
 
 
 class Worker:
@@ -138,7 +72,7 @@ class Worker:
         self.selector = selectors.DefaultSelector()
         self.selector.register(conn.fileno(), selectors.EVENT_READ, None)
         self.peers: list[Peer] = []
-        self.to_connect: list[tuple[bytes, bytes | None, str, int]] = []
+        self.to_connect: list[tuple[bytes, bytes | None, str, int, tuple[str, int] | None]] = []
         self.connecting = 0
         self.connect_window = CONNECTS_IN_FLIGHT
         self.setup_started = 0.0
@@ -183,11 +117,13 @@ class Worker:
     def setup(self, command: dict[str, Any]) -> None:
         """Queue the clients to open: ``groups`` is a list of ``[prefix, count, channel, kind]``,
         optionally followed by ``first, nodes``: member ``i`` goes to node ``(first + i) % nodes``."""
+        ws = command.get("ws_address")
+        ws_address = (ws[0], ws[1]) if ws else None
         for prefix, count, channel, kind, *spread in command["groups"]:
             chan = channel.encode() if channel else None
             first, nodes = spread if spread else (0, 1)
             for index in range(count):
-                self.to_connect.append((f"{prefix}{index}".encode(), chan, kind, (first + index) % nodes))
+                self.to_connect.append((f"{prefix}{index}".encode(), chan, kind, (first + index) % nodes, ws_address))
         self.connect_window = command.get("connect_window", CONNECTS_IN_FLIGHT)
         self.setup_started = time.monotonic()
         self.setup_deadline = self.setup_started + command["timeout_s"]
@@ -268,21 +204,29 @@ class Worker:
 
     def _open_more(self) -> None:
         while self.to_connect and self.connecting < self.connect_window:
-            nick, channel, kind, node = self.to_connect.pop(0)
+            nick, channel, kind, node, ws_address = self.to_connect.pop(0)
             sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             if kind == "slow":
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SLOW_RCVBUF_BYTES)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             sock.setblocking(False)
             with contextlib.suppress(BlockingIOError):
-                sock.connect(self.addresses[node])
+                sock.connect(ws_address or self.addresses[node])
             peer = Peer(sock, nick, channel)
             peer.kind = kind
             peer.node = node
-            peer.outbuf += b"NICK %s\r\nUSER %s 0 * :bench client\r\n" % (nick, nick)
+            if ws_address is None:
+                peer.outbuf += self._registration(peer)
+            else:  # registration waits for the 101 (see _on_readable)
+                peer.ws = WsLink(*ws_address)
+                peer.outbuf += peer.ws.handshake()
             self.peers.append(peer)
             self.connecting += 1
             self.selector.register(sock, selectors.EVENT_READ | selectors.EVENT_WRITE, peer)
+
+    @staticmethod
+    def _registration(peer: Peer) -> bytes:
+        return b"NICK %s\r\nUSER %s 0 * :bench client\r\n" % (peer.nick, peer.nick)
 
     def _became_ready(self, peer: Peer) -> None:
         peer.ready = True
@@ -313,7 +257,7 @@ class Worker:
     # ---- sending --------------------------------------------------------------------
 
     def _write(self, peer: Peer, data: bytes) -> None:
-        peer.outbuf += data
+        peer.outbuf += data if peer.ws is None else peer.ws.frames(data)
         if not peer.wants_write:
             self._flush(peer)
 
@@ -350,7 +294,8 @@ class Worker:
             batch = min(BLAST_BATCH, sender.blast_left)
             now = time.monotonic_ns()
             sid, seq, pad = sender.sid, sender.sent, self.pad
-            peer.outbuf += b"".join(b"PRIVMSG #bench :%d %d %d%s\r\n" % (sid, seq + i, now, pad) for i in range(batch))
+            lines = b"".join(b"PRIVMSG #bench :%d %d %d%s\r\n" % (sid, seq + i, now, pad) for i in range(batch))
+            peer.outbuf += lines if peer.ws is None else peer.ws.frames(lines)
             sender.sent += batch
             sender.blast_left -= batch
             self._flush(peer)
@@ -381,8 +326,14 @@ class Worker:
             self._lost(peer)
             return
         if not data:
+            if peer.ws is not None:
+                peer.ws.receive_eof()
             self._lost(peer)
             return
+        if peer.ws is not None:
+            data = self._from_websocket(peer, data)
+            if not data:
+                return
         now = time.monotonic_ns()
         if peer.inbuf:
             data = peer.inbuf + data
@@ -407,6 +358,27 @@ class Worker:
                     break
             return
         self._deliver(peer, lines, now)
+
+    def _from_websocket(self, peer: Peer, data: bytes) -> bytes:
+        """The IRC lines in what a WebSocket peer read; registers it once the handshake is done."""
+        link = peer.ws
+        assert link is not None
+        was_open = link.open
+        lines, reply = link.receive(data)
+        if reply:
+            self._write_raw(peer, reply)
+        if link.open and not was_open:
+            self._write(peer, self._registration(peer))
+        if link.failed is not None and not peer.closed:
+            if not peer.ready:
+                self.errors.append(f"{peer.nick.decode()}: {link.failed}")
+            self._lost(peer)
+        return lines
+
+    def _write_raw(self, peer: Peer, data: bytes) -> None:
+        peer.outbuf += data
+        if not peer.wants_write:
+            self._flush(peer)
 
     def _deliver(self, peer: Peer, lines: list[bytes], now: int) -> None:
         records = []

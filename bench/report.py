@@ -76,6 +76,11 @@ def _notes(row: Row) -> str:
         notes.append(f"redis {extra['redis_us_per_delivery']:.3f} µs/deliv")
     if "alone_p99_ms" in extra:
         notes.append(login_note(row))
+    if "ws_tcp_ratio" in extra:
+        tcp = extra["tcp_cpu_us_per_delivery"]
+        notes.append(f"WS/TCP {extra['ws_tcp_ratio']:.2f}x CPU ({row.cpu_us_per_delivery:.3g} vs {tcp:.3g} µs/deliv)")
+    if "gen_us_per_delivery" in extra:
+        notes.append(f"generator {extra['gen_us_per_delivery']:.3g} µs/deliv")
     for where, label in (("same", "same node"), ("cross", "cross node")):
         if f"{where}_p50_ms" in extra:
             notes.append(f"{label} p50/p99 {_ms(extra[f'{where}_p50_ms'])}/{_ms(extra[f'{where}_p99_ms'])} ms")
@@ -306,6 +311,7 @@ def summary(rows: list[Row], skipped: dict[str, str]) -> str:
     )
     parts += _cluster_section(rows)
     parts += _login_section(rows)
+    parts += _websocket_section(rows)
     failures = [row for row in rows if not row.ok]
     if failures:
         parts.append("Failed runs:")
@@ -392,5 +398,41 @@ def _login_section(rows: list[Row]) -> list[str]:
         lines.append(
             f"| {row.server} | {row.clients} | {row.rate:,.1f} | {login} | {alone} | "
             f"{_ms(row.p50_ms)} / {_ms(row.p99_ms)} |"
+        )
+    return [*lines, ""]
+
+
+WS_TITLES = {
+    "ws-fanout": "closed loop, 1 in flight per sender",
+    "ws-blast": "blast, senders pushing as fast as TCP lets them",
+}
+
+
+def _websocket_section(rows: list[Row]) -> list[str]:
+    """TCP and WebSocket side by side: the same fan-out on the same chatd, every member over one
+    transport, and what WebSocket framing costs the server per delivery."""
+    chosen = [row for row in rows if row.scenario in WS_TITLES and row.extra.get("transport") == "ws"]
+    if not chosen:
+        return []
+    lines = [
+        "**IRC over WebSocket** — the fan-out (10 senders) on one chatd with --ws-port, every member over "
+        "TCP, then every member over WebSocket (binary.ircv3.net, one IRC line per message): server CPU "
+        "µs per delivery and the ratio WebSocket / TCP; deliveries/s; the generator's µs per delivery",
+        "",
+        "| server | scenario | N | TCP µs/deliv | WS µs/deliv | WS/TCP | TCP deliv/s | WS deliv/s | gen µs TCP / WS |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    tcp = {(r.scenario, r.server.removesuffix(" tcp"), r.clients): r for r in rows if r.extra.get("transport") == "tcp"}
+    for row in chosen:
+        server = row.server.removesuffix(" ws")
+        twin = tcp.get((row.scenario, server, row.clients))
+        head = f"| {server} | {WS_TITLES[row.scenario]} | {row.clients} |"
+        if twin is None or "ws_tcp_ratio" not in row.extra:
+            lines.append(f"{head} **failed** | | | | | |")
+            continue
+        gen = f"{twin.extra.get('gen_us_per_delivery', 0):.2f} / {row.extra.get('gen_us_per_delivery', 0):.2f}"
+        lines.append(
+            f"{head} {twin.cpu_us_per_delivery or 0:.3f} | {row.cpu_us_per_delivery or 0:.3f} | "
+            f"{row.extra['ws_tcp_ratio']:.2f}x | {twin.rate:,.0f} | {row.rate:,.0f} | {gen} |"
         )
     return [*lines, ""]

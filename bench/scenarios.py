@@ -25,9 +25,15 @@ and blast (deliveries/s and CPU per delivery at full load)."""
 LOGIN_SCENARIOS = ("login",)
 """A storm of SASL PLAIN logins beside a two-client conversation (chatd only: the peers have
 no accounts without services); its figures are the conversation's p99 with and without it."""
-ALL_SCENARIOS = (*SCENARIOS, *CLUSTER_SCENARIOS, *LOGIN_SCENARIOS)
-"""Every scenario; the cluster ones need redis-server and start several processes, and the
-login one hashes passwords for seconds, so they stay out of the quick run."""
+WS_SCENARIOS = ("ws-fanout", "ws-blast")
+"""The fan-out (closed loop, and blast) run twice on a chatd listening with --ws-port: every
+member over TCP, then every member over WebSocket (binary.ircv3.net, one line per message);
+the WebSocket row carries its server CPU per delivery over the TCP row's (``ws_tcp_ratio``)."""
+TRANSPORTS = ("tcp", "ws")
+ALL_SCENARIOS = (*SCENARIOS, *CLUSTER_SCENARIOS, *LOGIN_SCENARIOS, *WS_SCENARIOS)
+"""Every scenario; the cluster ones need redis-server and start several processes, the
+login one hashes passwords for seconds, and the WebSocket ones repeat the fan-out, so they
+stay out of the quick run."""
 SENDERS = 10
 CHANNEL = "#bench"
 DEFAULT_SENDQ_BYTES = 1 << 20
@@ -89,6 +95,8 @@ class Case:
     sendq_bytes: int = DEFAULT_SENDQ_BYTES
     nodes: int = 0
     """Cluster scenario only: chatd nodes sharing one Redis (0: a single chatd without --cluster)."""
+    transport: str = "tcp"
+    """WebSocket scenarios only: how every member connects, ``tcp`` or ``ws``."""
 
 
 @dataclass
@@ -140,6 +148,9 @@ def cases_for(scenarios: list[str], plan: Plan) -> list[Case]:
             cases += [Case(scenario, n, sendq, k) for n in plan.cluster_clients for k in plan.cluster_nodes]
         elif scenario == "login":
             cases += [Case("login", n) for n in plan.login_clients]
+        elif scenario in WS_SCENARIOS:
+            sendq = BLAST_SENDQ_BYTES if scenario == "ws-blast" else DEFAULT_SENDQ_BYTES
+            cases += [Case(scenario, n, sendq, transport=t) for n in plan.clients for t in TRANSPORTS]
     return cases
 
 
@@ -151,7 +162,10 @@ def percentile(sorted_values: list[int], fraction: float) -> float:
 
 
 def server_label(contender: Contender, case: Case) -> str:
-    """The row's server column: the contender, and for the cluster scenario how many nodes."""
+    """The row's server column: the contender, and for the cluster scenario how many nodes
+    (for the WebSocket ones, how its clients connect)."""
+    if case.scenario in WS_SCENARIOS:
+        return f"{contender.name} {case.transport}"
     if case.scenario not in CLUSTER_SCENARIOS:
         return contender.name
     if case.nodes == 0:
@@ -169,6 +183,9 @@ def run_case(contender: Contender, case: Case, plan: Plan) -> Row:
         # The accounts live in the server's own database: a chatd keeping its store on disk.
         contender = replace(contender, history=True)
         settings = f"{contender.settings(case.sendq_bytes)}, {case.clients} accounts in its store"
+    if case.scenario in WS_SCENARIOS:
+        over = "TCP" if case.transport == "tcp" else "WebSocket (binary.ircv3.net, one line per message)"
+        settings = f"{settings}, --ws-port; every member over {over}"
     row = Row(case.scenario, server_label(contender, case), case.clients, settings)
     server: RunningServer | ClusterServers | None = None
     try:
@@ -180,7 +197,7 @@ def run_case(contender: Contender, case: Case, plan: Plan) -> Row:
         if case.scenario in CLUSTER_SCENARIOS and case.nodes:
             server = ClusterServers(contender, case.sendq_bytes, case.nodes)
         else:
-            server = RunningServer(contender, case.sendq_bytes)
+            server = RunningServer(contender, case.sendq_bytes, websocket=case.scenario in WS_SCENARIOS)
         server.wait_ready()
         processes = max(1, min(plan.processes, case.clients // 20 or 1))
         with Generator(server.addresses, processes) as generator:
@@ -193,6 +210,9 @@ def run_case(contender: Contender, case: Case, plan: Plan) -> Row:
                 _idle(server, generator, case, plan, row)
             elif case.scenario in CLUSTER_SCENARIOS:
                 _cluster(server, generator, case, plan, row)
+            elif case.scenario in WS_SCENARIOS:
+                assert isinstance(server, RunningServer)
+                _websocket(server, generator, case, plan, row)
             else:
                 raise ValueError(f"unknown scenario {case.scenario!r}")
     except (RuntimeError, OSError) as error:
@@ -210,9 +230,20 @@ def _split(total: int, parts: int) -> list[int]:
     return [base + (1 if i < extra else 0) for i in range(parts)]
 
 
-def _setup(generator: Generator, worker_id: int, groups: list[list[Any]], plan: Plan) -> dict[str, Any]:
+def _setup(
+    generator: Generator,
+    worker_id: int,
+    groups: list[list[Any]],
+    plan: Plan,
+    ws_address: tuple[str, int] | None = None,
+) -> dict[str, Any]:
     generator.send(
-        worker_id, "setup", groups=groups, timeout_s=plan.setup_timeout_s, connect_window=generator.connect_window
+        worker_id,
+        "setup",
+        groups=groups,
+        timeout_s=plan.setup_timeout_s,
+        connect_window=generator.connect_window,
+        ws_address=ws_address,
     )
     reply = generator.collect([worker_id], "ready", plan.setup_timeout_s + 30)[0]
     if "error" in reply:
@@ -265,6 +296,43 @@ def _cluster(server: RunningServer | ClusterServers, generator: Generator, case:
     row.extra["nodes"] = case.nodes
 
 
+def _websocket(server: RunningServer, generator: Generator, case: Case, plan: Plan, row: Row) -> None:
+    """The fan-out (closed loop, or blast) with every member on ``case.transport``."""
+    run_fanout(
+        server,
+        generator,
+        plan,
+        row,
+        members=case.clients,
+        senders=min(SENDERS, case.clients),
+        mode="blast" if case.scenario == "ws-blast" else "closed",
+        window=plan.window,
+        duration_s=plan.duration_s,
+        ws_address=server.ws_address if case.transport == "ws" else None,
+    )
+    row.extra["transport"] = case.transport
+    if row.deliveries:
+        row.extra["gen_us_per_delivery"] = row.gen_cpu_s / row.deliveries * 1e6
+
+
+def pair_transports(rows: list[Row]) -> None:
+    """Give each WebSocket row its TCP twin's CPU per delivery and the ratio WebSocket / TCP
+    (same scenario, server and size; both runs must have passed)."""
+    tcp = {
+        (row.scenario, row.server.removesuffix(" tcp"), row.clients): row
+        for row in rows
+        if row.scenario in WS_SCENARIOS and row.extra.get("transport") == "tcp"
+    }
+    for row in rows:
+        if row.scenario not in WS_SCENARIOS or row.extra.get("transport") != "ws":
+            continue
+        twin = tcp.get((row.scenario, row.server.removesuffix(" ws"), row.clients))
+        if twin is None or not (row.ok and twin.ok) or not (row.cpu_us_per_delivery and twin.cpu_us_per_delivery):
+            continue
+        row.extra["tcp_cpu_us_per_delivery"] = twin.cpu_us_per_delivery
+        row.extra["ws_tcp_ratio"] = row.cpu_us_per_delivery / twin.cpu_us_per_delivery
+
+
 def run_fanout(
     server: RunningServer | ClusterServers,
     generator: Generator,
@@ -280,11 +348,13 @@ def run_fanout(
     slow: bool = False,
     prefix: str = "",
     nodes: int | None = None,
+    ws_address: tuple[str, int] | None = None,
 ) -> dict[str, Any]:
     """N members in one channel, ``senders`` of them sending; fills ``row`` with the figures.
 
     With ``nodes``, members are dealt to the server's addresses in turn (member ``j`` in
     joining order on node ``j % nodes``) and latency is also split by same/other node.
+    With ``ws_address`` every member speaks IRC over WebSocket there.
     """
     workers = len(generator.pipes)
     final_is_sender = members == senders
@@ -305,7 +375,7 @@ def run_fanout(
     # last member, which the server serves last) joins after them.
     for worker_id in range(1, workers):
         if shares[worker_id]:
-            _setup(generator, worker_id, [group(f"{prefix}r{worker_id}x", shares[worker_id])], plan)
+            _setup(generator, worker_id, [group(f"{prefix}r{worker_id}x", shares[worker_id])], plan, ws_address)
     groups: list[list[Any]] = []
     if slow:
         groups.append(group(f"{prefix}slow", 1, "slow"))
@@ -313,9 +383,9 @@ def run_fanout(
     groups.append(group(f"{prefix}s", head_senders))
     if shares[0]:
         groups.append(group(f"{prefix}r0x", shares[0]))
-    _setup(generator, 0, groups, plan)
+    _setup(generator, 0, groups, plan, ws_address)
     last_node = placed % spread
-    _setup(generator, 0, [group(f"{prefix}z", 1)], plan)
+    _setup(generator, 0, [group(f"{prefix}z", 1)], plan, ws_address)
     sender_ids = [[sid, f"{prefix}s{sid}"] for sid in range(head_senders)]
     sender_nodes = [(senders_first + sid) % spread for sid in range(head_senders)]
     if final_is_sender:
@@ -326,7 +396,11 @@ def run_fanout(
 
     cpu_before = _cpu(server.pids)
     side_before = _cpu(server.side_pids)
-    for worker_id in everyone:
+    # Workers without senders are started first and answer "sent" at once: only then has each
+    # of their receivers its expected sequence numbers, before worker 0's first message lands.
+    for worker_id in [*everyone[1:], 0]:
+        if worker_id == 0 and workers > 1:
+            generator.collect(everyone[1:], "sent", plan.setup_timeout_s)
         generator.send(
             worker_id,
             "start",
@@ -340,7 +414,7 @@ def run_fanout(
             slow_grace_s=plan.slow_grace_s,
             sender_nodes=sender_nodes if nodes else None,
         )
-    sent_replies = generator.collect(everyone, "sent", duration_s + plan.drain_timeout_s + 60)
+    sent_replies = generator.collect([0], "sent", duration_s + plan.drain_timeout_s + 60)
     sent = sent_replies[0]["sent"]
     for worker_id in everyone:
         generator.send(worker_id, "expect", sent=sent, timeout_s=plan.drain_timeout_s)
