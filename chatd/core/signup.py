@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
 MAX_PASSWORD_BYTES = 300
 """The spec's advice: longer passwords may not fit a PRIVMSG to NickServ later."""
+_SURROGATE_RE = re.compile("[\ud800-\udfff]")
 EMAIL_PATTERN = re.compile(r"[^@\s\ud800-\udfff]+@[^@\s\ud800-\udfff]+\.[^@\s\ud800-\udfff]+")
 SUCCESS = "SUCCESS"
 GUEST_PATTERN = re.compile(irc_lower(GUEST_PREFIX) + r"[0-9]+")
@@ -85,6 +86,11 @@ def register_account(hub: Hub, client: Client, account: str, email: str, passwor
     shortest = hub.config.password_min_length
     if len(password) < shortest:
         answer("WEAK_PASSWORD", account, f"Passwords must be at least {shortest} characters long")
+        return
+    if not password.isascii() and _SURROGATE_RE.search(password):
+        # SCRAM (RFC 5802) keys come from the password as Unicode text: bytes that are not
+        # UTF-8 (lone surrogates, see chatd.protocol.framing) have no such form.
+        answer("UNACCEPTABLE_PASSWORD", account, "Choose another password (it must be valid UTF-8)")
         return
     if len(password.encode(errors=WIRE)) > MAX_PASSWORD_BYTES or irc_lower(password) == key:
         answer("UNACCEPTABLE_PASSWORD", account, "Choose another password (not your nick, at most 300 bytes)")
