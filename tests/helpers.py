@@ -197,6 +197,8 @@ class LineClient(Conversation):
         self.sock.connect(address)
         self.buffer = b""
         self.lines: list[str] = []
+        self.raw_lines: list[bytes] = []
+        """Each line of ``lines`` as the bytes that came (``lines`` shows invalid UTF-8 as U+FFFD)."""
 
     def send_raw(self, data: bytes) -> None:
         self.sock.sendall(data)
@@ -222,8 +224,10 @@ class LineClient(Conversation):
                 return None
             self.buffer += data
         raw, self.buffer = self.buffer.split(b"\n", 1)
-        line = raw.rstrip(b"\r").decode("utf-8", "replace")
+        raw = raw.rstrip(b"\r")
+        line = raw.decode("utf-8", "replace")
         self.lines.append(line)
+        self.raw_lines.append(raw)
         return line
 
     def close(self) -> None:

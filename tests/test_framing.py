@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from chatd.protocol.framing import OVERLONG, LineReader, decode_line
+from chatd.protocol.framing import OVERLONG, WIRE, LineReader, decode_line
 
 
 def test_crlf_and_lf_both_end_lines() -> None:
@@ -65,6 +65,7 @@ def test_any_split_gives_the_same_lines(lines: list[bytes], cuts: list[int]) -> 
     assert got == lines
 
 
-def test_invalid_utf8_decodes_without_error() -> None:
-    assert decode_line(b"caf\xe9") == "café"
+def test_invalid_utf8_decodes_without_error_and_encodes_back_to_the_same_bytes() -> None:
+    assert decode_line(b"caf\xe9") == "caf\udce9"
+    assert decode_line(b"caf\xe9").encode(errors=WIRE) == b"caf\xe9"
     assert decode_line("caf\u00e9".encode()) == "café"

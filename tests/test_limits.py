@@ -24,7 +24,8 @@ def test_invalid_utf8_is_relayed_without_crashing(backend: str) -> None:
             client.send("JOIN #u")
             client.expect("366")
         a.send_raw(b"PRIVMSG #u :caf\xe9 \xff\xfe\r\n")
-        assert b.expect("PRIVMSG").params == ("#u", "café ÿþ")
+        assert b.expect("PRIVMSG").params == ("#u", "caf\ufffd \ufffd\ufffd")
+        assert b.raw_lines[-1].endswith(b"PRIVMSG #u :caf\xe9 \xff\xfe")  # relayed as they came
         a.send_raw(b"NICK \xff\xfe\r\n")
         assert a.expect("432")
         a.send("PRIVMSG #u :still here")

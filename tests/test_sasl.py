@@ -357,6 +357,7 @@ class TlsClient(IrcClient):
         self.sock = context.wrap_socket(socket.create_connection(address, timeout=10), server_hostname="localhost")
         self.buffer = b""
         self.lines = []
+        self.raw_lines = []
         self.nick = None
 
 

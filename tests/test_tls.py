@@ -57,6 +57,7 @@ class TlsIrcClient(IrcClient):
         self.sock = context.wrap_socket(raw, server_hostname="localhost")
         self.buffer = b""
         self.lines = []
+        self.raw_lines = []
         self.nick = nick
         if nick is not None:
             self.register(nick)

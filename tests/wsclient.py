@@ -53,13 +53,8 @@ class WsClient(IrcConversation):
         except ConnectionClosed:
             return None
         self.received.append(message)
-        if isinstance(message, bytes):
-            try:
-                line = message.decode()
-            except UnicodeDecodeError:
-                line = message.decode("latin-1")
-        else:
-            line = message
+        # ``received`` keeps the bytes as they came; ``lines`` shows invalid UTF-8 as U+FFFD.
+        line = message.decode("utf-8", "replace") if isinstance(message, bytes) else message
         self.lines.append(line)
         return line
 

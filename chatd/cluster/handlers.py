@@ -20,6 +20,7 @@ from chatd.cluster.wire import channel_registration, channel_state, relayed_even
 from chatd.core.channel import apply_relayed_modes, kick, part, set_topic
 from chatd.core.users import deliver_wallops, kill
 from chatd.protocol.casemap import irc_lower
+from chatd.protocol.framing import WIRE
 from chatd.protocol.message import format_message
 
 Handler = Callable[[Replica, RemoteNode, dict[str, Any]], None]
@@ -128,7 +129,7 @@ def on_invite(replica: Replica, node: RemoteNode, event: dict[str, Any]) -> None
         return
     channel.invited.add(target.nick_key or "")
     if target.plain:
-        target.send(f"* {source.nick} invites you to {channel.name}\n".encode())
+        target.send(f"* {source.nick} invites you to {channel.name}\n".encode(errors=WIRE))
     else:
         hub.send_line(target, format_message("INVITE", target.nick or "", channel.name, source=source.prefix))
 

@@ -58,7 +58,9 @@ def _as_bytes(arg: bytes | str | int | float) -> bytes:
     if isinstance(arg, bytes):
         return arg
     if isinstance(arg, str):
-        return arg.encode()
+        # surrogatepass: a relayed line keeps an invalid client byte as a lone surrogate
+        # (chatd.protocol.framing), which JSON carries and ``json.loads`` of bytes gives back.
+        return arg.encode("utf-8", "surrogatepass")
     return str(arg).encode()
 
 

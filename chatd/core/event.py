@@ -19,6 +19,7 @@ from __future__ import annotations
 import datetime
 from typing import Final
 
+from chatd.protocol.framing import WIRE
 from chatd.protocol.message import format_tags
 
 CODEC_SERVER_TIME: Final = 1
@@ -87,7 +88,7 @@ class Delivery:
         self.tags_only = tags_only
         cache: list[bytes | None] = [None] * CODEC_COUNT
         if not tags_only:
-            cache[0] = line.encode() + b"\r\n"
+            cache[0] = line.encode(errors=WIRE) + b"\r\n"
         self.cache = cache
 
     def data(self, codec: int) -> bytes:
@@ -99,7 +100,7 @@ class Delivery:
 
     def _build(self, codec: int) -> bytes:
         if codec == CODEC_PLAIN:
-            return b"" if self.plain_line is None else self.plain_line.encode() + b"\n"
+            return b"" if self.plain_line is None else self.plain_line.encode(errors=WIRE) + b"\n"
         if codec & CODEC_EXTENDED_JOIN and self.extended_line is None:
             return self.data(codec & ~CODEC_EXTENDED_JOIN)
         if codec & CODEC_ACCOUNT_TAG and self.account is None:
@@ -117,5 +118,5 @@ class Delivery:
             tags["msgid"] = self.msgid
             tags.update(self.client_tags)
         if not tags:
-            return line.encode() + b"\r\n"
-        return f"@{format_tags(tags)} {line}\r\n".encode()
+            return line.encode(errors=WIRE) + b"\r\n"
+        return f"@{format_tags(tags)} {line}\r\n".encode(errors=WIRE)

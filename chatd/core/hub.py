@@ -50,6 +50,7 @@ from chatd.core.stats import Stats, transport_kind
 from chatd.core.users import WhowasEntry, depart, remember_nick
 from chatd.core.welcome import isupport_tokens
 from chatd.protocol.casemap import irc_lower
+from chatd.protocol.framing import WIRE
 from chatd.protocol.message import format_message
 
 log = logging.getLogger("chatd")
@@ -124,7 +125,7 @@ class Hub:
             refusal = "Too many connections from your address"
         if refusal is not None:
             client.gone = True
-            transport.close(format_message("ERROR", f"Closing Link: {host} ({refusal})").encode() + b"\r\n")
+            transport.close(format_message("ERROR", f"Closing Link: {host} ({refusal})").encode(errors=WIRE) + b"\r\n")
             return client
         self.clients[client.id] = client
         self.clients_per_host[host] = self.clients_per_host.get(host, 0) + 1
@@ -165,7 +166,7 @@ class Hub:
 
     def shutdown(self, message: str = "Server shutting down") -> None:
         """Say goodbye to every client and close each connection after its queue drains."""
-        farewell = format_message("ERROR", message).encode() + b"\r\n"
+        farewell = format_message("ERROR", message).encode(errors=WIRE) + b"\r\n"
         for client in list(self.clients.values()):
             client.gone = True
             client.transport.close(farewell)
@@ -183,7 +184,7 @@ class Hub:
     # ---- sending ---------------------------------------------------------------
 
     def send_line(self, client: Client, line: str) -> None:
-        client.send(line.encode() + b"\r\n")
+        client.send(line.encode(errors=WIRE) + b"\r\n")
 
     def reply(self, client: Client, numeric: str, *params: str) -> None:
         """Send a numeric from the server, addressed to the client's nick (``*`` before one)."""
@@ -428,9 +429,9 @@ class Hub:
             return
         farewell_text = error if error is not None else f"Closing Link: {client.host} ({reason})"
         if client.dialect is Dialect.PLAIN:
-            farewell = f"* {farewell_text}\n".encode()
+            farewell = f"* {farewell_text}\n".encode(errors=WIRE)
         else:
-            farewell = format_message("ERROR", farewell_text).encode() + b"\r\n"
+            farewell = format_message("ERROR", farewell_text).encode(errors=WIRE) + b"\r\n"
         depart(self, client, reason)
         client.transport.close(farewell, abort=abort)
 

@@ -28,6 +28,7 @@ from chatd.core.commands import COMMANDS
 from chatd.core.event import CODEC_PLAIN
 from chatd.core.users import mark_registered
 from chatd.protocol.casemap import MAX_NICK_LENGTH, irc_lower, nick_from_plain_name
+from chatd.protocol.framing import WIRE
 from chatd.protocol.message import Message, format_message
 
 if TYPE_CHECKING:
@@ -118,7 +119,7 @@ def start_plain(hub: Hub, client: Client, name: str) -> None:
     others = len(channel.members) if channel is not None else 0
     company = "1 other" if others == 1 else f"{others} others"
     known_as = "" if nick == shown else f" ({nick} to IRC users)"
-    client.send(f"* Welcome, {shown}{known_as}: you are in {channel_name} with {company}\n".encode())
+    client.send(f"* Welcome, {shown}{known_as}: you are in {channel_name} with {company}\n".encode(errors=WIRE))
     hub.join(client, channel_name)
 
 
@@ -129,7 +130,7 @@ def handle_plain_line(hub: Hub, client: Client, text: str) -> None:
         return
     channel = client.channels.get(irc_lower(hub.config.plain_channel))
     if channel is None:
-        client.send(f"* You are not in {hub.config.plain_channel}\n".encode())
+        client.send(f"* You are not in {hub.config.plain_channel}\n".encode(errors=WIRE))
         return
     event = hub.send_to_channel(
         channel,

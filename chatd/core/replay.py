@@ -21,6 +21,7 @@ from chatd.core.client import Dialect
 from chatd.core.event import server_time
 from chatd.core.kept_tagmsg import TAGMSG_KIND, shown_tagmsgs
 from chatd.core.permanent import history_floor
+from chatd.protocol.framing import WIRE
 from chatd.protocol.message import format_message, format_tags, parse
 
 if TYPE_CHECKING:
@@ -66,7 +67,7 @@ def replay_history(hub: Hub, client: Client, channel: Channel) -> None:
     if client.dialect is Dialect.PLAIN:
         for entry in entries:
             if entry.plain is not None:
-                client.send(f"[{server_time(entry.time)[11:16]}] {entry.plain}\n".encode())
+                client.send(f"[{server_time(entry.time)[11:16]}] {entry.plain}\n".encode(errors=WIRE))
         return
     if "server-time" not in client.caps:
         for entry in entries:

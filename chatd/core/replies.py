@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from chatd.protocol.framing import WIRE
 from chatd.protocol.message import format_tags
 
 if TYPE_CHECKING:
@@ -45,7 +46,7 @@ def run_labeled(hub: Hub, client: Client, label: str, action: Callable[[], None]
     if client.gone:
         return
     captured = [line + b"\r\n" for line in bytes(capture).split(b"\r\n")[:-1]]
-    label_tag = format_tags({"label": label}).encode()
+    label_tag = format_tags({"label": label}).encode(errors=WIRE)
     server = hub.config.name.encode()
     if not captured:
         client.send(b"@" + label_tag + b" :" + server + b" ACK\r\n")

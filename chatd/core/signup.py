@@ -19,6 +19,7 @@ from chatd.core.enforcement import GUEST_PREFIX, SERVICE_NICKS
 from chatd.core.network import account_registered
 from chatd.core.ports import AccountRecord
 from chatd.protocol.casemap import irc_lower
+from chatd.protocol.framing import WIRE
 
 if TYPE_CHECKING:
     from chatd.core.client import Client
@@ -26,7 +27,8 @@ if TYPE_CHECKING:
 
 MAX_PASSWORD_BYTES = 300
 """The spec's advice: longer passwords may not fit a PRIVMSG to NickServ later."""
-EMAIL_PATTERN = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+_SURROGATE_RE = re.compile("[\ud800-\udfff]")
+EMAIL_PATTERN = re.compile(r"[^@\s\ud800-\udfff]+@[^@\s\ud800-\udfff]+\.[^@\s\ud800-\udfff]+")
 SUCCESS = "SUCCESS"
 GUEST_PATTERN = re.compile(irc_lower(GUEST_PREFIX) + r"[0-9]+")
 """Nicks enforcement hands out: never an account, so a renamed user never lands on a protected nick."""
@@ -85,7 +87,12 @@ def register_account(hub: Hub, client: Client, account: str, email: str, passwor
     if len(password) < shortest:
         answer("WEAK_PASSWORD", account, f"Passwords must be at least {shortest} characters long")
         return
-    if len(password.encode("utf-8", "surrogateescape")) > MAX_PASSWORD_BYTES or irc_lower(password) == key:
+    if not password.isascii() and _SURROGATE_RE.search(password):
+        # SCRAM (RFC 5802) keys come from the password as Unicode text: bytes that are not
+        # UTF-8 (lone surrogates, see chatd.protocol.framing) have no such form.
+        answer("UNACCEPTABLE_PASSWORD", account, "Choose another password (it must be valid UTF-8)")
+        return
+    if len(password.encode(errors=WIRE)) > MAX_PASSWORD_BYTES or irc_lower(password) == key:
         answer("UNACCEPTABLE_PASSWORD", account, "Choose another password (not your nick, at most 300 bytes)")
         return
     server_password = hub.config.password

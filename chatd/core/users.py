@@ -27,6 +27,7 @@ from chatd.core.sasl import abort as abort_sasl
 from chatd.core.stats import transport_kind
 from chatd.core.welcome import send_welcome
 from chatd.protocol import numerics as n
+from chatd.protocol.framing import WIRE
 from chatd.protocol.message import format_message
 
 if TYPE_CHECKING:
@@ -81,7 +82,7 @@ def kill(hub: Hub, target: Client, reason: str, source: str) -> None:
 
 def deliver_wallops(hub: Hub, line: str) -> None:
     """Deliver a WALLOPS line to every local user with +w."""
-    data = line.encode() + b"\r\n"
+    data = line.encode(errors=WIRE) + b"\r\n"
     for other in list(hub.clients.values()):
         if "w" in other.user_modes and other.registered:
             other.send(data)

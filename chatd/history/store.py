@@ -12,6 +12,10 @@ connection; WAL mode lets them run beside the writer.
 The schema carries a version in ``PRAGMA user_version``; ``MIGRATIONS`` takes
 any older database to the current one, and a newer or foreign database is
 refused with a clear error rather than touched.
+
+Text holding bytes that were not UTF-8 (lone surrogates, see ``chatd.protocol.framing``),
+which SQLite's TEXT cannot take, is stored as a BLOB of exactly those bytes in the same
+column and read back as the same string: CHATHISTORY replays what was relayed.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from chatd.core.stats import Histogram
+from chatd.protocol.framing import WIRE
 
 log = logging.getLogger("chatd")
 
@@ -134,6 +139,28 @@ for every statement it steps; row by row, that is a hand-off with the event loop
 message, which costs both threads more than the insert itself."""
 
 
+def _storable(params: tuple[Any, ...]) -> tuple[Any, ...]:
+    """``params`` with each string that holds lone surrogates as the bytes they stand for."""
+    if all(type(value) is not str or value.isascii() for value in params):
+        return params
+    return tuple(_blob_if_escaped(value) if type(value) is str else value for value in params)
+
+
+def _blob_if_escaped(text: str) -> str | bytes:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return text.encode(errors=WIRE)  # the bytes decode_line escaped
+    return text
+
+
+def _as_text(row: tuple[Any, ...]) -> tuple[Any, ...]:
+    """A row as written: the BLOBs ``_storable`` made are strings again."""
+    if not any(type(value) is bytes for value in row):
+        return row
+    return tuple(value.decode("utf-8", "surrogateescape") if type(value) is bytes else value for value in row)
+
+
 def _multi_row(sql: str, rows: int) -> str:
     """``INSERT ... VALUES (?, ?)`` made into one statement for ``rows`` rows."""
     head, values = sql.rsplit("VALUES", 1)
@@ -217,7 +244,7 @@ class SqliteStore:
     # ---- called by the event loop: queue only ---------------------------------------
 
     def submit(self, sql: str, params: tuple[Any, ...]) -> None:
-        self._queue.put((sql, params))
+        self._queue.put((sql, _storable(params)))
 
     @property
     def queue_depth(self) -> int:
@@ -255,7 +282,7 @@ class SqliteStore:
     # ---- reads (startup and queries) ---------------------------------------------------
 
     def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        return self._reader.execute(sql, params).fetchall()
+        return [_as_text(row) for row in self._reader.execute(sql, _storable(params)).fetchall()]
 
     def newest_entries(self, target: str, limit: int) -> list[tuple[Any, ...]]:
         """The newest ``limit`` rows (msgid, time, line, plain, kind, account, tags) of a target, newest

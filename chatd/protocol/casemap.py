@@ -22,6 +22,7 @@ _TO_LOWER = str.maketrans(_UPPER, _LOWER)
 
 # modern.ircdocs.horse: a nick must not start with a digit, '-', '#', ':' or '$', and
 # must not contain spaces, commas, '*', '?', '!', '@' or '.'; we keep to RFC 2812's set.
+_SURROGATE_RE = re.compile("[\ud800-\udfff]")
 _NICK_RE = re.compile(r"[A-Za-z\[\]\\`_^{|}][A-Za-z0-9\[\]\\`_^{|}-]*\Z")
 _NICK_BAD_CHAR_RE = re.compile(r"[^A-Za-z0-9\[\]\\`_^{|}-]")
 
@@ -37,11 +38,17 @@ def is_valid_nick(nick: str) -> bool:
 
 
 def is_channel_name(name: str) -> bool:
-    """True for ``#name`` within CHANLEN, without space, comma, BEL or NUL."""
+    """True for ``#name`` within CHANLEN, without space, comma, BEL or NUL, and valid UTF-8.
+
+    A name is a key (case-mapped, stored, shared between nodes): bytes that are not
+    UTF-8 (kept as lone surrogates by ``decode_line``) would make one that no store or
+    peer can hold as text, so such a name is refused like any other bad one.
+    """
     return (
         1 < len(name) <= MAX_CHANNEL_LENGTH
         and name[0] in CHANNEL_TYPES
         and not any(char in name for char in " ,\x07\0\r\n:")
+        and (name.isascii() or _SURROGATE_RE.search(name) is None)
     )
 
 

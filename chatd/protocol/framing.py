@@ -7,10 +7,15 @@ Invariants:
   passes the buffer bound, is reported once as ``OVERLONG`` and its bytes are
   dropped up to and including the next newline; the connection goes on.
 - ``\\r\\n`` and ``\\n`` both end a line, split anywhere across reads.
+- Bytes that are not UTF-8 survive the round trip: ``decode_line`` turns each into a lone
+  surrogate (U+DC80..U+DCFF, Python's ``surrogateescape``) and encoding with ``WIRE``
+  gives the very bytes back, so a peer sees what the sender sent (the IRCv3 WebSocket
+  spec asks servers to relay such bytes; text-subprotocol WebSocket clients get U+FFFD).
 """
 
 from __future__ import annotations
 
+import codecs
 from typing import Final
 
 
@@ -43,15 +48,32 @@ def _body_too_long(line: bytes) -> bool:
 
 
 def decode_line(line: bytes) -> str:
-    """Decode a wire line: UTF-8, falling back to Latin-1 so that no byte sequence fails.
+    """Decode a wire line as UTF-8, each invalid byte kept as a lone surrogate.
 
-    Latin-1 maps every byte to a character, so legacy clients' text survives as
-    readable (if mis-encoded) characters instead of an exception.
+    No byte sequence fails, and nothing is lost: ``line.encode(errors=WIRE)`` (what every
+    outgoing line goes through) gives back the bytes, so a legacy client's Latin-1 ``caf\\xe9``
+    reaches its peers as ``caf\\xe9`` rather than being guessed at and re-encoded.
     """
-    try:
-        return line.decode("utf-8")
-    except UnicodeDecodeError:
-        return line.decode("latin-1")
+    return line.decode("utf-8", "surrogateescape")
+
+
+def _wire_errors(error: UnicodeError) -> tuple[bytes, int]:
+    """Escaped bytes (U+DC80..U+DCFF) become the bytes they stand for; any other lone
+    surrogate (which no decoded line holds, but text from elsewhere might) becomes U+FFFD:
+    encoding an outgoing line must never raise."""
+    if not isinstance(error, UnicodeEncodeError):
+        raise error
+    chunk = error.object[error.start : error.end]
+    return (
+        b"".join(bytes((ord(char) - 0xDC00,)) if "\udc80" <= char <= "\udcff" else b"\xef\xbf\xbd" for char in chunk),
+        error.end,
+    )
+
+
+WIRE: Final = "chatd.wire"
+"""The ``errors`` of every ``str.encode`` of text going out (sockets, Redis): UTF-8, with the
+invalid bytes ``decode_line`` escaped put back as they came."""
+codecs.register_error(WIRE, _wire_errors)
 
 
 class LineReader:

@@ -10,6 +10,7 @@ from chatd.core.client import Client, Dialect
 from chatd.core.limits import MAX_KICK_LENGTH
 from chatd.protocol import numerics as n
 from chatd.protocol.casemap import MAX_TOPIC_LENGTH, irc_lower, is_channel_name
+from chatd.protocol.framing import WIRE
 from chatd.protocol.mask import mask_matches
 from chatd.protocol.message import Message, format_message
 
@@ -90,7 +91,7 @@ def handle_invite(hub: Hub, client: Client, message: Message) -> None:
     if target.node is not None and hub.cluster is not None:
         hub.cluster.invited(client, target, channel)  # its own node lets it in and tells it
     elif target.dialect is Dialect.PLAIN:
-        target.send(f"* {client.nick} invites you to {channel.name}\n".encode())
+        target.send(f"* {client.nick} invites you to {channel.name}\n".encode(errors=WIRE))
     else:
         hub.send_event(target, invite)
     if target.away is not None:
@@ -210,14 +211,14 @@ def send_names(hub: Hub, client: Client, channel: Channel) -> None:
         return
     symbol = "@" if "s" in channel.modes else "="
     header = f":{hub.config.name} {n.RPL_NAMREPLY} {client.display_nick} {symbol} {channel.name} :"
-    budget = 510 - len(header.encode())
+    budget = 510 - len(header.encode(errors=WIRE))
     batch: list[str] = []
     used = 0
     every = "multi-prefix" in client.caps
     full = "userhost-in-names" in client.caps
     for member in channel.members:
         entry = channel.prefix_of(member, every=every) + (member.prefix if full else member.nick or "")
-        cost = len(entry.encode()) + 1
+        cost = len(entry.encode(errors=WIRE)) + 1
         if batch and used + cost > budget:
             hub.send_line(client, header + " ".join(batch))
             batch, used = [], 0

@@ -9,7 +9,7 @@ from chatd.core.client import Client
 from chatd.core.kept_tagmsg import TAGMSG_KIND, tagmsg_kept
 from chatd.core.services import find_service
 from chatd.protocol import numerics as n
-from chatd.protocol.framing import decode_line
+from chatd.protocol.framing import WIRE, decode_line
 from chatd.protocol.message import Message, format_message, format_tags
 
 if TYPE_CHECKING:
@@ -45,16 +45,21 @@ def fit_line(line: str) -> str:
     what every receiver accepts (the text, the last parameter, is what gets shorter)."""
     if len(line) <= MAX_LINE_BYTES // 4:  # the common case: short enough in any encoding
         return line
-    data = line.encode()
+    data = line.encode(errors=WIRE)
     if len(data) <= MAX_LINE_BYTES:
         return line
-    return data[:MAX_LINE_BYTES].decode(errors="ignore")
+    cut = MAX_LINE_BYTES
+    for _ in range(3):  # back to the start of a UTF-8 character, so no valid one is split
+        if data[cut] & 0xC0 != 0x80:
+            break
+        cut -= 1
+    return data[:cut].decode("utf-8", "surrogateescape")
 
 
 def client_only_tags(message: Message) -> dict[str, str]:
     """The ``+name`` tags a client attached, to relay to tag-aware recipients (within 4094 bytes)."""
     tags = {key: value for key, value in message.tags.items() if key.startswith("+") and key[1:]}
-    while tags and len(format_tags(tags).encode()) > MAX_CLIENT_TAGS_BYTES:
+    while tags and len(format_tags(tags).encode(errors=WIRE)) > MAX_CLIENT_TAGS_BYTES:
         tags.popitem()
     return tags
 
