@@ -65,3 +65,13 @@ def database(request: pytest.FixtureRequest, tmp_path: Path) -> Database:
     if request.param == "sqlite":
         return Database(str(tmp_path))
     return Database(request.getfixturevalue("postgres_url"))
+
+
+@pytest.fixture(params=["memory", "sqlite", "postgresql"])
+def stored(request: pytest.FixtureRequest, tmp_path: Path) -> Database | None:
+    """History in memory only (None), or in one of the two databases (as ``database``)."""
+    if request.param == "memory":
+        return None
+    if request.param == "sqlite":
+        return Database(str(tmp_path))
+    return Database(request.getfixturevalue("postgres_url"))
