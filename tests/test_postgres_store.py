@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import signal
 import sqlite3
 import time
 from dataclasses import replace
@@ -20,8 +21,9 @@ from chatd.core.ports import ChannelRegistration
 from chatd.history import History, HistoryStoreError, SqliteStore
 from chatd.history.postgres import SCHEMA_VERSION, PostgresStore, redacted
 from chatd.protocol.framing import decode_line
-from tests.helpers import IrcClient, RunningServer, free_port, running_server
+from tests.helpers import DEADLINE_S, IrcClient, RunningServer, free_port, running_server
 from tests.postgres import Database
+from tests.test_cli import one_line_error, run_chatd, start_chatd
 
 PASSWORD = "hunter22"
 
@@ -303,3 +305,49 @@ def test_an_account_and_its_channel_history_survive_a_restart(backend: str, data
         assert {m.tags.get("account") for m in said} == {"alice"}
         relayed = [line.rsplit(b" :", 1)[1] for line in again.raw_lines if b" PRIVMSG #talk " in line]
         assert relayed == [b"first", b"second \xff bytes"]  # from the database, as they came
+
+
+# ---- chatd --database ------------------------------------------------------------------------------
+
+
+def test_an_unreachable_database_is_one_line_and_exit_1() -> None:
+    result = run_chatd("--port", "0", "--database", f"postgresql://chatd:secret@127.0.0.1:{free_port()}/chatd")
+    assert result.returncode == 1
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("chatd: cannot connect to PostgreSQL at postgresql://chatd:***@127.0.0.1:")
+    assert "secret" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--database", "mysql://h/db"], "chatd: --database: 'mysql://h/db' is not a postgresql://… URL"),
+        (["--database", "postgresql://h/db", "--no-persist"], "chatd: --database: cannot be used with --no-persist"),
+    ],
+)
+def test_bad_database_options_are_one_line_and_exit_2(args: list[str], message: str) -> None:
+    assert one_line_error(run_chatd(*args)).startswith(message)
+
+
+def test_chatd_keeps_its_accounts_and_history_in_the_database_from_the_environment(postgres_url: str) -> None:
+    process, port = start_chatd(env={"CHATD_DATABASE": postgres_url})
+    try:
+        alice = IrcClient(("127.0.0.1", port))
+        alice.register("alice")
+        alice.send(f"REGISTER * * {PASSWORD}")
+        assert alice.expect("REGISTER", "FAIL").params[:2] == ("SUCCESS", "alice")
+        alice.send("JOIN #cli")
+        alice.until("366")
+        alice.send("PRIVMSG #cli :into postgres")
+        alice.sync()
+        process.send_signal(signal.SIGTERM)
+        process.wait(DEADLINE_S)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(DEADLINE_S)
+    assert process.returncode == 0
+    with psycopg.connect(postgres_url) as connection:
+        assert connection.execute("SELECT name FROM accounts").fetchall() == [("alice",)]
+        lines = [bytes(line) for (line,) in connection.execute("SELECT line FROM messages WHERE kind = 'message'")]
+        assert len(lines) == 1 and lines[0].endswith(b" PRIVMSG #cli :into postgres")

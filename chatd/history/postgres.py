@@ -32,14 +32,13 @@ import threading
 import time
 from collections.abc import Sequence
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 
 from chatd.core.ports import AccountRecord, ChannelRegistration
 from chatd.core.stats import Histogram
 from chatd.history.account_store import _columns, _registration, _registration_data
-from chatd.history.store import COMMIT_INTERVAL_S, MAX_BATCH, PRUNE_INTERVAL_S, HistoryStoreError
+from chatd.history.store import COMMIT_INTERVAL_S, MAX_BATCH, PRUNE_INTERVAL_S, HistoryStoreError, redacted
 from chatd.protocol.framing import WIRE
 
 log = logging.getLogger("chatd")
@@ -140,15 +139,6 @@ def _text(value: Any) -> Any:
 
 def _as_text(row: tuple[Any, ...]) -> tuple[Any, ...]:
     return tuple(_text(value) for value in row)
-
-
-def redacted(url: str) -> str:
-    """``url`` without its password, to name the database in logs and errors."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.netloc.rsplit("@", 1)[1]
-    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
 
 
 def connect(url: str, *, autocommit: bool = True) -> psycopg.Connection[Any]:
