@@ -73,6 +73,11 @@ class PostgresCluster:
             stderr=subprocess.PIPE,
             timeout=DEADLINE_S * 6,
         )
+        self.run()
+
+    def run(self) -> None:
+        """Start the server on the cluster made by ``start`` and wait until it answers."""
+        data, sockets = self.directory / "data", self.directory / "sockets"
         self.process = subprocess.Popen(
             self._as_owner(
                 [
@@ -94,7 +99,7 @@ class PostgresCluster:
                 ]
             ),
             stdout=subprocess.DEVNULL,
-            stderr=open(self.directory / "log", "wb"),  # noqa: SIM115 - the server's log, closed with it
+            stderr=open(self.directory / "log", "ab"),  # noqa: SIM115 - the server's log, closed with it
         )
         deadline = time.monotonic() + DEADLINE_S * 6
         while not self._answers():
@@ -131,7 +136,8 @@ class PostgresCluster:
             connection.execute(f"CREATE DATABASE {name}")  # type: ignore[arg-type]
         return self.url(name)
 
-    def stop(self) -> None:
+    def halt(self) -> None:
+        """Stop the server (fast shutdown: its clients' connections are cut), keeping its data."""
         if self.process is not None and self.process.poll() is None:
             self.process.send_signal(signal.SIGINT)  # fast shutdown: SIGTERM would wait for clients
             try:
@@ -139,6 +145,9 @@ class PostgresCluster:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(DEADLINE_S)
+
+    def stop(self) -> None:
+        self.halt()
         shutil.rmtree(self.directory, ignore_errors=True)
 
 

@@ -19,10 +19,11 @@ from chatd.core.accounts import make_record
 from chatd.core.config import PermanentChannel
 from chatd.core.ports import ChannelRegistration
 from chatd.history import History, HistoryStoreError, SqliteStore
-from chatd.history.postgres import SCHEMA_VERSION, PostgresStore, redacted
+from chatd.history.postgres import SCHEMA_VERSION, PostgresAccountStore, PostgresStore
+from chatd.history.store import redacted
 from chatd.protocol.framing import decode_line
 from tests.helpers import DEADLINE_S, IrcClient, RunningServer, free_port, running_server
-from tests.postgres import Database
+from tests.postgres import POSTGRES_MISSING, Database, PostgresCluster
 from tests.test_cli import one_line_error, run_chatd, start_chatd
 
 PASSWORD = "hunter22"
@@ -236,6 +237,32 @@ def test_an_unreachable_database_is_one_line_without_the_password() -> None:
         PostgresStore(url)
     assert "\n" not in str(raised.value) and "secret" not in str(raised.value)
     assert redacted(url) == url.replace("secret", "***")
+
+
+def test_writes_reads_and_accounts_carry_on_after_postgres_restarts() -> None:
+    """The connections a restart cut are replaced: the next batch, query and login go through."""
+    if POSTGRES_MISSING:
+        pytest.skip(POSTGRES_MISSING)
+    cluster = PostgresCluster()  # its own: restarting the shared one would cut other tests
+    try:
+        cluster.start()
+        url = cluster.new_database()
+        store = PostgresStore(url)
+        accounts = PostgresAccountStore(store)
+        accounts.create_account("alice", make_record("alice", PASSWORD))
+        store.insert_message(_entry("#c", "before", 1.0, "before"))
+        _committed(store)
+        assert [row[0] for row in store.newest_entries("#c", 10)] == ["before"]
+        cluster.halt()
+        cluster.run()
+        store.insert_message(_entry("#c", "after", 2.0, "after"))
+        _committed(store)
+        assert [row[0] for row in store.newest_entries("#c", 10)] == ["after", "before"]
+        found = accounts.account("alice")
+        assert found is not None and found.name == "alice"
+        store.close()
+    finally:
+        cluster.stop()
 
 
 def test_retention_prunes_old_rows_in_postgres(postgres_url: str) -> None:

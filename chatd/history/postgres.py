@@ -396,11 +396,13 @@ class PostgresAccountStore:
         return connection
 
     def _execute(self, sql: str, params: tuple[Any, ...] = ()) -> psycopg.Cursor[Any]:
+        """One statement (autocommit); a connection found broken (the server restarted) is
+        replaced and the statement tried once more on the new one."""
         try:
             return self._connection().execute(sql, params)  # type: ignore[arg-type]
         except psycopg.OperationalError:
-            self._local.connection = None  # the next call connects again
-            raise
+            self._local.connection = None
+        return self._connection().execute(sql, params)  # type: ignore[arg-type]
 
     def _record(self, row: tuple[Any, ...], key: str) -> AccountRecord:
         rows = self._execute("SELECT certfp FROM account_certfps WHERE account = %s", (key,))
@@ -419,24 +421,27 @@ class PostgresAccountStore:
         return None if row is None else self._record(row, key)
 
     def update_account(self, key: str, record: AccountRecord) -> None:
-        connection = self._connection()
         try:
-            with connection.transaction():
-                connection.execute(
-                    "UPDATE accounts SET name = %s, password_hash = %s, scram_salt = %s, scram_stored_key = %s,"
-                    " scram_server_key = %s, scram_iterations = %s, email = %s, registered_at = %s WHERE key = %s",
-                    (*_columns(record), key),
-                )
-                connection.execute("DELETE FROM account_certfps WHERE account = %s", (key,))
-                with connection.cursor() as cursor:
-                    # A fingerprint another account holds stays that account's.
-                    cursor.executemany(
-                        "INSERT INTO account_certfps (certfp, account) VALUES (%s, %s) ON CONFLICT DO NOTHING",
-                        [(fp, key) for fp in record.certfps],
-                    )
+            self._update_account(key, record)
         except psycopg.OperationalError:
-            self._local.connection = None
-            raise
+            self._local.connection = None  # broken: the transaction did not commit; once more
+            self._update_account(key, record)
+
+    def _update_account(self, key: str, record: AccountRecord) -> None:
+        connection = self._connection()
+        with connection.transaction():
+            connection.execute(
+                "UPDATE accounts SET name = %s, password_hash = %s, scram_salt = %s, scram_stored_key = %s,"
+                " scram_server_key = %s, scram_iterations = %s, email = %s, registered_at = %s WHERE key = %s",
+                (*_columns(record), key),
+            )
+            connection.execute("DELETE FROM account_certfps WHERE account = %s", (key,))
+            with connection.cursor() as cursor:
+                # A fingerprint another account holds stays that account's.
+                cursor.executemany(
+                    "INSERT INTO account_certfps (certfp, account) VALUES (%s, %s) ON CONFLICT DO NOTHING",
+                    [(fp, key) for fp in record.certfps],
+                )
 
     def drop_account(self, key: str) -> None:
         self._execute("DELETE FROM accounts WHERE key = %s", (key,))
