@@ -22,7 +22,7 @@ from chatd.history import History, HistoryStoreError, SqliteStore
 from chatd.history.postgres import SCHEMA_VERSION, PostgresAccountStore, PostgresStore
 from chatd.history.store import redacted
 from chatd.protocol.framing import decode_line
-from tests.helpers import DEADLINE_S, IrcClient, RunningServer, free_port, running_server
+from tests.helpers import DEADLINE_S, IrcClient, RedisServer, RunningServer, free_port, running_server
 from tests.postgres import POSTGRES_MISSING, Database, PostgresCluster
 from tests.test_cli import one_line_error, run_chatd, start_chatd
 
@@ -378,3 +378,45 @@ def test_chatd_keeps_its_accounts_and_history_in_the_database_from_the_environme
         assert connection.execute("SELECT name FROM accounts").fetchall() == [("alice",)]
         lines = [bytes(line) for (line,) in connection.execute("SELECT line FROM messages WHERE kind = 'message'")]
         assert len(lines) == 1 and lines[0].endswith(b" PRIVMSG #cli :into postgres")
+
+
+# ---- a network on one PostgreSQL --------------------------------------------------------------------
+
+
+def test_two_nodes_on_one_postgres_store_a_message_once_and_a_late_node_has_no_holes(
+    backend: str, redis: RedisServer, postgres_url: str
+) -> None:
+    from tests.test_cluster import cluster_node, expect_from, joined, linked, sees_member
+
+    stores = [PostgresStore(postgres_url) for _ in range(3)]
+    with (
+        cluster_node(backend, redis, "a", history=History(stores[0])) as a,
+        cluster_node(backend, redis, "b", history=History(stores[1])) as b,
+    ):
+        linked(a, b)
+        alice, bob = a.client("alice"), b.client("bob")
+        joined(alice, "#net")
+        sees_member(bob, "#net", "alice")
+        joined(bob, "#net")
+        expect_from(alice, "JOIN", "bob")
+        for i in range(5):
+            alice.send(f"PRIVMSG #net :line {i}")
+        assert [bob.expect("PRIVMSG").params[1] for _ in range(5)] == [f"line {i}" for i in range(5)]
+        for store in stores[:2]:
+            _committed(store)
+        rows = stores[2].newest_entries("#net", 100)
+        said = [row[0] for row in rows if row[4] == "message"]
+        assert len(said) == 5 and len(set(said)) == 5  # recorded by both nodes, stored once
+        # A node that was not there when they were said (down, or new) finds them in the database.
+        with cluster_node(backend, redis, "c", history=History(stores[2])) as c:
+            linked(a, b, c)
+            carol = c.client()
+            carol.send("CAP REQ :batch draft/chathistory message-tags server-time")
+            carol.send("CAP END")
+            carol.register("carol")
+            sees_member(carol, "#net", "alice")
+            joined(carol, "#net")
+            carol.send("CHATHISTORY LATEST #net * 10")
+            carol.until("BATCH")
+            texts = [m.params[-1] for m in carol.until("BATCH") if m.command == "PRIVMSG"]
+            assert texts == [f"line {i}" for i in range(5)]
