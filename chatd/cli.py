@@ -19,7 +19,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from chatd import __version__, options
 from chatd.backends import BACKENDS, BackendSettings, create_server
@@ -32,10 +32,14 @@ from chatd.core.config import ACCOUNT_REGISTRATION_MODES, NICK_ENFORCEMENT_MODES
 from chatd.core.passwords import hash_password
 from chatd.history import History, HistoryStoreError, SqliteStore
 from chatd.history.account_store import MemoryAccountStore, SqliteAccountStore
-from chatd.history.store import DATABASE_NAME
+from chatd.history.store import DATABASE_NAME, POSTGRES_SCHEMES, redacted
 from chatd.metrics import Metrics
 from chatd.options import Kind, OptionValueError
 from chatd.workers import notify_ready, run_workers
+
+if TYPE_CHECKING:
+    from chatd.core.ports import AccountStore
+    from chatd.history.postgres import PostgresStore
 
 log = logging.getLogger("chatd")
 
@@ -145,6 +149,11 @@ OPTIONS: tuple[Option, ...] = (
     Option("--data-dir", f"directory for the history database ({DATABASE_NAME})", default="chatd-data"),
     Option("--no-persist", "keep history and channel state in memory only", options.FLAG, False),
     Option(
+        "--database",
+        "keep history, channel state and accounts in PostgreSQL, e.g. postgresql://chatd:PASSWORD@HOST:5432/chatd "
+        "(one database the nodes of a network share; needs chatd[postgres]; default: SQLite in --data-dir)",
+    ),
+    Option(
         "--history-private",
         "also keep private messages between users not logged in (by nick) for CHATHISTORY "
         "(those of logged-in users are always kept)",
@@ -181,7 +190,8 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "--cluster",
         "join a chat network of several chatd nodes over Redis, e.g. redis://127.0.0.1:6379/0 "
-        "(nicks, channels, private messages, topics and modes are shared; history stays per node)",
+        "(nicks, channels, private messages, topics and modes are shared; history stays per node "
+        "unless they share a --database)",
     ),
     Option("--node-id", "this node's unique name in the network, shown as its server (default: hostname-pid)"),
     Option(
@@ -310,7 +320,12 @@ def parse_settings(
             motd = tuple(Path(args.motd_file).read_text(encoding="utf-8", errors="replace").splitlines())
         except OSError as error:
             fail(f"{sources['motd_file']}: cannot read {args.motd_file}: {error.strerror}")
-    if not args.no_persist and not args.hash_password:
+    if args.database and not args.hash_password:
+        if args.no_persist:
+            fail(f"{sources['database']}: cannot be used with --no-persist (which keeps everything in memory)")
+        if not args.database.startswith(POSTGRES_SCHEMES):
+            fail(f"{sources['database']}: {redacted(args.database)!r} is not a postgresql://… URL")
+    elif not args.no_persist and not args.hash_password:
         problem = data_dir_problem(args.data_dir)
         if problem:
             fail(f"{sources['data_dir']}: {problem}")
@@ -481,6 +496,25 @@ def _node_id_base(args: argparse.Namespace) -> str:
     return getattr(args, "node_id", None) or host or "node"
 
 
+def _stores(args: argparse.Namespace) -> tuple[SqliteStore | PostgresStore | None, AccountStore]:
+    """History's store and the accounts' one: in memory, SQLite in --data-dir or --database's PostgreSQL.
+    Raises HistoryStoreError (one line) when the database cannot be used."""
+    limits = {"max_age_s": args.history_max_age, "max_rows": args.history_max_rows}
+    if args.no_persist:
+        return None, MemoryAccountStore()
+    if not args.database:
+        store = SqliteStore(args.data_dir, **limits)
+        return store, SqliteAccountStore(store)
+    try:
+        from chatd.history.postgres import PostgresAccountStore, PostgresStore
+    except ImportError as error:
+        raise HistoryStoreError(
+            f"--database needs psycopg 3 ({error}): pip install 'chatd[postgres]' or 'psycopg[binary]'"
+        ) from error
+    postgres = PostgresStore(args.database, **limits)
+    return postgres, PostgresAccountStore(postgres)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args, settings = parse_settings(argv)
     if args.hash_password:
@@ -498,15 +532,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.workers:
         return run_workers(sys.argv[1:] if argv is None else argv, args.workers, _node_id_base(args))
     try:
-        store = (
-            None
-            if args.no_persist
-            else SqliteStore(args.data_dir, max_age_s=args.history_max_age, max_rows=args.history_max_rows)
-        )
+        store, accounts = _stores(args)
     except HistoryStoreError as error:
         print(f"chatd: {error}", file=sys.stderr)
         return 1
-    accounts = MemoryAccountStore() if store is None else SqliteAccountStore(store)
     settings = dataclasses.replace(settings, history=History(store), accounts=accounts)
     server = create_server(args.backend, settings)
     Metrics(server.hub).install(server.http_routes, server.metrics_routes)  # type: ignore[attr-defined]
@@ -531,7 +560,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if store is None:
         log.info("history in memory only (no-persist is on): nothing is kept when chatd stops")
     else:
-        log.info("history database %s", store.path.resolve())
+        log.info("history database %s", store.path if args.database else Path(store.path).resolve())
     host, port = server.address
     log.info("chatd %s listening on %s:%s (backend %s)", __version__, host, port, args.backend)
     for kind, address in server.addresses.items():

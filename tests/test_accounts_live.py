@@ -6,13 +6,13 @@ and the backends' held input here (logins are answered from another thread).
 from __future__ import annotations
 
 import base64
-from pathlib import Path
 
 from chatd.core.accounts import make_record
-from chatd.history import History, SqliteStore
-from chatd.history.account_store import MemoryAccountStore, SqliteAccountStore
+from chatd.history import History
+from chatd.history.account_store import MemoryAccountStore
 from chatd.protocol.casemap import irc_lower
 from tests.helpers import IrcClient, RunningServer, running_server
+from tests.postgres import Database
 
 PASSWORD = "hunter22"
 
@@ -93,9 +93,9 @@ def test_optional_enforcement_leaves_a_user_on_a_registered_nick(backend: str) -
         assert not [m for m in squatter.sync() if m.command in ("NOTICE", "NICK")]
 
 
-def test_dm_history_follows_the_accounts_across_a_reconnect(backend: str, tmp_path: Path) -> None:
-    store = SqliteStore(str(tmp_path))
-    accounts = SqliteAccountStore(store)
+def test_dm_history_follows_the_accounts_across_a_reconnect(backend: str, database: Database) -> None:
+    store = database.store()
+    accounts = database.accounts(store)
     for name in ("erin", "frank"):
         accounts.create_account(name, make_record(name, PASSWORD))
     caps = ("batch", "draft/chathistory", "server-time", "message-tags")
@@ -118,4 +118,3 @@ def test_dm_history_follows_the_accounts_across_a_reconnect(backend: str, tmp_pa
         stranger.send("CAP REQ :batch draft/chathistory")
         stranger.send("CHATHISTORY LATEST erin * 10")
         assert stranger.expect("FAIL").params[:2] == ("CHATHISTORY", "INVALID_TARGET")
-

@@ -14,18 +14,17 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import pytest
-
 from chatd.core.accounts import log_in, make_record
 from chatd.core.config import PermanentChannel
 from chatd.core.ports import AccountRecord, AccountStore
-from chatd.history import History, SqliteStore
-from chatd.history.account_store import MemoryAccountStore, SqliteAccountStore
+from chatd.history import History
+from chatd.history.account_store import MemoryAccountStore
 from chatd.protocol import numerics as n
 from chatd.protocol.casemap import irc_lower
 from chatd.protocol.message import Message
 from tests.harness import HubClient, HubHarness
 from tests.helpers import IrcClient, RunningServer, running_server, wait_until
+from tests.postgres import Database
 
 PASSWORD = "correct horse"
 
@@ -281,13 +280,13 @@ def test_the_founder_passes_key_ban_and_invite_only() -> None:
         assert "@alice" in [e for m in alice.until("366") if m.command == "353" for e in m.params[-1].split()]
 
 
-# ---- across restarts: both backends, SQLite -------------------------------------------------
+# ---- across restarts: both backends, SQLite and PostgreSQL -------------------------------------------------
 
 
 @contextmanager
-def stored_server(backend: str, data_dir: Path) -> Iterator[RunningServer]:
-    store = SqliteStore(str(data_dir))
-    with running_server(backend, history=History(store), accounts=SqliteAccountStore(store)) as server:
+def stored_server(backend: str, database: Database) -> Iterator[RunningServer]:
+    store = database.store()
+    with running_server(backend, history=History(store), accounts=database.accounts(store)) as server:
         yield server
 
 
@@ -300,11 +299,13 @@ def _log_in_over(server: RunningServer, client: IrcClient) -> None:
     client.expect(n.RPL_LOGGEDIN)
 
 
-def test_a_registered_channel_survives_a_restart_and_only_its_founder_gets_op(backend: str, tmp_path: Path) -> None:
-    store = SqliteStore(str(tmp_path))
-    _store_with("alice", store=SqliteAccountStore(store))
+def test_a_registered_channel_survives_a_restart_and_only_its_founder_gets_op(
+    backend: str, database: Database, tmp_path: Path
+) -> None:
+    store = database.store()
+    _store_with("alice", store=database.accounts(store))
     store.close()
-    with stored_server(backend, tmp_path) as server:
+    with stored_server(backend, database) as server:
         alice = server.client("alice")
         _log_in_over(server, alice)
         alice.send("JOIN #reg")
@@ -317,9 +318,9 @@ def test_a_registered_channel_survives_a_restart_and_only_its_founder_gets_op(ba
         assert _cs(alice, "SET #reg TOPICLOCK ON") == ["Topic lock of #reg is now on"]
         alice.send("QUIT")  # nobody is in it when the server stops
         alice.wait_closed()
-    database = tmp_path / "chatd.sqlite3"
-    assert stat.S_IMODE(database.stat().st_mode) == 0o600
-    with stored_server(backend, tmp_path) as server:
+    if not database.postgres:
+        assert stat.S_IMODE((tmp_path / "chatd.sqlite3").stat().st_mode) == 0o600
+    with stored_server(backend, database) as server:
         stranger = server.client("stranger")
         stranger.send("JOIN #reg")
         assert stranger.expect(n.ERR_BADCHANNELKEY, "366").command == n.ERR_BADCHANNELKEY
@@ -344,7 +345,7 @@ def test_a_registered_channel_survives_a_restart_and_only_its_founder_gets_op(ba
         stranger.send("QUIT")
         alice.wait_closed()
         stranger.wait_closed()
-    with stored_server(backend, tmp_path) as server:
+    with stored_server(backend, database) as server:
         newcomer = server.client("newcomer")
         newcomer.send("JOIN #reg")
         burst = newcomer.until("366")
@@ -352,10 +353,9 @@ def test_a_registered_channel_survives_a_restart_and_only_its_founder_gets_op(ba
         assert not [m for m in burst if m.command == "332"]
 
 
-@pytest.mark.parametrize("persist", [False, True], ids=["memory", "sqlite"])
-def test_registrations_are_kept_by_the_store(tmp_path: Path, persist: bool) -> None:
-    sqlite = SqliteStore(str(tmp_path)) if persist else None
-    store = _store_with("alice", store=SqliteAccountStore(sqlite) if sqlite is not None else None)
+def test_registrations_are_kept_by_the_store(stored: Database | None) -> None:
+    sqlite = stored.store() if stored else None
+    store = _store_with("alice", store=stored.accounts(sqlite) if stored and sqlite is not None else None)
     try:
         with HubHarness(accounts=store) as hub:
             alice = _logged_in(hub, "alice")
@@ -376,15 +376,15 @@ def test_registrations_are_kept_by_the_store(tmp_path: Path, persist: bool) -> N
             sqlite.close()
 
 
-def test_a_config_permanent_channel_keeps_its_bans_across_a_restart(tmp_path: Path) -> None:
+def test_a_config_permanent_channel_keeps_its_bans_across_a_restart(database: Database) -> None:
     keep = PermanentChannel("#keep")
-    with HubHarness(history=History(SqliteStore(str(tmp_path))), permanent_channels=(keep,)) as hub:
+    with HubHarness(history=History(database.store()), permanent_channels=(keep,)) as hub:
         owner = hub.client("owner")
         owner.send("JOIN #keep")
         owner.until("366")
         owner.send("MODE #keep +b *!*@banned.example")
         owner.expect("MODE")
-    with HubHarness(history=History(SqliteStore(str(tmp_path))), permanent_channels=(keep,)) as hub:
+    with HubHarness(history=History(database.store()), permanent_channels=(keep,)) as hub:
         channel = hub.hub.find_channel("#keep")
         assert channel is not None
         assert [(ban.mask, ban.set_by.split("!")[0]) for ban in channel.bans] == [("*!*@banned.example", "owner")]

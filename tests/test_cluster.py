@@ -28,6 +28,7 @@ from chatd.cluster.node import ClusterNode
 from chatd.core import ServerConfig
 from chatd.core.passwords import hash_password
 from chatd.core.ports import AccountStore
+from chatd.history import History
 from chatd.protocol.message import Message
 from tests.helpers import (
     DEADLINE_S,
@@ -75,16 +76,19 @@ def cluster_node(
     node_id: str,
     node_timeout_s: float = PATIENT_TIMEOUT_S,
     accounts: AccountStore | None = None,
+    history: History | None = None,
     **config: Any,
 ) -> Iterator[RunningServer]:
     """An in-process node, returned once it is linked to Redis and has said HELLO (with no
-    accounts unless ``accounts`` is given: nodes sharing one store, as ``--workers`` do)."""
+    accounts unless ``accounts`` is given: nodes sharing one store, as ``--workers`` do; and
+    no history unless ``history`` is given)."""
     settings = BackendSettings(
         host="127.0.0.1",
         port=0,
         config=ServerConfig(**config),
         cluster=cluster_settings(redis, node_id, node_timeout_s),
         accounts=accounts,
+        history=history,
     )
     server = RunningServer(backend, settings)
     server.thread.start()

@@ -15,10 +15,10 @@ import pytest
 
 from chatd.core import Hub, ServerConfig
 from chatd.history import History, HistoryStoreError, SqliteStore
-from chatd.history.store import INSERT_MESSAGE
 from chatd.protocol.message import Message
 from tests.harness import HubClient, HubHarness
 from tests.helpers import DEADLINE_S, IrcClient, LineClient, running_server
+from tests.postgres import Database
 
 
 def test_replay_on_join_in_every_form(backend: str) -> None:
@@ -148,9 +148,8 @@ def _batch(client: IrcClient) -> list[str]:
     return [m.params[-1] for m in inside[:-1]]
 
 
-@pytest.mark.parametrize("persist", [False, True])
-def test_chathistory_queries(backend: str, tmp_path: Path, persist: bool) -> None:
-    store = SqliteStore(str(tmp_path)) if persist else None
+def test_chathistory_queries(backend: str, stored: Database | None) -> None:
+    store = stored.store() if stored else None
     with running_server(backend, history=History(store), history_on_join=0) as server:
         client = _chathistory_client(server, "reader")
         client.send("JOIN #past")
@@ -280,18 +279,18 @@ def test_private_history_only_when_enabled(backend: str, private: bool) -> None:
             assert eve.expect("FAIL").params[:2] == ("CHATHISTORY", "INVALID_TARGET")
 
 
-def test_messages_past_the_memory_window_are_found_by_msgid_on_disk(tmp_path: Path) -> None:
+def test_messages_past_the_memory_window_are_found_by_msgid_on_disk(database: Database) -> None:
     """Ids name their time to the millisecond, so the (channel, time) index finds them."""
     hub = Hub(ServerConfig(), time.monotonic, time.time)
     events = [hub.event(f":a!b@c PRIVMSG #far :m{i}", None) for i in range(10)]
-    history = History(SqliteStore(str(tmp_path)), keep=3)
+    history = History(database.store(), keep=3)
     for event in events:
         history.record("#far", event)
-    history.store.submit(  # type: ignore[union-attr]
-        INSERT_MESSAGE, ("#far", "5f00-1", 1.5, ":a!b@c PRIVMSG #far :from schema 2", None, "message", None, None)
+    history.store.insert_message(  # type: ignore[union-attr]
+        ("#far", "5f00-1", 1.5, ":a!b@c PRIVMSG #far :from schema 2", None, "message", None, None)
     )
     history.close()
-    reopened = History(SqliteStore(str(tmp_path)), keep=3)
+    reopened = History(database.store(), keep=3)
     assert reopened.find_time("#far", events[0].msgid) == events[0].when  # not among the 3 in memory
     assert reopened.find_time("#far", "5f00-1") == 1.5  # an id from before ids named their time
     start, _, millis = events[0].msgid.split("-")
@@ -299,29 +298,29 @@ def test_messages_past_the_memory_window_are_found_by_msgid_on_disk(tmp_path: Pa
     assert reopened.find_time("#far", "made-up-zz") is None
     reopened.record("#far", events[1])  # as a second cluster node sharing the database would
     reopened.close()
-    store = SqliteStore(str(tmp_path))
-    assert store.query("SELECT count(*) FROM messages WHERE msgid = ?", (events[1].msgid,)) == [(1,)]
+    store = database.store()
+    assert [row[0] for row in store.newest_entries("#far", 100)].count(events[1].msgid) == 1
     store.close()
 
 
-def test_a_burst_of_writes_is_stored_whole_and_in_order(tmp_path: Path) -> None:
+def test_a_burst_of_writes_is_stored_whole_and_in_order(database: Database) -> None:
     """Bursts go in multi-row INSERTs (64 rows a statement) plus a remainder row by row."""
     hub = Hub(ServerConfig(), time.monotonic, time.time)
-    history = History(SqliteStore(str(tmp_path)))
+    history = History(database.store())
     events = [hub.event(f":a!b@c PRIVMSG #burst :m{i}", f"a: m{i}") for i in range(150)]
     for event in events:
         history.record("#burst", event)
     history.close()
-    store = SqliteStore(str(tmp_path))
-    rows = store.query("SELECT msgid, plain FROM messages WHERE target = '#burst' ORDER BY id")
+    store = database.store()
+    rows = [(row[0], row[3]) for row in reversed(store.newest_entries("#burst", 1000))]
     store.close()
     assert rows == [(event.msgid, event.plain_line) for event in events]
 
 
-def test_chathistory_reads_its_own_writes_before_the_commit(backend: str, tmp_path: Path) -> None:
+def test_chathistory_reads_its_own_writes_before_the_commit(backend: str, database: Database) -> None:
     """The writer thread commits every 50 ms; a CHATHISTORY right after a message must still
     find it (what is not on disk yet is in memory)."""
-    store = SqliteStore(str(tmp_path))
+    store = database.store()
     with running_server(backend, history=History(store)) as server:
         alice = server.client()
         alice.send("CAP REQ :batch draft/chathistory message-tags server-time")
@@ -415,9 +414,8 @@ def test_between_timestamps_excludes_the_messages_shown_with_either_bound() -> N
         assert _texts(alice, f"CHATHISTORY BETWEEN #t {first_id} {last_id} 10") == ["m1", "m2", "m3"]
 
 
-@pytest.mark.parametrize("on_disk", [False, True], ids=["memory", "sqlite"])
-def test_around_gives_the_message_itself_and_its_neighbours(on_disk: bool, tmp_path: Path) -> None:
-    with HubHarness(history=History(SqliteStore(str(tmp_path)) if on_disk else None)) as harness:
+def test_around_gives_the_message_itself_and_its_neighbours(stored: Database | None) -> None:
+    with HubHarness(history=History(stored.store() if stored else None)) as harness:
         alice, echoes = _said(harness, 5)
         around = f"msgid={echoes[2].tags['msgid']}"
         assert _texts(alice, f"CHATHISTORY AROUND #t {around} 1") == ["m2"]  # no half before it: none
@@ -463,12 +461,11 @@ def _check_kept_tagmsg(alice: HubClient, bob: HubClient, msgid: str) -> None:
     assert [(m.command, m.tags.get("+note")) for m in _batch_messages(bob)] == [("PRIVMSG", "tagged")]
 
 
-@pytest.mark.parametrize("on_disk", [False, True], ids=["memory", "sqlite"])
-def test_a_kept_tagmsg_is_replayed_with_its_tags_to_event_playback_clients_only(on_disk: bool, tmp_path: Path) -> None:
+def test_a_kept_tagmsg_is_replayed_with_its_tags_to_event_playback_clients_only(stored: Database | None) -> None:
     """TAGMSGs with a reaction or a persist tag are kept (ergo's tagmsg-storage); typing is not."""
 
     def harness() -> HubHarness:
-        return HubHarness(history=History(SqliteStore(str(tmp_path)) if on_disk else None))
+        return HubHarness(history=History(stored.store() if stored else None))
 
     with harness() as first:
         alice, bob = _joined_pair(first)
@@ -479,6 +476,6 @@ def test_a_kept_tagmsg_is_replayed_with_its_tags_to_event_playback_clients_only(
         alice.send("@+note=tagged PRIVMSG #t :hello")
         alice.expect("PRIVMSG")
         _check_kept_tagmsg(alice, bob, msgid)
-    if on_disk:  # from the database, after a restart
+    if stored:  # from the database, after a restart
         with harness() as second:
             _check_kept_tagmsg(*_joined_pair(second), msgid)

@@ -24,6 +24,7 @@ from chatd.history.store import SqliteStore
 
 if TYPE_CHECKING:
     from chatd.core.event import Delivery
+    from chatd.history.postgres import PostgresStore
 
 MESSAGE = "message"
 """The kind of PRIVMSG and NOTICE entries; events (JOIN, PART, KICK, TOPIC, QUIT) are kind "event",
@@ -82,7 +83,7 @@ def _bans(stored: str) -> tuple[Ban, ...]:
 class History:
     """In-memory recent history per channel, backed by an optional durable store."""
 
-    def __init__(self, store: SqliteStore | None, keep: int = 100) -> None:
+    def __init__(self, store: SqliteStore | PostgresStore | None, keep: int = 100) -> None:
         self.store = store
         self.keep = keep
         self._recent: dict[str, deque[HistoryEntry]] = {}

@@ -31,6 +31,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from chatd.core.stats import Histogram
 from chatd.protocol.framing import WIRE
@@ -169,6 +170,23 @@ def _multi_row(sql: str, rows: int) -> str:
 
 class HistoryStoreError(Exception):
     """The database cannot be used; the message is one line for the operator."""
+
+
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+"""How a ``--database`` URL begins (``chatd.history.postgres``)."""
+
+
+def redacted(url: str) -> str:
+    """A database URL without its password, to name the database in logs and errors."""
+    parts = urlsplit(url)
+    try:
+        password = parts.password
+    except ValueError:
+        password = None
+    if password is None:
+        return url
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
 
 
 class SqliteStore:
