@@ -38,7 +38,7 @@ import psycopg
 from chatd.core.ports import AccountRecord, ChannelRegistration
 from chatd.core.stats import Histogram
 from chatd.history.account_store import _columns, _registration, _registration_data
-from chatd.history.store import COMMIT_INTERVAL_S, MAX_BATCH, PRUNE_INTERVAL_S, HistoryStoreError, redacted
+from chatd.history.store import HistoryStoreError, redacted, write_batches
 from chatd.protocol.framing import WIRE
 
 log = logging.getLogger("chatd")
@@ -311,32 +311,8 @@ class PostgresStore:
     # ---- the writer thread -----------------------------------------------------------
 
     def _write_loop(self) -> None:
-        """Commit queued writes in batches: each batch closes COMMIT_INTERVAL_S after its first write
-        (the thread sleeps through the interval, then drains the queue at once)."""
-        next_prune = time.monotonic()
-        stop = False
-        while not stop:
-            item = self._queue.get()
-            stop = item is None
-            batch = [] if item is None else [item]
-            if not stop:
-                time.sleep(COMMIT_INTERVAL_S)
-            while not stop and len(batch) < MAX_BATCH:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is None:
-                    stop = True
-                else:
-                    batch.append(item)
-            if batch:
-                started = time.monotonic()
-                self._commit(batch)
-                self.commit_seconds.observe(time.monotonic() - started)
-            if (self.max_age_s or self.max_rows) and time.monotonic() >= next_prune:
-                self.prune()
-                next_prune = time.monotonic() + PRUNE_INTERVAL_S
+        retention = self.max_age_s or self.max_rows
+        write_batches(self._queue, self._commit, self.prune if retention else None, self.commit_seconds)
         if self._writer_conn is not None:
             self._writer_conn.close()
 

@@ -28,7 +28,7 @@ import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -166,6 +166,46 @@ def _multi_row(sql: str, rows: int) -> str:
     """``INSERT ... VALUES (?, ?)`` made into one statement for ``rows`` rows."""
     head, values = sql.rsplit("VALUES", 1)
     return f"{head}VALUES {', '.join([values.strip()] * rows)}"
+
+
+def write_batches(
+    writes: queue.SimpleQueue[Any],
+    commit: Callable[[list[Any]], None],
+    prune: Callable[[], None] | None,
+    commit_seconds: Histogram,
+) -> None:
+    """A store's writer thread until ``None`` is queued: commit queued writes in batches, each
+    closing COMMIT_INTERVAL_S after its first write, and ``prune`` every PRUNE_INTERVAL_S.
+
+    After the first write of a batch the thread sleeps through the interval and then drains
+    the queue at once, rather than waking for every message: a wake-up per message would hand
+    the GIL back and forth with the event loop thousands of times a second. (SQLite's and
+    PostgreSQL's stores both run this.)
+    """
+    next_prune = time.monotonic()
+    stop = False
+    while not stop:
+        item = writes.get()
+        stop = item is None
+        batch = [] if item is None else [item]
+        if not stop:
+            time.sleep(COMMIT_INTERVAL_S)
+        while not stop and len(batch) < MAX_BATCH:
+            try:
+                item = writes.get_nowait()
+            except queue.Empty:
+                break
+            if item is None:
+                stop = True
+            else:
+                batch.append(item)
+        if batch:
+            started = time.monotonic()
+            commit(batch)
+            commit_seconds.observe(time.monotonic() - started)
+        if prune is not None and time.monotonic() >= next_prune:
+            prune()
+            next_prune = time.monotonic() + PRUNE_INTERVAL_S
 
 
 class HistoryStoreError(Exception):
@@ -352,38 +392,14 @@ class SqliteStore:
     # ---- the writer thread -----------------------------------------------------------
 
     def _write_loop(self) -> None:
-        """Commit queued writes in batches: each batch closes COMMIT_INTERVAL_S after its first write.
-
-        After the first write of a batch the thread sleeps through the interval and then
-        drains the queue at once, rather than waking for every message: a wake-up per
-        message would hand the GIL back and forth with the event loop thousands of times
-        a second.
-        """
         connection = self._writer_conn
-        next_prune = time.monotonic()
-        stop = False
-        while not stop:
-            item = self._queue.get()
-            stop = item is None
-            batch = [] if item is None else [item]
-            if not stop:
-                time.sleep(COMMIT_INTERVAL_S)
-            while not stop and len(batch) < MAX_BATCH:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is None:
-                    stop = True
-                else:
-                    batch.append(item)
-            if batch:
-                started = time.monotonic()
-                self._commit(connection, batch)
-                self.commit_seconds.observe(time.monotonic() - started)
-            if (self.max_age_s or self.max_rows) and time.monotonic() >= next_prune:
-                self.prune(connection)
-                next_prune = time.monotonic() + PRUNE_INTERVAL_S
+        retention = self.max_age_s or self.max_rows
+        write_batches(
+            self._queue,
+            lambda batch: self._commit(connection, batch),
+            (lambda: self.prune(connection)) if retention else None,
+            self.commit_seconds,
+        )
         connection.close()
 
     def prune(self, connection: sqlite3.Connection) -> None:
