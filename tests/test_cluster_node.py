@@ -10,9 +10,11 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from chatd.cluster.claims import CLAIM_SCRIPT
 from chatd.cluster.config import ClusterSettings, RedisAddress
 from chatd.cluster.link import Reply
 from chatd.cluster.node import ClusterNode
+from chatd.cluster.streams import PUBLISH_SCRIPT, node_keys
 from chatd.core import ServerConfig
 from chatd.core.accounts import log_in, log_out, make_record
 from chatd.core.client import Client
@@ -24,25 +26,35 @@ from tests.helpers import Capture
 
 
 class FakeLink:
-    """Records every command; EVAL callbacks wait until the test answers them."""
+    """Records every command and subscription; EVAL callbacks wait until the test answers them."""
 
     def __init__(self) -> None:
         self.sent: list[tuple[tuple[Any, ...], Callable[[Reply], None] | None]] = []
+        self.subscribed: set[str] = set()
 
     def command(self, *args: Any, callback: Callable[[Reply], None] | None = None) -> bool:
         self.sent.append((args, callback))
         return True
 
+    def subscribe(self, channel: str) -> None:
+        self.subscribed.add(channel)
+
+    def unsubscribe(self, channel: str) -> None:
+        self.subscribed.discard(channel)
+
     def published(self, channel: str | None = None) -> list[dict[str, Any]]:
-        return [
-            json.loads(args[2])
-            for args, _ in self.sent
-            if args[0] == "PUBLISH" and (channel is None or args[1] == channel)
-        ]
+        """Events pushed on pub/sub (``channel``: its name) or appended to a stream (its shard channel)."""
+        events = []
+        for args, _ in self.sent:
+            if args[0] == "SPUBLISH" and channel in (None, args[1]):
+                events.append(json.loads(args[2]))
+            elif args[:2] == ("EVAL", PUBLISH_SCRIPT) and channel in (None, args[4]):
+                events.append(json.loads(args[6]))
+        return events
 
     def answer_claims(self, reply: Reply) -> None:
-        """Answer every nick claim (EVAL with two keys) not answered yet."""
-        waiting = [(args, callback) for args, callback in self.sent if args[:1] == ("EVAL",) and args[2] == 2]
+        """Answer every nick claim not answered yet."""
+        waiting = [(args, callback) for args, callback in self.sent if args[:2] == ("EVAL", CLAIM_SCRIPT)]
         self.sent = [entry for entry in self.sent if entry not in waiting]
         for _, callback in waiting:
             if callback is not None:
@@ -58,6 +70,8 @@ class World:
         self.node = ClusterNode(self.hub, settings, self.link)
         self.hub.cluster = self.node
         self.node.up = True
+        self.node.streams.synced = True  # as once link_up has checked the epoch
+        self.node.streams.epoch = b"first"
 
     def connect(self, nick: str, *, granted: Reply = 1) -> tuple[Client, Capture]:
         transport = Capture()
@@ -70,7 +84,7 @@ class World:
 
     def feed(self, sender: str, kind: str, **fields: Any) -> None:
         payload = json.dumps({"n": sender, "t": kind, **fields}).encode()
-        self.node.link_messages([(b"chatd:events", payload)])
+        self.node.link_messages([(b"{chatd}:events", payload)])
 
 
 def remote_user(uid: str, nick: str) -> dict[str, Any]:
@@ -118,7 +132,7 @@ def test_bursts_show_local_users_only_the_differences() -> None:
         "modes": "nt", "key": None, "limit": None, "bans": [],
     }])  # fmt: skip
     assert [(m.command, m.source) for m in seen.messages()] == [("JOIN", "bob!~u@10.0.0.2")]
-    assert world.link.published("chatd:to:there")[-1]["t"] == "burst"  # a HELLO is answered
+    assert world.link.published(node_keys("chatd", "there").live)[-1]["t"] == "burst"  # a HELLO is answered
     assert world.hub.find_channel("#x").prefix_of(world.hub.find_client("bob")) == "@"  # type: ignore[union-attr]
     world.feed("there", "burst", users=[remote_user("t.1", "bob")], chans=[])
     assert [(m.command, m.params) for m in seen.messages()] == [("PART", ("#x",))]
@@ -152,7 +166,7 @@ def test_events_from_an_unknown_node_ask_it_for_a_burst() -> None:
     seen.messages()
     world.feed("ghost", "join", u="g.1", c="#x", p="")
     assert not seen.messages()  # a node whose users we do not know changes nothing
-    assert world.link.published("chatd:to:ghost")[-1]["t"] == "sync"
+    assert world.link.published(node_keys("chatd", "ghost").live)[-1]["t"] == "sync"
     world.feed("ghost", "msg", c="#x", line=":ghost!~u@h PRIVMSG #x :boo", plain="ghost: boo", id="1", at=1.0)
     assert [m.params for m in seen.messages()] == [("#x", "boo")]  # but its messages get through
     assert "ghost" not in world.node.nodes
@@ -226,7 +240,7 @@ def test_a_local_login_goes_out_with_the_user() -> None:
     assert world.link.published()[-1]["acct"] is None
     log_in(world.hub, alice, make_record("Alice", "pw"))
     world.feed("there", "sync")
-    (burst,) = world.link.published("chatd:to:there")
+    (burst,) = world.link.published(node_keys("chatd", "there").live)
     assert [user["acct"] for user in burst["users"]] == ["Alice"]
 
 
@@ -281,7 +295,7 @@ def test_a_ghost_of_a_remote_user_waits_for_it_to_be_gone() -> None:
     done: list[str] = []
     world.node.ghost(alice, bob, "GHOSTed by alice", lambda: done.append("bob"))
     world.node.ghost(alice, carol, "GHOSTed by alice", lambda: done.append("carol"))
-    assert world.link.published("chatd:to:there")[-2] == {
+    assert world.link.published(node_keys("chatd", "there").live)[-2] == {
         "t": "ghost", "u": alice.uid, "k": "t.1", "r": "GHOSTed by alice", "n": "here",
     }  # fmt: skip
     assert not done  # the nick is not free before its node says the user is gone

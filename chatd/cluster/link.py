@@ -58,6 +58,7 @@ class _LinkDown:
 
 
 LINK_DOWN = _LinkDown()
+ReplyError = RespError
 
 Reply = RespValue | _LinkDown
 Callback = Callable[[Reply], None]

@@ -14,18 +14,23 @@ The node is the hub's side of the network and composes one part per job:
 What stays here: the ``Network`` calls of the core (each becomes one published
 event), the link's calls, and the (re)sync between nodes.
 
-The link interface is narrow on purpose (the next network issue replaces the link):
-the node calls only ``link.command(*args, callback=...)`` (``link.Commands``) and the
-link calls only ``link_up``, ``link_down``, ``link_tick`` and ``link_messages``
-(``link.LinkHandler``), subscribed to ``events_channel`` and ``own_channel``, and
-dropping unread the messages that end with ``own_suffix``.
+The link interface is narrow on purpose: the node calls only ``link.command``,
+``link.subscribe`` and ``link.unsubscribe`` (``link.Commands``) and the link calls only
+``link_up``, ``link_down``, ``link_tick`` and ``link_messages`` (``link.LinkHandler``).
 
 Model:
-- Events go out as one compact JSON object per pub/sub message: on
-  ``<prefix>:events`` for everyone, or on ``<prefix>:to:<node>`` for one node
-  (private messages, invites, kills, bursts). A channel message is published once
-  per node and each node delivers it to its own members, encoding it once per
-  wire form as for a local message; msgid and time travel with it.
+- Events go out as one compact JSON object each. What every node needs (users, their
+  nicks and quits, joins, parts, modes, topics, heartbeats) is pushed on the sharded
+  pub/sub channel ``{<prefix>}:events``; losing some to a link drop is repaired by the
+  resync below. Channel messages go through the channel's stream and events for one
+  node (private messages, invites, kills, bursts) through that node's stream, with
+  ``streams.Streams``: lossless across link drops and Redis restarts, exactly once and
+  in order per stream.
+- Interest routing: a node reads a channel's stream only while it has local members
+  there (``_follow_interest``, every tick and at each local JOIN), so a channel's
+  messages cost nothing on the nodes that have nobody in it. A channel message is
+  published once and each reading node delivers it to its own members, encoding it
+  once per wire form as for a local message; msgid and time travel with it.
 - Memberships, topics and modes are not stored in Redis: the live nodes hold them and
   hand them over in bursts, which is all a (re)joining node needs, without a second
   write per JOIN.
@@ -48,6 +53,7 @@ from chatd.cluster.handlers import HANDLERS, NEEDS_NO_REPLICA
 from chatd.cluster.link import Commands, Reply
 from chatd.cluster.liveness import Liveness
 from chatd.cluster.replica import RemoteNode, Replica
+from chatd.cluster.streams import StreamKeys, Streams, channel_keys, node_keys
 from chatd.cluster.wire import (
     MalformedEvent,
     decode_event,
@@ -62,6 +68,7 @@ from chatd.core.channel import Channel, ModeChange
 from chatd.core.client import Client
 from chatd.core.event import Delivery
 from chatd.core.hub import Hub
+from chatd.protocol.casemap import irc_lower
 
 log = logging.getLogger("chatd")
 
@@ -71,6 +78,12 @@ class _NoLink:
 
     def command(self, *args: bytes | str | int | float, callback: Callable[[Reply], None] | None = None) -> bool:
         return False
+
+    def subscribe(self, channel: str) -> None:
+        pass
+
+    def unsubscribe(self, channel: str) -> None:
+        pass
 
 
 class ClusterNode:
@@ -83,12 +96,18 @@ class ClusterNode:
         self.instance = secrets.token_hex(6)
         """Distinguishes this run from an earlier one with the same node id (user ids embed it)."""
         prefix = self.prefix = settings.prefix
-        self.events_channel = f"{prefix}:events"
-        self.own_channel = f"{prefix}:to:{self.node_id}"
+        self.events_channel = f"{{{prefix}}}:events"
+        self.own_keys = node_keys(prefix, self.node_id)
         self.own_suffix = own_suffix(self.node_id)
-        """How every event this node publishes ends: Redis sends each back to us, and the link
-        drops those unread instead of waking the loop for them."""
+        """How every event this node publishes ends: Redis sends each back to us, and we drop
+        those without parsing them."""
         self.link: Commands = link or _NoLink()
+        self.streams = Streams(
+            prefix, self._command, lambda live: self.link.subscribe(live), lambda live: self.link.unsubscribe(live),
+            self._streamed, hub.clock,
+        )  # fmt: skip
+        self.streams.follow(self.own_keys)
+        self._channel_keys: dict[str, StreamKeys] = {}
         self.up = False
         self.replica = Replica(hub, self.instance)
         self.claims = NickClaims(hub, self.replica, self._command, self.node_id, prefix)
@@ -111,10 +130,39 @@ class ClusterNode:
     def _command(self, *args: bytes | str | int | float, callback: Callable[[Reply], None] | None = None) -> bool:
         return self.up and self.link.command(*args, callback=callback)
 
+    @property
+    def subscriptions(self) -> list[str]:
+        """The shard channels a link must hold from its start."""
+        return [self.events_channel, *self.streams.following()]
+
     def _publish(self, payload: dict[str, Any], to: str | None = None) -> None:
-        channel = self.events_channel if to is None else f"{self.prefix}:to:{to}"
-        if self._command("PUBLISH", channel, encode_event(payload, self.node_id)):
+        """To every node on pub/sub, or to one node through its stream."""
+        if to is not None:
+            self.streams.publish(node_keys(self.prefix, to), encode_event(payload, self.node_id))
             self.hub.stats.cluster_events_out += 1
+        elif self._command("SPUBLISH", self.events_channel, encode_event(payload, self.node_id)):
+            self.hub.stats.cluster_events_out += 1
+
+    def _keys_of(self, channel_key: str) -> StreamKeys:
+        keys = self._channel_keys.get(channel_key)
+        if keys is None:
+            keys = self._channel_keys[channel_key] = channel_keys(self.prefix, channel_key)
+        return keys
+
+    def _follow_interest(self) -> None:
+        """Read the streams of the channels with local members, and only those."""
+        wanted = {
+            self._keys_of(key).live: key
+            for key, channel in self.hub.channels.items()
+            if any(member.node is None for member in channel.members)
+        }
+        for live in self.streams.following():
+            if live not in wanted and live != self.own_keys.live:
+                self.streams.unfollow(live)
+        for live, key in wanted.items():
+            self.streams.follow(self._keys_of(key))
+        for key in [key for key in self._channel_keys if key not in self.hub.channels]:
+            del self._channel_keys[key]
 
     # ---- the core's calls (local clients only) ---------------------------------------
 
@@ -143,6 +191,9 @@ class ClusterNode:
             self._publish({"t": "quit", "u": client.uid, "r": reason})
 
     def joined(self, client: Client, channel: Channel) -> None:
+        # Our position in the channel's stream is taken before the JOIN goes out: what anyone
+        # sends once they have seen it is after that position.
+        self.streams.follow(self._keys_of(irc_lower(channel.name)))
         # The channel's state travels along: a node where it is new (or only remote users
         # are in it) takes it, rather than what its own history remembers of the name.
         self._publish(
@@ -208,7 +259,9 @@ class ClusterNode:
         self._publish({"t": "creg", "c": channel.name, "r": registration_fields(channel.registration)})
 
     def channel_message(self, client: Client, channel: Channel, event: Delivery) -> None:
-        self._publish({"t": "msg", "c": channel.name, **event_fields(event)})
+        payload = {"t": "msg", "c": channel.name, **event_fields(event)}
+        self.streams.publish(self._keys_of(irc_lower(channel.name)), encode_event(payload, self.node_id))
+        self.hub.stats.cluster_events_out += 1
 
     def private_message(self, client: Client, target: Client, event: Delivery) -> None:
         self._publish({"t": "pm", "u": client.uid, "k": target.uid, **event_fields(event)}, to=target.node)
@@ -228,33 +281,53 @@ class ClusterNode:
 
     def link_up(self) -> None:
         self.up = True
+        self.streams.link_up()
         self.liveness.link_up()
         self._resync()
 
     def link_down(self) -> None:
         self.up = False
+        self.streams.link_down()
 
     def link_tick(self) -> None:
         if not self.up:
             return
+        self._follow_interest()
+        self.streams.tick()
         self.liveness.heartbeat()
         self._publish({"t": "hb"})
         self.liveness.check()
 
     def link_messages(self, messages: list[tuple[bytes, bytes]]) -> None:
-        for _, payload in messages:
-            try:
-                sender, kind, event = decode_event(payload)
-            except MalformedEvent as error:
-                log.warning("cluster: ignoring a malformed event: %s", error)
-                continue
-            if sender == self.node_id:
-                continue
-            self.hub.stats.cluster_events_in += 1
-            try:
-                self._dispatch(sender, kind, event)
-            except Exception:
-                log.warning("cluster: event %r from %s failed", kind, sender, exc_info=True)
+        events = self.events_channel.encode()
+        for channel, payload in messages:
+            if channel != events:
+                self.streams.live(channel, payload)
+            elif not payload.endswith(self.own_suffix):
+                self._apply(payload, deduplicate=False)
+
+    def _streamed(self, payload: bytes) -> None:
+        if not payload.endswith(self.own_suffix):
+            self._apply(payload, deduplicate=True)
+
+    def _apply(self, payload: bytes, *, deduplicate: bool) -> None:
+        try:
+            sender, kind, event = decode_event(payload)
+        except MalformedEvent as error:
+            log.warning("cluster: ignoring a malformed event: %s", error)
+            return
+        if sender == self.node_id:
+            return
+        if deduplicate and "id" in event:
+            # A publish whose answer the link lost is sent again: the copy has the same msgid.
+            scope = f"{kind}:{event.get('c') or event.get('k')}"
+            if not self.streams.dedupe.first_time(scope, str(event["id"])):
+                return
+        self.hub.stats.cluster_events_in += 1
+        try:
+            self._dispatch(sender, kind, event)
+        except Exception:
+            log.warning("cluster: event %r from %s failed", kind, sender, exc_info=True)
 
     def _dispatch(self, sender: str, kind: str, event: dict[str, Any]) -> None:
         if kind == "hello":

@@ -1,0 +1,354 @@
+"""Lossless delivery between nodes: Redis Streams behind sharded pub/sub, read from the last id.
+
+Why both: pub/sub is the fast path (one hop, pushed), but it is at-most-once: a subscriber
+whose connection drops misses what was published meanwhile. A stream keeps every event
+(``XADD … MAXLEN ~``), so a node that was cut off reads on from the last id it processed.
+One Lua script appends an event to its stream and pushes ``<previous id> <id> <event>`` on
+the stream's shard channel (same hash slot), so a reader sees at once when it missed one.
+
+Invariants:
+- Each stream's events are handed on exactly once and in stream order: a live event is
+  taken only when its previous id is the last one taken; an id at or below it is a
+  duplicate; anything else is a gap, and the stream is read (``XRANGE (last +``) before
+  the held events go on. Until its position is known (a new subscription, or the link
+  just back) a stream holds what arrives.
+- A new subscription's position is the stream's last id read *before* the event that made
+  us interested goes out (``XREVRANGE … COUNT 1`` queued first), then read once more on the
+  next tick: what others sent before our SSUBSCRIBE took effect is not lost.
+- What local users send to a stream is kept in the outbox until Redis has answered its
+  XADD: while the link is down (up to ``OUTBOX_LIMIT`` events, none older than
+  ``OUTBOX_MAX_AGE_S``), then published in order once the link is back and the streams
+  are read. A publish whose answer was lost may land twice; readers drop the second by
+  msgid (``Deduplicator``).
+- ``{<prefix>}:epoch`` is set once per Redis dataset. A node that finds another one after
+  a reconnect knows Redis lost its data: every stream is read from its start (what is in
+  it now was all written since), instead of from ids that no longer exist.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from chatd.cluster.link import LINK_DOWN, Reply, ReplyError
+
+log = logging.getLogger("chatd")
+
+StreamId = tuple[int, int]
+ZERO: StreamId = (0, 0)
+
+STREAM_MAXLEN = 10_000
+"""Events a stream keeps (approximately): how far a node that was cut off can read back."""
+STREAM_IDLE_MS = 24 * 3600 * 1000
+"""A stream nobody wrote to for this long goes (its channel's readers start afresh)."""
+CATCH_UP_COUNT = 1000
+OUTBOX_LIMIT = 10_000
+"""Events a node keeps for Redis while it is away; past this the oldest go (logged)."""
+OUTBOX_MAX_AGE_S = 120.0
+"""An event older than this when Redis is back is dropped: news that late misleads."""
+
+# KEYS[1] the stream, KEYS[2] its shard channel (same hash slot); ARGV maxlen, event, idle expiry ms.
+# Returns the new entry's id.
+PUBLISH_SCRIPT = """
+local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+local prev = '0-0'
+if last[1] then prev = last[1][1] end
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'e', ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+redis.call('SPUBLISH', KEYS[2], prev .. ' ' .. id .. ' ' .. ARGV[2])
+return id
+"""
+
+Command = Callable[..., bool]
+Deliver = Callable[[bytes], None]
+
+
+def parse_id(raw: bytes | str) -> StreamId:
+    text = raw.decode() if isinstance(raw, bytes) else raw
+    ms, _, seq = text.partition("-")
+    return int(ms), int(seq or 0)
+
+
+def format_id(stream_id: StreamId) -> str:
+    return f"{stream_id[0]}-{stream_id[1]}"
+
+
+@dataclass(frozen=True, slots=True)
+class StreamKeys:
+    """A stream and its shard channel: one hash tag, so one slot of a Redis Cluster."""
+
+    stream: str
+    live: str
+
+
+def channel_keys(prefix: str, casefolded_name: str) -> StreamKeys:
+    """Channel names may hold ``{``/``}``: the hash tag is a digest of the name instead."""
+    tag = hashlib.blake2b(casefolded_name.encode("utf-8", "surrogateescape"), digest_size=8).hexdigest()
+    return StreamKeys(f"{{{prefix}:c:{tag}}}:s", f"{{{prefix}:c:{tag}}}:p")
+
+
+def node_keys(prefix: str, node_id: str) -> StreamKeys:
+    return StreamKeys(f"{{{prefix}:to:{node_id}}}:s", f"{{{prefix}:to:{node_id}}}:p")
+
+
+@dataclass(slots=True)
+class StreamReader:
+    """Where this node is in one stream, and what waits for that to be known."""
+
+    keys: StreamKeys
+    last: StreamId | None = None
+    held: list[tuple[StreamId, StreamId, bytes]] = field(default_factory=list)
+    reading: bool = False
+    recheck: bool = False
+    """Read once more at the next tick: a new subscription may have come into force late."""
+
+
+@dataclass(slots=True)
+class Outgoing:
+    keys: StreamKeys
+    event: str
+    made_at: float
+    sent: bool = False
+
+
+class Deduplicator:
+    """The msgids delivered lately, per target: an event published twice is delivered once."""
+
+    def __init__(self, size: int = 20_000) -> None:
+        self.size = size
+        self.seen: OrderedDict[tuple[str, str], None] = OrderedDict()
+
+    def first_time(self, scope: str, msgid: str) -> bool:
+        key = (scope, msgid)
+        if key in self.seen:
+            return False
+        self.seen[key] = None
+        if len(self.seen) > self.size:
+            self.seen.popitem(last=False)
+        return True
+
+
+class Streams:
+    """The node's streams: what it reads (by shard channel) and what it has yet to write."""
+
+    def __init__(
+        self, prefix: str, command: Command, subscribe: Callable[[str], None], unsubscribe: Callable[[str], None],
+        deliver: Deliver, clock: Callable[[], float],
+    ) -> None:  # fmt: skip
+        self.prefix = prefix
+        self.command = command
+        self.subscribe = subscribe
+        self.unsubscribe = unsubscribe
+        self.deliver = deliver
+        self.clock = clock
+        self.readers: dict[str, StreamReader] = {}
+        """By shard channel."""
+        self.outbox: deque[Outgoing] = deque()
+        self.epoch_key = f"{{{prefix}}}:epoch"
+        self.epoch: bytes | None = None
+        self.synced = False
+        """False from link up until the epoch is checked and the streams are read."""
+        self.dropped = 0
+        self.dedupe = Deduplicator()
+
+    # ---- reading ---------------------------------------------------------------------------
+
+    def follow(self, keys: StreamKeys, *, from_now: bool = True) -> None:
+        """Start reading a stream (idempotent). Call it before publishing what makes others write
+        to it, so its position is taken first."""
+        if keys.live in self.readers:
+            return
+        reader = self.readers[keys.live] = StreamReader(keys)
+        self.subscribe(keys.live)
+        if from_now and self.synced:
+            self._take_position(reader)
+
+    def unfollow(self, live: str) -> None:
+        if self.readers.pop(live, None) is not None:
+            self.unsubscribe(live)
+
+    def following(self) -> list[str]:
+        return list(self.readers)
+
+    def _take_position(self, reader: StreamReader) -> None:
+        def answered(reply: Reply) -> None:
+            if self.readers.get(reader.keys.live) is not reader or reader.last is not None:
+                return
+            if reply is LINK_DOWN or isinstance(reply, ReplyError) or not isinstance(reply, list):
+                return  # link_up takes it again
+            reader.last = parse_id(_entry_id(reply[0])) if reply else ZERO
+            reader.recheck = True
+            self._release(reader)
+
+        self.command("XREVRANGE", reader.keys.stream, "+", "-", "COUNT", 1, callback=answered)
+
+    def live(self, channel: bytes, payload: bytes) -> bool:
+        """A pushed event on a stream's shard channel; False when the channel is not one we read."""
+        reader = self.readers.get(channel.decode("utf-8", "surrogateescape"))
+        if reader is None:
+            return False
+        try:
+            prev_raw, id_raw, event = payload.split(b" ", 2)
+            prev, this = parse_id(prev_raw), parse_id(id_raw)
+        except ValueError:
+            log.warning("cluster: ignoring a malformed stream event: %r", payload[:200])
+            return True
+        if reader.last is None or reader.reading or not self.synced:
+            reader.held.append((prev, this, event))
+        elif this <= reader.last:
+            pass
+        elif prev == reader.last:
+            reader.last = this
+            self.deliver(event)
+        else:
+            reader.held.append((prev, this, event))
+            self._read_on(reader)
+        return True
+
+    def _read_on(self, reader: StreamReader) -> None:
+        """Read the stream past our last id; then what was held meanwhile goes on."""
+        if reader.reading or reader.last is None:
+            return
+        reader.reading = True
+
+        def answered(reply: Reply) -> None:
+            if self.readers.get(reader.keys.live) is not reader:
+                return
+            reader.reading = False
+            if reply is LINK_DOWN or isinstance(reply, ReplyError) or not isinstance(reply, list):
+                return  # link_up reads on
+            for entry in reply:
+                this = parse_id(_entry_id(entry))
+                if reader.last is not None and this <= reader.last:
+                    continue
+                reader.last = this
+                event = _entry_event(entry)
+                if event is not None:
+                    self.deliver(event)
+            if len(reply) >= CATCH_UP_COUNT:
+                self._read_on(reader)
+            else:
+                self._release(reader)
+
+        assert reader.last is not None
+        self.command(
+            "XRANGE", reader.keys.stream, f"({format_id(reader.last)}", "+", "COUNT", CATCH_UP_COUNT,
+            callback=answered,
+        )  # fmt: skip
+
+    def _release(self, reader: StreamReader) -> None:
+        """Hand on the held events past our position, in order (a gap the read could not fill,
+        entries trimmed away, is not waited for)."""
+        held, reader.held = reader.held, []
+        for _, this, event in sorted(held, key=lambda item: item[1]):
+            if reader.last is not None and this <= reader.last:
+                continue
+            reader.last = this
+            self.deliver(event)
+
+    def tick(self) -> None:
+        if not self.synced:
+            return
+        for reader in self.readers.values():
+            if reader.recheck and reader.last is not None and not reader.reading:
+                reader.recheck = False
+                self._read_on(reader)
+
+    # ---- writing ---------------------------------------------------------------------------
+
+    def publish(self, keys: StreamKeys, event: str) -> None:
+        """Append ``event`` to a stream, now or once Redis is back (bounded)."""
+        item = Outgoing(keys, event, self.clock())
+        if len(self.outbox) >= OUTBOX_LIMIT:
+            self.outbox.popleft()
+            self._note_dropped(1)
+        self.outbox.append(item)
+        if self.synced:
+            self._send(item)
+
+    def _send(self, item: Outgoing) -> None:
+        def answered(reply: Reply) -> None:
+            if reply is LINK_DOWN:
+                item.sent = False  # sent again, in order, once the link is back
+                return
+            if isinstance(reply, ReplyError):
+                log.warning("cluster: Redis refused an event for %s: %s", item.keys.stream, reply)
+            try:
+                self.outbox.remove(item)
+            except ValueError:
+                pass
+
+        keys = item.keys
+        item.sent = self.command(
+            "EVAL", PUBLISH_SCRIPT, 2, keys.stream, keys.live, STREAM_MAXLEN, item.event, STREAM_IDLE_MS,
+            callback=answered,
+        )  # fmt: skip
+
+    def _flush(self) -> None:
+        too_old = self.clock() - OUTBOX_MAX_AGE_S
+        fresh = deque(item for item in self.outbox if item.sent or item.made_at >= too_old)
+        if len(fresh) < len(self.outbox):
+            self._note_dropped(len(self.outbox) - len(fresh))
+            self.outbox = fresh
+        for item in list(self.outbox):
+            if not item.sent:
+                self._send(item)
+
+    def _note_dropped(self, count: int) -> None:
+        if not self.dropped:
+            log.warning("cluster: Redis away too long; dropping the oldest buffered events")
+        self.dropped += count
+
+    # ---- the link ------------------------------------------------------------------------
+
+    def link_up(self) -> None:
+        """Check the epoch, read every stream on from where we were, then send what waited."""
+        self.synced = False
+        mine = secrets.token_hex(8)
+
+        def answered(reply: Reply) -> None:
+            if reply is LINK_DOWN or isinstance(reply, ReplyError):
+                return  # the next link_up tries again
+            epoch = reply if isinstance(reply, bytes) else mine.encode()
+            if self.epoch is not None and epoch != self.epoch:
+                log.warning("cluster: Redis lost its data (a new epoch); reading every stream from its start")
+                for reader in self.readers.values():
+                    if reader.last is not None:
+                        reader.last = ZERO
+            self.epoch = epoch
+            self.synced = True
+            for reader in self.readers.values():
+                if reader.last is None:
+                    self._take_position(reader)
+                else:
+                    self._read_on(reader)
+            if self.dropped:
+                log.warning("cluster: %d buffered events were dropped while Redis was away", self.dropped)
+                self.dropped = 0
+            self._flush()
+
+        self.command("SET", self.epoch_key, mine, "NX", "GET", callback=answered)
+
+    def link_down(self) -> None:
+        self.synced = False
+        for reader in self.readers.values():
+            reader.reading = False
+
+
+def _entry_id(entry: object) -> bytes:
+    """An entry of XRANGE/XREVRANGE as redis-py gives it: ``(id, fields)``."""
+    return entry[0]  # type: ignore[index,no-any-return]
+
+
+def _entry_event(entry: object) -> bytes | None:
+    fields = entry[1]  # type: ignore[index]
+    if isinstance(fields, dict):
+        return fields.get(b"e")  # type: ignore[no-any-return]
+    if isinstance(fields, list):  # the raw RESP form: [field, value, ...]
+        pairs = dict(zip(fields[::2], fields[1::2], strict=False))
+        return pairs.get(b"e")
+    return None
