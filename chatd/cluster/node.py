@@ -159,7 +159,7 @@ class ClusterNode:
         for live in self.streams.following():
             if live not in wanted and live != self.own_keys.live:
                 self.streams.unfollow(live)
-        for live, key in wanted.items():
+        for key in wanted.values():
             self.streams.follow(self._keys_of(key))
         for key in [key for key in self._channel_keys if key not in self.hub.channels]:
             del self._channel_keys[key]

@@ -27,6 +27,7 @@ Invariants:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import secrets
@@ -277,10 +278,8 @@ class Streams:
                 return
             if isinstance(reply, ReplyError):
                 log.warning("cluster: Redis refused an event for %s: %s", item.keys.stream, reply)
-            try:
+            with contextlib.suppress(ValueError):  # gone already: dropped while Redis was away
                 self.outbox.remove(item)
-            except ValueError:
-                pass
 
         keys = item.keys
         item.sent = self.command(
