@@ -134,6 +134,17 @@ class HubCollector(Collector):
         yield GaugeMetricFamily(
             "chatd_cluster_nodes", "Other nodes this one holds users of.", value=len(getattr(node, "nodes", ()))
         )
+        streams = getattr(node, "streams", None)
+        if streams is not None:
+            yield GaugeMetricFamily(
+                "chatd_cluster_outbox_events",
+                "Events this node's users sent that Redis has not taken yet (buffered while it is away).",
+                value=len(streams.outbox),
+            )
+            yield GaugeMetricFamily(
+                "chatd_cluster_streams_read", "Streams this node reads: its own and its channels'.",
+                value=len(streams.readers),
+            )  # fmt: skip
         events = CounterMetricFamily(
             "chatd_cluster_events",
             "Cluster events published by this node (out) and received from others (in); rate() gives per second.",

@@ -206,8 +206,11 @@ def test_cluster_link_state_and_events(backend: str, redis: RedisServer) -> None
         # Polled: a's reader thread may count its publish just after bob already has the line.
         wait_until(lambda: metric(a, "chatd_cluster_events_total", direction="out") > out_before, "a publishing")
         wait_until(lambda: metric(b, "chatd_cluster_events_total", direction="in") > in_before, "b receiving")
+        assert metric(a, "chatd_cluster_streams_read") == 2  # its own stream and #c's
         redis.kill()
         wait_until(lambda: metric(a, "chatd_cluster_link_up") == 0, "the link to go down")
+        alice.send("PRIVMSG #c :kept for later")
+        wait_until(lambda: metric(a, "chatd_cluster_outbox_events") == 1, "the message to wait in the outbox")
 
 
 def test_histogram_buckets_are_cumulative_and_end_at_the_count() -> None:
