@@ -153,15 +153,15 @@ def integer(reply: object) -> int:
 
 
 def client_ids(redis: RedisServer) -> set[int]:
-    """The ids of Redis's clients other than the one asking (CLIENT LIST, raw or decoded)."""
+    """The ids of Redis's clients other than the one asking: CLIENT LIST as raw or decoded text,
+    or as the list of dicts redis-py's response callback makes of it."""
     reply = redis.command("CLIENT", "LIST")
-    text = reply.decode("latin-1") if isinstance(reply, bytes) else str(reply)
-    ids = set()
-    for line in text.splitlines():
-        found, command = re.search(r"\bid=(\d+)", line), re.search(r"\bcmd=(\S+)", line)
-        if found and not (command and command.group(1) == "client|list"):
-            ids.add(int(found.group(1)))
-    return ids
+    if isinstance(reply, list):
+        rows = [{str(key): str(value) for key, value in row.items()} for row in reply]
+    else:
+        text = reply.decode("latin-1") if isinstance(reply, bytes) else str(reply)
+        rows = [dict(re.findall(r"(\w+)=(\S*)", line)) for line in text.splitlines()]
+    return {int(row["id"]) for row in rows if "id" in row and row.get("cmd") != "client|list"}
 
 
 def network_with_channel(a: RunningServer, b: RunningServer) -> tuple[IrcClient, IrcClient, IrcClient]:
