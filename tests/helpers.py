@@ -43,10 +43,19 @@ def wait_until(condition: Callable[[], object], what: str, timeout: float = DEAD
 
 
 class RedisServer:
-    """A throwaway redis-server: no persistence, loopback only; can be killed and restarted on its port."""
+    """A throwaway redis-server, loopback only; can be stopped or killed and restarted on its port.
 
-    def __init__(self) -> None:
+    Without ``aof`` it keeps nothing: a restart is an empty Redis. With ``aof`` (and a
+    ``data_dir`` to keep it in) every write is fsynced to the append-only file before the
+    reply, so a restart on the same port and directory comes back with all of its data.
+    """
+
+    def __init__(self, aof: bool = False, data_dir: str | None = None) -> None:
+        if aof and data_dir is None:
+            raise ValueError("an AOF Redis needs a data_dir that outlives its process")
         self.port = free_port()
+        self.aof = aof
+        self.data_dir = data_dir
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -54,12 +63,20 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
+        persistence = ["--appendonly", "yes", "--appendfsync", "always"] if self.aof else ["--appendonly", "no"]
+        where = ["--dir", self.data_dir] if self.data_dir is not None else []
         self.process = subprocess.Popen(
-            [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+            [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", *persistence, *where],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        wait_until(self.answers, "redis-server to answer PING")
+        wait_until(self.answers, "redis-server to answer PING")  # -LOADING while it reads its AOF
+
+    def stop(self) -> None:
+        """A clean shutdown (SIGTERM): the AOF is complete; ``start`` brings the data back."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(DEADLINE_S)
 
     def answers(self) -> bool:
         assert self.process is not None
