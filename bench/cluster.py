@@ -19,6 +19,7 @@ calls as calls of those commands).
 from __future__ import annotations
 
 import contextlib
+import re
 import shutil
 import socket
 import subprocess
@@ -93,6 +94,14 @@ class RedisServer(ScratchProcess):
                 pass
             time.sleep(0.05)
         raise RuntimeError(f"redis-server did not answer PING within {START_TIMEOUT_S:.0f}s")
+
+    def warnings(self) -> list[str]:
+        """Redis's log lines about clients it closed (a subscriber past its output buffer limit
+        loses every event published until it is back): why a cluster row lost messages."""
+        with contextlib.suppress(OSError):
+            lines = self.log_path.read_text(errors="replace").splitlines()
+            return [re.split(r" [*#.-] ", line, maxsplit=1)[-1] for line in lines if "closed" in line.lower()][:3]
+        return []
 
     def counts(self) -> dict[str, int]:
         """Calls so far of every command Redis has run (``publish``, ``evalsha``, …) and, as

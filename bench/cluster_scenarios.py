@@ -57,6 +57,7 @@ def run_cluster(server: RunningServer | ClusterServers, generator: Generator, ca
     extra = row.extra
     extra["nodes"] = case.nodes
     extra["contender"] = server.contender.name
+    _explain_losses(server, row)
     if not blast and extra.get("same_samples") and extra.get("cross_samples"):  # a blast's latency is queueing
         extra["hop_p50_ms"] = extra["cross_p50_ms"] - extra["same_p50_ms"]
         extra["hop_p99_ms"] = extra["cross_p99_ms"] - extra["same_p99_ms"]
@@ -85,6 +86,7 @@ def run_interest(server: ClusterServers, generator: Generator, case: Case, plan:
     extra = row.extra
     extra["nodes"] = 2
     extra["contender"] = server.contender.name
+    _explain_losses(server, row)
     extra["b_idle_clients"] = plan.interest_idle
     extra["b_quiet_cpu_s_per_s"] = quiet_cpu_per_s
     a_cpu, b_cpu = extra["node_cpu_s"]
@@ -96,6 +98,13 @@ def run_interest(server: ClusterServers, generator: Generator, case: Case, plan:
         extra["b_share_of_a"] = b_cpu / a_cpu
     if row.seconds > 0:
         extra["b_cpu_s_per_s"] = b_cpu / row.seconds
+
+
+def _explain_losses(server: RunningServer | ClusterServers, row: Row) -> None:
+    """A row that lost messages says what Redis logged about the clients it closed meanwhile."""
+    redis = getattr(server, "redis", None)
+    if not row.ok and redis is not None and (said := redis.warnings()):
+        row.fail("redis-server logged: " + "; ".join(said))
 
 
 def pair_cluster(rows: list[Row]) -> None:
