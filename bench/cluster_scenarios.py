@@ -101,10 +101,16 @@ def run_interest(server: ClusterServers, generator: Generator, case: Case, plan:
 
 
 def _explain_losses(server: RunningServer | ClusterServers, row: Row) -> None:
-    """A row that lost messages says what Redis logged about the clients it closed meanwhile."""
+    """A row that lost messages says what Redis logged about the clients it closed meanwhile,
+    and what each node logged (warnings and worse: the bench runs them at --log-level warning)."""
     redis = getattr(server, "redis", None)
-    if not row.ok and redis is not None and (said := redis.warnings()):
+    if row.ok or redis is None:
+        return
+    if said := redis.warnings():
         row.fail("redis-server logged: " + "; ".join(said))
+    for index, node in enumerate(getattr(server, "nodes", [])):
+        if tail := node.log_tail():
+            row.fail(f"node {index} logged: {tail}")
 
 
 def pair_cluster(rows: list[Row]) -> None:
