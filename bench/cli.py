@@ -12,6 +12,7 @@ from typing import NoReturn
 
 from bench import report
 from bench.cluster import cluster_missing
+from bench.cluster_scenarios import pair_cluster
 from bench.contenders import CONTENDER_NAMES, Contender, chatd_backends, find
 from bench.procstat import raise_nofile_limit
 from bench.progress import Progress
@@ -101,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--clients",
         type=_counts,
         help="comma-separated channel sizes for fanout, blast, pairs, ws-fanout, ws-blast and cluster "
-        "(default 10,100,500,1000; cluster 100)",
+        "(default 10,100,500,1000; cluster and cluster-interest 100, cluster-blast 100,500)",
     )
     parser.add_argument(
         "--logins",
@@ -151,6 +152,7 @@ def make_plan(args: argparse.Namespace) -> Plan:
     if args.clients:
         changes["clients"] = args.clients
         changes["cluster_clients"] = args.clients
+        changes["cluster_blast_clients"] = args.clients
     if args.idle:
         changes["idle_counts"] = args.idle
     if args.logins:
@@ -214,6 +216,7 @@ def run(
             progress.step(f"{case.scenario} N={case.clients}{nodes} {contender.name}")
         rows.append(run_case(contender, case, plan))
     pair_transports(rows)
+    pair_cluster(rows)
     if progress:
         progress.finish()
     return rows, skipped

@@ -7,11 +7,19 @@ with persistence off (``--save '' --appendonly no``): the bench measures the pub
 not the disk. Its CPU time is reported apart from the nodes'.
 
 Every case gets a fresh Redis and fresh nodes, as every other case gets a fresh server.
+
+Redis's own counters (``INFO commandstats``, ``INFO stats``) are read over a plain socket
+at the start and end of a measured window, so the bench needs no Redis client library and
+measures whatever network code the installed chatd has: an *event* is one call of a
+publishing command (``EVENT_COMMANDS``), which both the PUBLISH design and a Lua script
+that XADDs then SPUBLISHes make exactly once per event (Redis counts the commands a script
+calls as calls of those commands).
 """
 
 from __future__ import annotations
 
 import contextlib
+import re
 import shutil
 import socket
 import subprocess
@@ -23,6 +31,8 @@ from bench.contenders import HOST, START_TIMEOUT_S, Contender, RunningServer, Sc
 from bench.procstat import free_port
 
 CLUSTER_BACKENDS = ("selectors", "threads")
+EVENT_COMMANDS = ("publish", "spublish")
+"""The commands that hand one event to Redis's subscribers, whichever design the nodes use."""
 """The chatd backends that have a Redis link (the issue asks for these two)."""
 
 
@@ -85,6 +95,50 @@ class RedisServer(ScratchProcess):
             time.sleep(0.05)
         raise RuntimeError(f"redis-server did not answer PING within {START_TIMEOUT_S:.0f}s")
 
+    def warnings(self) -> list[str]:
+        """Redis's log lines about clients it closed (a subscriber past its output buffer limit
+        loses every event published until it is back): why a cluster row lost messages."""
+        with contextlib.suppress(OSError):
+            lines = self.log_path.read_text(errors="replace").splitlines()
+            return [re.split(r" [*#.-] ", line, maxsplit=1)[-1] for line in lines if "closed" in line.lower()][:3]
+        return []
+
+    def counts(self) -> dict[str, int]:
+        """Calls so far of every command Redis has run (``publish``, ``evalsha``, …) and, as
+        ``total``, every command it processed. One short connection: its own INFO is counted
+        in ``total`` (one per read), never in an event command."""
+        text = self._info("commandstats") + self._info("stats")
+        counts: dict[str, int] = {}
+        for line in text.splitlines():
+            if line.startswith("cmdstat_"):
+                name, _, fields = line.removeprefix("cmdstat_").partition(":")
+                calls = next((f for f in fields.split(",") if f.startswith("calls=")), "calls=0")
+                counts[name.lower()] = int(calls.removeprefix("calls="))
+            elif line.startswith("total_commands_processed:"):
+                counts["total"] = int(line.partition(":")[2])
+        return counts
+
+    def _info(self, section: str) -> str:
+        """One ``INFO section`` reply (a RESP bulk string), read to its end within the start timeout."""
+        with socket.create_connection((HOST, self.port), timeout=START_TIMEOUT_S) as sock:
+            sock.sendall(f"INFO {section}\r\n".encode())
+            data = b""
+            while b"\r\n" not in data:
+                data += _recv(sock)
+            header, _, body = data.partition(b"\r\n")
+            if not header.startswith(b"$"):
+                raise RuntimeError(f"redis INFO {section}: {header.decode(errors='replace')}")
+            length = int(header[1:])
+            while len(body) < length:
+                body += _recv(sock)
+            return body[:length].decode(errors="replace")
+
+
+def _recv(sock: socket.socket) -> bytes:
+    data = sock.recv(65536)
+    if not data:
+        raise RuntimeError("redis closed the connection during INFO")
+    return data
 
 
 class ClusterServers:
@@ -126,6 +180,10 @@ class ClusterServers:
     @property
     def side_pids(self) -> list[int]:
         return [self.redis.pid]
+
+    def redis_counts(self) -> dict[str, int]:
+        """Redis's command counters now (see ``RedisServer.counts``)."""
+        return self.redis.counts()
 
     def wait_ready(self) -> None:
         """Every node accepts connections, and every node's users are visible from node 0.

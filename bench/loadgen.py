@@ -7,7 +7,7 @@ on anything but ``select``. Commands (a dict with ``"op"``) and their replies:
 - ``setup``: open and register clients (optionally joining a channel), at most
   ``CONNECTS_IN_FLIGHT`` registrations at a time; replies ``ready`` with the time taken.
   A worker may know several server addresses (the nodes of a cluster); a group then
-  says how its members are spread over them (member ``i`` on node ``(first + i) % nodes``).
+  says how its members are spread over them (member ``i`` on node ``(first + i * step) % nodes``).
   With ``ws_address`` every client of that setup speaks IRC over WebSocket there instead
   (``bench.wsload``: one binary message per line); the load and its accounting are the same.
 - ``start``: reset CPU and latency baselines and start the load (fan-out senders,
@@ -115,15 +115,15 @@ class Worker:
             raise ValueError(f"unknown command {op!r}")
 
     def setup(self, command: dict[str, Any]) -> None:
-        """Queue the clients to open: ``groups`` is a list of ``[prefix, count, channel, kind]``,
-        optionally followed by ``first, nodes``: member ``i`` goes to node ``(first + i) % nodes``."""
+        """Queue the clients to open: ``groups`` is a list of ``[prefix, count, channel, kind]``, optionally
+        with ``first, nodes[, step]``: member ``i`` on node ``(first + i * step) % nodes`` (step 0: all on first)."""
         ws = command.get("ws_address")
         ws_address = (ws[0], ws[1]) if ws else None
         for prefix, count, channel, kind, *spread in command["groups"]:
             chan = channel.encode() if channel else None
-            first, nodes = spread if spread else (0, 1)
-            for index in range(count):
-                self.to_connect.append((f"{prefix}{index}".encode(), chan, kind, (first + index) % nodes, ws_address))
+            first, nodes, step = (*spread, 1)[:3] if spread else (0, 1, 1)
+            for i in range(count):
+                self.to_connect.append((f"{prefix}{i}".encode(), chan, kind, (first + i * step) % nodes, ws_address))
         self.connect_window = command.get("connect_window", CONNECTS_IN_FLIGHT)
         self.setup_started = time.monotonic()
         self.setup_deadline = self.setup_started + command["timeout_s"]

@@ -10,6 +10,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from bench.cluster_report import cluster_notes, cluster_section
 from bench.login import GOAL_P99_MS
 from bench.scenarios import Row
 
@@ -81,6 +82,7 @@ def _notes(row: Row) -> str:
         notes.append(f"WS/TCP {extra['ws_tcp_ratio']:.2f}x CPU ({row.cpu_us_per_delivery:.3g} vs {tcp:.3g} µs/deliv)")
     if "gen_us_per_delivery" in extra:
         notes.append(f"generator {extra['gen_us_per_delivery']:.3g} µs/deliv")
+    notes += cluster_notes(row)
     for where, label in (("same", "same node"), ("cross", "cross node")):
         if f"{where}_p50_ms" in extra:
             notes.append(f"{label} p50/p99 {_ms(extra[f'{where}_p50_ms'])}/{_ms(extra[f'{where}_p99_ms'])} ms")
@@ -309,7 +311,7 @@ def summary(rows: list[Row], skipped: dict[str, str]) -> str:
             lambda r: f"p99 {_ms(r.p99_ms)}, {'cut' if r.extra.get('slow_cut') else 'not cut'}, {r.rss_mib:.0f} MiB",
         ),
     )
-    parts += _cluster_section(rows)
+    parts += cluster_section(rows)
     parts += _login_section(rows)
     parts += _websocket_section(rows)
     failures = [row for row in rows if not row.ok]
@@ -321,58 +323,6 @@ def summary(rows: list[Row], skipped: dict[str, str]) -> str:
     if skipped:
         parts += [f"- skipped {name}: {reason}" for name, reason in skipped.items()]
     return "\n".join(parts)
-
-
-CLUSTER_TITLES = {
-    "cluster": "**Cluster, closed loop** — fan-out with 10 senders, 1 in flight each; latency p50 / p99 ms "
-    "by whether the sender was on the receiver's node",
-    "cluster-blast": "**Cluster, blast** — fan-out with 10 senders pushing as fast as TCP lets them (latency "
-    "there is queueing, so the generator's CPU is shown instead: near 1 CPU-second per second, it is the limit)",
-}
-
-
-def _cluster_section(rows: list[Row]) -> list[str]:
-    """One table per cluster scenario, one row per node count: what spreading one channel over
-    nodes sharing Redis costs, beside one chatd alone."""
-    lines: list[str] = []
-    for scenario, title in CLUSTER_TITLES.items():
-        chosen = [row for row in rows if row.scenario == scenario]
-        if chosen:
-            lines += _cluster_table(title, chosen, blast=scenario == "cluster-blast")
-    return lines
-
-
-def _cluster_table(title: str, chosen: list[Row], *, blast: bool) -> list[str]:
-    last = "gen CPU s / s |" if blast else "same node | cross node |"
-    lines = [
-        f"{title}. Members are spread evenly over the nodes; CPU is summed over the node processes, "
-        "Redis's shown apart.",
-        "",
-        f"| server | N | deliveries/s | nodes µs/delivery | Redis µs/delivery | {last}",
-        "|---|---|---|---|---|" + ("---|" if blast else "---|---|"),
-    ]
-    for row in chosen:
-        if not row.ok:
-            lines.append(f"| {row.server} | {row.clients} | **failed** | | |" + (" |" if blast else " | |"))
-            continue
-        extra = row.extra
-        redis = extra.get("redis_us_per_delivery")
-        head = (
-            f"| {row.server} | {row.clients} | {row.rate:,.0f} | {row.cpu_us_per_delivery or 0:.2f} | "
-            f"{'-' if redis is None else f'{redis:.2f}'} |"
-        )
-        if blast:
-            lines.append(f"{head} {row.gen_cpu_s / row.seconds if row.seconds else 0:.2f} |")
-            continue
-        same = cross = "-"
-        if "same_p50_ms" in extra:
-            same = f"{_ms(extra['same_p50_ms'])} / {_ms(extra['same_p99_ms'])}"
-        elif row.p50_ms is not None:
-            same = f"{_ms(row.p50_ms)} / {_ms(row.p99_ms)}"
-        if "cross_p50_ms" in extra:
-            cross = f"{_ms(extra['cross_p50_ms'])} / {_ms(extra['cross_p99_ms'])}"
-        lines.append(f"{head} {same} | {cross} |")
-    return [*lines, ""]
 
 
 def _login_section(rows: list[Row]) -> list[str]:

@@ -8,20 +8,24 @@ message was delivered exactly once; its speed is reported whatever the verdict.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field, replace
-from typing import Any
+from dataclasses import dataclass, replace
 
 from bench import procstat
 from bench.cluster import ClusterServers
+from bench.cluster_scenarios import run_cluster, run_interest
 from bench.contenders import Contender, RunningServer
-from bench.driver import Generator, GeneratorError
+from bench.driver import Generator
+from bench.fanout import CHANNEL, Row, cpu, fill, percentile, run_fanout, setup, split
 from bench.login import GOAL_P99_MS, run_login, run_queue_s, seed_accounts
+
+__all__ = ["CHANNEL", "Row", "percentile", "run_fanout"]
 
 SCENARIOS = ("fanout", "blast", "pairs", "idle", "slow")
 """What ``--quick`` (and CI) runs."""
-CLUSTER_SCENARIOS = ("cluster", "cluster-blast")
-"""The fan-out over 1, 2 and 4 nodes sharing Redis: closed loop (latency, same vs cross node)
-and blast (deliveries/s and CPU per delivery at full load)."""
+CLUSTER_SCENARIOS = ("cluster", "cluster-blast", "cluster-interest")
+"""The fan-out over 1, 2 and 4 nodes sharing Redis, beside one chatd alone: closed loop (latency,
+same vs cross node) and blast (deliveries/s and CPU per delivery at full load); and a blast on
+one node of two while the other holds only another channel's idle clients (interest routing)."""
 LOGIN_SCENARIOS = ("login",)
 """A storm of SASL PLAIN logins beside a two-client conversation (chatd only: the peers have
 no accounts without services); its figures are the conversation's p99 with and without it."""
@@ -35,7 +39,6 @@ ALL_SCENARIOS = (*SCENARIOS, *CLUSTER_SCENARIOS, *LOGIN_SCENARIOS, *WS_SCENARIOS
 login one hashes passwords for seconds, and the WebSocket ones repeat the fan-out, so they
 stay out of the quick run."""
 SENDERS = 10
-CHANNEL = "#bench"
 DEFAULT_SENDQ_BYTES = 1 << 20
 BLAST_SENDQ_BYTES = 64 << 20
 SLOW_PAD_BYTES = 400
@@ -62,8 +65,17 @@ class Plan:
     drain_timeout_s: float = 40.0
     setup_timeout_s: float = 120.0
     cluster_clients: tuple[int, ...] = (100,)
+    """Sizes of the cluster closed loop (and of cluster-interest's blast on node A)."""
+    cluster_blast_clients: tuple[int, ...] = (100, 500)
     cluster_nodes: tuple[int, ...] = (0, 1, 2, 4)
-    """Node counts of the cluster scenario; 0 is one chatd without --cluster, the baseline."""
+    """Node counts of the cluster scenarios; 0 is one chatd without --cluster, the baseline."""
+    cluster_blast_deliveries: int = 1_000_000
+    """A cluster blast's total: a third of the single-server blast's, so that 13 cases per backend
+    (threads delivers some 0.2 M/s) fit in minutes."""
+    interest_idle: int = 20
+    """cluster-interest: idle clients on node B, in a channel of their own."""
+    interest_quiet_s: float = 1.0
+    """cluster-interest: how long node B's CPU is read with no load, before the blast."""
     login_clients: tuple[int, ...] = (50,)
     """Sizes of the login storm: clients that log in at once."""
     login_timeout_s: float = 60.0
@@ -82,7 +94,11 @@ class Plan:
             drain_timeout_s=15.0,
             setup_timeout_s=20.0,
             cluster_clients=(20,),
-            cluster_nodes=(0, 2),
+            cluster_blast_clients=(20,),
+            cluster_nodes=(0, 1, 2),
+            cluster_blast_deliveries=20_000,
+            interest_idle=5,
+            interest_quiet_s=0.2,
             login_clients=(20,),
             login_timeout_s=30.0,
         )
@@ -99,36 +115,6 @@ class Case:
     """WebSocket scenarios only: how every member connects, ``tcp`` or ``ws``."""
 
 
-@dataclass
-class Row:
-    """One line of the results table (and one object in results.json)."""
-
-    scenario: str
-    server: str
-    clients: int
-    settings: str
-    ok: bool = True
-    problem: str = ""
-    senders: int = 0
-    window: int = 0
-    deliveries: int = 0
-    expected: int = 0
-    seconds: float = 0.0
-    rate: float = 0.0
-    p50_ms: float | None = None
-    p99_ms: float | None = None
-    max_ms: float | None = None
-    server_cpu_s: float = 0.0
-    cpu_us_per_delivery: float | None = None
-    gen_cpu_s: float = 0.0
-    rss_mib: float = 0.0
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def fail(self, problem: str) -> None:
-        self.ok = False
-        self.problem = f"{self.problem}; {problem}" if self.problem else problem
-
-
 def cases_for(scenarios: list[str], plan: Plan) -> list[Case]:
     cases: list[Case] = []
     for scenario in scenarios:
@@ -143,22 +129,21 @@ def cases_for(scenarios: list[str], plan: Plan) -> list[Case]:
         elif scenario == "slow":
             sendq = 64 << 10 if plan.quick else DEFAULT_SENDQ_BYTES
             cases.append(Case("slow", plan.slow_clients, sendq))
-        elif scenario in CLUSTER_SCENARIOS:
-            sendq = BLAST_SENDQ_BYTES if scenario == "cluster-blast" else DEFAULT_SENDQ_BYTES
-            cases += [Case(scenario, n, sendq, k) for n in plan.cluster_clients for k in plan.cluster_nodes]
+        elif scenario == "cluster":
+            cases += [
+                Case(scenario, n, DEFAULT_SENDQ_BYTES, k) for n in plan.cluster_clients for k in plan.cluster_nodes
+            ]
+        elif scenario == "cluster-blast":
+            sizes = plan.cluster_blast_clients
+            cases += [Case(scenario, n, BLAST_SENDQ_BYTES, k) for n in sizes for k in plan.cluster_nodes]
+        elif scenario == "cluster-interest":
+            cases += [Case(scenario, n, BLAST_SENDQ_BYTES, 2) for n in plan.cluster_clients]
         elif scenario == "login":
             cases += [Case("login", n) for n in plan.login_clients]
         elif scenario in WS_SCENARIOS:
             sendq = BLAST_SENDQ_BYTES if scenario == "ws-blast" else DEFAULT_SENDQ_BYTES
             cases += [Case(scenario, n, sendq, transport=t) for n in plan.clients for t in TRANSPORTS]
     return cases
-
-
-def percentile(sorted_values: list[int], fraction: float) -> float:
-    if not sorted_values:
-        return 0.0
-    index = min(len(sorted_values) - 1, max(0, round(fraction * (len(sorted_values) - 1))))
-    return sorted_values[index] / 1e6
 
 
 def server_label(contender: Contender, case: Case) -> str:
@@ -168,6 +153,8 @@ def server_label(contender: Contender, case: Case) -> str:
         return f"{contender.name} {case.transport}"
     if case.scenario not in CLUSTER_SCENARIOS:
         return contender.name
+    if case.scenario == "cluster-interest":
+        return f"{contender.name} 2 nodes, all on A"
     if case.nodes == 0:
         return f"{contender.name} alone"
     return f"{contender.name} {case.nodes} node{'s' if case.nodes > 1 else ''}"
@@ -208,8 +195,11 @@ def run_case(contender: Contender, case: Case, plan: Plan) -> Row:
                 _pairs(server, generator, case, plan, row)
             elif case.scenario == "idle":
                 _idle(server, generator, case, plan, row)
+            elif case.scenario == "cluster-interest":
+                assert isinstance(server, ClusterServers)
+                run_interest(server, generator, case, plan, row)
             elif case.scenario in CLUSTER_SCENARIOS:
-                _cluster(server, generator, case, plan, row)
+                run_cluster(server, generator, case, plan, row)
             elif case.scenario in WS_SCENARIOS:
                 assert isinstance(server, RunningServer)
                 _websocket(server, generator, case, plan, row)
@@ -223,32 +213,6 @@ def run_case(contender: Contender, case: Case, plan: Plan) -> Row:
                 row.fail(f"server died: {server.log_tail()}")
             server.stop()
     return row
-
-
-def _split(total: int, parts: int) -> list[int]:
-    base, extra = divmod(total, parts)
-    return [base + (1 if i < extra else 0) for i in range(parts)]
-
-
-def _setup(
-    generator: Generator,
-    worker_id: int,
-    groups: list[list[Any]],
-    plan: Plan,
-    ws_address: tuple[str, int] | None = None,
-) -> dict[str, Any]:
-    generator.send(
-        worker_id,
-        "setup",
-        groups=groups,
-        timeout_s=plan.setup_timeout_s,
-        connect_window=generator.connect_window,
-        ws_address=ws_address,
-    )
-    reply = generator.collect([worker_id], "ready", plan.setup_timeout_s + 30)[0]
-    if "error" in reply:
-        raise GeneratorError(f"setup: {reply['error']}")
-    return reply
 
 
 def _fanout(server: RunningServer, generator: Generator, case: Case, plan: Plan, row: Row) -> None:
@@ -273,27 +237,6 @@ def _fanout(server: RunningServer, generator: Generator, case: Case, plan: Plan,
         row.extra["slow_cut"] = stats["slow_cut"]
         if server.contender.has_sendq and not stats["slow_cut"]:
             row.fail("the slow consumer was not cut at its sendq")
-
-
-def _cpu(pids: list[int]) -> float:
-    return sum(procstat.cpu_seconds(pid) for pid in pids)
-
-
-def _cluster(server: RunningServer | ClusterServers, generator: Generator, case: Case, plan: Plan, row: Row) -> None:
-    """The fan-out (closed loop, or blast) with its members spread evenly over the nodes."""
-    run_fanout(
-        server,
-        generator,
-        plan,
-        row,
-        members=case.clients,
-        senders=min(SENDERS, case.clients),
-        mode="blast" if case.scenario == "cluster-blast" else "closed",
-        window=plan.window,
-        duration_s=plan.duration_s,
-        nodes=max(1, case.nodes),
-    )
-    row.extra["nodes"] = case.nodes
 
 
 def _websocket(server: RunningServer, generator: Generator, case: Case, plan: Plan, row: Row) -> None:
@@ -333,156 +276,22 @@ def pair_transports(rows: list[Row]) -> None:
         row.extra["ws_tcp_ratio"] = row.cpu_us_per_delivery / twin.cpu_us_per_delivery
 
 
-def run_fanout(
-    server: RunningServer | ClusterServers,
-    generator: Generator,
-    plan: Plan,
-    row: Row,
-    *,
-    members: int,
-    senders: int,
-    mode: str,
-    window: int,
-    duration_s: float,
-    pad: int = 0,
-    slow: bool = False,
-    prefix: str = "",
-    nodes: int | None = None,
-    ws_address: tuple[str, int] | None = None,
-) -> dict[str, Any]:
-    """N members in one channel, ``senders`` of them sending; fills ``row`` with the figures.
-
-    With ``nodes``, members are dealt to the server's addresses in turn (member ``j`` in
-    joining order on node ``j % nodes``) and latency is also split by same/other node.
-    With ``ws_address`` every member speaks IRC over WebSocket there.
-    """
-    workers = len(generator.pipes)
-    final_is_sender = members == senders
-    head_senders = senders - 1 if final_is_sender else senders
-    rest = members - senders - (0 if final_is_sender else 1)
-    shares = _split(rest, workers) if workers > 1 else [rest]
-    spread = nodes or 1
-    placed = 0
-
-    def group(name: str, count: int, kind: str = "recv") -> list[Any]:
-        """A setup group whose members continue the round-robin over the nodes."""
-        nonlocal placed
-        first = placed
-        placed += count
-        return [name, count, CHANNEL, kind, first % spread, spread]
-
-    # Other workers' members join first; worker 0 (the senders and the acknowledging
-    # last member, which the server serves last) joins after them.
-    for worker_id in range(1, workers):
-        if shares[worker_id]:
-            _setup(generator, worker_id, [group(f"{prefix}r{worker_id}x", shares[worker_id])], plan, ws_address)
-    groups: list[list[Any]] = []
-    if slow:
-        groups.append(group(f"{prefix}slow", 1, "slow"))
-    senders_first = placed
-    groups.append(group(f"{prefix}s", head_senders))
-    if shares[0]:
-        groups.append(group(f"{prefix}r0x", shares[0]))
-    _setup(generator, 0, groups, plan, ws_address)
-    last_node = placed % spread
-    _setup(generator, 0, [group(f"{prefix}z", 1)], plan, ws_address)
-    sender_ids = [[sid, f"{prefix}s{sid}"] for sid in range(head_senders)]
-    sender_nodes = [(senders_first + sid) % spread for sid in range(head_senders)]
-    if final_is_sender:
-        sender_ids.append([senders - 1, f"{prefix}z0"])
-        sender_nodes.append(last_node)
-    count = max(20, plan.blast_deliveries // max(1, senders * (members - 1)))
-    everyone = list(range(workers))
-
-    cpu_before = _cpu(server.pids)
-    side_before = _cpu(server.side_pids)
-    # Workers without senders are started first and answer "sent" at once: only then has each
-    # of their receivers its expected sequence numbers, before worker 0's first message lands.
-    for worker_id in [*everyone[1:], 0]:
-        if worker_id == 0 and workers > 1:
-            generator.collect(everyone[1:], "sent", plan.setup_timeout_s)
-        generator.send(
-            worker_id,
-            "start",
-            mode=mode,
-            senders=senders,
-            sender_ids=sender_ids if worker_id == 0 else [],
-            window=window,
-            duration_s=duration_s,
-            count=count,
-            pad=pad,
-            slow_grace_s=plan.slow_grace_s,
-            sender_nodes=sender_nodes if nodes else None,
-        )
-    sent_replies = generator.collect([0], "sent", duration_s + plan.drain_timeout_s + 60)
-    sent = sent_replies[0]["sent"]
-    for worker_id in everyone:
-        generator.send(worker_id, "expect", sent=sent, timeout_s=plan.drain_timeout_s)
-    done = generator.collect(everyone, "done", plan.drain_timeout_s + 30)
-    cpu_after = _cpu(server.pids)
-    side_after = _cpu(server.side_pids)
-
-    expected = sum(total for _, total in sent) * (members - 1)
-    _fill(row, done, cpu_after - cpu_before, server.pids, expected)
-    if server.side_pids:
-        row.extra["redis_cpu_s"] = side_after - side_before
-        if row.deliveries:
-            row.extra["redis_us_per_delivery"] = (side_after - side_before) / row.deliveries * 1e6
-    if nodes:
-        for where in ("same", "cross"):
-            values = sorted(v for d in done for v in d.get(f"latencies_{where}_ns", []))
-            row.extra[f"{where}_samples"] = len(values)
-            if values:
-                row.extra[f"{where}_p50_ms"] = percentile(values, 0.50)
-                row.extra[f"{where}_p99_ms"] = percentile(values, 0.99)
-    row.senders, row.window = senders, window if mode == "closed" else 0
-    return {"slow_cut": done[0]["slow_cut"]}
-
-
-def _fill(row: Row, done: list[dict[str, Any]], server_cpu_s: float, pids: list[int], expected: int) -> None:
-    deliveries = sum(d["deliveries"] for d in done)
-    dups = sum(d["dups"] for d in done)
-    gaps = sum(d["gaps"] for d in done)
-    missing = sum(d["missing"] for d in done)
-    lost_clients = sum(d["lost_clients"] for d in done)
-    latencies = sorted(v for d in done for v in d["latencies_ns"])
-    seconds = (max(d["last_ns"] for d in done) - min(d["first_ns"] for d in done)) / 1e9
-    row.deliveries, row.expected = deliveries, expected
-    row.seconds = seconds
-    row.rate = deliveries / seconds if seconds > 0 else 0.0
-    if latencies:
-        row.p50_ms = percentile(latencies, 0.50)
-        row.p99_ms = percentile(latencies, 0.99)
-        row.max_ms = latencies[-1] / 1e6
-    row.server_cpu_s = server_cpu_s
-    row.cpu_us_per_delivery = server_cpu_s / deliveries * 1e6 if deliveries else None
-    row.gen_cpu_s = sum(d["cpu_s"] for d in done)
-    row.rss_mib = sum(procstat.rss_bytes(pid) for pid in pids) / (1 << 20)
-    if dups or gaps or missing or deliveries != expected:
-        row.fail(f"delivery: {deliveries} of {expected} expected, {dups} duplicated, {gaps} skipped, {missing} missing")
-    if lost_clients:
-        row.fail(f"{lost_clients} receiving clients were disconnected")
-    errors = [e for d in done for e in d["errors"]]
-    if errors:
-        row.fail("generator saw: " + "; ".join(errors[:3]))
-
-
 def _pairs(server: RunningServer, generator: Generator, case: Case, plan: Plan, row: Row) -> None:
     pairs = max(1, case.clients // 2)
     workers = len(generator.pipes)
-    shares = _split(pairs, workers)
+    shares = split(pairs, workers)
     for worker_id, share in enumerate(shares):
         if share:
             groups = [[f"a{worker_id}x", share, None, "pair-a"], [f"b{worker_id}x", share, None, "pair-b"]]
-            _setup(generator, worker_id, groups, plan)
+            setup(generator, worker_id, groups, plan)
     active = [w for w, share in enumerate(shares) if share]
-    cpu_before = _cpu(server.pids)
+    cpu_before = cpu(server.pids)
     for worker_id in active:
         generator.send(worker_id, "start", mode="pairs", duration_s=plan.duration_s)
     done = generator.collect(active, "done", plan.duration_s + plan.drain_timeout_s + 30)
-    cpu_after = _cpu(server.pids)
+    cpu_after = cpu(server.pids)
     round_trips = sum(d["round_trips"] for d in done)
-    _fill(row, done, cpu_after - cpu_before, server.pids, expected=2 * round_trips)
+    fill(row, done, cpu_after - cpu_before, server.pids, expected=2 * round_trips)
     row.extra["round_trips_per_s"] = round_trips / row.seconds if row.seconds else 0.0
     row.senders = pairs
 
@@ -490,7 +299,7 @@ def _pairs(server: RunningServer, generator: Generator, case: Case, plan: Plan, 
 def _idle(server: RunningServer, generator: Generator, case: Case, plan: Plan, row: Row) -> None:
     rss_before = procstat.rss_bytes(server.pid)
     workers = len(generator.pipes)
-    shares = _split(case.clients, workers)
+    shares = split(case.clients, workers)
     started = time.monotonic()
     for worker_id, share in enumerate(shares):
         if share:
@@ -540,7 +349,7 @@ def _login(server: RunningServer, case: Case, plan: Plan, row: Row) -> None:
         case.clients,
         plan.duration_s,
         plan.login_timeout_s,
-        lambda: _cpu(server.pids),
+        lambda: cpu(server.pids),
         lambda: run_queue_s(server.pids),
     )
     row.server_cpu_s = run.storm_cpu_s

@@ -1,8 +1,10 @@
-"""The bench's cluster scenarios, small: Redis and two chatd nodes started by the bench, every
-message delivered exactly once whichever node its sender and receiver are on, in the closed
-loop and in the blast.
+"""The bench's cluster scenarios, small: Redis and one or two chatd nodes started by the bench,
+every message delivered exactly once whichever node its sender and receiver are on, in the
+closed loop and in the blast, and in the interest-routing blast that stays on one node of two.
 
-Like the quick bench, this never asserts a speed. It is skipped, with the bench's own reason,
+Like the quick bench, this never asserts a speed: only that every figure the issue asks for
+(ratios to one chatd alone, --cluster's cost per message, the Redis hop, Redis's events and
+CPU, the idle node's CPU) is there and measured. It is skipped, with the bench's own reason,
 where redis-server is missing or this chatd has no --cluster.
 """
 
@@ -13,28 +15,54 @@ import pytest
 from bench.cli import run
 from bench.cluster import cluster_missing
 from bench.contenders import find
+from bench.report import summary, table
 from bench.scenarios import Plan
 
 
 @pytest.mark.timeout(110)
-def test_cluster_scenario_delivers_every_message_exactly_once_across_nodes() -> None:
+def test_cluster_scenarios_deliver_every_message_exactly_once_and_report_every_figure() -> None:
     [selectors] = find(["selectors"])
     reason = cluster_missing(selectors)
     if reason:
         pytest.skip(reason)
-    rows, skipped = run(("selectors",), ("cluster", "cluster-blast"), Plan.quick_plan())
+    rows, skipped = run(("selectors",), ("cluster", "cluster-blast", "cluster-interest"), Plan.quick_plan())
     assert not skipped
     assert [(row.scenario, row.server) for row in rows] == [
         ("cluster", "selectors alone"),
+        ("cluster", "selectors 1 node"),
         ("cluster", "selectors 2 nodes"),
         ("cluster-blast", "selectors alone"),
+        ("cluster-blast", "selectors 1 node"),
         ("cluster-blast", "selectors 2 nodes"),
+        ("cluster-interest", "selectors 2 nodes, all on A"),
     ]
     failures = [f"{row.scenario} {row.server}: {row.problem}" for row in rows if not row.ok]
     assert not failures, failures
     for row in rows:
         assert row.deliveries == row.expected > 0, row
-    for two in (rows[1], rows[3]):
-        assert two.extra["nodes"] == 2
-        assert two.extra["same_samples"] > 0 and two.extra["cross_samples"] > 0
-        assert two.extra["redis_cpu_s"] > 0
+        assert row.extra["messages"] > 0 and row.cpu_us_per_delivery, row
+    alone, one, two = rows[0], rows[1], rows[2]
+    assert "alone_ratio" not in alone.extra and "redis_events" not in alone.extra
+    for row in (one, two, *rows[4:6]):
+        assert row.extra["alone_ratio"] > 0 and row.extra["alone_cpu_us_per_delivery"] > 0
+        # Every message is one event through Redis (heartbeats may add a few).
+        assert row.extra["redis_events"] >= row.extra["messages"]
+        assert row.extra["redis_events_per_s"] > 0 and row.extra["redis_cpu_s"] > 0
+        assert row.extra["redis_us_per_event"] > 0
+    assert "cluster_us_per_message" in one.extra and "cluster_us_per_message" in rows[4].extra
+    assert two.extra["same_samples"] > 0 and two.extra["cross_samples"] > 0
+    assert "hop_p50_ms" in two.extra and "hop_p99_ms" in two.extra
+    assert len(two.extra["node_cpu_s"]) == 2
+
+    interest = rows[6]
+    assert interest.extra["b_idle_clients"] == Plan.quick_plan().interest_idle
+    assert interest.extra["a_cpu_s"] > 0 and interest.extra["b_cpu_s"] >= 0
+    for key in ("a_us_per_delivery", "b_us_per_delivery", "b_share_of_a", "b_quiet_cpu_s_per_s"):
+        assert key in interest.extra, key
+    assert interest.extra["redis_events"] >= interest.extra["messages"]
+
+    written = summary(rows, skipped)
+    for title in ("against one chatd alone", "--cluster on one node", "Through Redis", "The Redis hop",
+                  "Interest routing", "Targets in this run"):  # fmt: skip
+        assert title in written, title
+    assert "FAILED" not in table(rows, skipped)
