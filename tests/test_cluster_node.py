@@ -37,7 +37,7 @@ class FakeLink:
         return [
             json.loads(args[2])
             for args, _ in self.sent
-            if args[0] == "PUBLISH" and (channel is None or args[1] == channel)
+            if args[0] == "SPUBLISH" and (channel is None or args[1] == channel)
         ]
 
     def answer_claims(self, reply: Reply) -> None:
@@ -70,7 +70,7 @@ class World:
 
     def feed(self, sender: str, kind: str, **fields: Any) -> None:
         payload = json.dumps({"n": sender, "t": kind, **fields}).encode()
-        self.node.link_messages([(b"chatd:events", payload)])
+        self.node.link_messages([(b"{chatd}:events", payload)])
 
 
 def remote_user(uid: str, nick: str) -> dict[str, Any]:
@@ -118,7 +118,7 @@ def test_bursts_show_local_users_only_the_differences() -> None:
         "modes": "nt", "key": None, "limit": None, "bans": [],
     }])  # fmt: skip
     assert [(m.command, m.source) for m in seen.messages()] == [("JOIN", "bob!~u@10.0.0.2")]
-    assert world.link.published("chatd:to:there")[-1]["t"] == "burst"  # a HELLO is answered
+    assert world.link.published("{chatd}:to:there")[-1]["t"] == "burst"  # a HELLO is answered
     assert world.hub.find_channel("#x").prefix_of(world.hub.find_client("bob")) == "@"  # type: ignore[union-attr]
     world.feed("there", "burst", users=[remote_user("t.1", "bob")], chans=[])
     assert [(m.command, m.params) for m in seen.messages()] == [("PART", ("#x",))]
@@ -152,7 +152,7 @@ def test_events_from_an_unknown_node_ask_it_for_a_burst() -> None:
     seen.messages()
     world.feed("ghost", "join", u="g.1", c="#x", p="")
     assert not seen.messages()  # a node whose users we do not know changes nothing
-    assert world.link.published("chatd:to:ghost")[-1]["t"] == "sync"
+    assert world.link.published("{chatd}:to:ghost")[-1]["t"] == "sync"
     world.feed("ghost", "msg", c="#x", line=":ghost!~u@h PRIVMSG #x :boo", plain="ghost: boo", id="1", at=1.0)
     assert [m.params for m in seen.messages()] == [("#x", "boo")]  # but its messages get through
     assert "ghost" not in world.node.nodes
@@ -226,7 +226,7 @@ def test_a_local_login_goes_out_with_the_user() -> None:
     assert world.link.published()[-1]["acct"] is None
     log_in(world.hub, alice, make_record("Alice", "pw"))
     world.feed("there", "sync")
-    (burst,) = world.link.published("chatd:to:there")
+    (burst,) = world.link.published("{chatd}:to:there")
     assert [user["acct"] for user in burst["users"]] == ["Alice"]
 
 
@@ -281,7 +281,7 @@ def test_a_ghost_of_a_remote_user_waits_for_it_to_be_gone() -> None:
     done: list[str] = []
     world.node.ghost(alice, bob, "GHOSTed by alice", lambda: done.append("bob"))
     world.node.ghost(alice, carol, "GHOSTed by alice", lambda: done.append("carol"))
-    assert world.link.published("chatd:to:there")[-2] == {
+    assert world.link.published("{chatd}:to:there")[-2] == {
         "t": "ghost", "u": alice.uid, "k": "t.1", "r": "GHOSTed by alice", "n": "here",
     }  # fmt: skip
     assert not done  # the nick is not free before its node says the user is gone

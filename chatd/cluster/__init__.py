@@ -1,8 +1,8 @@
 """Several chatd nodes as one chat network over Redis (``chatd --cluster redis://...``).
 
-- ``resp``: the Redis wire protocol, sans I/O.
-- ``link``: the Redis connections, in a bridge thread, with reconnect and backoff; its
-  whole interface to the node is ``link.Commands`` and ``link.LinkHandler``.
+- ``link``: the Redis connections (redis-py; one Redis or a Redis Cluster), in a bridge
+  thread, with reconnect and backoff; its whole interface to the node is
+  ``link.Commands`` and ``link.LinkHandler``.
 - ``node``: the hub's side of the network (``ClusterNode``, the core's ``Network``):
   publishes what local users do, dispatches what other nodes publish, (re)syncs.
 - ``claims``: nick ownership in Redis and its Lua scripts.
@@ -34,9 +34,7 @@ class Cluster:
 
     def __init__(self, hub: Hub, settings: ClusterSettings, post: Callable[[Callable[[], None]], None]) -> None:
         self.node = ClusterNode(hub, settings)
-        self.link = RedisLink(
-            settings, [self.node.events_channel, self.node.own_channel], self.node, post, self.node.own_suffix
-        )
+        self.link = RedisLink(settings, [self.node.events_channel, self.node.own_channel], self.node, post)
         self.node.link = self.link
         hub.cluster = self.node
 

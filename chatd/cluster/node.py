@@ -17,12 +17,12 @@ event), the link's calls, and the (re)sync between nodes.
 The link interface is narrow on purpose (the next network issue replaces the link):
 the node calls only ``link.command(*args, callback=...)`` (``link.Commands``) and the
 link calls only ``link_up``, ``link_down``, ``link_tick`` and ``link_messages``
-(``link.LinkHandler``), subscribed to ``events_channel`` and ``own_channel``, and
-dropping unread the messages that end with ``own_suffix``.
+(``link.LinkHandler``), subscribed to the shard channels ``events_channel`` and
+``own_channel``; ``link_messages`` drops unread the messages that end with ``own_suffix``.
 
 Model:
-- Events go out as one compact JSON object per pub/sub message: on
-  ``<prefix>:events`` for everyone, or on ``<prefix>:to:<node>`` for one node
+- Events go out as one compact JSON object per (sharded) pub/sub message: on
+  ``{<prefix>}:events`` for everyone, or on ``{<prefix>}:to:<node>`` for one node
   (private messages, invites, kills, bursts). A channel message is published once
   per node and each node delivers it to its own members, encoding it once per
   wire form as for a local message; msgid and time travel with it.
@@ -82,12 +82,12 @@ class ClusterNode:
         self.node_id = settings.node_id
         self.instance = secrets.token_hex(6)
         """Distinguishes this run from an earlier one with the same node id (user ids embed it)."""
-        prefix = self.prefix = settings.prefix
+        prefix = self.prefix = settings.key_tag
         self.events_channel = f"{prefix}:events"
         self.own_channel = f"{prefix}:to:{self.node_id}"
         self.own_suffix = own_suffix(self.node_id)
-        """How every event this node publishes ends: Redis sends each back to us, and the link
-        drops those unread instead of waking the loop for them."""
+        """How every event this node publishes ends: Redis sends each back to us, and
+        ``link_messages`` drops those unread."""
         self.link: Commands = link or _NoLink()
         self.up = False
         self.replica = Replica(hub, self.instance)
@@ -113,7 +113,7 @@ class ClusterNode:
 
     def _publish(self, payload: dict[str, Any], to: str | None = None) -> None:
         channel = self.events_channel if to is None else f"{self.prefix}:to:{to}"
-        if self._command("PUBLISH", channel, encode_event(payload, self.node_id)):
+        if self._command("SPUBLISH", channel, encode_event(payload, self.node_id)):
             self.hub.stats.cluster_events_out += 1
 
     # ---- the core's calls (local clients only) ---------------------------------------
@@ -243,6 +243,8 @@ class ClusterNode:
 
     def link_messages(self, messages: list[tuple[bytes, bytes]]) -> None:
         for _, payload in messages:
+            if payload.endswith(self.own_suffix):
+                continue
             try:
                 sender, kind, event = decode_event(payload)
             except MalformedEvent as error:
