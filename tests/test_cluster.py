@@ -40,6 +40,7 @@ from tests.helpers import (
     RunningServer,
     wait_until,
 )
+from tests.redis_cluster import RedisClusterServers
 
 pytestmark = pytest.mark.skipif(
     not os.path.exists(REDIS_SERVER), reason="redis-server is not installed (apt-get install redis-server)"
@@ -531,6 +532,8 @@ class CuttableProxy:
 
 
 def test_a_node_cut_off_alone_is_dropped_then_rejoins(backend: str, redis: RedisServer) -> None:
+    if isinstance(redis, RedisClusterServers):
+        pytest.skip("a proxy in front of one node of a Redis Cluster is bypassed: clients go where CLUSTER SLOTS says")
     proxy = CuttableProxy(redis.port)
     behind_proxy = RedisServer.__new__(RedisServer)  # only its port is used: node a reaches Redis through the proxy
     behind_proxy.port = proxy.port

@@ -259,8 +259,10 @@ class RedisLink:
                     break
             try:
                 early = self._connect()
-            except FAILURES as error:
+            except Exception as error:
                 self._close()
+                if not isinstance(error, FAILURES):  # a bug: say so loudly, then back off as after a failure
+                    log.exception("cluster: connecting to Redis failed")
                 if down_since is None:
                     down_since = time.monotonic()
                     log.warning("cluster: Redis at %s unreachable (%s); local chat goes on, retrying", address, error)
@@ -342,16 +344,19 @@ class RedisLink:
             raise LinkError(f"Redis {version} is older than 7.0 and has no sharded pub/sub (SSUBSCRIBE)")
         self.cluster = info.get("cluster_enabled") == 1
         if self.cluster:
+            state = probe.cluster("INFO")
             probe.close()
+            if state.get("cluster_state") != "ok":
+                raise LinkError("the Redis Cluster is not ready (cluster_state is not ok)")
             client = redis.cluster.RedisCluster(
                 host=address.host, port=address.port, require_full_coverage=True, **self._options()
             )
+            # Replies stay as Redis sent them (``SET … GET`` is the old value, not True).
             for node in client.get_primaries():
                 client.get_redis_connection(node).response_callbacks.clear()
         else:
             client = probe
-        # Replies stay as Redis sent them (``SET … GET`` is the old value, not True).
-        client.response_callbacks.clear()
+            client.response_callbacks.clear()
         self._client = client
         with self._lock:
             channels = sorted(self._channels)
