@@ -189,6 +189,7 @@ class RedisLink:
         """The thread's view: each shard channel it has subscribed, and on which connection."""
         self._inflight: list[Callback | None] = []
         self._tick_pending = False
+        self._sent_since_tick = False
         self._poller = select.poll()
 
     # ---- the hub's side --------------------------------------------------------
@@ -354,6 +355,9 @@ class RedisLink:
             # Replies stay as Redis sent them (``SET … GET`` is the old value, not True).
             for node in client.get_primaries():
                 client.get_redis_connection(node).response_callbacks.clear()
+            # A connection to every master now: one opened later, mid-pipeline, to a master that
+            # stalled would make redis-py re-read the topology from node after node first.
+            client.ping(target_nodes=redis.cluster.RedisCluster.PRIMARIES)
         else:
             client = probe
             client.response_callbacks.clear()
@@ -439,6 +443,9 @@ class RedisLink:
                 if now >= next_tick:
                     next_tick = now + tick_s
                     self._post_tick()
+                    if not self._sent_since_tick:  # an idle link asks, so a dead Redis is noticed
+                        self._queue_probe()
+                    self._sent_since_tick = False
                 wait_s = next_tick - now
                 for subscriber in self._subscribers.values():
                     if subscriber.ping_sent is None and now - subscriber.last_rx > tick_s:
@@ -470,6 +477,11 @@ class RedisLink:
             with contextlib.suppress(KeyError, ValueError):
                 self._poller.unregister(wake_fd)
 
+    def _queue_probe(self) -> None:
+        """A command of our own: a key (the network's hash tag) routes it on a cluster too."""
+        with self._lock:
+            self._queue.append((("EXISTS", self.settings.key_tag), None))
+
     def _apply_channel_ops(self) -> None:
         with self._lock:
             if not self._channel_ops:
@@ -491,16 +503,26 @@ class RedisLink:
             self._woken = False
         if not queue:
             return []
+        self._sent_since_tick = True
         self._inflight = [callback for _, callback in queue]
         pipeline = self._client.pipeline(transaction=False)
         errors = ENCODING_ERRORS
-        for args, _ in queue:
-            # hiredis packs ``str`` strictly: ours are encoded here (the command name stays text,
-            # which is how redis-py's cluster routing knows it).
-            pipeline.execute_command(
-                args[0], *[arg.encode("utf-8", errors) if isinstance(arg, str) else arg for arg in args[1:]]
-            )
-        results = pipeline.execute(raise_on_error=False)
+        # hiredis packs ``str`` strictly: ours are encoded here (the command name stays text,
+        # which is how redis-py's cluster routing knows it).
+        batch = [
+            (args[0], *[arg.encode("utf-8", errors) if isinstance(arg, str) else arg for arg in args[1:]])
+            for args, _ in queue
+        ]
+        if self.cluster:
+            # Not ``execute``: it follows MOVED and re-reads the topology from node after node,
+            # each with its timeout, before giving up; for us a moved slot or a silent master is
+            # an outage now (the node resynchronises once the link is back).
+            stack = [redis.cluster.PipelineCommand(args, {}, index) for index, args in enumerate(batch)]
+            results = pipeline.send_cluster_commands(stack, raise_on_error=False, allow_redirections=False)
+        else:
+            for args in batch:
+                pipeline.execute_command(*args)
+            results = pipeline.execute(raise_on_error=False)
         self._inflight = []
         replies: list[tuple[Callback, Reply]] = []
         moved: Exception | None = None
