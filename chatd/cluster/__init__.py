@@ -2,7 +2,8 @@
 
 - ``link``: the Redis connections (redis-py; one Redis or a Redis Cluster), in a bridge
   thread, with reconnect and backoff; its whole interface to the node is
-  ``link.Commands`` and ``link.LinkHandler``.
+  ``link.Commands`` and ``link.LinkHandler``; ``subscriber``: one of its shard pub/sub
+  connections.
 - ``node``: the hub's side of the network (``ClusterNode``, the core's ``Network``):
   publishes what local users do, dispatches what other nodes publish, (re)syncs.
 - ``claims``: nick ownership in Redis and its Lua scripts.

@@ -46,7 +46,6 @@ import select
 import socket
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -58,6 +57,7 @@ from redis.exceptions import AskError, ClusterError, RedisClusterException, Redi
 from redis.retry import Retry
 
 from chatd.cluster.config import ClusterSettings
+from chatd.cluster.subscriber import LinkError, Subscriber
 
 log = logging.getLogger("chatd")
 
@@ -91,10 +91,6 @@ LINK_DOWN = _LinkDown()
 Reply = bytes | int | list[Any] | None | ResponseError | _LinkDown
 Callback = Callable[[Reply], None]
 Post = Callable[[Callable[[], None]], None]
-
-
-class LinkError(Exception):
-    """The link is unusable (no answer in time, a refused handshake, a moved slot, overflow)."""
 
 
 FAILURES = (OSError, LinkError, RedisError, RedisClusterException, ValueError)
@@ -138,27 +134,6 @@ class LinkHandler(Protocol):
     def link_messages(self, messages: list[tuple[bytes, bytes]]) -> None: ...
 
 
-class _Subscriber:
-    """One subscriber connection (to the one Redis, or to one master) and its shard channels."""
-
-    def __init__(self, connection: redis.connection.Connection) -> None:
-        self.connection = connection
-        self.channels: set[str] = set()
-        self.unsubscribing: Counter[bytes] = Counter()
-        """SUNSUBSCRIBEs sent and not confirmed: any other ``sunsubscribe`` is Redis dropping us."""
-        self.last_rx = time.monotonic()
-        self.ping_sent: float | None = None
-
-    def fileno(self) -> int:
-        sock = self.connection._sock  # redis-py keeps the socket here; poll needs its descriptor
-        if sock is None:
-            raise LinkError("subscriber connection closed")
-        return sock.fileno()
-
-    def send(self, *commands: tuple[str, ...]) -> None:
-        self.connection.send_packed_command(self.connection.pack_commands(commands))
-
-
 class RedisLink:
     """Connects to Redis, keeps the subscriptions, carries commands; ``start``/``stop`` from the owner."""
 
@@ -184,8 +159,8 @@ class RedisLink:
         self._woken = False
         self._thread = threading.Thread(target=self._run, name="chatd-redis", daemon=True)
         self._client: Any = None
-        self._subscribers: dict[str, _Subscriber] = {}
-        self._subscribed: dict[bytes, _Subscriber] = {}
+        self._subscribers: dict[str, Subscriber] = {}
+        self._subscribed: dict[bytes, Subscriber] = {}
         """The thread's view: each shard channel it has subscribed, and on which connection."""
         self._inflight: list[Callback | None] = []
         self._tick_pending = False
@@ -371,11 +346,11 @@ class RedisLink:
         for subscriber in list(self._subscribers.values()):
             pending = {channel.encode() for channel in subscriber.channels}
             while pending:
-                self._absorb(subscriber, subscriber.connection.read_response(), early, pending)
-            self._read(subscriber, early)
+                subscriber.absorb(subscriber.connection.read_response(), early, self._subscribed, pending)
+            subscriber.read(early, self._subscribed)
         return early
 
-    def _subscriber_for(self, channel: str) -> _Subscriber:
+    def _subscriber_for(self, channel: str) -> Subscriber:
         """The connection a shard channel is subscribed on: the one Redis, or its slot's master."""
         if self.cluster:
             node = self._client.get_node_from_key(channel)
@@ -387,7 +362,7 @@ class RedisLink:
         if subscriber is None:
             connection = redis.connection.Connection(host=host, port=port, db=db, **self._options())
             connection.connect()
-            subscriber = self._subscribers[name] = _Subscriber(connection)
+            subscriber = self._subscribers[name] = Subscriber(connection)
             self._poller.register(subscriber.fileno(), select.POLLIN)
         return subscriber
 
@@ -470,7 +445,7 @@ class RedisLink:
                 if readable:
                     for subscriber in list(self._subscribers.values()):
                         if subscriber.fileno() in readable:
-                            self._read(subscriber, messages)
+                            subscriber.read(messages, self._subscribed)
                 if replies or messages:
                     self._post_inbound(replies, messages)
         finally:
@@ -539,46 +514,6 @@ class RedisLink:
             self._post_inbound(replies, [])
             raise LinkError(f"the cluster changed under us ({moved})")
         return replies
-
-    def _read(self, subscriber: _Subscriber, messages: list[tuple[bytes, bytes]]) -> None:
-        """Everything a subscriber connection has for us now (hiredis has parsed or can parse)."""
-        connection = subscriber.connection
-        try:
-            while connection.can_read(timeout=0):
-                self._absorb(subscriber, connection.read_response(), messages, None)
-        except ResponseError as error:
-            raise LinkError(f"subscriber connection refused: {error}") from None
-        subscriber.last_rx = time.monotonic()
-        subscriber.ping_sent = None
-
-    def _absorb(
-        self,
-        subscriber: _Subscriber,
-        value: Any,
-        messages: list[tuple[bytes, bytes]],
-        pending: set[bytes] | None,
-    ) -> None:
-        """One push from a subscriber connection: a message, a confirmation, a pong, or a sign
-        that the slot of a shard channel moved."""
-        if isinstance(value, ResponseError):
-            raise LinkError(f"subscriber connection refused: {value}")
-        if not isinstance(value, list) or not value:
-            return  # PONG outside subscribed mode
-        kind = value[0]
-        if kind == b"smessage":
-            if value[1] in self._subscribed:  # an unsubscribed channel's stragglers are not delivered
-                messages.append((value[1], value[2]))
-        elif kind == b"ssubscribe":
-            if pending is not None:
-                pending.discard(value[1])
-        elif kind == b"sunsubscribe":
-            channel = value[1]
-            if subscriber.unsubscribing[channel] > 0:
-                subscriber.unsubscribing[channel] -= 1
-                if not subscriber.unsubscribing[channel]:
-                    del subscriber.unsubscribing[channel]
-            else:
-                raise LinkError(f"Redis unsubscribed us from {channel.decode(errors='replace')} (its slot moved?)")
 
     def _post_tick(self) -> None:
         """At most one tick waits in the hub's queue: a slow hub gets no pile of them."""
