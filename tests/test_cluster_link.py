@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 import redis as redispy
-import redis.cluster
+from redis.cluster import RedisCluster
 
 from chatd.cluster.config import ClusterSettings, RedisAddress
 from chatd.cluster.link import LINK_DOWN, RedisLink, Reply, ReplyError
@@ -119,7 +119,7 @@ def spread_channels(servers: Servers, count: int = 12) -> list[str]:
     """Shard channels that land on every master (on one Redis: just channels)."""
     channels = [f"chan:{index}" for index in range(count)]
     if isinstance(servers, RedisClusterServers):
-        client = redis.cluster.RedisCluster(host="127.0.0.1", port=servers.port, protocol=2)
+        client = RedisCluster(host="127.0.0.1", port=servers.port, protocol=2)
         try:
             owners = {client.get_node_from_key(channel).port for channel in channels}
         finally:
@@ -236,7 +236,7 @@ def master_of(servers: Servers, key: str) -> int:
     """The pid of the redis-server holding ``key`` (the one Redis, or the master of its slot)."""
     if not isinstance(servers, RedisClusterServers):
         return pids(servers)[0]
-    client = redis.cluster.RedisCluster(host="127.0.0.1", port=servers.port, protocol=2)
+    client = RedisCluster(host="127.0.0.1", port=servers.port, protocol=2)
     try:
         return servers.pid_of(client.get_node_from_key(key).port)
     finally:
@@ -303,3 +303,31 @@ def test_cpu_per_published_message(redis: Servers, count: int, capsys: pytest.Ca
     with capsys.disabled():
         print(f"\nlink CPU per SPUBLISH + its message back ({type(redis).__name__}): {per_message_s * 1e6:.1f} µs")
     assert per_message_s < 1e-3
+
+
+def test_a_moved_slot_is_an_outage_then_the_channel_is_heard_on_its_new_master(redis: Servers) -> None:
+    if not isinstance(redis, RedisClusterServers):
+        pytest.skip("slots move only on a Redis Cluster")
+    channels = spread_channels(redis)
+    with running_link(redis, channels) as (link, recorder):
+        publish_until_heard(link, recorder, channels)
+        cluster = RedisCluster(host="127.0.0.1", port=redis.port, protocol=2)
+        try:
+            slot = cluster.keyslot(channels[0])
+            owner = cluster.get_node_from_key(channels[0]).port
+        finally:
+            cluster.close()
+        target = next(port for port in redis.ports if port != owner)
+        clients = {port: redispy.Redis(port=port, protocol=2, decode_responses=True) for port in redis.ports}
+        try:
+            target_id = clients[target].execute_command("CLUSTER", "MYID")
+            # A slot without keys can be handed over at once: to its new owner first, with a newer epoch.
+            clients[target].execute_command("CLUSTER", "BUMPEPOCH")
+            for port in (target, owner, *(port for port in redis.ports if port not in (target, owner))):
+                clients[port].execute_command("CLUSTER", "SETSLOT", slot, "NODE", target_id)
+        finally:
+            for client in clients.values():
+                client.close()
+        wait_until(lambda: recorder.events == ["up", "down", "up"], "the link to reconnect with the new topology")
+        recorder.messages.clear()
+        publish_until_heard(link, recorder, channels)
