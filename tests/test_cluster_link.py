@@ -69,9 +69,11 @@ class Recorder:
 
 
 @contextmanager
-def running_link(servers: Servers, channels: list[str] | None = None) -> Iterator[tuple[RedisLink, Recorder]]:
+def running_link(
+    servers: Servers, channels: list[str] | None = None, address: RedisAddress | None = None
+) -> Iterator[tuple[RedisLink, Recorder]]:
     settings = ClusterSettings(
-        RedisAddress("127.0.0.1", servers.port), "linktest", heartbeat_s=HEARTBEAT_S,
+        address or RedisAddress("127.0.0.1", servers.port), "linktest", heartbeat_s=HEARTBEAT_S,
         redis_timeout_s=REDIS_TIMEOUT_S, backoff_max_s=0.3,
     )  # fmt: skip
     recorder = Recorder()
@@ -331,3 +333,43 @@ def test_a_moved_slot_is_an_outage_then_the_channel_is_heard_on_its_new_master(r
         wait_until(lambda: recorder.events == ["up", "down", "up"], "the link to reconnect with the new topology")
         recorder.messages.clear()
         publish_until_heard(link, recorder, channels)
+
+
+def test_username_and_password_from_the_url(redis: Servers, caplog: pytest.LogCaptureFixture) -> None:
+    channels = spread_channels(redis)
+    for port in ports(redis):
+        with redispy.Redis(port=port, protocol=2) as client:
+            client.execute_command("ACL", "SETUSER", "chatd", "on", ">s3cret", "~*", "&*", "+@all")
+            client.execute_command("ACL", "SETUSER", "default", "off")
+    address = RedisAddress("127.0.0.1", redis.port, username="chatd", password="s3cret")
+    with running_link(redis, channels, address) as (link, recorder):
+        publish_until_heard(link, recorder, channels)
+    wrong = RedisAddress("127.0.0.1", redis.port, username="chatd", password="wrong")
+    recorder = Recorder()
+    settings = ClusterSettings(wrong, "linktest", heartbeat_s=HEARTBEAT_S, redis_timeout_s=REDIS_TIMEOUT_S,
+                               backoff_max_s=0.05)  # fmt: skip
+    link = RedisLink(settings, [], recorder, recorder.post)
+    with redispy.Redis(port=redis.port, protocol=2, username="chatd", password="s3cret") as client:
+        connections = client.info("stats")["total_connections_received"]
+        link.start()
+        try:
+            wait_until(
+                lambda: client.info("stats")["total_connections_received"] >= connections + 4, "a few retries"
+            )
+        finally:
+            link.stop()
+    refusals = [record for record in caplog.records if "unreachable" in record.getMessage()]
+    assert len(refusals) == 1 and "invalid username-password" in refusals[0].getMessage(), refusals
+    assert recorder.events == []
+
+
+def test_the_database_of_the_url_is_selected(redis: Servers) -> None:
+    if isinstance(redis, RedisClusterServers):
+        pytest.skip("a Redis Cluster has database 0 only")
+    with running_link(redis, address=RedisAddress("127.0.0.1", redis.port, db=3)) as (link, _):
+        got = Replies()
+        assert link.command("SET", "where", "db3", callback=got.callback(0))
+        wait_until(lambda: got.all(1), "the reply")
+    with redispy.Redis(port=redis.port, db=3, protocol=2) as client:
+        assert client.get("where") == b"db3"
+    assert redis.command("EXISTS", "where") == 0
