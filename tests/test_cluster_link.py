@@ -19,6 +19,7 @@ import pytest
 import redis as redispy
 from redis.cluster import RedisCluster
 
+from chatd.cluster import link as link_module
 from chatd.cluster.config import ClusterSettings, RedisAddress
 from chatd.cluster.link import LINK_DOWN, RedisLink, Reply, ReplyError
 from tests.helpers import REDIS_SERVER, RedisServer, wait_until
@@ -373,3 +374,16 @@ def test_the_database_of_the_url_is_selected(redis: Servers) -> None:
     with redispy.Redis(port=redis.port, db=3, protocol=2) as client:
         assert client.get("where") == b"db3"
     assert redis.command("EXISTS", "where") == 0
+
+
+def test_a_queue_past_its_bound_resets_the_link(redis: Servers, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(link_module, "MAX_QUEUED_BYTES", 1000)
+    with running_link(redis) as (link, recorder):
+        assert link.command("SET", "big", "x" * 2000) is False
+        wait_until(lambda: recorder.events == ["up", "down", "up"], "the link to be reset")
+
+
+def test_stop_sends_what_is_queued(redis: Servers) -> None:
+    with running_link(redis) as (link, _):
+        assert link.command("SET", "goodbye", "sent")
+    assert redis.command("GET", "goodbye") == b"sent"
