@@ -328,7 +328,7 @@ class RedisLink:
     def _connect(self) -> list[tuple[bytes, bytes]]:
         """Open the command client and subscribe the whole set; returns messages that came meanwhile."""
         address = self.settings.redis
-        probe = redis.Redis(host=address.host, port=address.port, db=address.db, **self._options())
+        probe = self._client = redis.Redis(host=address.host, port=address.port, db=address.db, **self._options())
         info = probe.info()
         version = str(info.get("redis_version", "0"))
         if tuple(int(part) for part in version.split(".")[:2] if part.isdigit()) < MIN_REDIS_VERSION:
@@ -379,7 +379,7 @@ class RedisLink:
             connection = redis.connection.Connection(host=host, port=port, db=db, **self._options())
             connection.connect()
             subscriber = self._subscribers[name] = Subscriber(connection)
-            self._poller.register(subscriber.fileno(), select.POLLIN)
+            self._poller.register(subscriber.fd, select.POLLIN)
         return subscriber
 
     def _subscribe(self, channel: str) -> None:
@@ -400,7 +400,7 @@ class RedisLink:
     def _close(self) -> None:
         for subscriber in self._subscribers.values():
             with contextlib.suppress(OSError, ValueError, KeyError):
-                self._poller.unregister(subscriber.fileno())
+                self._poller.unregister(subscriber.fd)
             with contextlib.suppress(Exception):
                 subscriber.connection.disconnect()
         self._subscribers.clear()
@@ -461,7 +461,7 @@ class RedisLink:
                 messages: list[tuple[bytes, bytes]] = []
                 if readable:
                     for subscriber in list(self._subscribers.values()):
-                        if subscriber.fileno() in readable:
+                        if subscriber.fd in readable:
                             subscriber.read(messages, self._subscribed)
                 if replies or messages:
                     self._post_inbound(replies, messages)

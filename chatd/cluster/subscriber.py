@@ -36,6 +36,8 @@ class Subscriber:
         """SUNSUBSCRIBEs sent and not confirmed: any other ``sunsubscribe`` is Redis dropping us."""
         self.last_rx = time.monotonic()
         self.ping_sent: float | None = None
+        self.fd = self.fileno()
+        """The descriptor as registered with poll (still known once redis-py has dropped the socket)."""
 
     def fileno(self) -> int:
         sock = self.connection._sock  # redis-py keeps the socket here; poll needs its descriptor
