@@ -10,6 +10,7 @@ from hypothesis import settings
 from chatd.backends import BACKENDS
 from tests.helpers import REDIS_SERVER, RedisServer, RunningServer, running_server
 from tests.postgres import POSTGRES_MISSING, Database, PostgresCluster
+from tests.redis_cluster import RedisClusterServers
 
 # Property tests judge what the code does, not how fast a loaded 2-core machine runs it.
 settings.register_profile("chatd", deadline=None)
@@ -27,17 +28,26 @@ def server(backend: str) -> Iterator[RunningServer]:
         yield running
 
 
-@pytest.fixture
-def redis() -> Iterator[RedisServer]:
-    """A fresh redis-server on a free loopback port (the test is skipped where there is none)."""
+@pytest.fixture(params=["single", "cluster"], ids=["redis", "redis-cluster"])
+def redis(request: pytest.FixtureRequest) -> Iterator[RedisServer | RedisClusterServers]:
+    """A fresh redis-server on a free loopback port, or a fresh three-master Redis Cluster
+    (the test is skipped where redis-server is not installed)."""
     if not os.path.exists(REDIS_SERVER):
         pytest.skip("redis-server is not installed (apt-get install redis-server)")
-    server = RedisServer()
-    server.start()
-    try:
-        yield server
-    finally:
-        server.kill()
+    if request.param == "single":
+        server = RedisServer()
+        try:
+            server.start()
+            yield server
+        finally:
+            server.kill()
+    else:
+        servers = RedisClusterServers()
+        try:
+            servers.start()
+            yield servers
+        finally:
+            servers.close()
 
 
 @pytest.fixture(scope="session")

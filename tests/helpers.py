@@ -94,13 +94,13 @@ class RedisServer:
             self.process.kill()
             self.process.wait(DEADLINE_S)
 
-    def command(self, *args: str) -> bytes:
-        """One command over a fresh connection; the raw reply (enough for EXISTS/GET in tests)."""
-        from chatd.cluster.resp import encode_command
+    def command(self, *args: str) -> object:
+        """One command over a fresh redis-py connection; the reply as Redis sent it (bytes, int, list)."""
+        import redis
 
-        with socket.create_connection(("127.0.0.1", self.port), timeout=DEADLINE_S) as sock:
-            sock.sendall(encode_command(*args))
-            return sock.recv(65536)
+        with redis.Redis(port=self.port, socket_timeout=DEADLINE_S, protocol=2) as client:
+            client.response_callbacks.clear()
+            return client.execute_command(*args)
 
 
 class Conversation:

@@ -40,6 +40,7 @@ from tests.helpers import (
     RunningServer,
     wait_until,
 )
+from tests.redis_cluster import RedisClusterServers
 
 pytestmark = pytest.mark.skipif(
     not os.path.exists(REDIS_SERVER), reason="redis-server is not installed (apt-get install redis-server)"
@@ -366,7 +367,7 @@ def test_without_redis_a_node_serves_locally_logs_once_and_joins_later(redis: Re
         outage = [line for line in log_lines if "Redis" in line and "reachable" in line]
         assert len(outage) == 2, outage  # one line when it starts, one when it ends: no line per retry
         assert not any("Traceback" in line for line in log_lines)
-        wait_until(lambda: redis.command("GET", "chatd:nick:alice") == b"$6\r\nlonely\r\n", "alice's nick claimed")
+        wait_until(lambda: redis.command("GET", "{chatd}:nick:alice") == b"lonely", "alice's nick claimed")
     finally:
         process.kill()
         process.wait(DEADLINE_S)
@@ -390,7 +391,7 @@ def test_killed_node_users_quit_and_their_nicks_come_free(backend: str, redis: R
             assert "doomed" in quit_message.params[0]
             assert time.monotonic() - killed_at < 3 * NODE_TIMEOUT_S + 2
             # The dead node's keys are swept: its nick can be taken again, anywhere.
-            wait_until(lambda: redis.command("EXISTS", "chatd:nick:victim") == b":0\r\n", "the nick key to go")
+            wait_until(lambda: redis.command("EXISTS", "{chatd}:nick:victim") == 0, "the nick key to go")
             again = IrcClient(a.address)
             assert again.register("victim")[0].command == "001"
         finally:
@@ -531,6 +532,8 @@ class CuttableProxy:
 
 
 def test_a_node_cut_off_alone_is_dropped_then_rejoins(backend: str, redis: RedisServer) -> None:
+    if isinstance(redis, RedisClusterServers):
+        pytest.skip("a proxy in front of one node of a Redis Cluster is bypassed: clients go where CLUSTER SLOTS says")
     proxy = CuttableProxy(redis.port)
     behind_proxy = RedisServer.__new__(RedisServer)  # only its port is used: node a reaches Redis through the proxy
     behind_proxy.port = proxy.port
@@ -547,12 +550,12 @@ def test_a_node_cut_off_alone_is_dropped_then_rejoins(backend: str, redis: Redis
             proxy.cut()
             quit_message = expect_from(bob, "QUIT", "alice", timeout=3 * NODE_TIMEOUT_S + 2)
             assert quit_message.params == ("a left the network",)
-            wait_until(lambda: redis.command("EXISTS", "chatd:nick:alice") == b":0\r\n", "a's nicks to be swept")
+            wait_until(lambda: redis.command("EXISTS", "{chatd}:nick:alice") == 0, "a's nicks to be swept")
             alice.send("PRIVMSG #x :anyone?")  # node a goes on alone meanwhile
             alice.sync()
             proxy.restore()
             assert expect_from(bob, "JOIN", "alice").params == ("#x",)  # a resynchronised
-            wait_until(lambda: redis.command("GET", "chatd:nick:alice") == b"$1\r\na\r\n", "alice's nick re-claimed")
+            wait_until(lambda: redis.command("GET", "{chatd}:nick:alice") == b"a", "alice's nick re-claimed")
             bob.send("PRIVMSG #x :welcome back")
             assert alice.expect("PRIVMSG").params == ("#x", "welcome back")
     finally:

@@ -14,7 +14,7 @@ from pathlib import Path
 from hypothesis import given
 from hypothesis import strategies as st
 
-from chatd.cluster.resp import _as_bytes
+from chatd.cluster.link import ENCODING_ERRORS
 from chatd.cluster.wire import decode_event, encode_event
 from chatd.history import History, SqliteStore
 from chatd.history.store import _as_text, _storable
@@ -60,7 +60,7 @@ def test_sqlite_text_columns_give_back_the_bytes_decode_line_escaped(data: bytes
 @given(st.binary())
 def test_a_relayed_line_crosses_the_cluster_wire_unchanged(data: bytes) -> None:
     line = decode_line(data)
-    published = _as_bytes(encode_event({"t": "msg", "line": line}, "node-a"))
+    published = encode_event({"t": "msg", "line": line}, "node-a").encode("utf-8", ENCODING_ERRORS)
     assert decode_event(published) == ("node-a", "msg", {"t": "msg", "line": line, "n": "node-a"})
 
 

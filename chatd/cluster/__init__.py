@@ -1,8 +1,9 @@
 """Several chatd nodes as one chat network over Redis (``chatd --cluster redis://...``).
 
-- ``link``: the Redis connections (redis-py with hiredis; a single Redis or a Redis
-  Cluster), in a bridge thread, with reconnect and backoff; its whole interface to the
-  node is ``link.Commands`` and ``link.LinkHandler``.
+- ``link``: the Redis connections (redis-py with hiredis; one Redis or a Redis Cluster),
+  in a bridge thread, with reconnect and backoff; its whole interface to the node is
+  ``link.Commands`` and ``link.LinkHandler``; ``subscriber``: one of its shard pub/sub
+  connections.
 - ``streams``: lossless delivery of channel messages and per-node events through Redis
   Streams, read from the last id after a drop; the outbox while Redis is away.
 - ``node``: the hub's side of the network (``ClusterNode``, the core's ``Network``):

@@ -1,10 +1,12 @@
 """Nick claims: which node holds each nick network-wide, kept in Redis by Lua scripts.
 
 Invariants:
-- Redis is the authority on nick ownership: ``<prefix>:nick:<casefolded nick>`` names
-  the owning node, ``<prefix>:nicks:<node>`` is the set a node owns and
-  ``<prefix>:nickat`` when each was taken. Every change of them is one Lua script, so a
-  claim and its bookkeeping are one atomic step.
+- Redis is the authority on nick ownership: ``{<prefix>}:nick:<casefolded nick>`` names
+  the owning node, ``{<prefix>}:nicks:<node>`` is the set a node owns and
+  ``{<prefix>}:nickat`` when each was taken. Every change of them is one Lua script, so a
+  claim and its bookkeeping are one atomic step; the hash tag ``{<prefix>}`` puts them all
+  in one slot of a Redis Cluster, where each script runs on the master its declared keys
+  name (the keys a script builds from the prefix are in that slot too).
 - A local claim waits for Redis (no 001, no NICK, until it says yes); the client's input
   is held meanwhile (``Client.held``). While Redis is unreachable a node claims against
   its replica alone, and the clash, if any, is settled at resync: the later claimant is
@@ -20,9 +22,8 @@ import logging
 import secrets
 from collections.abc import Callable
 
-from chatd.cluster.link import LINK_DOWN, Reply
+from chatd.cluster.link import LINK_DOWN, Reply, ReplyError
 from chatd.cluster.replica import Replica
-from chatd.cluster.resp import RespError
 from chatd.core.client import Client
 from chatd.core.hub import Hub
 from chatd.core.users import change_nick
@@ -38,7 +39,7 @@ Command = Callable[..., bool]
 Taken = list[tuple[str, str]]
 """(nick, node) pairs: nicks our resync took from another node, whose user it must rename."""
 
-# Every script takes the key prefix last in ARGV. ``<prefix>:nickat`` maps each claimed nick to
+# Every script takes the key prefix (the hash tag ``{<prefix>}``) in ARGV. ``<prefix>:nickat`` maps each claimed nick to
 # when its holder took it (wall clock), so a clash after an outage is settled for the older claim.
 
 # KEYS[1] nick key, KEYS[2] the node's nick set; ARGV node id, casefolded nick, claim time, prefix.
@@ -164,7 +165,7 @@ class NickClaims:
         if isinstance(reply, bytes):
             self.hub.reply(client, n.ERR_NICKNAMEINUSE, nick, "Nickname is already in use")
             return
-        if isinstance(reply, RespError):
+        if isinstance(reply, ReplyError):
             log.warning("cluster: nick claim failed: %s", reply)
         # Granted, or Redis could not answer (then: claimed locally, settled at resync).
         holder = self.hub.find_client(nick)

@@ -68,3 +68,9 @@ class ClusterSettings:
     backoff_max_s: float = 5.0
     prefix: str = "chatd"
     """Namespace of every key and pub/sub channel, so several networks can share one Redis."""
+
+    @property
+    def key_tag(self) -> str:
+        """``{<prefix>}``: the hash tag of every network metadata key and channel, so they share
+        one slot of a Redis Cluster and each Lua script touches keys of one slot only."""
+        return f"{{{self.prefix}}}"

@@ -1,24 +1,40 @@
-"""The Redis I/O of a node: one bridge thread, two blocking sockets, reconnect with backoff.
+"""The Redis I/O of a node: redis-py (+hiredis) in one bridge thread, reconnect with backoff.
 
 Why a thread and not a socket in the selectors loop: the same code then serves both
-backends, and connecting, handshaking and backing off are plain blocking code with
-timeouts. The hub never waits for Redis: it queues commands (``command`` only appends
-to a list and nudges the thread) and gets everything back — replies, pub/sub
-messages, ticks, link up/down — as callables handed to the backend's ``post``, which
-runs them on the hub's thread (selectors) or under the hub's lock (threads).
+backends, and redis-py is blocking (connecting, handshaking, a pipeline's round trip
+and backing off are plain blocking code with timeouts). The hub never waits for
+Redis: it queues commands (``command`` only appends to a list and nudges the thread)
+and gets everything back — replies, pub/sub messages, ticks, link up/down — as
+callables handed to the backend's ``post``, which runs them on the hub's thread
+(selectors) or under the hub's lock (threads).
 
-The thread owns a *command* connection (requests and replies, matched in order) and a
-*subscriber* connection (SUBSCRIBE; pub/sub messages arrive in publish order per
-publisher). Either one failing drops both; every command still waiting for a reply
-is answered with ``LINK_DOWN``, and the hub hears ``link_down`` once. An outage is
-logged as one warning when it starts and one when the link is back, never a
-traceback per retry.
+The thread owns a *command* client and *subscriber* connections:
+- one Redis: a ``redis.Redis`` for commands and one subscriber connection;
+- a Redis Cluster (found by ``INFO``: ``cluster_enabled:1`` on the one node of the URL): a
+  ``redis.cluster.RedisCluster`` for commands, routed by hash slot, and one subscriber
+  connection per master owning a subscribed shard channel.
+Each loop turn sends what is queued as one pipeline (``transaction=False``), then reads
+the subscriber connections poll found readable (hiredis parses; a wake socketpair
+interrupts the poll when the hub queues something).
+
+Pub/sub is sharded (SSUBSCRIBE, SUNSUBSCRIBE; the node SPUBLISHes), on one Redis too:
+it needs Redis 7.0, and an older one is refused with one line saying so.
 
 Invariants:
 - ``command`` never blocks and never calls back on the caller's stack: it returns
   False, queuing nothing, while the link is down (or its queue is past its bound).
-- A callback given to ``command`` is called exactly once, through ``post``.
-- Commands leave in the order ``command`` was called.
+- A callback given to ``command`` is called exactly once, through ``post``: with the
+  reply, or ``LINK_DOWN`` for every command queued or in flight when the link fails.
+- Commands leave in the order ``command`` was called (on a cluster: per hash slot).
+- ``link_up`` is posted after every (re)connection once every channel of the
+  subscription set is confirmed; ``link_down`` once per outage; one post per loop turn
+  carries the replies, then the messages, that arrived.
+- Anything that may mean another topology — a connection lost or silent for
+  ``redis_timeout_s``, a MOVED/ASK/CLUSTERDOWN reply, a shard channel Redis
+  unsubscribed us from (its slot moved) — is an outage: the link reconnects and reads
+  the topology afresh, and the node resynchronises at ``link_up``.
+- An outage is logged as one warning when it starts and one when the link is back,
+  never a traceback per retry.
 """
 
 from __future__ import annotations
@@ -30,16 +46,25 @@ import select
 import socket
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
+
+import redis
+import redis.cluster
+import redis.connection
+from redis.backoff import NoBackoff
+from redis.crc import key_slot
+from redis.exceptions import AskError, ClusterError, RedisClusterException, RedisError, ResponseError, TryAgainError
+from redis.retry import Retry
 
 from chatd.cluster.config import ClusterSettings
-from chatd.cluster.resp import NEED_MORE, ProtocolError, RespError, RespParser, RespValue, encode_command
+from chatd.cluster.subscriber import LinkError, Subscriber
 
 log = logging.getLogger("chatd")
 
-RECV_BYTES = 256 * 1024
+ReplyError = ResponseError
+"""A command's error reply (``isinstance(reply, ReplyError)``)."""
+
 MAX_QUEUED_BYTES = 32 << 20
 """Commands queued while Redis is slow; past this the link is reset and the node resynchronises
 instead of growing without bound."""
@@ -47,7 +72,21 @@ BACKOFF_MIN_S = 0.1
 STABLE_LINK_S = 10.0
 """A link up this long counts as healthy again: its next failure reconnects without waiting."""
 STOP_FLUSH_S = 1.0
-"""How long a stopping link waits for the replies of its last commands (the goodbye)."""
+"""How long a stopping link goes on sending its last commands (the goodbye)."""
+ENCODING_ERRORS = "surrogatepass"
+"""How a ``str`` argument becomes UTF-8: a relayed line keeps an invalid client byte as a lone
+surrogate (chatd.protocol.framing), which JSON carries and ``json.loads`` of bytes gives back."""
+MIN_REDIS_VERSION = (7, 0)
+"""Sharded pub/sub (SSUBSCRIBE, SPUBLISH) came with Redis 7.0."""
+
+
+FIRST_KEY_COMMANDS = frozenset({
+    "SPUBLISH", "GET", "SET", "DEL", "EXISTS", "EXPIRE", "PEXPIRE", "INCR", "SADD", "SREM", "SMEMBERS",
+    "SISMEMBER", "HGET", "HSET", "HDEL", "HGETALL", "XADD", "XRANGE", "XREVRANGE", "XTRIM", "XLEN",
+})  # fmt: skip
+"""Commands whose (first) key is their first argument: the link routes them itself on a cluster."""
+SCRIPT_COMMANDS = frozenset({"EVAL", "EVALSHA", "FCALL"})
+"""Commands whose first key follows the script and the number of keys."""
 
 
 class _LinkDown:
@@ -58,19 +97,16 @@ class _LinkDown:
 
 
 LINK_DOWN = _LinkDown()
-ReplyError = RespError
 
-Reply = RespValue | _LinkDown
+Reply = bytes | int | list[Any] | None | ResponseError | _LinkDown
 Callback = Callable[[Reply], None]
 Post = Callable[[Callable[[], None]], None]
 
 
-class LinkError(Exception):
-    """The link is unusable (no answer in time, a handshake refused, queue overflow)."""
-
-
-FAILURES = (OSError, LinkError, ProtocolError, ValueError)
+FAILURES = (OSError, LinkError, RedisError, RedisClusterException, ValueError)
 """What a broken, refused or garbled connection raises; each is an outage, never a crash."""
+TOPOLOGY_REPLIES = (AskError, ClusterError, TryAgainError)
+"""Replies saying the cluster is not as we read it (MOVED is an AskError): reconnect."""
 
 
 class Commands(Protocol):
@@ -81,14 +117,22 @@ class Commands(Protocol):
         gets the reply, or ``LINK_DOWN``, exactly once, through ``post``."""
         ...
 
+    def subscribe(self, channel: str) -> None:
+        """Add a shard channel to the subscription set (kept across reconnects; idempotent)."""
+        ...
+
+    def unsubscribe(self, channel: str) -> None:
+        """Drop a shard channel from the subscription set; no message of it is delivered after."""
+        ...
+
 
 class LinkHandler(Protocol):
     """What the link calls, always through ``post`` (so on the hub's thread or under its lock).
 
     With ``Commands``, the whole interface between the node and the link: pub/sub
-    messages arrive as (channel, payload) pairs in publish order; ``link_tick`` comes every
-    heartbeat while the link is up; ``link_up`` after every (re)connection and
-    subscription, ``link_down`` once per outage.
+    messages arrive as (shard channel, payload) pairs in arrival order; ``link_tick``
+    comes every heartbeat while the link is up; ``link_up`` after every (re)connection
+    and subscription, ``link_down`` once per outage.
     """
 
     def link_up(self) -> None: ...
@@ -101,24 +145,22 @@ class LinkHandler(Protocol):
 
 
 class RedisLink:
-    """Connects to Redis, keeps the subscription, carries commands; ``start``/``stop`` from the owner."""
+    """Connects to Redis, keeps the subscriptions, carries commands; ``start``/``stop`` from the owner."""
 
-    def __init__(
-        self,
-        settings: ClusterSettings,
-        channels: list[str],
-        handler: LinkHandler,
-        post: Post,
-        own_suffix: bytes | None = None,
-    ) -> None:
-        """``own_suffix`` ends every message this node publishes; those come back and are dropped here."""
+    def __init__(self, settings: ClusterSettings, channels: list[str], handler: LinkHandler, post: Post) -> None:
         self.settings = settings
-        self.own_suffix = own_suffix
-        self.channels = channels
         self.handler = handler
         self.post = post
+        self.cluster = False
+        """Whether the Redis of the URL turned out to be a Redis Cluster (known once connected)."""
         self._lock = threading.Lock()
-        self._queue: list[tuple[bytes, Callback | None]] = []
+        self._channels: set[str] = set(channels)
+        """The subscription set, as the hub wants it (under ``_lock``)."""
+        self._wanted: set[bytes] = {channel.encode() for channel in channels}
+        """The same, as the channels of messages: only those are delivered (read on the hub's side)."""
+        self._channel_ops: list[tuple[bool, str]] = []
+        """(subscribe?, channel) asked since the thread last looked (under ``_lock``)."""
+        self._queue: list[tuple[tuple[Any, ...], Callback | None]] = []
         self._queued_bytes = 0
         self._overflow = False
         self._up = False
@@ -128,10 +170,16 @@ class RedisLink:
         self._wake_w.setblocking(False)
         self._woken = False
         self._thread = threading.Thread(target=self._run, name="chatd-redis", daemon=True)
-        self._cmd: socket.socket | None = None
-        self._sub: socket.socket | None = None
-        self._inflight: deque[tuple[Callback | None, float]] = deque()
+        self._client: Any = None
+        self._slot_nodes: dict[int, Any] = {}
+        """Each slot's master as read at connection (a change of it is an outage: reconnect)."""
+        self._subscribers: dict[str, Subscriber] = {}
+        self._subscribed: dict[bytes, Subscriber] = {}
+        """The thread's view: each shard channel it has subscribed, and on which connection."""
+        self._inflight: list[Callback | None] = []
         self._tick_pending = False
+        self._sent_since_tick = False
+        self._poller = select.poll()
 
     # ---- the hub's side --------------------------------------------------------
 
@@ -148,27 +196,48 @@ class RedisLink:
 
     def command(self, *args: bytes | str | int | float, callback: Callback | None = None) -> bool:
         """Queue one command; False (nothing queued, no callback) while the link is down."""
-        data = encode_command(*args)
+        size = 16
+        for arg in args:
+            size += len(arg) + 16 if isinstance(arg, bytes | str) else 24
         with self._lock:
             if not self._up or self._overflow:
                 return False
-            if self._queued_bytes + len(data) > MAX_QUEUED_BYTES:
+            if self._queued_bytes + size > MAX_QUEUED_BYTES:
                 self._overflow = True
                 wake = True
             else:
-                self._queue.append((data, callback))
-                self._queued_bytes += len(data)
+                self._queue.append((args, callback))
+                self._queued_bytes += size
                 wake = not self._woken
                 self._woken = True
         if wake:
             self._wake()
         return not self._overflow
 
+    def subscribe(self, channel: str) -> None:
+        self._change(True, channel)
+
+    def unsubscribe(self, channel: str) -> None:
+        self._change(False, channel)
+
+    def _change(self, subscribe: bool, channel: str) -> None:
+        with self._lock:
+            if (channel in self._channels) == subscribe:
+                return
+            if subscribe:
+                self._channels.add(channel)
+                self._wanted.add(channel.encode())
+            else:
+                self._channels.discard(channel)
+                self._wanted.discard(channel.encode())
+            self._channel_ops.append((subscribe, channel))
+        self._wake()
+
     def _wake(self) -> None:
         with contextlib.suppress(OSError):
             self._wake_w.send(b"x")
 
-    # ---- the thread ------------------------------------------------------------
+    # ---- the thread: connecting and failing ----------------------------------------
 
     def _run(self) -> None:
         settings = self.settings
@@ -181,24 +250,30 @@ class RedisLink:
                 if self._stopping.wait(ceiling * random.uniform(0.5, 1.0)):
                     break
             try:
-                self._connect()
-            except FAILURES as error:
-                self._close_sockets()
+                early = self._connect()
+            except Exception as error:
+                self._close()
+                if not isinstance(error, FAILURES):  # a bug: say so loudly, then back off as after a failure
+                    log.exception("cluster: connecting to Redis failed")
                 if down_since is None:
                     down_since = time.monotonic()
                     log.warning("cluster: Redis at %s unreachable (%s); local chat goes on, retrying", address, error)
                 attempt += 1
                 continue
+            kind = "Redis Cluster" if self.cluster else "Redis"
             if down_since is not None:
-                log.warning("cluster: Redis at %s reachable again after %.1fs", address, time.monotonic() - down_since)
+                down_s = time.monotonic() - down_since
+                log.warning("cluster: %s at %s reachable again after %.1fs", kind, address, down_s)
             else:
-                log.info("cluster: connected to Redis at %s", address)
+                log.info("cluster: connected to %s at %s", kind, address)
             down_since = None
             connected_at = time.monotonic()
             with self._lock:
                 self._up = True
                 self._overflow = False
             self.post(self.handler.link_up)
+            if early:
+                self._post_inbound([], early)
             try:
                 self._serve()
             except FAILURES as error:
@@ -215,7 +290,7 @@ class RedisLink:
             # A link that failed soon after coming up (Redis accepting, then dropping us) keeps
             # backing off; one that served a while reconnects at once.
             attempt = attempt + 1 if time.monotonic() - connected_at < STABLE_LINK_S else 0
-        self._close_sockets()
+        self._close()
 
     def _go_down(self) -> None:
         """Fail every command not answered yet, exactly once each, and tell the hub."""
@@ -224,10 +299,9 @@ class RedisLink:
             queued = [callback for _, callback in self._queue]
             self._queue.clear()
             self._queued_bytes = 0
-        waiting = [callback for callback, _ in self._inflight] + queued
-        self._inflight.clear()
-        self._close_sockets()
-        callbacks = [callback for callback in waiting if callback is not None]
+        callbacks = [callback for callback in self._inflight + queued if callback is not None]
+        self._inflight = []
+        self._close()
 
         def deliver() -> None:
             for callback in callbacks:
@@ -237,127 +311,199 @@ class RedisLink:
         if not self._stopping.is_set():
             self.post(deliver)
 
-    def _open(self) -> tuple[socket.socket, RespParser]:
-        settings = self.settings
-        redis = settings.redis
-        sock = socket.create_connection((redis.host, redis.port), timeout=settings.redis_timeout_s)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        parser = RespParser()
-        handshake: list[tuple[bytes | str | int, ...]] = []
-        if redis.password is not None:
-            handshake.append(("AUTH", redis.username, redis.password) if redis.username else ("AUTH", redis.password))
-        if redis.db:
-            handshake.append(("SELECT", redis.db))
-        for args in handshake:
-            sock.sendall(encode_command(*args))  # type: ignore[arg-type]
-            reply = self._read_one(sock, parser)
-            if isinstance(reply, RespError):
-                sock.close()
-                raise LinkError(f"{args[0]} refused: {reply}")
-        return sock, parser
+    def _options(self) -> dict[str, Any]:
+        """What every client and connection of the link is made with: the URL's credentials, the
+        timeout that makes a stalled Redis an outage, RESP2 and raw bytes, and no retries of
+        redis-py's own (the link reconnects, and tells the node)."""
+        address, timeout = self.settings.redis, self.settings.redis_timeout_s
+        return {
+            "username": address.username,
+            "password": address.password,
+            "socket_timeout": timeout,
+            "socket_connect_timeout": timeout,
+            "protocol": 2,
+            "retry": Retry(NoBackoff(), 0),
+        }
 
-    def _read_one(self, sock: socket.socket, parser: RespParser) -> RespValue:
-        while True:
-            value = parser.get()
-            if value is not NEED_MORE:
-                return value  # type: ignore[return-value]
-            data = sock.recv(RECV_BYTES)
-            if not data:
-                raise LinkError("connection closed by Redis")
-            parser.feed(data)
+    def _connect(self) -> list[tuple[bytes, bytes]]:
+        """Open the command client and subscribe the whole set; returns messages that came meanwhile."""
+        address = self.settings.redis
+        probe = self._client = redis.Redis(host=address.host, port=address.port, db=address.db, **self._options())
+        info = probe.info()
+        version = str(info.get("redis_version", "0"))
+        if tuple(int(part) for part in version.split(".")[:2] if part.isdigit()) < MIN_REDIS_VERSION:
+            probe.close()
+            raise LinkError(f"Redis {version} is older than 7.0 and has no sharded pub/sub (SSUBSCRIBE)")
+        self.cluster = info.get("cluster_enabled") == 1
+        if self.cluster:
+            state = probe.cluster("INFO")
+            probe.close()
+            if state.get("cluster_state") != "ok":
+                raise LinkError("the Redis Cluster is not ready (cluster_state is not ok)")
+            client = redis.cluster.RedisCluster(
+                host=address.host, port=address.port, require_full_coverage=True, **self._options()
+            )
+            # Replies stay as Redis sent them (``SET … GET`` is the old value, not True).
+            for node in client.get_primaries():
+                client.get_redis_connection(node).response_callbacks.clear()
+            # A connection to every master now: one opened later, mid-pipeline, to a master that
+            # stalled would make redis-py re-read the topology from node after node first.
+            client.ping(target_nodes=redis.cluster.RedisCluster.PRIMARIES)
+        else:
+            client = probe
+            client.response_callbacks.clear()
+        self._client = client
+        with self._lock:
+            channels = sorted(self._channels)
+            self._channel_ops.clear()
+        for channel in channels:
+            self._subscribe(channel)
+        early: list[tuple[bytes, bytes]] = []
+        for subscriber in list(self._subscribers.values()):
+            pending = {channel.encode() for channel in subscriber.channels}
+            while pending:
+                subscriber.absorb(subscriber.connection.read_response(), early, self._subscribed, pending)
+            subscriber.read(early, self._subscribed)
+        return early
 
-    def _connect(self) -> None:
-        self._cmd, self._cmd_parser = self._open()
-        self._sub, self._sub_parser = self._open()
-        self._sub.sendall(encode_command("SUBSCRIBE", *self.channels))
-        for _ in self.channels:
-            reply = self._read_one(self._sub, self._sub_parser)
-            if isinstance(reply, RespError) or not isinstance(reply, list) or reply[:1] != [b"subscribe"]:
-                raise LinkError(f"SUBSCRIBE refused: {reply!r}")
+    def _subscriber_for(self, channel: str) -> Subscriber:
+        """The connection a shard channel is subscribed on: the one Redis, or its slot's master."""
+        if self.cluster:
+            node = self._client.get_node_from_key(channel)
+            host, port, name, db = node.host, node.port, node.name, 0
+        else:
+            address = self.settings.redis
+            host, port, name, db = address.host, address.port, "", address.db
+        subscriber = self._subscribers.get(name)
+        if subscriber is None:
+            connection = redis.connection.Connection(host=host, port=port, db=db, **self._options())
+            connection.connect()
+            subscriber = self._subscribers[name] = Subscriber(connection)
+            self._poller.register(subscriber.fd, select.POLLIN)
+        return subscriber
 
-    def _close_sockets(self) -> None:
-        for sock in (self._cmd, self._sub):
-            if sock is not None:
-                with contextlib.suppress(OSError):
-                    sock.close()
-        self._cmd = self._sub = None
+    def _subscribe(self, channel: str) -> None:
+        if channel.encode() in self._subscribed:
+            return
+        subscriber = self._subscriber_for(channel)
+        subscriber.send(("SSUBSCRIBE", channel))  # one per channel: on a cluster, one call is one slot
+        subscriber.channels.add(channel)
+        self._subscribed[channel.encode()] = subscriber
+
+    def _unsubscribe(self, channel: str) -> None:
+        subscriber = self._subscribed.pop(channel.encode(), None)
+        if subscriber is not None:
+            subscriber.send(("SUNSUBSCRIBE", channel))
+            subscriber.channels.discard(channel)
+            subscriber.unsubscribing[channel.encode()] += 1
+
+    def _close(self) -> None:
+        for subscriber in self._subscribers.values():
+            with contextlib.suppress(OSError, ValueError, KeyError):
+                self._poller.unregister(subscriber.fd)
+            with contextlib.suppress(Exception):
+                subscriber.connection.disconnect()
+        self._subscribers.clear()
+        self._subscribed.clear()
+        if self._client is not None:
+            with contextlib.suppress(Exception):
+                self._client.close()
+            self._client = None
+        self._slot_nodes = {}
+
+    # ---- the thread: serving -------------------------------------------------------
 
     def _serve(self) -> None:
         """Move commands out and replies and messages in until the link fails or we stop."""
-        cmd, sub = self._cmd, self._sub
-        assert cmd is not None and sub is not None
         settings = self.settings
-        tick_s = settings.heartbeat_s
+        tick_s, timeout_s = settings.heartbeat_s, settings.redis_timeout_s
         next_tick = time.monotonic()
-        last_sub_rx = time.monotonic()
-        sub_ping_sent: float | None = None
         stop_deadline: float | None = None
-        # poll, not select: a busy server's Redis sockets get descriptors past select's 1024.
-        poller = select.poll()
-        for sock in (cmd, sub, self._wake_r):
-            poller.register(sock, select.POLLIN)
-        while True:
-            now = time.monotonic()
-            if self._stopping.is_set():
-                if stop_deadline is None:
-                    stop_deadline = now + STOP_FLUSH_S
-                self._send_queued(cmd)
-                if not self._inflight or now >= stop_deadline:
-                    return
-            if now >= next_tick:
-                next_tick = now + tick_s
-                self._post_tick()
-            if self._inflight and now - self._inflight[0][1] > settings.redis_timeout_s:
-                raise LinkError(f"no reply within {settings.redis_timeout_s:g}s")
-            if now - last_sub_rx > tick_s and sub_ping_sent is None:
-                sub.sendall(encode_command("PING"))  # in subscribed mode Redis answers ["pong", ""]
-                sub_ping_sent = now
-            if sub_ping_sent is not None and now - sub_ping_sent > settings.redis_timeout_s:
-                raise LinkError(f"subscription silent for {settings.redis_timeout_s:g}s")
-            timeout = max(0.0, min(next_tick - now, 0.05 if stop_deadline is not None else tick_s))
-            readable = {fd for fd, _ in poller.poll(timeout * 1000)}
-            if self._wake_r.fileno() in readable:
-                with contextlib.suppress(OSError):
-                    while self._wake_r.recv(4096):
-                        pass
-            self._send_queued(cmd)
-            replies: list[tuple[Callback, Reply]] = []
-            messages: list[tuple[bytes, bytes]] = []
-            if cmd.fileno() in readable:
-                data = cmd.recv(RECV_BYTES)
-                if not data:
-                    raise LinkError("connection closed by Redis")
-                self._cmd_parser.feed(data)
-                for reply in self._cmd_parser.replies():
-                    if not self._inflight:
-                        raise LinkError("a reply nobody asked for")
-                    callback, _ = self._inflight.popleft()
-                    if callback is not None:
-                        replies.append((callback, reply))
-                    elif isinstance(reply, RespError):
-                        log.warning("cluster: Redis refused a command: %s", reply)
-            if sub.fileno() in readable:
-                data = sub.recv(RECV_BYTES)
-                if not data:
-                    raise LinkError("connection closed by Redis")
-                last_sub_rx = time.monotonic()
-                sub_ping_sent = None
-                self._sub_parser.feed(data)
-                own = self.own_suffix
-                for value in self._sub_parser.replies():
-                    if isinstance(value, list) and len(value) == 3 and value[0] == b"message":
-                        channel, payload = value[1], value[2]
-                        # Our own events, echoed by Redis, are not worth a wake-up of the loop.
-                        if (
-                            isinstance(channel, bytes)
-                            and isinstance(payload, bytes)
-                            and (own is None or not payload.endswith(own))
-                        ):
-                            messages.append((channel, payload))
-            if replies or messages:
-                self._post_inbound(replies, messages)
+        wake_fd = self._wake_r.fileno()
+        self._poller.register(wake_fd, select.POLLIN)
+        try:
+            while True:
+                now = time.monotonic()
+                if self._stopping.is_set():
+                    if stop_deadline is None:
+                        stop_deadline = now + STOP_FLUSH_S
+                    replies = self._send_queued()
+                    if replies:
+                        self._post_inbound(replies, [])
+                    if not self._queue or now >= stop_deadline:
+                        return
+                if now >= next_tick:
+                    next_tick = now + tick_s
+                    self._post_tick()
+                    if not self._sent_since_tick:  # an idle link asks, so a dead Redis is noticed
+                        self._queue_probe()
+                    self._sent_since_tick = False
+                wait_s = next_tick - now
+                for subscriber in self._subscribers.values():
+                    if subscriber.ping_sent is None and now - subscriber.last_rx > tick_s:
+                        subscriber.send(("PING",))  # subscribed, Redis answers ["pong", ""]
+                        subscriber.ping_sent = now
+                    if subscriber.ping_sent is not None:
+                        left = subscriber.ping_sent + timeout_s - now
+                        if left <= 0:
+                            raise LinkError(f"subscriber connection silent for {timeout_s:g}s")
+                        wait_s = min(wait_s, left)
+                if stop_deadline is not None:
+                    wait_s = min(wait_s, 0.05)
+                readable = {fd for fd, _ in self._poller.poll(max(0.0, wait_s) * 1000)}
+                if wake_fd in readable:
+                    readable.discard(wake_fd)
+                    with contextlib.suppress(OSError):
+                        while self._wake_r.recv(4096):
+                            pass
+                self._apply_channel_ops()
+                replies = self._send_queued()
+                messages: list[tuple[bytes, bytes]] = []
+                if readable:
+                    for subscriber in list(self._subscribers.values()):
+                        if subscriber.fd in readable:
+                            subscriber.read(messages, self._subscribed)
+                if replies or messages:
+                    self._post_inbound(replies, messages)
+        finally:
+            with contextlib.suppress(KeyError, ValueError):
+                self._poller.unregister(wake_fd)
 
-    def _send_queued(self, cmd: socket.socket) -> None:
+    def _route(self, args: tuple[Any, ...]) -> dict[str, Any]:
+        """The master of a command's first key, for the commands whose key we know where to find:
+        redis-py's own routing (command tables, request policies) costs twice the rest of the
+        pipeline. Others are left to redis-py."""
+        name = args[0].upper() if isinstance(args[0], str) else ""
+        if name in FIRST_KEY_COMMANDS and len(args) > 1:
+            key = args[1]
+        elif name in SCRIPT_COMMANDS and len(args) > 3 and args[2] not in (0, "0", b"0"):
+            key = args[3]
+        else:
+            return {}
+        slot = key_slot(key if isinstance(key, bytes) else str(key).encode())
+        node = self._slot_nodes.get(slot)
+        if node is None:
+            node = self._slot_nodes[slot] = self._client.nodes_manager.get_node_from_slot(slot)
+        return {"target_nodes": node}
+
+    def _queue_probe(self) -> None:
+        """A command of our own: a key (the network's hash tag) routes it on a cluster too."""
+        with self._lock:
+            self._queue.append((("EXISTS", self.settings.key_tag), None))
+
+    def _apply_channel_ops(self) -> None:
+        with self._lock:
+            if not self._channel_ops:
+                return
+            ops, self._channel_ops = self._channel_ops, []
+        for subscribe, channel in ops:
+            if subscribe:
+                self._subscribe(channel)
+            else:
+                self._unsubscribe(channel)
+
+    def _send_queued(self) -> list[tuple[Callback, Reply]]:
+        """One pipeline for everything queued; the replies with their callbacks."""
         with self._lock:
             if self._overflow:
                 raise LinkError("too many commands queued for a slow Redis")
@@ -365,11 +511,44 @@ class RedisLink:
             self._queued_bytes = 0
             self._woken = False
         if not queue:
-            return
-        now = time.monotonic()
-        for _, callback in queue:
-            self._inflight.append((callback, now))
-        cmd.sendall(b"".join(data for data, _ in queue))
+            return []
+        self._sent_since_tick = True
+        self._inflight = [callback for _, callback in queue]
+        pipeline = self._client.pipeline(transaction=False)
+        errors = ENCODING_ERRORS
+        # hiredis packs ``str`` strictly: ours are encoded here (the command name stays text,
+        # which is how redis-py's cluster routing knows it).
+        batch = [
+            (args[0], *[arg.encode("utf-8", errors) if isinstance(arg, str) else arg for arg in args[1:]])
+            for args, _ in queue
+        ]
+        if self.cluster:
+            # Not ``execute``: it follows MOVED and re-reads the topology from node after node,
+            # each with its timeout, before giving up; for us a moved slot or a silent master is
+            # an outage now (the node resynchronises once the link is back).
+            route = self._route
+            stack = [redis.cluster.PipelineCommand(args, route(args), index) for index, args in enumerate(batch)]
+            results = pipeline.send_cluster_commands(stack, raise_on_error=False, allow_redirections=False)
+        else:
+            for args in batch:
+                pipeline.execute_command(*args)
+            results = pipeline.execute(raise_on_error=False)
+        self._inflight = []
+        replies: list[tuple[Callback, Reply]] = []
+        moved: Exception | None = None
+        for (_, callback), result in zip(queue, results, strict=True):
+            if isinstance(result, Exception) and not isinstance(result, ResponseError):
+                result, moved = LINK_DOWN, result  # a connection error on one cluster node
+            elif isinstance(result, TOPOLOGY_REPLIES):
+                moved = result
+            if callback is not None:
+                replies.append((callback, result))
+            elif isinstance(result, ResponseError):
+                log.warning("cluster: Redis refused a command: %s", result)
+        if moved is not None:
+            self._post_inbound(replies, [])
+            raise LinkError(f"the cluster changed under us ({moved})")
+        return replies
 
     def _post_tick(self) -> None:
         """At most one tick waits in the hub's queue: a slow hub gets no pile of them."""
@@ -384,12 +563,16 @@ class RedisLink:
         self.post(tick)
 
     def _post_inbound(self, replies: list[tuple[Callback, Reply]], messages: list[tuple[bytes, bytes]]) -> None:
-        handler = self.handler
+        handler, wanted = self.handler, self._wanted
 
         def deliver() -> None:
             for callback, reply in replies:
                 callback(reply)
             if messages:
-                handler.link_messages(messages)
+                # Filtered here, on the hub's side: after ``unsubscribe`` returns, a message the
+                # thread read before it saw the change is not delivered either.
+                kept = [message for message in messages if message[0] in wanted]
+                if kept:
+                    handler.link_messages(kept)
 
         self.post(deliver)

@@ -1,8 +1,9 @@
 """Liveness: this node's heartbeat in Redis, and noticing nodes that died.
 
 Invariants:
-- ``<prefix>:node:<node>`` is a node's liveness key, refreshed every heartbeat with an
-  expiry of ``node_timeout_s``; ``<prefix>:nodes`` is every node that has lived. A node
+- ``{<prefix>}:node:<node>`` is a node's liveness key, refreshed every heartbeat with an
+  expiry of ``node_timeout_s``; ``{<prefix>}:nodes`` is every node that has lived (one
+  hash tag: one slot of a Redis Cluster, as the nick keys the sweep also removes). A node
   whose key expired is dead: the sweep script removes its keys (any node may run it).
 - A node silent on the bus for ``node_timeout_s`` is dropped from the replica even
   before the sweep says so (its users QUIT with ``<node> left the network``).
@@ -16,17 +17,17 @@ from collections.abc import Callable
 
 from chatd.cluster.claims import Command
 from chatd.cluster.config import ClusterSettings
-from chatd.cluster.link import LINK_DOWN, Reply
+from chatd.cluster.link import LINK_DOWN, Reply, ReplyError
 from chatd.cluster.replica import Replica
-from chatd.cluster.resp import RespError
 
 log = logging.getLogger("chatd")
 
-# ARGV key prefix, our node id. Removes the keys of every node whose liveness key expired;
+# KEYS[1] the set of nodes (declared, so a Redis Cluster runs the script on the master of the
+# prefix's slot); ARGV key prefix, our node id. Removes the keys of every node whose liveness key expired;
 # returns their ids. Idempotent: any node may run it any time.
 SWEEP_SCRIPT = """
 local dead = {}
-for _, node in ipairs(redis.call('SMEMBERS', ARGV[1] .. ':nodes')) do
+for _, node in ipairs(redis.call('SMEMBERS', KEYS[1])) do
   if node ~= ARGV[2] and redis.call('EXISTS', ARGV[1] .. ':node:' .. node) == 0 then
     for _, k in ipairs(redis.call('SMEMBERS', ARGV[1] .. ':nicks:' .. node)) do
       local nk = ARGV[1] .. ':nick:' .. k
@@ -36,7 +37,7 @@ for _, node in ipairs(redis.call('SMEMBERS', ARGV[1] .. ':nodes')) do
       end
     end
     redis.call('DEL', ARGV[1] .. ':nicks:' .. node)
-    redis.call('SREM', ARGV[1] .. ':nodes', node)
+    redis.call('SREM', KEYS[1], node)
     table.insert(dead, node)
   end
 end
@@ -60,7 +61,7 @@ class Liveness:
     ) -> None:
         self.settings = settings
         self.node_id = settings.node_id
-        self.prefix = settings.prefix
+        self.prefix = settings.key_tag
         self.instance = instance
         self.replica = replica
         self.command = command
@@ -94,7 +95,7 @@ class Liveness:
             if now - node.last_heard > self.settings.node_timeout_s:
                 log.info("cluster: node %s silent for %.1fs; dropping its users", node_id, now - node.last_heard)
                 self.drop(node_id)
-        self.command("EVAL", SWEEP_SCRIPT, 0, self.prefix, self.node_id, callback=self._swept)
+        self.command("EVAL", SWEEP_SCRIPT, 1, f"{self.prefix}:nodes", self.prefix, self.node_id, callback=self._swept)
 
     def forget_self(self) -> None:
         """Remove our liveness key and our name from the living (a clean stop)."""
@@ -102,7 +103,7 @@ class Liveness:
         self.command("SREM", f"{self.prefix}:nodes", self.node_id)
 
     def _alive(self, reply: Reply) -> None:
-        if reply is LINK_DOWN or isinstance(reply, RespError):
+        if reply is LINK_DOWN or isinstance(reply, ReplyError):
             return
         if reply is None and self.alive_seen:
             log.warning("cluster: our liveness key had expired (were we stalled?); resynchronising")

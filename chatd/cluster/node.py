@@ -96,7 +96,7 @@ class ClusterNode:
         self.instance = secrets.token_hex(6)
         """Distinguishes this run from an earlier one with the same node id (user ids embed it)."""
         prefix = self.prefix = settings.prefix
-        self.events_channel = f"{{{prefix}}}:events"
+        self.events_channel = f"{settings.key_tag}:events"
         self.own_keys = node_keys(prefix, self.node_id)
         self.own_suffix = own_suffix(self.node_id)
         """How every event this node publishes ends: Redis sends each back to us, and we drop
@@ -110,7 +110,7 @@ class ClusterNode:
         self._channel_keys: dict[str, StreamKeys] = {}
         self.up = False
         self.replica = Replica(hub, self.instance)
-        self.claims = NickClaims(hub, self.replica, self._command, self.node_id, prefix)
+        self.claims = NickClaims(hub, self.replica, self._command, self.node_id, settings.key_tag)
         self.liveness = Liveness(
             settings, self.instance, self.replica, self._command, clock=hub.clock, drop=self._drop_node,
             resync=self._resync,

@@ -2,7 +2,7 @@
 
 Invariants:
 - Every event is a JSON object with ``t`` (its kind) and ``n`` (the sending node's id),
-  and ``n`` is the *last* key of what this node publishes: the link recognises our own
+  and ``n`` is the *last* key of what this node publishes: the node recognises its own
   events, which Redis echoes back, by that ending (``own_suffix``) without parsing them.
 - Field names are short and stable: they are the protocol between nodes of different
   versions during a rolling restart. Only this module spells them for users, relayed
