@@ -94,6 +94,10 @@ class RedisServer:
             self.process.kill()
             self.process.wait(DEADLINE_S)
 
+    def command_on_each(self, *args: str) -> list[object]:
+        """``command`` on every server (one here; each master of a ``RedisClusterServers``)."""
+        return [self.command(*args)]
+
     def command(self, *args: str) -> object:
         """One command over a fresh redis-py connection; the reply as Redis sent it (bytes, int, list)."""
         import redis

@@ -15,6 +15,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+import redis
 import redis.cluster
 
 from tests.helpers import DEADLINE_S, REDIS_SERVER, free_port, wait_until
@@ -100,6 +101,15 @@ class RedisClusterServers:
 
     def pid_of(self, port: int) -> int:
         return self.processes[self.ports.index(port)].pid
+
+    def command_on_each(self, *args: str) -> list[object]:
+        """One command on every master (CLIENT KILL, CLIENT LIST: what each server says of itself)."""
+        replies = []
+        for port in self.ports:
+            with redis.Redis(port=port, socket_timeout=DEADLINE_S, protocol=2) as client:
+                client.response_callbacks.clear()
+                replies.append(client.execute_command(*args))
+        return replies
 
     def command(self, *args: str) -> object:
         """One command, routed by its key's slot, on fresh connections; the reply as Redis sent it."""

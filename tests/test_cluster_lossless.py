@@ -82,6 +82,12 @@ class Inbox:
             self._note(parse(line))
         return True
 
+    def record(self, messages: list[Message]) -> list[Message]:
+        """Note what another read (``until``) took off the connection, so no line escapes us."""
+        for message in messages:
+            self._note(message)
+        return messages
+
     def settle(self) -> None:
         """Read up to the answer to a fresh PING: whatever was on its way before it is recorded."""
         token = f"settle{time.monotonic_ns()}"
@@ -192,7 +198,8 @@ def test_the_issue_trial_loses_nothing_across_two_client_kills(backend: str, red
         killed: dict[str, int] = {}
 
         def kill(kind: str) -> None:
-            killed[kind] = integer(redis.command("CLIENT", "KILL", "TYPE", kind))
+            # On a Redis Cluster every master holds some of the nodes' connections.
+            killed[kind] = sum(integer(reply) for reply in redis.command_on_each("CLIENT", "KILL", "TYPE", kind))
 
         def send(i: int) -> None:
             alice.send(f"PRIVMSG {CHANNEL} :{i}")
@@ -273,8 +280,8 @@ def reaches(sender: IrcClient, inbox: Inbox, timeout: float = DELIVERY_S) -> Non
 @pytest.mark.timeout(90)
 def test_redis_restarted_empty_resynchronises_without_duplicates(backend: str, redis: RedisServer) -> None:
     """A Redis that comes back empty (a new epoch): the nodes resynchronise, see each other's
-    users again, duplicate nothing, keep the order, and lose nothing sent after the network is
-    back. Lines sent during the outage may be lost with the data; any that arrive keep order."""
+    users again, and every line arrives once, in order: those sent during the outage were kept
+    by node A and published when Redis was back, and node B reads the new streams from their start."""
     batch = 30
     with cluster_node(backend, redis, "a", flood_rate=0) as a, cluster_node(backend, redis, "b") as b:
         alice, carol, bob = network_with_channel(a, b)
@@ -293,7 +300,7 @@ def test_redis_restarted_empty_resynchronises_without_duplicates(backend: str, r
         reaches(alice, bob_inbox)
         reaches(bob, alice_inbox)
         bob.send(f"NAMES {CHANNEL}")
-        names = " ".join(m.params[-1] for m in bob.until("366") if m.command == "353").split()
+        names = " ".join(m.params[-1] for m in bob_inbox.record(bob.until("366")) if m.command == "353").split()
         assert {"alice", "carol", "bob"} <= {name.lstrip("@+") for name in names}, names
         alice.send("WHOIS bob")
         whois = {m.command: m.params for m in alice.until("318")}
@@ -302,9 +309,8 @@ def test_redis_restarted_empty_resynchronises_without_duplicates(backend: str, r
         alice.send(f"PRIVMSG {CHANNEL} :end")
         bob_inbox.await_lines({CHANNEL: 3 * batch})
         carol_inbox.await_lines({CHANNEL: 3 * batch})
-        survivors = set(range(batch)) | set(range(2 * batch, 3 * batch))
         judge(
-            verdict("bob on B", bob_inbox.numbers(CHANNEL), 3 * batch, required=survivors)
+            verdict("bob on B", bob_inbox.numbers(CHANNEL), 3 * batch)
             + verdict("carol on A", carol_inbox.numbers(CHANNEL), 3 * batch),
             f"{backend}: lines 0-29 before the kill, 30-59 while Redis was down, 60-89 after it came back empty",
         )
