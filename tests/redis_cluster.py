@@ -23,6 +23,9 @@ from tests.helpers import DEADLINE_S, REDIS_SERVER, free_port, wait_until
 REDIS_CLI = shutil.which("redis-cli") or "/usr/bin/redis-cli"
 MASTERS = 3
 NODE_TIMEOUT_MS = 5000
+CREATE_TIMEOUT_S = 60.0
+"""``redis-cli --cluster create`` polls once a second until the nodes agree; on a loaded machine
+that has taken more than ten seconds."""
 
 
 class RedisClusterServers:
@@ -60,7 +63,7 @@ class RedisClusterServers:
                 check=True,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
-                timeout=DEADLINE_S,
+                timeout=CREATE_TIMEOUT_S,
             )
             self.created = True
         wait_until(self._cluster_ok, "CLUSTER INFO to say cluster_state:ok on every master", timeout=3 * DEADLINE_S)
