@@ -27,7 +27,6 @@ Invariants:
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
 import secrets
@@ -108,12 +107,14 @@ class StreamReader:
     """Read once more at the next tick: a new subscription may have come into force late."""
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class Outgoing:
     keys: StreamKeys
     event: str
     made_at: float
     sent: bool = False
+    done: bool = False
+    """Redis took it (or refused it for good): it leaves the outbox once every older one has."""
 
 
 class Deduplicator:
@@ -264,12 +265,20 @@ class Streams:
     def publish(self, keys: StreamKeys, event: str) -> None:
         """Append ``event`` to a stream, now or once Redis is back (bounded)."""
         item = Outgoing(keys, event, self.clock())
-        if len(self.outbox) >= OUTBOX_LIMIT:
-            self.outbox.popleft()
-            self._note_dropped(1)
         self.outbox.append(item)
         if self.synced:
             self._send(item)
+        else:
+            self._bound()
+
+    def _bound(self) -> None:
+        """While Redis is away the outbox keeps the newest ``OUTBOX_LIMIT`` events (while it is
+        there, what is on its way is bounded by the link's queue)."""
+        excess = len(self.outbox) - OUTBOX_LIMIT
+        if excess > 0:
+            for _ in range(excess):
+                self.outbox.popleft()
+            self._note_dropped(excess)
 
     def _send(self, item: Outgoing) -> None:
         def answered(reply: Reply) -> None:
@@ -278,8 +287,10 @@ class Streams:
                 return
             if isinstance(reply, ReplyError):
                 log.warning("cluster: Redis refused an event for %s: %s", item.keys.stream, reply)
-            with contextlib.suppress(ValueError):  # gone already: dropped while Redis was away
-                self.outbox.remove(item)
+            item.done = True
+            outbox = self.outbox
+            while outbox and outbox[0].done:
+                outbox.popleft()
 
         keys = item.keys
         item.sent = self.command(
@@ -288,13 +299,14 @@ class Streams:
         )  # fmt: skip
 
     def _flush(self) -> None:
+        self._bound()
         too_old = self.clock() - OUTBOX_MAX_AGE_S
-        fresh = deque(item for item in self.outbox if item.sent or item.made_at >= too_old)
+        fresh = deque(item for item in self.outbox if not item.done and (item.sent or item.made_at >= too_old))
         if len(fresh) < len(self.outbox):
             self._note_dropped(len(self.outbox) - len(fresh))
             self.outbox = fresh
         for item in list(self.outbox):
-            if not item.sent:
+            if not item.sent and not item.done:
                 self._send(item)
 
     def _note_dropped(self, count: int) -> None:

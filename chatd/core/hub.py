@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import secrets
 from collections import Counter, deque
 from collections.abc import Callable, Collection, Iterable, Sequence
 
@@ -95,7 +96,8 @@ class Hub:
         """Who MONITORs which nick (chatd.core.presence)."""
         self._msgid_counter = 0
         self._batch_counter = 0
-        self._msgid_prefix = f"{int(wall_clock()):x}-"
+        # Unique across the nodes of a network too, started in the same second or not.
+        self._msgid_prefix = f"{int(wall_clock()):x}{secrets.token_hex(3)}-"
         self.isupport = isupport_tokens(config)
         self.cluster: Network | None = None
         """The other nodes of the chat network, or None when this server is on its own."""
