@@ -10,10 +10,11 @@ Every case gets a fresh Redis and fresh nodes, as every other case gets a fresh 
 
 Redis's own counters (``INFO commandstats``, ``INFO stats``) are read over a plain socket
 at the start and end of a measured window, so the bench needs no Redis client library and
-measures whatever network code the installed chatd has: an *event* is one call of a
-publishing command (``EVENT_COMMANDS``), which both the PUBLISH design and a Lua script
-that XADDs then SPUBLISHes make exactly once per event (Redis counts the commands a script
-calls as calls of those commands).
+measures whatever network code the installed chatd has: an *event* is one stream entry
+(``XADD``: one channel message or event for one node, batched or not) where the nodes use
+streams, else one call of a publishing command (``PUSH_COMMANDS``: the PUBLISH design makes
+one per event). Redis counts the commands a Lua script calls as calls of those commands.
+The pushes (one per batch with streams) are counted apart.
 """
 
 from __future__ import annotations
@@ -31,8 +32,8 @@ from bench.contenders import HOST, START_TIMEOUT_S, Contender, RunningServer, Sc
 from bench.procstat import free_port
 
 CLUSTER_BACKENDS = ("selectors", "threads")
-EVENT_COMMANDS = ("publish", "spublish")
-"""The commands that hand one event to Redis's subscribers, whichever design the nodes use."""
+PUSH_COMMANDS = ("publish", "spublish")
+"""The commands that push to Redis's subscribers."""
 """The chatd backends that have a Redis link (the issue asks for these two)."""
 
 

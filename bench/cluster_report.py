@@ -168,8 +168,9 @@ def cluster_section(rows: list[Row]) -> list[str]:
         _grid(rows, lambda r: f"{r.extra['cluster_us_per_message']:+.1f} µs", lambda r: r.extra.get("nodes") == 1),
     )
     section(
-        "**Through Redis** — events per second (publishing commands Redis counted in the window: "
-        "INFO commandstats), Redis's own CPU seconds per second and per event",
+        "**Through Redis** — events per second (stream entries, XADD, Redis counted in the window: "
+        "INFO commandstats; one per channel message or event for one node), Redis's own CPU "
+        "seconds per second and per event",
         _grid(rows, _redis_cell, lambda r: bool(r.extra.get("nodes"))),
     )
     section(

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from bench import procstat
-from bench.cluster import EVENT_COMMANDS, ClusterServers
+from bench.cluster import PUSH_COMMANDS, ClusterServers
 from bench.driver import Generator, GeneratorError
 
 if TYPE_CHECKING:
@@ -241,13 +241,15 @@ def fill(row: Row, done: list[dict[str, Any]], server_cpu_s: float, pids: list[i
 
 
 def redis_window(row: Row, before: dict[str, int], after: dict[str, int]) -> None:
-    """What Redis did in the measured window: events (the messages it fanned out to subscribers,
-    see ``bench.cluster.EVENT_COMMANDS``), every command, and the calls of each command."""
+    """What Redis did in the measured window: events (stream entries, or pushes without streams:
+    see ``bench.cluster``), pushes, every command, and the calls of each command."""
     calls = {name: after.get(name, 0) - before.get(name, 0) for name in after if name != "total"}
     calls = {name: count for name, count in sorted(calls.items()) if count}
-    events = sum(calls.get(name, 0) for name in EVENT_COMMANDS)
+    pushes = sum(calls.get(name, 0) for name in PUSH_COMMANDS)
+    events = calls.get("xadd", 0) or pushes
     row.extra["redis_calls"] = calls
     row.extra["redis_events"] = events
+    row.extra["redis_pushes"] = pushes
     row.extra["redis_commands"] = after.get("total", 0) - before.get("total", 0)
     if row.seconds > 0:
         row.extra["redis_events_per_s"] = events / row.seconds

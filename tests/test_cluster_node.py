@@ -49,7 +49,7 @@ class FakeLink:
             if args[0] == "SPUBLISH" and channel in (None, args[1]):
                 events.append(json.loads(args[2]))
             elif args[:2] == ("EVAL", PUBLISH_SCRIPT) and channel in (None, args[4]):
-                events.append(json.loads(args[6]))
+                events.extend(json.loads(event) for event in args[7:])
         return events
 
     def answer_claims(self, reply: Reply) -> None:

@@ -27,7 +27,7 @@ def event(n: int, sender: str = "there") -> bytes:
 
 
 def push(world: World, prev: str, this: str, payload: bytes) -> None:
-    world.node.link_messages([(X.live.encode(), f"{prev} {this} ".encode() + payload)])
+    world.node.link_messages([(X.live.encode(), f"{prev} {this}\n".encode() + payload)])
 
 
 def pending(world: World, name: str) -> list[tuple[tuple[Any, ...], Any]]:
@@ -142,7 +142,12 @@ def test_a_new_epoch_reads_every_stream_from_its_start() -> None:
 
 
 def local_messages(world: World) -> list[str]:
-    return [json.loads(args[6])["plain"] for args, _ in world.link.sent if args[:2] == ("EVAL", PUBLISH_SCRIPT)]
+    return [
+        json.loads(event)["plain"]
+        for args, _ in world.link.sent
+        if args[:2] == ("EVAL", PUBLISH_SCRIPT)
+        for event in args[7:]
+    ]
 
 
 def test_what_local_users_send_while_redis_is_away_goes_out_in_order_when_it_is_back() -> None:
@@ -205,3 +210,22 @@ def test_a_node_reads_a_channels_stream_only_while_it_has_local_members_there() 
     world.node.link_tick()
     assert X.live not in world.link.subscribed
     assert world.node.own_keys.live in world.link.subscribed  # our own stream stays
+
+
+def test_what_one_turn_publishes_goes_out_as_one_batch_and_a_batch_push_delivers_each_event() -> None:
+    world, seen = joined_world()
+    deferred: list[Any] = []
+    world.node.streams.defer = deferred.append
+    alice = world.hub.find_client("alice")
+    assert alice is not None
+    world.link.sent.clear()
+    world.hub.receive(alice, [b"PRIVMSG #x :one", b"PRIVMSG #x :two", b"PRIVMSG #x :three"])
+    assert local_messages(world) == []  # nothing until the turn is over
+    (end_of_turn,) = deferred
+    end_of_turn()
+    publishes = [args for args, _ in world.link.sent if args[:2] == ("EVAL", PUBLISH_SCRIPT)]
+    assert len(publishes) == 1 and local_messages(world) == ["alice: one", "alice: two", "alice: three"]
+
+    push(world, "5-0", "8-0", event(1) + b"\n" + event(2) + b"\n" + event(3))
+    push(world, "8-0", "9-0", event(4))
+    assert texts(seen) == ["m1", "m2", "m3", "m4"]

@@ -35,8 +35,12 @@ __all__ = ["Cluster", "ClusterSettings", "default_node_id", "parse_redis_url"]
 class Cluster:
     """A hub joined to the network: its ``ClusterNode`` and the ``RedisLink`` that carries it."""
 
-    def __init__(self, hub: Hub, settings: ClusterSettings, post: Callable[[Callable[[], None]], None]) -> None:
-        self.node = ClusterNode(hub, settings)
+    def __init__(
+        self, hub: Hub, settings: ClusterSettings, post: Callable[[Callable[[], None]], None], *, batch: bool = False
+    ) -> None:
+        """``batch``: ``post`` called on the hub's own thread runs later, after the current turn
+        (the selectors loop), so what a turn publishes can go out as one batch."""
+        self.node = ClusterNode(hub, settings, defer=post if batch else None)
         self.link = RedisLink(settings, self.node.subscriptions, self.node, post)
         self.node.link = self.link
         hub.cluster = self.node

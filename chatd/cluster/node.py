@@ -89,7 +89,12 @@ class _NoLink:
 class ClusterNode:
     """The hub's view of the network; implements ``chatd.core.network.Network``."""
 
-    def __init__(self, hub: Hub, settings: ClusterSettings, link: Commands | None = None) -> None:
+    def __init__(
+        self, hub: Hub, settings: ClusterSettings, link: Commands | None = None,
+        defer: Callable[[Callable[[], None]], None] | None = None,
+    ) -> None:  # fmt: skip
+        """``defer``: the backend's way to run something once the loop's turn is over (see
+        ``Streams``); the events of one turn then go out in one batch per stream."""
         self.hub = hub
         self.settings = settings
         self.node_id = settings.node_id
@@ -104,7 +109,7 @@ class ClusterNode:
         self.link: Commands = link or _NoLink()
         self.streams = Streams(
             prefix, self._command, lambda live: self.link.subscribe(live), lambda live: self.link.unsubscribe(live),
-            self._streamed, hub.clock,
+            self._streamed, hub.clock, defer,
         )  # fmt: skip
         self.streams.follow(self.own_keys)
         self._channel_keys: dict[str, StreamKeys] = {}

@@ -3,8 +3,10 @@
 Why both: pub/sub is the fast path (one hop, pushed), but it is at-most-once: a subscriber
 whose connection drops misses what was published meanwhile. A stream keeps every event
 (``XADD … MAXLEN ~``), so a node that was cut off reads on from the last id it processed.
-One Lua script appends an event to its stream and pushes ``<previous id> <id> <event>`` on
-the stream's shard channel (same hash slot), so a reader sees at once when it missed one.
+One Lua script appends a node's events for a stream (one entry each) and pushes
+``<previous id> <last id>\n<event>\n<event>…`` on the stream's shard channel (same hash
+slot), so a reader sees at once when it missed some. What a node's users send in one turn
+of its event loop goes out as one such batch: one command, one push, however many events.
 
 Invariants:
 - Each stream's events are handed on exactly once and in stream order: a live event is
@@ -51,15 +53,21 @@ OUTBOX_LIMIT = 10_000
 OUTBOX_MAX_AGE_S = 120.0
 """An event older than this when Redis is back is dropped: news that late misleads."""
 
-# KEYS[1] the stream, KEYS[2] its shard channel (same hash slot); ARGV maxlen, event, idle expiry ms.
-# Returns the new entry's id.
+BATCH_MAX = 256
+"""Events per publish command at most (a blast's turn can hold thousands)."""
+
+# KEYS[1] the stream, KEYS[2] its shard channel (same hash slot); ARGV maxlen, idle expiry ms, then
+# the events (compact JSON: no raw newline). Returns the last new entry's id.
 PUBLISH_SCRIPT = """
 local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
 local prev = '0-0'
 if last[1] then prev = last[1][1] end
-local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'e', ARGV[2])
-redis.call('PEXPIRE', KEYS[1], ARGV[3])
-redis.call('SPUBLISH', KEYS[2], prev .. ' ' .. id .. ' ' .. ARGV[2])
+local id
+for i = 3, #ARGV do
+  id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'e', ARGV[i])
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+redis.call('SPUBLISH', KEYS[2], prev .. ' ' .. id .. '\\n' .. table.concat(ARGV, '\\n', 3))
 return id
 """
 
@@ -101,7 +109,7 @@ class StreamReader:
 
     keys: StreamKeys
     last: StreamId | None = None
-    held: list[tuple[StreamId, StreamId, bytes]] = field(default_factory=list)
+    held: list[tuple[StreamId, StreamId, list[bytes]]] = field(default_factory=list)
     reading: bool = False
     recheck: bool = False
     """Read once more at the next tick: a new subscription may have come into force late."""
@@ -139,8 +147,11 @@ class Streams:
 
     def __init__(
         self, prefix: str, command: Command, subscribe: Callable[[str], None], unsubscribe: Callable[[str], None],
-        deliver: Deliver, clock: Callable[[], float],
+        deliver: Deliver, clock: Callable[[], float], defer: Callable[[Callable[[], None]], None] | None = None,
     ) -> None:  # fmt: skip
+        """``defer(f)`` runs ``f`` on the hub's thread once the current turn is over (the selectors
+        loop's ``post``): events published until then go out as one batch. Without it, each
+        event goes out at once."""
         self.prefix = prefix
         self.command = command
         self.subscribe = subscribe
@@ -150,6 +161,8 @@ class Streams:
         self.readers: dict[str, StreamReader] = {}
         """By shard channel."""
         self.outbox: deque[Outgoing] = deque()
+        self.defer = defer
+        self.batches: dict[StreamKeys, list[Outgoing]] = {}
         self.epoch_key = f"{{{prefix}}}:epoch"
         self.epoch: bytes | None = None
         self.synced = False
@@ -194,20 +207,22 @@ class Streams:
         if reader is None:
             return False
         try:
-            prev_raw, id_raw, event = payload.split(b" ", 2)
+            head, _, body = payload.partition(b"\n")
+            prev_raw, id_raw = head.split(b" ")
             prev, this = parse_id(prev_raw), parse_id(id_raw)
         except ValueError:
             log.warning("cluster: ignoring a malformed stream event: %r", payload[:200])
             return True
         if reader.last is None or reader.reading or not self.synced:
-            reader.held.append((prev, this, event))
+            reader.held.append((prev, this, body.split(b"\n")))
         elif this <= reader.last:
             pass
         elif prev == reader.last:
             reader.last = this
-            self.deliver(event)
+            for event in body.split(b"\n"):
+                self.deliver(event)
         else:
-            reader.held.append((prev, this, event))
+            reader.held.append((prev, this, body.split(b"\n")))
             self._read_on(reader)
         return True
 
@@ -246,11 +261,12 @@ class Streams:
         """Hand on the held events past our position, in order (a gap the read could not fill,
         entries trimmed away, is not waited for)."""
         held, reader.held = reader.held, []
-        for _, this, event in sorted(held, key=lambda item: item[1]):
+        for _, this, events in sorted(held, key=lambda item: item[1]):
             if reader.last is not None and this <= reader.last:
                 continue
             reader.last = this
-            self.deliver(event)
+            for event in events:
+                self.deliver(event)
 
     def tick(self) -> None:
         if not self.synced:
@@ -266,10 +282,24 @@ class Streams:
         """Append ``event`` to a stream, now or once Redis is back (bounded)."""
         item = Outgoing(keys, event, self.clock())
         self.outbox.append(item)
-        if self.synced:
-            self._send(item)
-        else:
+        if not self.synced:
             self._bound()
+        elif self.defer is None:
+            self._send(keys, [item])
+        else:
+            batch = self.batches.get(keys)
+            if batch is not None:
+                batch.append(item)
+                return
+            if not self.batches:
+                self.defer(self._send_batches)
+            self.batches[keys] = [item]
+
+    def _send_batches(self) -> None:
+        batches, self.batches = self.batches, {}
+        if self.synced:  # else they wait in the outbox for the link to be back
+            for keys, items in batches.items():
+                self._send(keys, [item for item in items if not item.sent and not item.done])
 
     def _bound(self) -> None:
         """While Redis is away the outbox keeps the newest ``OUTBOX_LIMIT`` events (while it is
@@ -280,23 +310,32 @@ class Streams:
                 self.outbox.popleft()
             self._note_dropped(excess)
 
-    def _send(self, item: Outgoing) -> None:
+    def _send(self, keys: StreamKeys, items: list[Outgoing]) -> None:
+        """One publish command per ``BATCH_MAX`` events of one stream, in order."""
+        for start in range(0, len(items), BATCH_MAX):
+            chunk = items[start : start + BATCH_MAX]
+            sent = self.command(
+                "EVAL", PUBLISH_SCRIPT, 2, keys.stream, keys.live, STREAM_MAXLEN, STREAM_IDLE_MS,
+                *[item.event for item in chunk], callback=self._answer(keys, chunk),
+            )  # fmt: skip
+            for item in chunk:
+                item.sent = sent
+
+    def _answer(self, keys: StreamKeys, chunk: list[Outgoing]) -> Callable[[Reply], None]:
         def answered(reply: Reply) -> None:
             if reply is LINK_DOWN:
-                item.sent = False  # sent again, in order, once the link is back
+                for item in chunk:
+                    item.sent = False  # sent again, in order, once the link is back
                 return
             if isinstance(reply, ReplyError):
-                log.warning("cluster: Redis refused an event for %s: %s", item.keys.stream, reply)
-            item.done = True
+                log.warning("cluster: Redis refused %d events for %s: %s", len(chunk), keys.stream, reply)
+            for item in chunk:
+                item.done = True
             outbox = self.outbox
             while outbox and outbox[0].done:
                 outbox.popleft()
 
-        keys = item.keys
-        item.sent = self.command(
-            "EVAL", PUBLISH_SCRIPT, 2, keys.stream, keys.live, STREAM_MAXLEN, item.event, STREAM_IDLE_MS,
-            callback=answered,
-        )  # fmt: skip
+        return answered
 
     def _flush(self) -> None:
         self._bound()
@@ -305,9 +344,12 @@ class Streams:
         if len(fresh) < len(self.outbox):
             self._note_dropped(len(self.outbox) - len(fresh))
             self.outbox = fresh
-        for item in list(self.outbox):
+        waiting: dict[StreamKeys, list[Outgoing]] = {}
+        for item in self.outbox:
             if not item.sent and not item.done:
-                self._send(item)
+                waiting.setdefault(item.keys, []).append(item)
+        for keys, items in waiting.items():
+            self._send(keys, items)
 
     def _note_dropped(self, count: int) -> None:
         if not self.dropped:
