@@ -229,3 +229,24 @@ def test_what_one_turn_publishes_goes_out_as_one_batch_and_a_batch_push_delivers
     push(world, "5-0", "8-0", event(1) + b"\n" + event(2) + b"\n" + event(3))
     push(world, "8-0", "9-0", event(4))
     assert texts(seen) == ["m1", "m2", "m3", "m4"]
+
+
+def test_once_the_subscription_is_confirmed_the_stream_is_read_from_the_joins_position() -> None:
+    world, seen = joined_world()  # our position: 5-0; 6-0 goes by before the SSUBSCRIBE takes effect
+    assert not pending(world, "XRANGE")
+    world.node.link_messages([(X.live.encode(), b"")])  # Redis confirms the subscription
+    (read,) = pending(world, "XRANGE")
+    assert read[0][2] == "(5-0"
+    answer(read, [(b"6-0", {b"e": event(1)}), (b"7-0", {b"e": event(2)})])
+    assert texts(seen) == ["m1", "m2"]
+
+
+def test_what_was_sent_after_the_join_but_before_our_position_was_taken_is_read_too() -> None:
+    world = World()  # the hub's wall clock says 1.7e9 s: the join is at 1700000000000 ms
+    alice, seen = world.connect("alice")
+    world.hub.receive(alice, [b"JOIN #x"])
+    (position,) = pending(world, "XREVRANGE")
+    answer(position, [(b"1700000000500-0", {b"e": event(1)})])  # our link got there late
+    world.node.link_messages([(X.live.encode(), b"")])
+    (read,) = pending(world, "XRANGE")
+    assert read[0][2] == "(1700000000000-0"

@@ -295,7 +295,7 @@ class SelectorsServer:
         if settings.cluster is not None:
             from chatd.cluster import Cluster
 
-            self._cluster = Cluster(self.hub, settings.cluster, self.post, batch=True)
+            self._cluster = Cluster(self.hub, settings.cluster, self.post, defer=self.post)
         self._accept_backoff = AcceptBackoff()
         self.web = web_policy(settings)
         self.http_routes = self.web.routes

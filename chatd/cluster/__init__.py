@@ -36,11 +36,12 @@ class Cluster:
     """A hub joined to the network: its ``ClusterNode`` and the ``RedisLink`` that carries it."""
 
     def __init__(
-        self, hub: Hub, settings: ClusterSettings, post: Callable[[Callable[[], None]], None], *, batch: bool = False
-    ) -> None:
-        """``batch``: ``post`` called on the hub's own thread runs later, after the current turn
-        (the selectors loop), so what a turn publishes can go out as one batch."""
-        self.node = ClusterNode(hub, settings, defer=post if batch else None)
+        self, hub: Hub, settings: ClusterSettings, post: Callable[[Callable[[], None]], None], *,
+        defer: Callable[[Callable[[], None]], None] | None = None,
+    ) -> None:  # fmt: skip
+        """``defer(f)``, called on the hub's thread (or under its lock), runs ``f`` there once the
+        current turn is over, so what a turn publishes goes out as one batch per stream."""
+        self.node = ClusterNode(hub, settings, defer=defer)
         self.link = RedisLink(settings, self.node.subscriptions, self.node, post)
         self.node.link = self.link
         hub.cluster = self.node

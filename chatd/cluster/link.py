@@ -118,7 +118,8 @@ class Commands(Protocol):
         ...
 
     def subscribe(self, channel: str) -> None:
-        """Add a shard channel to the subscription set (kept across reconnects; idempotent)."""
+        """Add a shard channel to the subscription set (kept across reconnects; idempotent). Once
+        Redis confirms it, ``link_messages`` brings ``(channel, SUBSCRIBED)``."""
         ...
 
     def unsubscribe(self, channel: str) -> None:

@@ -198,7 +198,7 @@ class ClusterNode:
     def joined(self, client: Client, channel: Channel) -> None:
         # Our position in the channel's stream is taken before the JOIN goes out: what anyone
         # sends once they have seen it is after that position.
-        self.streams.follow(self._keys_of(irc_lower(channel.name)))
+        self.streams.follow(self._keys_of(irc_lower(channel.name)), since=self.hub.wall_clock())
         # The channel's state travels along: a node where it is new (or only remote users
         # are in it) takes it, rather than what its own history remembers of the name.
         self._publish(
@@ -298,7 +298,6 @@ class ClusterNode:
         if not self.up:
             return
         self._follow_interest()
-        self.streams.tick()
         self.liveness.heartbeat()
         self._publish({"t": "hb"})
         self.liveness.check()
@@ -308,7 +307,7 @@ class ClusterNode:
         for channel, payload in messages:
             if channel != events:
                 self.streams.live(channel, payload)
-            elif not payload.endswith(self.own_suffix):
+            elif payload and not payload.endswith(self.own_suffix):  # b"": our subscription confirmed
                 self._apply(payload, deduplicate=False)
 
     def _streamed(self, payload: bytes) -> None:

@@ -15,8 +15,11 @@ Invariants:
   the held events go on. Until its position is known (a new subscription, or the link
   just back) a stream holds what arrives.
 - A new subscription's position is the stream's last id read *before* the event that made
-  us interested goes out (``XREVRANGE … COUNT 1`` queued first), then read once more on the
-  next tick: what others sent before our SSUBSCRIBE took effect is not lost.
+  us interested goes out (``XREVRANGE … COUNT 1`` queued first), or the moment of that event
+  if earlier (stream ids are Redis's clock in ms: what another node sent after our user joined
+  but before our link got there is theirs too); once both that position and
+  Redis's confirmation of the SSUBSCRIBE are in, the stream is read on from the position:
+  what others sent before the subscription took effect is not lost.
 - What local users send to a stream is kept in the outbox until Redis has answered its
   XADD: while the link is down (up to ``OUTBOX_LIMIT`` events, none older than
   ``OUTBOX_MAX_AGE_S``), then published in order once the link is back and the streams
@@ -37,6 +40,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from chatd.cluster.link import LINK_DOWN, Reply, ReplyError
+from chatd.cluster.subscriber import SUBSCRIBED
 
 log = logging.getLogger("chatd")
 
@@ -111,8 +115,10 @@ class StreamReader:
     last: StreamId | None = None
     held: list[tuple[StreamId, StreamId, list[bytes]]] = field(default_factory=list)
     reading: bool = False
-    recheck: bool = False
-    """Read once more at the next tick: a new subscription may have come into force late."""
+    subscribed: bool = False
+    """Redis confirmed the subscription (or the link was (re)connected with it)."""
+    caught_up: bool = False
+    """Read on from the position once it and the subscription were both in force."""
 
 
 @dataclass(slots=True, eq=False)
@@ -172,15 +178,15 @@ class Streams:
 
     # ---- reading ---------------------------------------------------------------------------
 
-    def follow(self, keys: StreamKeys, *, from_now: bool = True) -> None:
-        """Start reading a stream (idempotent). Call it before publishing what makes others write
-        to it, so its position is taken first."""
+    def follow(self, keys: StreamKeys, since: float | None = None) -> None:
+        """Start reading a stream (idempotent) with what comes after now, or after ``since`` (wall
+        clock). Call it before publishing what makes others write to it."""
         if keys.live in self.readers:
             return
         reader = self.readers[keys.live] = StreamReader(keys)
         self.subscribe(keys.live)
-        if from_now and self.synced:
-            self._take_position(reader)
+        if self.synced:
+            self._take_position(reader, since)
 
     def unfollow(self, live: str) -> None:
         if self.readers.pop(live, None) is not None:
@@ -189,15 +195,20 @@ class Streams:
     def following(self) -> list[str]:
         return list(self.readers)
 
-    def _take_position(self, reader: StreamReader) -> None:
+    def _take_position(self, reader: StreamReader, since: float | None = None) -> None:
         def answered(reply: Reply) -> None:
             if self.readers.get(reader.keys.live) is not reader or reader.last is not None:
                 return
             if reply is LINK_DOWN or isinstance(reply, ReplyError) or not isinstance(reply, list):
                 return  # link_up takes it again
             reader.last = parse_id(_entry_id(reply[0])) if reply else ZERO
-            reader.recheck = True
-            self._release(reader)
+            if since is not None:
+                reader.last = min(reader.last, (int(since * 1000), 0))
+            if reader.subscribed:
+                reader.caught_up = True
+                self._read_on(reader)
+            else:
+                self._release(reader)
 
         self.command("XREVRANGE", reader.keys.stream, "+", "-", "COUNT", 1, callback=answered)
 
@@ -206,6 +217,12 @@ class Streams:
         reader = self.readers.get(channel.decode("utf-8", "surrogateescape"))
         if reader is None:
             return False
+        if payload == SUBSCRIBED:
+            reader.subscribed = True
+            if reader.last is not None and not reader.caught_up and self.synced:
+                reader.caught_up = True
+                self._read_on(reader)
+            return True
         try:
             head, _, body = payload.partition(b"\n")
             prev_raw, id_raw = head.split(b" ")
@@ -267,14 +284,6 @@ class Streams:
             reader.last = this
             for event in events:
                 self.deliver(event)
-
-    def tick(self) -> None:
-        if not self.synced:
-            return
-        for reader in self.readers.values():
-            if reader.recheck and reader.last is not None and not reader.reading:
-                reader.recheck = False
-                self._read_on(reader)
 
     # ---- writing ---------------------------------------------------------------------------
 
@@ -375,6 +384,7 @@ class Streams:
             self.epoch = epoch
             self.synced = True
             for reader in self.readers.values():
+                reader.subscribed = reader.caught_up = True  # the link subscribed them all before link_up
                 if reader.last is None:
                     self._take_position(reader)
                 else:

@@ -10,6 +10,8 @@ Invariants:
 - A ``sunsubscribe`` we did not ask for means Redis dropped the channel (on a cluster: its
   slot moved to another master): ``LinkError``, so the link reconnects with a fresh topology.
 - An error reply on a subscriber connection (MOVED for a slot we got wrong) is ``LinkError`` too.
+- A subscription Redis confirms once the link is up arrives as ``(channel, SUBSCRIBED)``, in
+  order with the messages: a reader knows from then on nothing published there escapes it.
 """
 
 from __future__ import annotations
@@ -20,6 +22,10 @@ from typing import Any
 
 import redis.connection
 from redis.exceptions import ResponseError
+
+SUBSCRIBED = b""
+"""The payload of the pseudo-message that says a shard channel's subscription is in force (no
+real payload is empty)."""
 
 
 class LinkError(Exception):
@@ -79,6 +85,8 @@ class Subscriber:
         elif kind == b"ssubscribe":
             if pending is not None:
                 pending.discard(value[1])
+            elif value[1] in subscribed:
+                messages.append((value[1], SUBSCRIBED))
         elif kind == b"sunsubscribe":
             channel = value[1]
             if self.unsubscribing[channel] > 0:
