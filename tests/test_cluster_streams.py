@@ -243,7 +243,7 @@ def test_once_the_subscription_is_confirmed_the_stream_is_read_from_the_joins_po
 
 def test_what_was_sent_after_the_join_but_before_our_position_was_taken_is_read_too() -> None:
     world = World()  # the hub's wall clock says 1.7e9 s: the join is at 1700000000000 ms
-    alice, seen = world.connect("alice")
+    alice, _ = world.connect("alice")
     world.hub.receive(alice, [b"JOIN #x"])
     (position,) = pending(world, "XREVRANGE")
     answer(position, [(b"1700000000500-0", {b"e": event(1)})])  # our link got there late
