@@ -7,10 +7,8 @@ recoveries are seen in about two seconds; every wait polls with a deadline.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -40,7 +38,6 @@ from tests.helpers import (
     RunningServer,
     wait_until,
 )
-from tests.redis_cluster import RedisClusterServers
 
 pytestmark = pytest.mark.skipif(
     not os.path.exists(REDIS_SERVER), reason="redis-server is not installed (apt-get install redis-server)"
@@ -55,7 +52,12 @@ PATIENT_TIMEOUT_S = 15.0
 
 def cluster_settings(redis: RedisServer, node_id: str, node_timeout_s: float) -> ClusterSettings:
     return ClusterSettings(
-        redis=RedisAddress("127.0.0.1", redis.port),
+        redis=RedisAddress(  # a SwitchableUser (test_cluster_cutoff) brings a user of its own
+            "127.0.0.1",
+            redis.port,
+            password=getattr(redis, "password", None),
+            username=getattr(redis, "username", None),
+        ),
         node_id=node_id,
         heartbeat_s=HEARTBEAT_S,
         node_timeout_s=node_timeout_s,
@@ -469,97 +471,6 @@ def test_redis_restart_local_chat_goes_on_then_network_recovers(backend: str, re
         late.send("NICK alice")
         late.send("USER u 0 * :x")
         assert late.expect("433", "001").command == "433"
-
-
-class CuttableProxy:
-    """A TCP relay to Redis for one node; ``cut`` drops its connections and refuses new ones
-    until ``restore``: that node alone loses Redis, the others keep it."""
-
-    def __init__(self, target_port: int) -> None:
-        self.target_port = target_port
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self.open = threading.Event()
-        self.open.set()
-        self.sockets: list[socket.socket] = []
-        self.lock = threading.Lock()
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            if not self.open.is_set():
-                client.close()
-                continue
-            try:
-                upstream = socket.create_connection(("127.0.0.1", self.target_port))
-            except OSError:
-                client.close()
-                continue
-            with self.lock:
-                self.sockets += [client, upstream]
-            for source, sink in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
-
-    @staticmethod
-    def _pump(source: socket.socket, sink: socket.socket) -> None:
-        try:
-            while data := source.recv(65536):
-                sink.sendall(data)
-        except OSError:
-            pass
-        for sock in (source, sink):
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-
-    def cut(self) -> None:
-        self.open.clear()
-        with self.lock:
-            sockets, self.sockets = self.sockets, []
-        for sock in sockets:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-
-    def restore(self) -> None:
-        self.open.set()
-
-    def close(self) -> None:
-        self.cut()
-        self.listener.close()
-
-
-def test_a_node_cut_off_alone_is_dropped_then_rejoins(backend: str, redis: RedisServer) -> None:
-    if isinstance(redis, RedisClusterServers):
-        pytest.skip("a proxy in front of one node of a Redis Cluster is bypassed: clients go where CLUSTER SLOTS says")
-    proxy = CuttableProxy(redis.port)
-    behind_proxy = RedisServer.__new__(RedisServer)  # only its port is used: node a reaches Redis through the proxy
-    behind_proxy.port = proxy.port
-    try:
-        with (
-            cluster_node(backend, behind_proxy, "a", NODE_TIMEOUT_S) as a,
-            cluster_node(backend, redis, "b", NODE_TIMEOUT_S) as b,
-        ):
-            linked(a, b)
-            alice, bob = a.client("alice"), b.client("bob")
-            joined(alice, "#x")
-            sees_member(bob, "#x", "alice")
-            joined(bob, "#x")
-            proxy.cut()
-            quit_message = expect_from(bob, "QUIT", "alice", timeout=3 * NODE_TIMEOUT_S + 2)
-            assert quit_message.params == ("a left the network",)
-            wait_until(lambda: redis.command("EXISTS", "{chatd}:nick:alice") == 0, "a's nicks to be swept")
-            alice.send("PRIVMSG #x :anyone?")  # node a goes on alone meanwhile
-            alice.sync()
-            proxy.restore()
-            assert expect_from(bob, "JOIN", "alice").params == ("#x",)  # a resynchronised
-            wait_until(lambda: redis.command("GET", "{chatd}:nick:alice") == b"a", "alice's nick re-claimed")
-            bob.send("PRIVMSG #x :welcome back")
-            assert alice.expect("PRIVMSG").params == ("#x", "welcome back")
-    finally:
-        proxy.close()
 
 
 def test_nick_clash_after_an_outage_renames_one_user(backend: str, redis: RedisServer) -> None:
