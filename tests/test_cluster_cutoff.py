@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
+from typing import Protocol
 
 import pytest
 
@@ -86,26 +87,7 @@ def test_a_node_cut_off_alone_is_dropped_then_rejoins(backend: str, redis: Redis
     behind_proxy = RedisServer.__new__(RedisServer)  # only its port is used: node a reaches Redis through the proxy
     behind_proxy.port = proxy.port
     try:
-        with (
-            cluster_node(backend, behind_proxy, "a", NODE_TIMEOUT_S) as a,
-            cluster_node(backend, redis, "b", NODE_TIMEOUT_S) as b,
-        ):
-            linked(a, b)
-            alice, bob = a.client("alice"), b.client("bob")
-            joined(alice, "#x")
-            sees_member(bob, "#x", "alice")
-            joined(bob, "#x")
-            proxy.cut()
-            quit_message = expect_from(bob, "QUIT", "alice", timeout=3 * NODE_TIMEOUT_S + 2)
-            assert quit_message.params == ("a left the network",)
-            wait_until(lambda: redis.command("EXISTS", "{chatd}:nick:alice") == 0, "a's nicks to be swept")
-            alice.send("PRIVMSG #x :anyone?")  # node a goes on alone meanwhile
-            alice.sync()
-            proxy.restore()
-            assert expect_from(bob, "JOIN", "alice").params == ("#x",)  # a resynchronised
-            wait_until(lambda: redis.command("GET", "{chatd}:nick:alice") == b"a", "alice's nick re-claimed")
-            bob.send("PRIVMSG #x :welcome back")
-            assert alice.expect("PRIVMSG").params == ("#x", "welcome back")
+        dropped_then_rejoins(backend, redis, behind_proxy, proxy)
     finally:
         proxy.close()
 
@@ -131,22 +113,36 @@ def test_a_node_whose_redis_user_is_switched_off_is_dropped_then_rejoins(
     backend: str, redis: RedisServer | RedisClusterServers
 ) -> None:
     user = SwitchableUser(redis)
+    dropped_then_rejoins(backend, redis, user, user)  # type: ignore[arg-type]
+
+
+class Cut(Protocol):
+    def cut(self) -> None: ...
+
+    def restore(self) -> None: ...
+
+
+def dropped_then_rejoins(
+    backend: str, redis: RedisServer | RedisClusterServers, a_reaches: RedisServer, cut: Cut
+) -> None:
+    """Node a (through ``a_reaches``) and node b share a channel; ``cut`` cuts a off: its users
+    leave the network and its nicks are swept; a goes on alone; restored, it rejoins."""
     with (
-        cluster_node(backend, user, "a", NODE_TIMEOUT_S) as a,  # type: ignore[arg-type]
-        cluster_node(backend, redis, "b", NODE_TIMEOUT_S) as b,
+        cluster_node(backend, a_reaches, "a", NODE_TIMEOUT_S) as a,
+        cluster_node(backend, redis, "b", NODE_TIMEOUT_S) as b,  # type: ignore[arg-type]
     ):
         linked(a, b)
         alice, bob = a.client("alice"), b.client("bob")
         joined(alice, "#x")
         sees_member(bob, "#x", "alice")
         joined(bob, "#x")
-        user.cut()
+        cut.cut()
         quit_message = expect_from(bob, "QUIT", "alice", timeout=3 * NODE_TIMEOUT_S + 2)
         assert quit_message.params == ("a left the network",)
         wait_until(lambda: redis.command("EXISTS", "{chatd}:nick:alice") == 0, "a's nicks to be swept")
         alice.send("PRIVMSG #x :anyone?")  # node a goes on alone meanwhile
         alice.sync()
-        user.restore()
+        cut.restore()
         assert expect_from(bob, "JOIN", "alice").params == ("#x",)  # a resynchronised
         wait_until(lambda: redis.command("GET", "{chatd}:nick:alice") == b"a", "alice's nick re-claimed")
         bob.send("PRIVMSG #x :welcome back")
