@@ -74,13 +74,20 @@ class RedisClusterServers:
         wait_until(self._cluster_ok, "CLUSTER INFO to say cluster_state:ok on every master", timeout=3 * DEADLINE_S)
 
     def _all_answer(self) -> bool:
-        """Whether all three answer PING. On a restart, a port can be held for a moment by a
-        client's outgoing connection (the nodes keep trying to reconnect, from ephemeral ports):
-        a server that exited at once is started again, a few times."""
+        """Whether all three answer PING. A port free when it was picked can be taken before the
+        server binds it (by another test process, or on a restart by a node's reconnect from an
+        ephemeral port): a server that exited is started again, a few times, on fresh ports if
+        the cluster is not made yet."""
         for index, process in enumerate(self.processes):
-            if process.poll() is not None and self.respawns < RESPAWNS:
-                self.respawns += 1
-                self.processes[index] = self._spawn(self.ports[index], self.bus_ports[index])
+            if process.poll() is None:
+                continue
+            if self.respawns >= RESPAWNS:
+                raise AssertionError(f"a redis-server of the cluster exited with {process.returncode}")
+            self.respawns += 1
+            if not self.created:
+                self.ports[index], self.bus_ports[index] = free_port(), free_port()
+                self.port = self.ports[0]
+            self.processes[index] = self._spawn(self.ports[index], self.bus_ports[index])
         return all(self._ask(port, b"*1\r\n$4\r\nPING\r\n").startswith(b"+PONG") for port in self.ports)
 
     def _cluster_ok(self) -> bool:
@@ -90,7 +97,7 @@ class RedisClusterServers:
     def _ask(self, port: int, request: bytes) -> bytes:
         """A raw request on a fresh connection (PING and CLUSTER INFO fit one read); b"" if refused."""
         for process in self.processes:
-            if process.poll() is not None:
+            if process.poll() is not None and self.created and self.respawns >= RESPAWNS:
                 raise AssertionError(f"a redis-server of the cluster exited with {process.returncode}")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
