@@ -68,7 +68,6 @@ from chatd.core.channel import Channel, ModeChange
 from chatd.core.client import Client
 from chatd.core.event import Delivery
 from chatd.core.hub import Hub
-from chatd.protocol.casemap import irc_lower
 
 log = logging.getLogger("chatd")
 
@@ -102,6 +101,7 @@ class ClusterNode:
         """Distinguishes this run from an earlier one with the same node id (user ids embed it)."""
         prefix = self.prefix = settings.prefix
         self.events_channel = f"{settings.key_tag}:events"
+        self._events_channel = self.events_channel.encode()
         self.own_keys = node_keys(prefix, self.node_id)
         self.own_suffix = own_suffix(self.node_id)
         """How every event this node publishes ends: Redis sends each back to us, and we drop
@@ -113,6 +113,7 @@ class ClusterNode:
         )  # fmt: skip
         self.streams.follow(self.own_keys)
         self._channel_keys: dict[str, StreamKeys] = {}
+        self._node_keys: dict[str, StreamKeys] = {}
         self.up = False
         self.replica = Replica(hub, self.instance)
         self.claims = NickClaims(hub, self.replica, self._command, self.node_id, settings.key_tag)
@@ -143,7 +144,8 @@ class ClusterNode:
     def _publish(self, payload: dict[str, Any], to: str | None = None) -> None:
         """To every node on pub/sub, or to one node through its stream."""
         if to is not None:
-            self.streams.publish(node_keys(self.prefix, to), encode_event(payload, self.node_id))
+            keys = self._node_keys.get(to) or self._node_keys.setdefault(to, node_keys(self.prefix, to))
+            self.streams.publish(keys, encode_event(payload, self.node_id))
             self.hub.stats.cluster_events_out += 1
         elif self._command("SPUBLISH", self.events_channel, encode_event(payload, self.node_id)):
             self.hub.stats.cluster_events_out += 1
@@ -198,7 +200,7 @@ class ClusterNode:
     def joined(self, client: Client, channel: Channel) -> None:
         # Our position in the channel's stream is taken before the JOIN goes out: what anyone
         # sends once they have seen it is after that position.
-        self.streams.follow(self._keys_of(irc_lower(channel.name)), since=self.hub.wall_clock())
+        self.streams.follow(self._keys_of(channel.name_key), since=self.hub.wall_clock())
         # The channel's state travels along: a node where it is new (or only remote users
         # are in it) takes it, rather than what its own history remembers of the name.
         self._publish(
@@ -265,7 +267,7 @@ class ClusterNode:
 
     def channel_message(self, client: Client, channel: Channel, event: Delivery) -> None:
         payload = {"t": "msg", "c": channel.name, **event_fields(event)}
-        self.streams.publish(self._keys_of(irc_lower(channel.name)), encode_event(payload, self.node_id))
+        self.streams.publish(self._keys_of(channel.name_key), encode_event(payload, self.node_id))
         self.hub.stats.cluster_events_out += 1
 
     def private_message(self, client: Client, target: Client, event: Delivery) -> None:
@@ -303,9 +305,8 @@ class ClusterNode:
         self.liveness.check()
 
     def link_messages(self, messages: list[tuple[bytes, bytes]]) -> None:
-        events = self.events_channel.encode()
         for channel, payload in messages:
-            if channel != events:
+            if channel != self._events_channel:
                 self.streams.live(channel, payload)
             elif payload and not payload.endswith(self.own_suffix):  # b"": our subscription confirmed
                 self._apply(payload, deduplicate=False)
@@ -397,6 +398,7 @@ class ClusterNode:
 
     def _drop_node(self, node_id: str) -> None:
         self.sync_requested.pop(node_id, None)
+        self._node_keys.pop(node_id, None)
         self.replica.drop(node_id)
 
     def _apply_burst(self, node_id: str, burst: dict[str, Any]) -> None:
