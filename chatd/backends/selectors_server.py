@@ -291,11 +291,12 @@ class SelectorsServer:
         self._posted: deque[Callable[[], None]] = deque()
         self._posted_lock = threading.Lock()
         self._posted_wake_sent = False
+        self._deferred: list[Callable[[], None]] = []
         self._cluster: Cluster | None = None
         if settings.cluster is not None:
             from chatd.cluster import Cluster
 
-            self._cluster = Cluster(self.hub, settings.cluster, self.post, defer=self.post)
+            self._cluster = Cluster(self.hub, settings.cluster, self.post, defer=self.defer, reactor=self)
         self._accept_backoff = AcceptBackoff()
         self.web = web_policy(settings)
         self.http_routes = self.web.routes
@@ -339,6 +340,21 @@ class SelectorsServer:
             self._posted_wake_sent = True
         with contextlib.suppress(OSError):  # a full waker is already readable
             self._waker_w.send(b"p")
+
+    def defer(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` at the end of this turn, before its output is flushed (on the loop's
+        thread only): what a turn publishes to the network goes out as one batch, with no
+        wake-up of its own."""
+        self._deferred.append(callback)
+
+    def _run_deferred(self) -> None:
+        while self._deferred:
+            batch, self._deferred = self._deferred, []
+            for callback in batch:
+                try:
+                    callback()
+                except Exception:
+                    log.exception("cluster batch failed")
 
     def _run_posted(self) -> None:
         with self._posted_lock:
@@ -411,11 +427,15 @@ class SelectorsServer:
                 if hub_deadline is not None and (late_s := time.monotonic() - hub_deadline) >= 0:
                     loop_lag.observe(late_s)
                     hub.run_timers()
+                if self._deferred:
+                    self._run_deferred()
                 self._flush_pending()
         finally:
             self._close_all()
 
     def _timeout(self, hub_deadline: float | None) -> float | None:
+        if self._deferred:  # deferred by the last flush (a client gone): not left for a wake-up
+            return 0.0
         deadlines = [d for d in (hub_deadline, self._timers[0][0] if self._timers else None) if d is not None]
         if not deadlines:
             return None

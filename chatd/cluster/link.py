@@ -109,6 +109,33 @@ TOPOLOGY_REPLIES = (AskError, ClusterError, TryAgainError)
 """Replies saying the cluster is not as we read it (MOVED is an AskError): reconnect."""
 
 
+def connection_options(settings: ClusterSettings) -> dict[str, Any]:
+    """What every client and connection of a link is made with: the URL's credentials, the
+    timeout that makes a stalled Redis an outage, RESP2 and raw bytes, and no retries of
+    redis-py's own (the link reconnects, and tells the node)."""
+    address, timeout = settings.redis, settings.redis_timeout_s
+    return {
+        "username": address.username,
+        "password": address.password,
+        "socket_timeout": timeout,
+        "socket_connect_timeout": timeout,
+        "protocol": 2,
+        "retry": Retry(NoBackoff(), 0),
+    }
+
+
+def first_key(args: tuple[Any, ...]) -> bytes | None:
+    """A command's first key, for the commands whose key we know where to find (None: others)."""
+    name = args[0].upper() if isinstance(args[0], str) else ""
+    if name in FIRST_KEY_COMMANDS and len(args) > 1:
+        key = args[1]
+    elif name in SCRIPT_COMMANDS and len(args) > 3 and args[2] not in (0, "0", b"0"):
+        key = args[3]
+    else:
+        return None
+    return key if isinstance(key, bytes) else str(key).encode()
+
+
 class Commands(Protocol):
     """What the node asks of the link: the whole of it (a fake in tests)."""
 
@@ -313,18 +340,7 @@ class RedisLink:
             self.post(deliver)
 
     def _options(self) -> dict[str, Any]:
-        """What every client and connection of the link is made with: the URL's credentials, the
-        timeout that makes a stalled Redis an outage, RESP2 and raw bytes, and no retries of
-        redis-py's own (the link reconnects, and tells the node)."""
-        address, timeout = self.settings.redis, self.settings.redis_timeout_s
-        return {
-            "username": address.username,
-            "password": address.password,
-            "socket_timeout": timeout,
-            "socket_connect_timeout": timeout,
-            "protocol": 2,
-            "retry": Retry(NoBackoff(), 0),
-        }
+        return connection_options(self.settings)
 
     def _connect(self) -> list[tuple[bytes, bytes]]:
         """Open the command client and subscribe the whole set; returns messages that came meanwhile."""
@@ -474,14 +490,10 @@ class RedisLink:
         """The master of a command's first key, for the commands whose key we know where to find:
         redis-py's own routing (command tables, request policies) costs twice the rest of the
         pipeline. Others are left to redis-py."""
-        name = args[0].upper() if isinstance(args[0], str) else ""
-        if name in FIRST_KEY_COMMANDS and len(args) > 1:
-            key = args[1]
-        elif name in SCRIPT_COMMANDS and len(args) > 3 and args[2] not in (0, "0", b"0"):
-            key = args[3]
-        else:
+        key = first_key(args)
+        if key is None:
             return {}
-        slot = key_slot(key if isinstance(key, bytes) else str(key).encode())
+        slot = key_slot(key)
         node = self._slot_nodes.get(slot)
         if node is None:
             node = self._slot_nodes[slot] = self._client.nodes_manager.get_node_from_slot(slot)

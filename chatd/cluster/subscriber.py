@@ -72,26 +72,37 @@ class Subscriber:
         subscribed: dict[bytes, Any],
         pending: set[bytes] | None,
     ) -> None:
-        """One push: a message, a confirmation (its channel leaves ``pending``), a pong, or a
-        sign that a shard channel's slot moved."""
-        if isinstance(value, ResponseError):
-            raise LinkError(f"subscriber connection refused: {value}")
-        if not isinstance(value, list) or not value:
-            return  # PONG outside subscribed mode
-        kind = value[0]
-        if kind == b"smessage":
-            if value[1] in subscribed:
-                messages.append((value[1], value[2]))
-        elif kind == b"ssubscribe":
-            if pending is not None:
-                pending.discard(value[1])
-            elif value[1] in subscribed:
-                messages.append((value[1], SUBSCRIBED))
-        elif kind == b"sunsubscribe":
-            channel = value[1]
-            if self.unsubscribing[channel] > 0:
-                self.unsubscribing[channel] -= 1
-                if not self.unsubscribing[channel]:
-                    del self.unsubscribing[channel]
-            else:
-                raise LinkError(f"Redis unsubscribed us from {channel.decode(errors='replace')} (its slot moved?)")
+        absorb_push(value, messages, subscribed, pending, self.unsubscribing)
+
+
+def absorb_push(
+    value: Any,
+    messages: list[tuple[bytes, bytes]],
+    subscribed: dict[bytes, Any],
+    pending: set[bytes] | None,
+    unsubscribing: Counter[bytes],
+) -> None:
+    """One push of a subscriber connection: a message, a confirmation (its channel leaves
+    ``pending``, or, with no ``pending``, comes as ``(channel, SUBSCRIBED)``), a pong, or a
+    sign that a shard channel's slot moved (``LinkError``)."""
+    if isinstance(value, ResponseError):
+        raise LinkError(f"subscriber connection refused: {value}")
+    if not isinstance(value, list) or not value:
+        return  # PONG outside subscribed mode
+    kind = value[0]
+    if kind == b"smessage":
+        if value[1] in subscribed:
+            messages.append((value[1], value[2]))
+    elif kind == b"ssubscribe":
+        if pending is not None:
+            pending.discard(value[1])
+        elif value[1] in subscribed:
+            messages.append((value[1], SUBSCRIBED))
+    elif kind == b"sunsubscribe":
+        channel = value[1]
+        if unsubscribing[channel] > 0:
+            unsubscribing[channel] -= 1
+            if not unsubscribing[channel]:
+                del unsubscribing[channel]
+        else:
+            raise LinkError(f"Redis unsubscribed us from {channel.decode(errors='replace')} (its slot moved?)")
