@@ -100,7 +100,7 @@ def on_umeta(replica: Replica, node: RemoteNode, event: dict[str, Any]) -> None:
 
 def on_msg(replica: Replica, node: RemoteNode, event: dict[str, Any]) -> None:
     hub = replica.hub
-    channel = hub.find_channel(event["c"])
+    channel = replica.find_channel(event["c"])
     if channel is None:
         return
     relayed = relayed_event(event)
