@@ -422,6 +422,8 @@ class SelectorsServer:
                             data.on_readable()
                         if mask & write_event and not data.closed:
                             data.flush()
+                if self.held:  # the Redis link answers on the loop itself, not through post
+                    self._release_held()
                 self._run_timers()
                 hub_deadline = hub.next_deadline()
                 if hub_deadline is not None and (late_s := time.monotonic() - hub_deadline) >= 0:
