@@ -501,3 +501,60 @@ def test_stop_sends_what_is_queued(redis: Servers, kind: str) -> None:
     with running_link(redis, kind) as (link, _):
         assert link.command("SET", "goodbye", "sent")
     assert redis.command("GET", "goodbye") == b"sent"
+
+
+def script_calls(servers: Servers) -> dict[str, int]:
+    """How often every server ran EVAL, EVALSHA and SCRIPT LOAD (Redis's own command statistics)."""
+    calls = dict.fromkeys(("eval", "evalsha", "script|load"), 0)
+    for port in ports(servers):
+        with redispy.Redis(port=port, protocol=2) as client:
+            stats = client.info("commandstats")
+        for name in calls:
+            calls[name] += stats.get(f"cmdstat_{name}", {}).get("calls", 0)
+    return calls
+
+
+def test_eval_goes_as_evalsha_and_a_flushed_script_is_an_outage(redis: Servers) -> None:
+    """The loop link's own: the script crosses once per connection. A Redis that lost it (SCRIPT
+    FLUSH, a restart) answers NOSCRIPT: an outage, after which the new connections load it again."""
+    script = "return redis.call('INCR', KEYS[1])"
+    keys = spread_channels(redis)  # on every master, so every command connection loads it
+    with running_link(redis, "loop") as (link, recorder):
+        got = Replies()
+        for index in range(3 * len(keys)):
+            assert link.command("EVAL", script, 1, keys[index % len(keys)], callback=got.callback(index))
+        wait_until(lambda: got.all(3 * len(keys)), "every script's reply")
+        assert [got.got[index] for index in range(3 * len(keys))] == [
+            [index // len(keys) + 1] for index in range(3 * len(keys))
+        ]
+        assert script_calls(redis) == {"eval": 0, "evalsha": 3 * len(keys), "script|load": len(ports(redis))}
+        redis.command_on_each("SCRIPT", "FLUSH")
+        flushed = Replies()
+        assert link.command("EVAL", script, 1, keys[0], callback=flushed.callback(0))
+        wait_until(lambda: recorder.events == ["up", "down", "up"], "NOSCRIPT to be an outage, then the link back")
+        assert flushed.got == {0: [LINK_DOWN]}  # not the NOSCRIPT error: the node sends again once up
+        again = Replies()
+        assert link.command("EVAL", script, 1, keys[0], callback=again.callback(0))
+        wait_until(lambda: again.all(1), "the script's reply after the reconnect")
+        assert again.got == {0: [4]}  # three rounds, then this one: the refused EVALSHA never ran
+        assert script_calls(redis)["script|load"] == len(ports(redis)) + 1  # once on the new connection
+
+
+def test_a_command_from_inside_a_reply_callback(redis: Servers, kind: str) -> None:
+    """The node answers a reply with the next command (a resynchronisation's reads, a claim's
+    retry), on the link's thread: it must be carried like any other, in order, on any master."""
+    keys = spread_channels(redis)
+    with running_link(redis, kind) as (link, _):
+        inner = link.link
+        replies: list[Reply] = []
+        taken: list[bool] = []
+
+        def next_command(reply: Reply) -> None:
+            replies.append(reply)
+            if len(replies) < 5 * len(keys):
+                taken.append(inner.command("INCR", keys[len(replies) % len(keys)], callback=next_command))
+
+        assert link.command("INCR", keys[0], callback=next_command)
+        wait_until(lambda: len(replies) == 5 * len(keys), "every command of the chain answered")
+        assert all(taken) and len(taken) == 5 * len(keys) - 1
+        assert replies == [index // len(keys) + 1 for index in range(5 * len(keys))]
