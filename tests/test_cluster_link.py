@@ -558,3 +558,29 @@ def test_a_command_from_inside_a_reply_callback(redis: Servers, kind: str) -> No
         wait_until(lambda: len(replies) == 5 * len(keys), "every command of the chain answered")
         assert all(taken) and len(taken) == 5 * len(keys) - 1
         assert replies == [index // len(keys) + 1 for index in range(5 * len(keys))]
+
+
+def test_a_script_redis_refuses_is_its_error_not_an_outage(
+    redis: Servers, kind: str, request: pytest.FixtureRequest
+) -> None:
+    """A node's script with a bug must come back as an error reply: an outage would resync the node,
+    which sends the script again, and the link would flap for ever."""
+    loop_bug(request, "LoopLink._evalsha gives SCRIPT LOAD no callback: its compile error is only logged, "
+             "and the EVALSHA after it gets NOSCRIPT, which _replies makes an outage")  # fmt: skip
+    with running_link(redis, kind) as (link, recorder):
+        got = Replies()
+        assert link.command("EVAL", "this is not lua", 0, callback=got.callback(0))
+        wait_until(lambda: got.all(1), "the script's reply")
+        (error,) = got.got[0]
+        assert isinstance(error, ReplyError) and "compiling" in str(error), error
+        assert recorder.events == ["up"]
+
+
+def test_a_script_given_as_bytes(redis: Servers, kind: str, request: pytest.FixtureRequest) -> None:
+    """``command`` takes bytes for any argument (link.Commands), the script too."""
+    loop_bug(request, "LoopLink._evalsha hashes script.encode(): a bytes script raises AttributeError in command")
+    with running_link(redis, kind) as (link, _):
+        got = Replies()
+        assert link.command("EVAL", b"return 7", 0, callback=got.callback(0))
+        wait_until(lambda: got.all(1), "the script's reply")
+        assert got.got[0] == [7]
