@@ -49,13 +49,6 @@ def kind(request: pytest.FixtureRequest) -> str:
     return request.param
 
 
-def loop_bug(request: pytest.FixtureRequest, reason: str) -> None:
-    """Mark the running test an expected failure on the loop link only (strict: a fix makes it pass, then
-    this call goes)."""
-    if request.getfixturevalue("kind") == "loop":
-        request.applymarker(pytest.mark.xfail(strict=True, reason=reason))
-
-
 class Recorder:
     """A ``LinkHandler`` (and the bridge's ``post``) that writes down everything, in order.
 
@@ -468,16 +461,7 @@ def small_queue_bound(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(loop_link_module, "MAX_QUEUED_BYTES", 1000)  # imported by name: patched there too
 
 
-LOOP_OVERFLOW_QUEUES = (
-    "LoopLink.command writes the command and its callback, then finds the buffer past MAX_QUEUED_BYTES, "
-    "calls failed() and returns True: link.Commands says False, nothing queued, past the bound"
-)
-
-
-def test_a_queue_past_its_bound_resets_the_link(
-    redis: Servers, kind: str, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
-) -> None:
-    loop_bug(request, LOOP_OVERFLOW_QUEUES)
+def test_a_queue_past_its_bound_resets_the_link(redis: Servers, kind: str, monkeypatch: pytest.MonkeyPatch) -> None:
     small_queue_bound(monkeypatch)
     with running_link(redis, kind) as (link, recorder):
         assert link.command("SET", "big", "x" * 2000) is False
@@ -560,13 +544,9 @@ def test_a_command_from_inside_a_reply_callback(redis: Servers, kind: str) -> No
         assert replies == [index // len(keys) + 1 for index in range(5 * len(keys))]
 
 
-def test_a_script_redis_refuses_is_its_error_not_an_outage(
-    redis: Servers, kind: str, request: pytest.FixtureRequest
-) -> None:
+def test_a_script_redis_refuses_is_its_error_not_an_outage(redis: Servers, kind: str) -> None:
     """A node's script with a bug must come back as an error reply: an outage would resync the node,
     which sends the script again, and the link would flap for ever."""
-    loop_bug(request, "LoopLink._evalsha gives SCRIPT LOAD no callback: its compile error is only logged, "
-             "and the EVALSHA after it gets NOSCRIPT, which _replies makes an outage")  # fmt: skip
     with running_link(redis, kind) as (link, recorder):
         got = Replies()
         assert link.command("EVAL", "this is not lua", 0, callback=got.callback(0))
@@ -576,9 +556,8 @@ def test_a_script_redis_refuses_is_its_error_not_an_outage(
         assert recorder.events == ["up"]
 
 
-def test_a_script_given_as_bytes(redis: Servers, kind: str, request: pytest.FixtureRequest) -> None:
+def test_a_script_given_as_bytes(redis: Servers, kind: str) -> None:
     """``command`` takes bytes for any argument (link.Commands), the script too."""
-    loop_bug(request, "LoopLink._evalsha hashes script.encode(): a bytes script raises AttributeError in command")
     with running_link(redis, kind) as (link, _):
         got = Replies()
         assert link.command("EVAL", b"return 7", 0, callback=got.callback(0))

@@ -46,9 +46,10 @@ from chatd.cluster.link import (
     STOP_FLUSH_S,
     Callback,
     LinkHandler,
+    Reply,
     ReplyError,
     first_key,
-)  # fmt: skip
+)
 from chatd.cluster.opener import Opened, open_connections
 from chatd.cluster.subscriber import LinkError, absorb_push
 
@@ -79,7 +80,7 @@ class RedisSocket:
 
     __slots__ = (
         "callbacks", "closed", "interest", "last_rx", "link", "name", "out", "pending", "ping_sent", "reader",
-        "scripts", "sock", "subscriber", "unsubscribing", "waiting_since",
+        "refused", "scripts", "sock", "subscriber", "unsubscribing", "waiting_since",
     )  # fmt: skip
 
     def __init__(self, link: LoopLink, sock: socket.socket, name: str, subscriber: bool) -> None:
@@ -91,8 +92,12 @@ class RedisSocket:
         self.reader = hiredis.Reader(replyError=ReplyError)
         self.out = bytearray()
         self.callbacks: deque[Callback | None] = deque()
-        self.scripts: set[str] = set()
-        """Scripts loaded on this connection (SCRIPT LOAD went out before their first EVALSHA)."""
+        self.scripts: set[bytes] = set()
+        """The SHA1s of the scripts loaded on this connection (SCRIPT LOAD went out before their
+        first EVALSHA)."""
+        self.refused: ReplyError | None = None
+        """What Redis said of the last script it would not compile here: a NOSCRIPT after it is
+        that script's EVALSHA (anything else makes NOSCRIPT an outage: a flushed script cache)."""
         self.unsubscribing: Counter[bytes] = Counter()
         self.closed = False
         self.pending = False
@@ -156,6 +161,15 @@ class RedisSocket:
             self.sock.close()
 
 
+def guarded(call: Callable[..., None], *args: Any) -> None:
+    """Run one of the node's callbacks: a bug in it is logged, and the loop and the link go on
+    (as the bridge's ``post`` does)."""
+    try:
+        call(*args)
+    except Exception:
+        log.exception("cluster event failed")
+
+
 def pack(args: tuple[Any, ...]) -> bytes:
     errors = ENCODING_ERRORS
     return hiredis.pack_command(tuple(arg.encode("utf-8", errors) if isinstance(arg, str) else arg for arg in args))
@@ -183,7 +197,7 @@ class LoopLink:
         self._subscribed: dict[bytes, RedisSocket] = {}
         self._confirming: set[bytes] = set()
         self._early: list[tuple[bytes, bytes]] = []
-        self._scripts: dict[str, bytes] = {}
+        self._scripts: dict[str | bytes, bytes] = {}
         """Each script's SHA1 (hex), so the script itself crosses once per connection."""
         self._attempt = 0
         self._down_since: float | None = None
@@ -220,19 +234,28 @@ class LoopLink:
         self._state = DOWN
 
     def command(self, *args: bytes | str | int | float, callback: Callback | None = None) -> bool:
-        """Queue one command for this turn's flush; False (nothing queued) while the link is down."""
+        """Queue one command for this turn's flush; False (nothing queued) while the link is down,
+        or when it would take the connection's buffer past its bound (the link is reset then)."""
         if self._state != UP:
             return False
         connection = self._route(args)
+        load = None
         if args[0] == "EVAL":
-            args = self._evalsha(connection, args)
-        connection.write(pack(args))
+            args, load = self._evalsha(connection, args)
+        packed = pack(args)
+        if len(connection.out) + len(packed) + (len(load) if load else 0) > MAX_QUEUED_BYTES:
+            self.failed("too many commands queued for a slow Redis")
+            return False
         if not connection.callbacks:
             connection.waiting_since = time.monotonic()
+        if load is not None:
+            sha = args[1]
+            connection.write(load)
+            connection.scripts.add(sha)
+            connection.callbacks.append(lambda reply: self._loaded(connection, sha, reply))
+        connection.write(packed)
         connection.callbacks.append(callback)
         self._sent_since_tick = True
-        if len(connection.out) > MAX_QUEUED_BYTES:
-            self.failed("too many commands queued for a slow Redis")
         return True
 
     def subscribe(self, channel: str) -> None:
@@ -327,10 +350,10 @@ class LoopLink:
         self._state = UP
         self._up_since = time.monotonic()
         self._next_tick = self._up_since
-        self.handler.link_up()
+        guarded(self.handler.link_up)
         early, self._early = self._early, []
         if early and self._state == UP:
-            self.handler.link_messages(early)
+            guarded(self.handler.link_messages, early)
 
     def _retry_later(self) -> None:
         ceiling = min(self.settings.backoff_max_s, BACKOFF_MIN_S * 2**self._attempt)
@@ -372,9 +395,9 @@ class LoopLink:
         def deliver() -> None:  # not on the stack of whoever noticed (``command`` itself, maybe)
             for callback in callbacks:
                 if callback is not None:
-                    callback(LINK_DOWN)
+                    guarded(callback, LINK_DOWN)
             if was_up:
-                self.handler.link_down()
+                guarded(self.handler.link_down)
 
         self.reactor.call_at(now, deliver)
         if self._attempt:
@@ -411,15 +434,17 @@ class LoopLink:
             callback = callbacks.popleft()
             if isinstance(reply, ReplyError):
                 text = str(reply)
-                if text.startswith(TOPOLOGY_ERRORS) or text.startswith("NOSCRIPT"):
+                if text.startswith("NOSCRIPT") and connection.refused is not None:
+                    reply = connection.refused
+                elif text.startswith(TOPOLOGY_ERRORS) or text.startswith("NOSCRIPT"):
                     # Not given to the callback: LINK_DOWN is, with the rest, and the node
                     # sends again once the link is back (on the right master, scripts loaded).
                     callbacks.appendleft(callback)
                     raise LinkError(f"the cluster changed under us ({text})")
-                if callback is None:
+                elif callback is None:
                     log.warning("cluster: Redis refused a command: %s", text)
             if callback is not None:
-                callback(reply)
+                guarded(callback, reply)
                 if connection.closed:
                     return
         connection.waiting_since = time.monotonic() if callbacks else None
@@ -436,7 +461,7 @@ class LoopLink:
             if not self._confirming:
                 self._became_up()
         elif messages and self._state == UP:
-            self.handler.link_messages(messages)
+            guarded(self.handler.link_messages, messages)
 
     # ---- time ----------------------------------------------------------------------
 
@@ -472,7 +497,7 @@ class LoopLink:
             if not self._sent_since_tick:  # an idle link asks, so a dead Redis is noticed
                 self.command("EXISTS", settings.key_tag)
             self._sent_since_tick = False
-            self.handler.link_tick()
+            guarded(self.handler.link_tick)
         if generation == self._generation:
             self._watch_later(generation)
 
@@ -485,16 +510,19 @@ class LoopLink:
         key = first_key(args)
         return self._commands[self._slots[key_slot(key)] if key is not None else self._first]
 
-    def _evalsha(self, connection: RedisSocket, args: tuple[Any, ...]) -> tuple[Any, ...]:
-        """EVAL as EVALSHA; the script is loaded on the connection, in order, before its first use."""
+    def _evalsha(self, connection: RedisSocket, args: tuple[Any, ...]) -> tuple[tuple[Any, ...], bytes | None]:
+        """EVAL as EVALSHA, and the SCRIPT LOAD to send before it when the connection has not
+        loaded the script yet (so it is loaded, in order, before its first use)."""
         script = args[1]
         sha = self._scripts.get(script)
         if sha is None:
-            sha = self._scripts[script] = hashlib.sha1(script.encode()).hexdigest().encode()
-        if script not in connection.scripts:
-            connection.scripts.add(script)
-            connection.write(pack(("SCRIPT", "LOAD", script)))
-            if not connection.callbacks:
-                connection.waiting_since = time.monotonic()
-            connection.callbacks.append(None)
-        return ("EVALSHA", sha, *args[2:])
+            body = script if isinstance(script, bytes) else script.encode("utf-8", ENCODING_ERRORS)
+            sha = self._scripts[script] = hashlib.sha1(body).hexdigest().encode()
+        load = None if sha in connection.scripts else pack(("SCRIPT", "LOAD", script))
+        return ("EVALSHA", sha, *args[2:]), load
+
+    def _loaded(self, connection: RedisSocket, sha: bytes, reply: Reply) -> None:
+        """A script Redis would not compile: the EVALSHAs after it get its error, not an outage."""
+        if isinstance(reply, ReplyError):
+            connection.scripts.discard(sha)
+            connection.refused = reply
