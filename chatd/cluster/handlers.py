@@ -18,6 +18,7 @@ from typing import Any
 from chatd.cluster.replica import RemoteNode, Replica, adopt_state
 from chatd.cluster.wire import channel_registration, channel_state, relayed_event, source_of
 from chatd.core.channel import apply_relayed_modes, kick, part, set_topic
+from chatd.core.fanout import fanout_run
 from chatd.core.users import deliver_wallops, kill
 from chatd.protocol.casemap import irc_lower
 from chatd.protocol.framing import WIRE
@@ -99,14 +100,20 @@ def on_umeta(replica: Replica, node: RemoteNode, event: dict[str, Any]) -> None:
 
 
 def on_msg(replica: Replica, node: RemoteNode, event: dict[str, Any]) -> None:
+    on_messages(replica, [event])
+
+
+def on_messages(replica: Replica, events: list[dict[str, Any]]) -> None:
+    """Messages to one channel, in order, as one fan-out (``chatd.core.fanout.fanout_run``)."""
     hub = replica.hub
-    channel = replica.find_channel(event["c"])
+    channel = replica.find_channel(events[0]["c"])
     if channel is None:
         return
-    relayed = relayed_event(event)
-    hub.fanout(channel.members, relayed, None, channel)
-    if not relayed.tags_only:
-        hub.record(channel, relayed)
+    relayed = [relayed_event(event) for event in events]
+    fanout_run(hub, channel, relayed)
+    for message in relayed:
+        if not message.tags_only:
+            hub.record(channel, message)
 
 
 def on_pm(replica: Replica, node: RemoteNode, event: dict[str, Any]) -> None:

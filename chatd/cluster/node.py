@@ -49,7 +49,7 @@ from typing import Any
 
 from chatd.cluster.claims import NickClaims, Taken
 from chatd.cluster.config import ClusterSettings
-from chatd.cluster.handlers import HANDLERS, NEEDS_NO_REPLICA
+from chatd.cluster.handlers import HANDLERS, NEEDS_NO_REPLICA, on_messages
 from chatd.cluster.link import Commands, Reply
 from chatd.cluster.liveness import Liveness
 from chatd.cluster.replica import RemoteNode, Replica
@@ -311,28 +311,72 @@ class ClusterNode:
             elif payload and not payload.endswith(self.own_suffix):  # b"": our subscription confirmed
                 self._apply(payload, deduplicate=False)
 
-    def _streamed(self, payload: bytes) -> None:
-        if not payload.endswith(self.own_suffix):
-            self._apply(payload, deduplicate=True)
+    def _streamed(self, payloads: list[bytes]) -> None:
+        """Events of one stream, in order. A run of messages to one channel (a busy channel's
+        batch) is fanned out at once: one append per local connection for the whole run."""
+        run: list[tuple[str, dict[str, Any]]] = []
+        own = self.own_suffix
+        for payload in payloads:
+            if payload.endswith(own):
+                continue
+            accepted = self._accept(payload, deduplicate=True)
+            if accepted is None:
+                continue
+            sender, kind, event = accepted
+            if kind == "msg":
+                if run and run[0][1].get("c") != event.get("c"):
+                    self._messages(run)
+                    run = []
+                run.append((sender, event))
+                continue
+            if run:
+                self._messages(run)
+                run = []
+            self._dispatch_logged(sender, kind, event)
+        if run:
+            self._messages(run)
 
     def _apply(self, payload: bytes, *, deduplicate: bool) -> None:
+        accepted = self._accept(payload, deduplicate=deduplicate)
+        if accepted is not None:
+            self._dispatch_logged(*accepted)
+
+    def _accept(self, payload: bytes, *, deduplicate: bool) -> tuple[str, str, dict[str, Any]] | None:
+        """The event of a payload, unless it is malformed, ours, or (from a stream) a copy."""
         try:
             sender, kind, event = decode_event(payload)
         except MalformedEvent as error:
             log.warning("cluster: ignoring a malformed event: %s", error)
-            return
+            return None
         if sender == self.node_id:
-            return
+            return None
         if deduplicate and "id" in event:
             # A publish whose answer the link lost is sent again: the copy has the same msgid.
             scope = f"{kind}:{event.get('c') or event.get('k')}"
             if not self.streams.dedupe.first_time(scope, str(event["id"])):
-                return
+                return None
         self.hub.stats.cluster_events_in += 1
+        return sender, kind, event
+
+    def _dispatch_logged(self, sender: str, kind: str, event: dict[str, Any]) -> None:
         try:
             self._dispatch(sender, kind, event)
         except Exception:
             log.warning("cluster: event %r from %s failed", kind, sender, exc_info=True)
+
+    def _messages(self, run: list[tuple[str, dict[str, Any]]]) -> None:
+        """A run of channel messages (``msg`` needs no replica of its sender's node)."""
+        now = self.hub.clock()
+        for sender in {sender for sender, _ in run}:
+            node = self.replica.nodes.get(sender)
+            if node is None:
+                self._request_sync(sender)
+            else:
+                node.last_heard = now
+        try:
+            on_messages(self.replica, [event for _, event in run])
+        except Exception:
+            log.warning("cluster: %d messages from %s failed", len(run), run[0][0], exc_info=True)
 
     def _dispatch(self, sender: str, kind: str, event: dict[str, Any]) -> None:
         if kind == "hello":

@@ -76,7 +76,8 @@ return id
 """
 
 Command = Callable[..., bool]
-Deliver = Callable[[bytes], None]
+Deliver = Callable[[list[bytes]], None]
+"""Events of one stream, in order: a batch, so the node can fan a run of messages out at once."""
 
 
 def parse_id(raw: bytes | str) -> StreamId:
@@ -236,8 +237,7 @@ class Streams:
             pass
         elif prev == reader.last:
             reader.last = this
-            for event in body.split(b"\n"):
-                self.deliver(event)
+            self.deliver(body.split(b"\n"))
         else:
             reader.held.append((prev, this, body.split(b"\n")))
             self._read_on(reader)
@@ -255,6 +255,7 @@ class Streams:
             reader.reading = False
             if reply is LINK_DOWN or isinstance(reply, ReplyError) or not isinstance(reply, list):
                 return  # link_up reads on
+            events = []
             for entry in reply:
                 this = parse_id(_entry_id(entry))
                 if reader.last is not None and this <= reader.last:
@@ -262,7 +263,9 @@ class Streams:
                 reader.last = this
                 event = _entry_event(entry)
                 if event is not None:
-                    self.deliver(event)
+                    events.append(event)
+            if events:
+                self.deliver(events)
             if len(reply) >= CATCH_UP_COUNT:
                 self._read_on(reader)
             else:
@@ -278,12 +281,14 @@ class Streams:
         """Hand on the held events past our position, in order (a gap the read could not fill,
         entries trimmed away, is not waited for)."""
         held, reader.held = reader.held, []
+        released: list[bytes] = []
         for _, this, events in sorted(held, key=lambda item: item[1]):
             if reader.last is not None and this <= reader.last:
                 continue
             reader.last = this
-            for event in events:
-                self.deliver(event)
+            released.extend(events)
+        if released:
+            self.deliver(released)
 
     # ---- writing ---------------------------------------------------------------------------
 
