@@ -466,9 +466,13 @@ class LoopLink:
     # ---- time ----------------------------------------------------------------------
 
     def _watch_later(self, generation: int) -> None:
+        """The next look: soon enough to see a silence in time, and at the next tick on the dot."""
         settings = self.settings
-        interval = min(settings.heartbeat_s, settings.redis_timeout_s / 4)
-        self.reactor.call_at(time.monotonic() + interval, lambda: self._watch(generation))
+        now = time.monotonic()
+        due = now + min(settings.heartbeat_s, settings.redis_timeout_s / 4)
+        if self._state == UP:
+            due = min(due, max(now, self._next_tick))
+        self.reactor.call_at(due, lambda: self._watch(generation))
 
     def _watch(self, generation: int) -> None:
         """Ticks while up; a probe on an idle link and a PING on a quiet subscriber, so a dead
