@@ -15,7 +15,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from chatd.cluster.link import ENCODING_ERRORS
-from chatd.cluster.wire import decode_event, encode_event
+from chatd.cluster.wire import decode_event, encode_event, encode_message, event_fields, message_head
+from chatd.core.event import Delivery
 from chatd.history import History, SqliteStore
 from chatd.history.store import _as_text, _storable
 from chatd.protocol.framing import WIRE, decode_line
@@ -62,6 +63,20 @@ def test_a_relayed_line_crosses_the_cluster_wire_unchanged(data: bytes) -> None:
     line = decode_line(data)
     published = encode_event({"t": "msg", "line": line}, "node-a").encode("utf-8", ENCODING_ERRORS)
     assert decode_event(published) == ("node-a", "msg", {"t": "msg", "line": line, "n": "node-a"})
+
+
+@given(st.binary(), st.binary(), st.one_of(st.none(), st.text()), st.booleans(), st.floats(0, 4e9))
+def test_a_channel_message_is_written_as_the_generic_encoder_writes_it(
+    data: bytes, name: bytes, account: str | None, tags: bool, when: float
+) -> None:
+    """The message encoder of the hot path writes what ``encode_event`` would: any node decodes it."""
+    line = decode_line(data)
+    event = Delivery(line, line[:10], "m-1", when, {"+x": line[:5]} if tags else None, account=account or None)
+    channel = decode_line(name)
+    direct = encode_message(message_head("msg", "c", channel), event, "node-a")
+    generic = encode_event({"t": "msg", "c": channel, **event_fields(event)}, "node-a")
+    assert direct == generic
+    assert decode_event(direct.encode("utf-8", ENCODING_ERRORS))[2]["line"] == line
 
 
 def test_tcp_peers_get_the_bytes_as_they_came(backend: str) -> None:

@@ -171,8 +171,13 @@ def guarded(call: Callable[..., None], *args: Any) -> None:
 
 
 def pack(args: tuple[Any, ...]) -> bytes:
-    errors = ENCODING_ERRORS
-    return hiredis.pack_command(tuple(arg.encode("utf-8", errors) if isinstance(arg, str) else arg for arg in args))
+    """One command in RESP. hiredis encodes text strictly; a relayed line may keep an invalid
+    client byte as a lone surrogate (``ENCODING_ERRORS``), so such a command is encoded here."""
+    try:
+        return hiredis.pack_command(args)
+    except UnicodeEncodeError:
+        errors = ENCODING_ERRORS
+        return hiredis.pack_command(tuple(a.encode("utf-8", errors) if isinstance(a, str) else a for a in args))
 
 
 class LoopLink:
