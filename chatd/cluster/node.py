@@ -359,11 +359,11 @@ class ClusterNode:
             return None
         if sender == self.node_id:
             return None
-        if deduplicate and "id" in event:
-            # A publish whose answer the link lost is sent again: the copy has the same msgid.
-            scope = f"{kind}:{event.get('c') or event.get('k')}"
-            if not self.streams.dedupe.first_time(scope, str(event["id"])):
-                return None
+        # A publish whose answer the link lost is sent again: the copy has the same msgid.
+        if deduplicate and "id" in event and not self.streams.dedupe.first_time(
+            kind, event.get("c") or event.get("k"), event["id"]
+        ):
+            return None
         self.hub.stats.cluster_events_in += 1
         return sender, kind, event
 

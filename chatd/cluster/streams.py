@@ -137,10 +137,10 @@ class Deduplicator:
 
     def __init__(self, size: int = 20_000) -> None:
         self.size = size
-        self.seen: OrderedDict[tuple[str, str], None] = OrderedDict()
+        self.seen: OrderedDict[tuple[str, str, str], None] = OrderedDict()
 
-    def first_time(self, scope: str, msgid: str) -> bool:
-        key = (scope, msgid)
+    def first_time(self, kind: str, target: str, msgid: str) -> bool:
+        key = (kind, target, msgid)
         if key in self.seen:
             return False
         self.seen[key] = None
