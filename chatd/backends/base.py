@@ -5,8 +5,10 @@ Imports no backend: the registry in ``chatd.backends`` maps names to servers.
 
 from __future__ import annotations
 
+import logging
 import ssl
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
@@ -77,3 +79,30 @@ class ChatServer(Protocol):
 
 def make_hub(settings: BackendSettings) -> Hub:
     return Hub(settings.config, time.monotonic, time.time, settings.history, settings.accounts)
+
+
+class Deferred:
+    """Work a backend runs once the current turn (selectors) or read (threads) is over, on the
+    hub's thread or under its lock: what one turn publishes to the network goes out as one
+    batch. Truthy while something waits."""
+
+    __slots__ = ("calls",)
+
+    def __init__(self) -> None:
+        self.calls: list[Callable[[], None]] = []
+
+    def __bool__(self) -> bool:
+        return bool(self.calls)
+
+    def defer(self, callback: Callable[[], None]) -> None:
+        self.calls.append(callback)
+
+    def run(self) -> None:
+        """Everything deferred, including what that defers in turn; a failure is logged and the rest runs."""
+        while self.calls:
+            batch, self.calls = self.calls, []
+            for callback in batch:
+                try:
+                    callback()
+                except Exception:
+                    logging.getLogger("chatd").exception("deferred cluster work failed")

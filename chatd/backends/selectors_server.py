@@ -19,7 +19,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING
 
-from chatd.backends.base import BackendSettings, make_hub
+from chatd.backends.base import BackendSettings, Deferred, make_hub
 from chatd.backends.connection import (
     RECV_BYTES,
     SHUTDOWN_GRACE_S,
@@ -291,12 +291,13 @@ class SelectorsServer:
         self._posted: deque[Callable[[], None]] = deque()
         self._posted_lock = threading.Lock()
         self._posted_wake_sent = False
-        self._deferred: list[Callable[[], None]] = []
+        self._deferred = Deferred()
+        """What this turn publishes, run before its output is flushed (no wake-up of its own)."""
         self._cluster: Cluster | None = None
         if settings.cluster is not None:
             from chatd.cluster import Cluster
 
-            self._cluster = Cluster(self.hub, settings.cluster, self.post, defer=self.defer, reactor=self)
+            self._cluster = Cluster(self.hub, settings.cluster, self.post, defer=self._deferred.defer, reactor=self)
         self._accept_backoff = AcceptBackoff()
         self.web = web_policy(settings)
         self.http_routes = self.web.routes
@@ -340,21 +341,6 @@ class SelectorsServer:
             self._posted_wake_sent = True
         with contextlib.suppress(OSError):  # a full waker is already readable
             self._waker_w.send(b"p")
-
-    def defer(self, callback: Callable[[], None]) -> None:
-        """Run ``callback`` at the end of this turn, before its output is flushed (on the loop's
-        thread only): what a turn publishes to the network goes out as one batch, with no
-        wake-up of its own."""
-        self._deferred.append(callback)
-
-    def _run_deferred(self) -> None:
-        while self._deferred:
-            batch, self._deferred = self._deferred, []
-            for callback in batch:
-                try:
-                    callback()
-                except Exception:
-                    log.exception("cluster batch failed")
 
     def _run_posted(self) -> None:
         with self._posted_lock:
@@ -430,7 +416,7 @@ class SelectorsServer:
                     loop_lag.observe(late_s)
                     hub.run_timers()
                 if self._deferred:
-                    self._run_deferred()
+                    self._deferred.run()
                 self._flush_pending()
         finally:
             self._close_all()

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from chatd.backends.base import BackendSettings, make_hub
+from chatd.backends.base import BackendSettings, Deferred, make_hub
 from chatd.backends.connection import (
     CLOSE_LINGER_S,
     RECV_BYTES,
@@ -325,11 +325,12 @@ class ThreadedServer:
         self.tls_address: tuple[str, int] | None = None
         self.addresses: dict[str, tuple[str, int]] = {}
         self._cluster: Cluster | None = None
-        self._deferred: list[Callable[[], None]] = []
+        self._deferred = Deferred()
+        """What one read publishes (under ``lock``), run once the input is handled."""
         if settings.cluster is not None:
             from chatd.cluster import Cluster
 
-            self._cluster = Cluster(self.hub, settings.cluster, self.post, defer=self.defer)
+            self._cluster = Cluster(self.hub, settings.cluster, self.post, defer=self._deferred.defer)
 
     def post(self, callback: Callable[[], None]) -> None:
         """Run ``callback`` under the hub lock, now, on the caller's thread (the Redis link's)."""
@@ -338,7 +339,7 @@ class ThreadedServer:
                 callback()
             except Exception:
                 log.exception("cluster event failed")
-            self._run_deferred()
+            self._deferred.run()
             self.hub.reap_overflowed()
             if self.held:
                 self._release_held()
@@ -356,24 +357,10 @@ class ThreadedServer:
                 self.after_input(connection)
             connection.wake.set()
 
-    def defer(self, callback: Callable[[], None]) -> None:
-        """Run ``callback`` (under ``lock``, as the caller is) once the current input is handled:
-        what one read publishes to the network goes out as one batch."""
-        self._deferred.append(callback)
-
-    def _run_deferred(self) -> None:
-        while self._deferred:
-            callbacks, self._deferred = self._deferred, []
-            for callback in callbacks:
-                try:
-                    callback()
-                except Exception:
-                    log.exception("deferred cluster work failed")
-
     def after_input(self, connection: ThreadedConnection) -> None:
         """What follows a call to a session (under ``lock``): note a held one, send what it published,
         wake the timers."""
-        self._run_deferred()
+        self._deferred.run()
         session = connection.session
         if session is not None and session.held:
             self.held.add(connection)
@@ -498,7 +485,7 @@ class ThreadedServer:
                 if deadline is not None and (late_s := time.monotonic() - deadline) >= 0:
                     loop_lag.observe(late_s)
                 deadline = self.hub.run_timers()
-                self._run_deferred()
+                self._deferred.run()
                 self._timer_due = math.inf if deadline is None else deadline
             self._timer_wake.wait(None if deadline is None else max(0.0, deadline - time.monotonic()))
 
