@@ -145,6 +145,12 @@ class HubCollector(Collector):
                 "chatd_cluster_streams_read", "Streams this node reads: its own and its channels'.",
                 value=len(streams.readers),
             )  # fmt: skip
+            yield CounterMetricFamily(
+                "chatd_cluster_stream_gaps_trimmed",
+                "Times events of a stream this node reads were trimmed from Redis before it read them "
+                "(away longer than a stream keeps): lost to this node.",
+                value=streams.trimmed,
+            )
         events = CounterMetricFamily(
             "chatd_cluster_events",
             "Cluster events published by this node (out) and received from others (in); rate() gives per second.",

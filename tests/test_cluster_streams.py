@@ -101,6 +101,30 @@ def test_a_gap_is_read_from_the_stream_and_what_came_meanwhile_waits() -> None:
     assert texts(seen) == ["m2", "m3", "m4", "m5"]
 
 
+def test_entries_trimmed_before_they_were_read_are_said_and_counted(caplog: pytest.LogCaptureFixture) -> None:
+    """A node away longer than a stream keeps finds the entries after its position gone: each entry
+    names the one before it ('p'), so the read shows the hole; what is left is still delivered."""
+    world, seen = joined_world()
+    push(world, "5-0", "6-0", event(1))
+    push(world, "40-0", "41-0", event(9))  # 7-0 … 40-0 went by unseen
+    (read,) = pending(world, "XRANGE")
+    trimmed = [(b"30-0", {b"e": event(7), b"p": b"20-0"}), (b"40-0", {b"e": event(8), b"p": b"30-0"})]
+    answer(read, trimmed)  # 7-0 … 20-0 were trimmed away by MAXLEN meanwhile
+    assert texts(seen) == ["m1", "m7", "m8", "m9"]
+    assert world.node.streams.trimmed == 1
+    assert [r for r in caplog.records if "trimmed from Redis" in r.getMessage() and X.stream in r.getMessage()]
+
+
+def test_a_read_that_follows_on_from_the_position_reports_no_hole() -> None:
+    world, seen = joined_world()
+    push(world, "5-0", "6-0", event(1))
+    push(world, "8-0", "9-0", event(4))
+    (read,) = pending(world, "XRANGE")
+    answer(read, [(b"7-0", {b"e": event(2), b"p": b"6-0"}), (b"8-0", {b"e": event(3), b"p": b"7-0"})])
+    assert texts(seen) == ["m1", "m2", "m3", "m4"]
+    assert world.node.streams.trimmed == 0
+
+
 def test_the_same_msgid_published_twice_is_delivered_once() -> None:
     world, seen = joined_world()
     push(world, "5-0", "6-0", event(1))

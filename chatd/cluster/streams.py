@@ -61,14 +61,18 @@ BATCH_MAX = 256
 """Events per publish command at most (a blast's turn can hold thousands)."""
 
 # KEYS[1] the stream, KEYS[2] its shard channel (same hash slot); ARGV maxlen, idle expiry ms, then
-# the events (compact JSON: no raw newline). Returns the last new entry's id.
+# the events (compact JSON: no raw newline). Each entry keeps its event ('e') and the id of the
+# entry before it ('p'), so a reader reading on sees when entries it never read were trimmed away.
+# Returns the last new entry's id.
 PUBLISH_SCRIPT = """
 local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
 local prev = '0-0'
 if last[1] then prev = last[1][1] end
 local id
+local before = prev
 for i = 3, #ARGV do
-  id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'e', ARGV[i])
+  id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'e', ARGV[i], 'p', before)
+  before = id
 end
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 redis.call('SPUBLISH', KEYS[2], prev .. ' ' .. id .. '\\n' .. table.concat(ARGV, '\\n', 3))
@@ -175,6 +179,8 @@ class Streams:
         self.synced = False
         """False from link up until the epoch is checked and the streams are read."""
         self.dropped = 0
+        self.trimmed = 0
+        """Times entries a reader had not read were found trimmed away (lost to this node)."""
         self.dedupe = Deduplicator()
 
     # ---- reading ---------------------------------------------------------------------------
@@ -260,8 +266,12 @@ class Streams:
                 this = parse_id(_entry_id(entry))
                 if reader.last is not None and this <= reader.last:
                     continue
+                fields = _entry_fields(entry)
+                before = fields.get(b"p")
+                if before is not None and reader.last is not None and parse_id(before) > reader.last:
+                    self._note_trimmed(reader)
                 reader.last = this
-                event = _entry_event(entry)
+                event = fields.get(b"e")
                 if event is not None:
                     events.append(event)
             if events:
@@ -365,6 +375,16 @@ class Streams:
         for keys, items in waiting.items():
             self._send(keys, items)
 
+    def _note_trimmed(self, reader: StreamReader) -> None:
+        """Entries after our position are gone from the stream (``MAXLEN``) before we read them:
+        said, and counted, since they cannot be delivered."""
+        self.trimmed += 1
+        log.warning(
+            "cluster: events of %s were trimmed from Redis before this node read them "
+            "(it was away for more than the stream keeps, about %d events); they are lost here",
+            reader.keys.stream, STREAM_MAXLEN,
+        )  # fmt: skip
+
     def _note_dropped(self, count: int) -> None:
         if not self.dropped:
             log.warning("cluster: Redis away too long; dropping the oldest buffered events")
@@ -412,11 +432,11 @@ def _entry_id(entry: object) -> bytes:
     return entry[0]  # type: ignore[index,no-any-return]
 
 
-def _entry_event(entry: object) -> bytes | None:
+def _entry_fields(entry: object) -> dict[bytes, bytes]:
     fields = entry[1]  # type: ignore[index]
     if isinstance(fields, dict):
-        return fields.get(b"e")  # type: ignore[no-any-return]
+        return fields
     if isinstance(fields, list):  # the raw RESP form: [field, value, ...]
-        pairs = dict(zip(fields[::2], fields[1::2], strict=False))
-        return pairs.get(b"e")
-    return None
+        return dict(zip(fields[::2], fields[1::2], strict=False))
+    return {}
+
