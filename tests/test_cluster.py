@@ -111,6 +111,19 @@ def linked(*servers: RunningServer) -> None:
         wait_until(lambda node=node: ids - {node.node_id} <= set(node.nodes), f"{node.node_id} to see {ids}")
 
 
+def across(a: RunningServer, b: RunningServer, channel: str = "#x") -> tuple[IrcClient, IrcClient]:
+    """alice on node a and bob on node b, both in ``channel``, each node knowing the other's member:
+    bob joins only once his node has seen alice's JOIN (else he could found a channel of his own),
+    and alice's node has seen bob's before anything else is said."""
+    linked(a, b)
+    alice, bob = a.client("alice"), b.client("bob")
+    joined(alice, channel)
+    sees_member(bob, channel, "alice")
+    joined(bob, channel)
+    expect_from(alice, "JOIN", "bob")
+    return alice, bob
+
+
 def sees(client: IrcClient, nick: str, present: bool = True, timeout: float = DEADLINE_S) -> None:
     """Poll ISON until ``nick`` is (or is no longer) on the network as ``client``'s node knows it."""
     deadline = time.monotonic() + timeout
@@ -213,12 +226,7 @@ def test_names_whois_who_list_see_remote_users(backend: str, redis: RedisServer)
 
 def test_topic_and_modes_seen_across_nodes(backend: str, redis: RedisServer) -> None:
     with cluster_node(backend, redis, "a") as a, cluster_node(backend, redis, "b") as b:
-        linked(a, b)
-        alice, bob = a.client("alice"), b.client("bob")
-        joined(alice, "#x")
-        sees_member(bob, "#x", "alice")  # else bob could found his own #x before alice's JOIN arrives
-        joined(bob, "#x")
-        expect_from(alice, "JOIN", "bob")  # and alice's node must know him before she gives him +v
+        alice, bob = across(a, b)  # alice's node must know bob before she gives him +v
         alice.send("TOPIC #x :hello world")
         assert bob.expect("TOPIC").params == ("#x", "hello world")
         bob.send("TOPIC #x")

@@ -17,7 +17,7 @@ import pytest
 
 from tests.helpers import RedisServer, wait_until
 from tests.redis_cluster import RedisClusterServers
-from tests.test_cluster import NODE_TIMEOUT_S, cluster_node, expect_from, joined, linked, sees_member
+from tests.test_cluster import NODE_TIMEOUT_S, across, cluster_node, expect_from
 
 
 class CuttableProxy:
@@ -131,11 +131,7 @@ def dropped_then_rejoins(
         cluster_node(backend, a_reaches, "a", NODE_TIMEOUT_S) as a,
         cluster_node(backend, redis, "b", NODE_TIMEOUT_S) as b,  # type: ignore[arg-type]
     ):
-        linked(a, b)
-        alice, bob = a.client("alice"), b.client("bob")
-        joined(alice, "#x")
-        sees_member(bob, "#x", "alice")
-        joined(bob, "#x")
+        alice, bob = across(a, b)
         cut.cut()
         quit_message = expect_from(bob, "QUIT", "alice", timeout=3 * NODE_TIMEOUT_S + 2)
         assert quit_message.params == ("a left the network",)

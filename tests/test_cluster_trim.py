@@ -14,7 +14,7 @@ import pytest
 from chatd.cluster.streams import channel_keys
 from tests.helpers import REDIS_SERVER, RedisServer, wait_until
 from tests.redis_cluster import RedisClusterServers
-from tests.test_cluster import cluster_node, expect_from, joined, linked, node_of, sees_member
+from tests.test_cluster import across, cluster_node, expect_from, node_of
 from tests.test_cluster_cutoff import SwitchableUser
 
 pytestmark = pytest.mark.skipif(
@@ -27,12 +27,7 @@ def test_a_node_away_longer_than_the_stream_keeps_says_what_it_lost(
 ) -> None:
     user = SwitchableUser(redis, "node-b")
     with cluster_node(backend, redis, "a") as a, cluster_node(backend, user, "b") as b:  # type: ignore[arg-type]
-        linked(a, b)
-        alice, bob = a.client("alice"), b.client("bob")
-        joined(alice, "#x")
-        sees_member(bob, "#x", "alice")
-        joined(bob, "#x")
-        expect_from(alice, "JOIN", "bob")
+        alice, bob = across(a, b)
         alice.send("PRIVMSG #x :before")
         assert expect_from(bob, "PRIVMSG", "alice").params[1] == "before"
         user.cut()

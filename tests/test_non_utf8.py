@@ -22,7 +22,7 @@ from chatd.history.store import _as_text, _storable
 from chatd.protocol.framing import WIRE, decode_line
 from chatd.protocol.message import format_message, format_tags
 from tests.helpers import IrcClient, LineClient, RedisServer, running_server, wait_until
-from tests.test_cluster import cluster_node, expect_from, joined, linked, sees_member
+from tests.test_cluster import across, cluster_node
 from tests.wsclient import WsClient, ws_server, ws_url
 
 TEXT, BINARY = "text.ircv3.net", "binary.ircv3.net"
@@ -187,12 +187,7 @@ def test_plain_clients_may_send_bytes_that_are_not_utf8(backend: str) -> None:
 
 def test_the_bytes_cross_cluster_nodes_as_they_came(backend: str, redis: RedisServer) -> None:
     with cluster_node(backend, redis, "a") as a, cluster_node(backend, redis, "b") as b:
-        linked(a, b)
-        alice, bob = a.client("alice"), b.client("bob")
-        joined(alice, "#x")
-        sees_member(bob, "#x", "alice")
-        joined(bob, "#x")
-        expect_from(alice, "JOIN", "bob")
+        alice, bob = across(a, b)
         alice.send_raw(b"PRIVMSG #x :caf\xe9\r\nTOPIC #x :\xe9t\xe9\r\n")
         # Either order: on a Redis Cluster the channel's messages and the network's bus (topics)
         # are on different masters.
