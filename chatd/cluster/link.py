@@ -124,6 +124,13 @@ def connection_options(settings: ClusterSettings) -> dict[str, Any]:
     }
 
 
+def require_sharded_pubsub(info: dict[str, Any]) -> None:
+    """Refuse, with one line, a Redis that has no SSUBSCRIBE (``info``: redis-py's parsed INFO)."""
+    version = str(info.get("redis_version", "0"))
+    if tuple(int(part) for part in version.split(".")[:2] if part.isdigit()) < MIN_REDIS_VERSION:
+        raise LinkError(f"Redis {version} is older than 7.0 and has no sharded pub/sub (SSUBSCRIBE)")
+
+
 def first_key(args: tuple[Any, ...]) -> bytes | None:
     """A command's first key, for the commands whose key we know where to find (None: others)."""
     name = args[0].upper() if isinstance(args[0], str) else ""
@@ -339,18 +346,12 @@ class RedisLink:
         if not self._stopping.is_set():
             self.post(deliver)
 
-    def _options(self) -> dict[str, Any]:
-        return connection_options(self.settings)
-
     def _connect(self) -> list[tuple[bytes, bytes]]:
         """Open the command client and subscribe the whole set; returns messages that came meanwhile."""
-        address = self.settings.redis
-        probe = self._client = redis.Redis(host=address.host, port=address.port, db=address.db, **self._options())
+        address, options = self.settings.redis, connection_options(self.settings)
+        probe = self._client = redis.Redis(host=address.host, port=address.port, db=address.db, **options)
         info = probe.info()
-        version = str(info.get("redis_version", "0"))
-        if tuple(int(part) for part in version.split(".")[:2] if part.isdigit()) < MIN_REDIS_VERSION:
-            probe.close()
-            raise LinkError(f"Redis {version} is older than 7.0 and has no sharded pub/sub (SSUBSCRIBE)")
+        require_sharded_pubsub(info)  # a refusal closes the probe with the rest (``_close``)
         self.cluster = info.get("cluster_enabled") == 1
         if self.cluster:
             state = probe.cluster("INFO")
@@ -358,7 +359,7 @@ class RedisLink:
             if state.get("cluster_state") != "ok":
                 raise LinkError("the Redis Cluster is not ready (cluster_state is not ok)")
             client = redis.cluster.RedisCluster(
-                host=address.host, port=address.port, require_full_coverage=True, **self._options()
+                host=address.host, port=address.port, require_full_coverage=True, **options
             )
             # Replies stay as Redis sent them (``SET … GET`` is the old value, not True).
             for node in client.get_primaries():
@@ -393,7 +394,7 @@ class RedisLink:
             host, port, name, db = address.host, address.port, "", address.db
         subscriber = self._subscribers.get(name)
         if subscriber is None:
-            connection = redis.connection.Connection(host=host, port=port, db=db, **self._options())
+            connection = redis.connection.Connection(host=host, port=port, db=db, **connection_options(self.settings))
             connection.connect()
             subscriber = self._subscribers[name] = Subscriber(connection)
             self._poller.register(subscriber.fd, select.POLLIN)

@@ -79,15 +79,14 @@ class RedisSocket:
     a subscriber connection (pushes)."""
 
     __slots__ = (
-        "callbacks", "closed", "interest", "last_rx", "link", "name", "out", "pending", "ping_sent", "reader",
+        "callbacks", "closed", "interest", "last_rx", "link", "out", "pending", "ping_sent", "reader",
         "refused", "scripts", "sock", "subscriber", "unsubscribing", "waiting_since",
     )  # fmt: skip
 
-    def __init__(self, link: LoopLink, sock: socket.socket, name: str, subscriber: bool) -> None:
+    def __init__(self, link: LoopLink, sock: socket.socket, subscriber: bool) -> None:
         sock.setblocking(False)
         self.link = link
         self.sock = sock
-        self.name = name
         self.subscriber = subscriber
         self.reader = hiredis.Reader(replyError=ReplyError)
         self.out = bytearray()
@@ -321,8 +320,8 @@ class LoopLink:
         self.cluster = opened.cluster
         self._slots = opened.slots
         for name, (command_sock, subscriber_sock) in opened.sockets.items():
-            self._commands[name] = RedisSocket(self, command_sock, name, subscriber=False)
-            self._subscribers[name] = RedisSocket(self, subscriber_sock, name, subscriber=True)
+            self._commands[name] = RedisSocket(self, command_sock, subscriber=False)
+            self._subscribers[name] = RedisSocket(self, subscriber_sock, subscriber=True)
         self._first = next(iter(self._commands))
         self._state = SUBSCRIBING
         self._subscribing_since = time.monotonic()

@@ -72,7 +72,6 @@ from chatd.core.event import Delivery
 from chatd.core.hub import Hub
 
 log = logging.getLogger("chatd")
-MESSAGE_HEADS_KEPT = 4096
 
 
 class _NoLink:
@@ -116,8 +115,6 @@ class ClusterNode:
         )  # fmt: skip
         self.streams.follow(self.own_keys)
         self._channel_keys: dict[str, StreamKeys] = {}
-        self._message_heads: dict[str, str] = {}
-        """Each channel's ``"t":"msg","c":<name>`` as JSON, made once (``wire.encode_message``)."""
         self._node_keys: dict[str, StreamKeys] = {}
         self.up = False
         self.replica = Replica(hub, self.instance)
@@ -271,11 +268,7 @@ class ClusterNode:
         self._publish({"t": "creg", "c": channel.name, "r": registration_fields(channel.registration)})
 
     def channel_message(self, client: Client, channel: Channel, event: Delivery) -> None:
-        head = self._message_heads.get(channel.name)
-        if head is None:
-            if len(self._message_heads) >= MESSAGE_HEADS_KEPT:
-                self._message_heads.clear()
-            head = self._message_heads[channel.name] = message_head("msg", "c", channel.name)
+        head = message_head("msg", "c", channel.name)
         self.streams.publish(self._keys_of(channel.name_key), encode_message(head, event, self.node_id))
         self.hub.stats.cluster_events_out += 1
 

@@ -21,7 +21,7 @@ import redis
 import redis.connection
 
 from chatd.cluster.config import ClusterSettings
-from chatd.cluster.link import MIN_REDIS_VERSION, connection_options
+from chatd.cluster.link import connection_options, require_sharded_pubsub
 from chatd.cluster.subscriber import LinkError
 
 SLOTS = 16384
@@ -51,21 +51,17 @@ def open_connections(settings: ClusterSettings) -> Opened:
     options = connection_options(settings)
     probe = redis.Redis(host=address.host, port=address.port, db=address.db, **options)
     try:
-        probe.response_callbacks.clear()  # raw replies: INFO is parsed below, CLUSTER SLOTS is lists
-        info = _info(probe.execute_command("INFO"))
-        version = info.get("redis_version", "0")
-        if tuple(int(part) for part in version.split(".")[:2] if part.isdigit()) < MIN_REDIS_VERSION:
-            raise LinkError(f"Redis {version} is older than 7.0 and has no sharded pub/sub (SSUBSCRIBE)")
-        opened = Opened(cluster=info.get("cluster_enabled") == "1")
+        info = probe.info()
+        require_sharded_pubsub(info)
+        opened = Opened(cluster=info.get("cluster_enabled") == 1)
         try:
             if not opened.cluster:
                 opened.sockets[""] = (_socket(settings, address.host, address.port, address.db),
                                       _socket(settings, address.host, address.port, address.db))  # fmt: skip
                 return opened
-            state = _info(probe.execute_command("CLUSTER", "INFO"))
-            if state.get("cluster_state") != "ok":
+            if probe.cluster("INFO").get("cluster_state") != "ok":
                 raise LinkError("the Redis Cluster is not ready (cluster_state is not ok)")
-            opened.slots = _slot_masters(probe.execute_command("CLUSTER", "SLOTS"), address.host)
+            opened.slots = _slot_masters(probe.cluster("SLOTS"), address.host)  # RESP2: left as lists
             for name in sorted(set(opened.slots)):
                 host, _, port = name.rpartition(":")
                 opened.sockets[name] = (_socket(settings, host, int(port), 0), _socket(settings, host, int(port), 0))
@@ -75,15 +71,6 @@ def open_connections(settings: ClusterSettings) -> Opened:
             raise
     finally:
         probe.close()
-
-
-def _info(raw: bytes) -> dict[str, str]:
-    fields = {}
-    for line in raw.decode(errors="replace").splitlines():
-        name, sep, value = line.partition(":")
-        if sep:
-            fields[name.strip()] = value.strip()
-    return fields
 
 
 def _slot_masters(ranges: list[list[object]], default_host: str) -> list[str]:

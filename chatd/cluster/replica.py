@@ -24,6 +24,7 @@ Invariants:
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 from dataclasses import replace
@@ -61,7 +62,10 @@ class _Nowhere:
 
 
 NOWHERE = _Nowhere()
-CHANNEL_KEYS_KEPT = 4096
+
+_channel_key = functools.lru_cache(maxsize=4096)(irc_lower)
+"""``irc_lower`` remembered for the names events spell: a busy channel's every message would
+casefold the same name again."""
 
 
 class RemoteNode:
@@ -100,20 +104,12 @@ class Replica:
         self._names_journal: list[tuple[str, bool]] | None = None
         """While the store's account names are being read: the registrations (True) and drops
         (False) other nodes announced meanwhile, to apply again on top of what the read found."""
-        self._channel_keys: dict[str, str] = {}
-        """Channel names as events spell them -> their casefolded keys: a busy channel's every
-        message would casefold the same name again."""
 
     # ---- looking users up ------------------------------------------------------------
 
     def find_channel(self, name: str) -> Channel | None:
-        """``hub.find_channel``, with the casefolding of names remembered (bounded)."""
-        key = self._channel_keys.get(name)
-        if key is None:
-            if len(self._channel_keys) >= CHANNEL_KEYS_KEPT:
-                self._channel_keys.clear()
-            key = self._channel_keys[name] = irc_lower(name)
-        return self.hub.channels.get(key)
+        """``hub.find_channel``, with the casefolding of names remembered."""
+        return self.hub.channels.get(_channel_key(name))
 
     def local_by_uid(self, uid: str) -> Client | None:
         """The registered local user with this network-wide id, if it is still here."""

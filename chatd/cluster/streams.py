@@ -160,9 +160,9 @@ class Streams:
         self, prefix: str, command: Command, subscribe: Callable[[str], None], unsubscribe: Callable[[str], None],
         deliver: Deliver, clock: Callable[[], float], defer: Callable[[Callable[[], None]], None] | None = None,
     ) -> None:  # fmt: skip
-        """``defer(f)`` runs ``f`` on the hub's thread once the current turn is over (the selectors
-        loop's ``post``): events published until then go out as one batch. Without it, each
-        event goes out at once."""
+        """``defer(f)`` runs ``f`` on the hub's thread once the current turn is over (the backend's
+        ``Deferred``): events published until then go out as one batch. Without it, each event
+        goes out at once."""
         self.prefix = prefix
         self.command = command
         self.subscribe = subscribe

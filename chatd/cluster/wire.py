@@ -11,6 +11,7 @@ Invariants:
 
 from __future__ import annotations
 
+import functools
 import json
 import json.encoder
 from typing import Any
@@ -95,8 +96,10 @@ def encode_message(kind_and_target: str, event: Delivery, node_id: str) -> str:
     return "".join(parts)
 
 
+@functools.lru_cache(maxsize=4096)
 def message_head(kind: str, target_field: str, target: str) -> str:
-    """The head members ``encode_message`` starts with: the event kind and its target."""
+    """The head members ``encode_message`` starts with: the event kind and its target (made once
+    per channel, not per message)."""
     return f'"t":{_json_string(kind)},{_json_string(target_field)}:{_json_string(target)}'
 
 

@@ -66,6 +66,15 @@ class Audience:
         """Local members the group does not serve (tagged or plain forms, a labeled-response
         capture): the core delivers to each through its transport."""
 
+    @staticmethod
+    def of(channel: Channel, make_group: GroupFactory) -> Audience:
+        """The channel's audience, made and cached on it when it has none (see the invariants)."""
+        audience = channel.fanout_cache
+        if audience is None:
+            audience = channel.fanout_cache = Audience(channel.members, make_group)
+        assert isinstance(audience, Audience)
+        return audience
+
 
 def fanout_run(hub: Hub, channel: Channel, events: list[Delivery]) -> None:
     """Deliver messages to a channel in a row, none of them skipping a member (another node's
@@ -78,14 +87,11 @@ def fanout_run(hub: Hub, channel: Channel, events: list[Delivery]) -> None:
             hub.fanout(channel.members, event, None, channel)
         return
     hub.stats.deliveries += len(channel.members) * len(events)
-    audience = channel.fanout_cache
-    if audience is None:
-        audience = channel.fanout_cache = Audience(channel.members, make_group)
-    assert isinstance(audience, Audience)
+    audience = Audience.of(channel, make_group)
     if audience.group is not None:
         data = b"".join([chunk for event in events if (chunk := event.cache[0]) is not None])
         if data:
             audience.group.send(data, None)
-    for event in events:
-        if audience.others:
+    if audience.others:
+        for event in events:
             hub.generic_fanout(audience.others, event, None)

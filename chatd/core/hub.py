@@ -263,10 +263,7 @@ class Hub:
         if channel is None or make_group is None:
             self.generic_fanout(members, event, skip)
             return
-        audience = channel.fanout_cache
-        if audience is None:
-            audience = channel.fanout_cache = Audience(members, make_group)
-        assert isinstance(audience, Audience)
+        audience = Audience.of(channel, make_group)
         group = audience.group
         data = event.cache[0]
         if data is not None and group is not None:
