@@ -41,23 +41,9 @@ SENDERS = 10
 def run_cluster(server: RunningServer | ClusterServers, generator: Generator, case: Case, plan: Plan, row: Row) -> None:
     """The fan-out (closed loop, or blast) with its members spread evenly over the nodes."""
     blast = case.scenario == "cluster-blast"
-    run_fanout(
-        server,
-        generator,
-        plan,
-        row,
-        members=case.clients,
-        senders=min(SENDERS, case.clients),
-        mode="blast" if blast else "closed",
-        window=plan.window,
-        duration_s=plan.duration_s,
-        nodes=max(1, case.nodes),
-        deliveries=plan.cluster_blast_deliveries,
-    )
+    _fanout_over_nodes(server, generator, case, plan, row, blast=blast, nodes=max(1, case.nodes))
     extra = row.extra
     extra["nodes"] = case.nodes
-    extra["contender"] = server.contender.name
-    _explain_losses(server, row)
     if not blast and extra.get("same_samples") and extra.get("cross_samples"):  # a blast's latency is queueing
         extra["hop_p50_ms"] = extra["cross_p50_ms"] - extra["same_p50_ms"]
         extra["hop_p99_ms"] = extra["cross_p99_ms"] - extra["same_p99_ms"]
@@ -71,22 +57,9 @@ def run_interest(server: ClusterServers, generator: Generator, case: Case, plan:
     quiet_started, quiet_cpu = time.monotonic(), procstat.cpu_seconds(node_b)
     time.sleep(plan.interest_quiet_s)  # a measuring window, not a wait for a condition
     quiet_cpu_per_s = (procstat.cpu_seconds(node_b) - quiet_cpu) / (time.monotonic() - quiet_started)
-    run_fanout(
-        server,
-        generator,
-        plan,
-        row,
-        members=case.clients,
-        senders=min(SENDERS, case.clients),
-        mode="blast",
-        window=plan.window,
-        duration_s=plan.duration_s,
-        deliveries=plan.cluster_blast_deliveries,
-    )
+    _fanout_over_nodes(server, generator, case, plan, row, blast=True, nodes=None)
     extra = row.extra
     extra["nodes"] = 2
-    extra["contender"] = server.contender.name
-    _explain_losses(server, row)
     extra["b_idle_clients"] = plan.interest_idle
     extra["b_quiet_cpu_s_per_s"] = quiet_cpu_per_s
     a_cpu, b_cpu = extra["node_cpu_s"]
@@ -98,6 +71,29 @@ def run_interest(server: ClusterServers, generator: Generator, case: Case, plan:
         extra["b_share_of_a"] = b_cpu / a_cpu
     if row.seconds > 0:
         extra["b_cpu_s_per_s"] = b_cpu / row.seconds
+
+
+def _fanout_over_nodes(
+    server: RunningServer | ClusterServers, generator: Generator, case: Case, plan: Plan, row: Row, *,
+    blast: bool, nodes: int | None,
+) -> None:  # fmt: skip
+    """``run_fanout`` as both cluster scenarios run it (``nodes``: members dealt over that many
+    nodes; None: all on the first), and what every cluster row says of its server."""
+    run_fanout(
+        server,
+        generator,
+        plan,
+        row,
+        members=case.clients,
+        senders=min(SENDERS, case.clients),
+        mode="blast" if blast else "closed",
+        window=plan.window,
+        duration_s=plan.duration_s,
+        nodes=nodes,
+        deliveries=plan.cluster_blast_deliveries,
+    )
+    row.extra["contender"] = server.contender.name
+    _explain_losses(server, row)
 
 
 def _explain_losses(server: RunningServer | ClusterServers, row: Row) -> None:
