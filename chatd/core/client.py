@@ -12,6 +12,10 @@ if TYPE_CHECKING:
     from chatd.core.sasl import SaslAttempt
 
 
+BOT_MODE = "B"
+"""IRCv3 bot-mode: the user mode a bot sets on itself, also its WHO flag (ISUPPORT ``BOT``)."""
+
+
 class Transport(Protocol):
     """What a backend gives the core for one connection.
 

@@ -10,6 +10,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from chatd import __version__
+from chatd.core.client import BOT_MODE
 from chatd.core.config import ServerConfig
 from chatd.core.limits import (
     CHATHISTORY_MAX,
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("chatd")
 
 ISUPPORT_PER_LINE = 12
-USER_MODES = "iow"
+USER_MODES = "Biow"
 CHANNEL_MODES = "biklmnorstv"
 CHANNEL_MODES_WITH_PARAMS = "bklov"
 
@@ -41,6 +42,7 @@ def isupport_tokens(config: ServerConfig) -> list[str]:
     """The RPL_ISUPPORT tokens, sorted; ``config.isupport_extra`` adds or overrides some."""
     tokens = {
         "AWAYLEN": str(MAX_AWAY_LENGTH),
+        "BOT": BOT_MODE,
         "CASEMAPPING": CASEMAPPING,
         "CHANLIMIT": f"{CHANNEL_TYPES}:",
         "CHANMODES": "b,k,l,imnrst",

@@ -106,6 +106,7 @@ RPL_ENDOFLINKS: Final = "365"
 # Sent by other servers (chatc shows them); chatd itself does not send these yet.
 RPL_WHOISOPERATOR: Final = "313"
 RPL_WHOISACCOUNT: Final = "330"
+RPL_WHOISBOT: Final = "335"
 RPL_WHOISACTUALLY: Final = "338"
 RPL_WHOISHOST: Final = "378"
 RPL_WHOISSECURE: Final = "671"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from chatd.core.channel import Channel
-from chatd.core.client import Client
+from chatd.core.client import BOT_MODE, Client
 from chatd.core.kept_tagmsg import TAGMSG_KIND, tagmsg_kept
 from chatd.core.services import find_service
 from chatd.protocol import numerics as n
@@ -64,6 +64,16 @@ def client_only_tags(message: Message) -> dict[str, str]:
     return tags
 
 
+def sender_tags(client: Client, message: Message | None = None) -> dict[str, str] | None:
+    """The tags a message of ``client`` carries to tag-aware recipients: the ``+`` tags it
+    attached, and the valueless ``bot`` tag when it is in bot mode (IRCv3 bot-mode: set by the
+    server only, so a client cannot pass itself off as one, nor hide being one)."""
+    tags = client_only_tags(message) if message is not None and message.tags else None
+    if BOT_MODE in client.user_modes:
+        tags = {**(tags or {}), "bot": ""}
+    return tags
+
+
 def _relay(hub: Hub, client: Client, message: Message, *, errors: bool, tags_only: bool = False) -> None:
     """PRIVMSG, NOTICE and TAGMSG: one delivery path; NOTICE never provokes an error reply.
 
@@ -81,7 +91,7 @@ def _relay(hub: Hub, client: Client, message: Message, *, errors: bool, tags_onl
         return
     params = () if tags_only else (text,)
     plain_text = None if tags_only else _plain_rendering(message.command, client.plain_name, text)
-    tags = client_only_tags(message) if message.tags else None
+    tags = sender_tags(client, message)
     echo = "echo-message" in client.caps
     for target_name in message.params[0].split(","):
         if target_name[:1] == "#":
@@ -182,7 +192,7 @@ def relay_to_channel_fast(hub: Hub, client: Client, raw: bytes) -> bool:
         channel,
         fit_line(f":{client.prefix} {command} {channel.name} :{text}"),
         _plain_rendering(command, client.plain_name, text),
-        None,
+        sender_tags(client),
         echo="echo-message" in client.caps,
     )
     return True

@@ -41,7 +41,8 @@ __all__ = [
     "handle_mode",
 ]
 
-USER_MODES = frozenset("iw")
+USER_MODES = frozenset("Biw")
+"""What a user may set on itself: ``B`` bot (IRCv3 bot-mode), ``i`` invisible, ``w`` wallops."""
 
 
 def _send_ban_list(hub: Hub, client: Client, channel: Channel) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from chatd import __version__
-from chatd.core.client import Client
+from chatd.core.client import BOT_MODE, Client
 from chatd.core.event import server_time
 from chatd.core.help import HELP_TEXT
 from chatd.core.limits import MAX_AWAY_LENGTH
@@ -41,6 +41,8 @@ def handle_whois(hub: Hub, client: Client, message: Message) -> None:
     hub.reply(client, n.RPL_WHOISSERVER, name, target.node or hub.config.name, "chatd")
     if target.account is not None:
         hub.reply(client, n.RPL_WHOISACCOUNT, name, target.account, "is logged in as")
+    if BOT_MODE in target.user_modes:
+        hub.reply(client, n.RPL_WHOISBOT, name, "is a bot")
     if target.away is not None:
         hub.reply(client, n.RPL_AWAY, name, target.away)
     idle = int(hub.clock() - target.last_seen)

@@ -10,7 +10,7 @@ import ipaddress
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from chatd.core.client import Client
+from chatd.core.client import BOT_MODE, Client
 from chatd.protocol import numerics as n
 from chatd.protocol.mask import mask_matches
 from chatd.protocol.message import Message
@@ -83,10 +83,12 @@ def matches(hub: Hub, client: Client, mask: str) -> Iterator[tuple[Client, Chann
 
 
 def _flags(asker: Client, target: Client, channel: Channel | None) -> str:
-    """H (here) or G (gone/away), ``*`` for server operators, then channel prefixes."""
+    """H (here) or G (gone/away), ``*`` for server operators, ``B`` for bots, then channel prefixes."""
     flags = "G" if target.away is not None else "H"
     if "o" in target.user_modes:
         flags += "*"
+    if BOT_MODE in target.user_modes:
+        flags += BOT_MODE
     if channel is not None:
         flags += channel.prefix_of(target, every="multi-prefix" in asker.caps)
     return flags
