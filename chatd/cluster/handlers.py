@@ -26,7 +26,7 @@ from chatd.protocol.message import format_message
 
 Handler = Callable[[Replica, RemoteNode, dict[str, Any]], None]
 
-NEEDS_NO_REPLICA = frozenset({"msg", "pm", "wallops", "kill", "ghost", "areg", "adrop", "creg"})
+NEEDS_NO_REPLICA = frozenset({"msg", "smsg", "pm", "wallops", "kill", "ghost", "areg", "adrop", "creg"})
 """Events applied even from a node whose users we do not know (yet, or any more)."""
 
 
@@ -116,6 +116,17 @@ def on_messages(replica: Replica, events: list[dict[str, Any]]) -> None:
             hub.record(channel, message)
 
 
+def on_status_message(replica: Replica, node: RemoteNode, event: dict[str, Any]) -> None:
+    """A STATUSMSG from another node: to our members with the status (never to history)."""
+    hub = replica.hub
+    channel = replica.find_channel(event["c"])
+    if channel is None:
+        return
+    recipients = [member for member in channel.with_status(event["st"]) if member.node is None]
+    hub.stats.deliveries += len(recipients)
+    hub.generic_fanout(recipients, relayed_event(event), None)
+
+
 def on_pm(replica: Replica, node: RemoteNode, event: dict[str, Any]) -> None:
     target = replica.local_by_uid(event["k"])
     if target is None:
@@ -186,6 +197,7 @@ HANDLERS: dict[str, Handler] = {
     "mode": on_mode,
     "umeta": on_umeta,
     "msg": on_msg,
+    "smsg": on_status_message,
     "pm": on_pm,
     "invite": on_invite,
     "kill": on_kill,

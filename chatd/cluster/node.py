@@ -272,6 +272,11 @@ class ClusterNode:
         self.streams.publish(self._keys_of(channel.name_key), encode_message(head, event, self.node_id))
         self.hub.stats.cluster_events_out += 1
 
+    def status_message(self, client: Client, channel: Channel, event: Delivery, status: str) -> None:
+        head = f'{message_head("smsg", "c", channel.name)},"st":"{status}"'  # status: @ or +
+        self.streams.publish(self._keys_of(channel.name_key), encode_message(head, event, self.node_id))
+        self.hub.stats.cluster_events_out += 1
+
     def private_message(self, client: Client, target: Client, event: Delivery) -> None:
         self._publish({"t": "pm", "u": client.uid, "k": target.uid, **event_fields(event)}, to=target.node)
 

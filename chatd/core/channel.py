@@ -158,6 +158,11 @@ class Channel:
         self.operators.discard(client)
         self.voiced.discard(client)
 
+    def with_status(self, status: str) -> set[Client]:
+        """The members a STATUSMSG to ``status`` + channel reaches: operators for ``@``, voiced
+        members and operators for ``+`` (each at least that status)."""
+        return self.operators if status == "@" else self.operators | self.voiced
+
     def set_prefix(self, client: Client, prefix: str) -> None:
         """Give a member exactly the privileges a NAMES prefix (``@``, ``+``, ``@+``) shows."""
         (self.operators.add if "@" in prefix else self.operators.discard)(client)

@@ -21,6 +21,9 @@ CHATHISTORY_MAX: Final = 100
 """Most messages one CHATHISTORY query returns."""
 MAX_MONITOR_TARGETS: Final = 100
 """Nicks one client may MONITOR at once (734 ERR_MONLISTFULL past it)."""
+STATUSMSG_PREFIXES: Final = "@+"
+"""ISUPPORT STATUSMSG: ``PRIVMSG @#chan`` reaches the channel's operators, ``+#chan`` its voiced
+members and operators."""
 
 __all__ = [
     "CHATHISTORY_MAX",
@@ -33,4 +36,5 @@ __all__ = [
     "MAX_MONITOR_TARGETS",
     "MAX_NICK_LENGTH",
     "MAX_TOPIC_LENGTH",
+    "STATUSMSG_PREFIXES",
 ]

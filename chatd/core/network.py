@@ -68,6 +68,10 @@ class Network(Protocol):
 
     def channel_message(self, client: Client, channel: Channel, event: Delivery) -> None: ...
 
+    def status_message(self, client: Client, channel: Channel, event: Delivery, status: str) -> None:
+        """A STATUSMSG (``PRIVMSG @#chan``): for the members of other nodes with ``status``."""
+        ...
+
     def private_message(self, client: Client, target: Client, event: Delivery) -> None:
         """``target`` is a user of another node."""
         ...

@@ -21,6 +21,7 @@ from chatd.core.limits import (
     MAX_MONITOR_TARGETS,
     MAX_NICK_LENGTH,
     MAX_TOPIC_LENGTH,
+    STATUSMSG_PREFIXES,
 )
 from chatd.protocol import numerics as n
 from chatd.protocol.casemap import CASEMAPPING, CHANNEL_TYPES
@@ -57,6 +58,7 @@ def isupport_tokens(config: ServerConfig) -> list[str]:
         "NETWORK": config.network,
         "NICKLEN": str(MAX_NICK_LENGTH),
         "PREFIX": "(ov)@+",
+        "STATUSMSG": STATUSMSG_PREFIXES,
         "TOPICLEN": str(MAX_TOPIC_LENGTH),
         "WHOX": "",
     }

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from chatd.core.channel import Channel
 from chatd.core.client import BOT_MODE, Client
 from chatd.core.kept_tagmsg import TAGMSG_KIND, tagmsg_kept
+from chatd.core.limits import STATUSMSG_PREFIXES
 from chatd.core.services import find_service
 from chatd.protocol import numerics as n
 from chatd.protocol.framing import WIRE, decode_line
@@ -94,18 +95,22 @@ def _relay(hub: Hub, client: Client, message: Message, *, errors: bool, tags_onl
     tags = sender_tags(client, message)
     echo = "echo-message" in client.caps
     for target_name in message.params[0].split(","):
-        if target_name[:1] == "#":
-            channel = hub.find_channel(target_name)
+        status = target_name[0] if target_name[:1] in STATUSMSG_PREFIXES and target_name[1:2] == "#" else ""
+        if target_name[len(status) : len(status) + 1] == "#":
+            channel = hub.find_channel(target_name[len(status) :])
             if channel is None:
                 if errors:
                     hub.reply(client, n.ERR_NOSUCHCHANNEL, target_name, "No such channel")
                 continue
             if not channel.can_speak(client):
                 if errors:
-                    hub.reply(client, n.ERR_CANNOTSENDTOCHAN, channel.name, "Cannot send to channel")
+                    hub.reply(client, n.ERR_CANNOTSENDTOCHAN, status + channel.name, "Cannot send to channel")
                 continue
-            line = fit_line(_text_line(message.command, channel.name, params, client.prefix))
-            _deliver_to_channel(hub, client, channel, line, plain_text, tags, echo=echo, tags_only=tags_only)
+            line = fit_line(_text_line(message.command, status + channel.name, params, client.prefix))
+            if status:
+                _deliver_to_status(hub, client, channel, status, line, plain_text, tags, echo=echo, tags_only=tags_only)
+            else:
+                _deliver_to_channel(hub, client, channel, line, plain_text, tags, echo=echo, tags_only=tags_only)
             continue
         service = find_service(target_name)
         if service is not None:
@@ -161,6 +166,32 @@ def _deliver_to_channel(
         hub.record(channel, event, TAGMSG_KIND)
     if hub.cluster is not None:
         hub.cluster.channel_message(client, channel, event)
+
+
+def _deliver_to_status(
+    hub: Hub,
+    client: Client,
+    channel: Channel,
+    status: str,
+    line: str,
+    plain_text: str | None,
+    tags: dict[str, str] | None,
+    *,
+    echo: bool,
+    tags_only: bool,
+) -> None:
+    """A STATUSMSG: to the members with ``status`` only, so it is kept out of the channel's
+    history (which every member may read)."""
+    hub.stats.messages += 1
+    plain = None if plain_text is None else f"[{status}{channel.name}] {plain_text}"
+    event = hub.event(line, plain, tags, tags_only=tags_only, account=client.account)
+    recipients = [member for member in channel.with_status(status) if member is not client and member.node is None]
+    hub.stats.deliveries += len(recipients)
+    hub.generic_fanout(recipients, event, None)
+    if echo:
+        hub.send_event(client, event)
+    if hub.cluster is not None:
+        hub.cluster.status_message(client, channel, event, status)
 
 
 FAST_PREFIXES = (b"PRIVMSG #", b"NOTICE #")
