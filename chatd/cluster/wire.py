@@ -143,8 +143,18 @@ def state_fields(state: ChannelState) -> dict[str, Any]:
         "modes": state.modes,
         "key": state.mode_key,
         "limit": state.limit,
-        "bans": [[ban.mask, ban.set_by, ban.set_at] for ban in state.bans],
+        "bans": _entries(state.bans),
+        "excepts": _entries(state.excepts),
+        "invexes": _entries(state.invexes),
     }
+
+
+def _entries(kept: tuple[Ban, ...]) -> list[list[Any]]:
+    return [[entry.mask, entry.set_by, entry.set_at] for entry in kept]
+
+
+def _bans(entries: list[list[Any]]) -> tuple[Ban, ...]:
+    return tuple(Ban(mask, by, at) for mask, by, at in entries)
 
 
 def channel_state(name: str, fields: dict[str, Any]) -> ChannelState:
@@ -158,7 +168,9 @@ def channel_state(name: str, fields: dict[str, Any]) -> ChannelState:
         fields["modes"],
         fields["key"],
         fields["limit"],
-        tuple(Ban(mask, by, at) for mask, by, at in fields["bans"]),
+        _bans(fields["bans"]),
+        _bans(fields.get("excepts", ())),  # absent from a node of an earlier version
+        _bans(fields.get("invexes", ())),
     )
 
 

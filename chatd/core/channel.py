@@ -36,9 +36,11 @@ if TYPE_CHECKING:
     from chatd.core.ports import ChannelRegistration
 
 
-# CHANMODES=b,k,l,imnst: A (list, always a parameter), B (parameter both ways),
+# CHANMODES=beI,k,l,imnrst: A (list, always a parameter), B (parameter both ways),
 # C (parameter only when set), D (flags). Prefix modes o and v take a nick.
-LIST_MODES = frozenset("b")
+LIST_MODES = frozenset("beI")
+"""``b`` bans, ``e`` ban exceptions (a match is not banned), ``I`` invite exceptions (a match
+joins +i without an INVITE): each a list of up to ``MAX_BANS`` masks."""
 KEY_MODES = frozenset("k")
 LIMIT_MODES = frozenset("l")
 FLAG_MODES = frozenset("imnst")
@@ -89,6 +91,8 @@ class ChannelState:
     mode_key: str | None = None
     limit: int | None = None
     bans: tuple[Ban, ...] = ()
+    excepts: tuple[Ban, ...] = ()
+    invexes: tuple[Ban, ...] = ()
 
 
 class Channel:
@@ -97,7 +101,9 @@ class Channel:
     __slots__ = (
         "bans",
         "created",
+        "excepts",
         "fanout_cache",
+        "invexes",
         "invited",
         "limit",
         "members",
@@ -127,6 +133,8 @@ class Channel:
         self.mode_key: str | None = None
         self.limit: int | None = None
         self.bans: list[Ban] = []
+        self.excepts: list[Ban] = []
+        self.invexes: list[Ban] = []
         self.invited: set[str] = set()
         self.fanout_cache: object | None = None
         """A backend's precomputed delivery targets; dropped whenever membership or a member's
@@ -246,16 +254,17 @@ class Channel:
                     self.limit = None
                     applied.append((sign, char, None))
             elif char in LIST_MODES:
+                entries = self.mode_list(char)
                 mask = normalize_mask(param)
-                present = next((ban for ban in self.bans if irc_lower(ban.mask) == irc_lower(mask)), None)
+                present = next((entry for entry in entries if irc_lower(entry.mask) == irc_lower(mask)), None)
                 if adding and present is None:
-                    if len(self.bans) >= MAX_BANS:
+                    if len(entries) >= MAX_BANS:
                         problem = n.ERR_BANLISTFULL
                     else:
-                        self.bans.append(Ban(mask, by, at))
+                        entries.append(Ban(mask, by, at))
                         applied.append((sign, char, mask))
                 elif not adding and present is not None:
-                    self.bans.remove(present)
+                    entries.remove(present)
                     applied.append((sign, char, present.mask))
             elif char == REGISTERED_MODE:
                 problem = n.ERR_ONLYSERVERSCANCHANGE
@@ -278,6 +287,8 @@ class Channel:
             self.mode_key,
             self.limit,
             tuple(self.bans),
+            tuple(self.excepts),
+            tuple(self.invexes),
         )
 
     def restore(self, state: ChannelState) -> None:
@@ -288,6 +299,8 @@ class Channel:
         self.mode_key = state.mode_key
         self.limit = state.limit
         self.bans = list(state.bans)
+        self.excepts = list(state.excepts)
+        self.invexes = list(state.invexes)
 
     # ---- questions -----------------------------------------------------------------
 
@@ -316,10 +329,22 @@ class Channel:
         """Secret (+s) channels exist only for their members."""
         return "s" not in self.modes or client in self.members
 
+    def mode_list(self, char: str) -> list[Ban]:
+        """The list a list mode (``b``, ``e``, ``I``) names."""
+        return self.bans if char == "b" else self.excepts if char == "e" else self.invexes
+
     def is_banned(self, client: Client) -> bool:
+        """Matched by a ban and by no ban exception (+e)."""
         if not self.bans:  # the common case, asked on every message: no generator to build
             return False
-        return any(mask_matches(ban.mask, client.prefix) for ban in self.bans)
+        prefix = client.prefix
+        if not any(mask_matches(ban.mask, prefix) for ban in self.bans):
+            return False
+        return not any(mask_matches(entry.mask, prefix) for entry in self.excepts)
+
+    def is_invite_excepted(self, client: Client) -> bool:
+        """Matched by an invite exception (+I): joins +i as if invited."""
+        return any(mask_matches(entry.mask, client.prefix) for entry in self.invexes)
 
     def can_speak(self, client: Client) -> bool:
         """+n keeps outsiders out, +m keeps all but voiced and operators quiet, bans silence."""

@@ -35,8 +35,8 @@ log = logging.getLogger("chatd")
 
 ISUPPORT_PER_LINE = 12
 USER_MODES = "Biow"
-CHANNEL_MODES = "biklmnorstv"
-CHANNEL_MODES_WITH_PARAMS = "bklov"
+CHANNEL_MODES = "beIiklmnorstv"
+CHANNEL_MODES_WITH_PARAMS = "beIklov"
 
 
 def isupport_tokens(config: ServerConfig) -> list[str]:
@@ -46,11 +46,13 @@ def isupport_tokens(config: ServerConfig) -> list[str]:
         "BOT": BOT_MODE,
         "CASEMAPPING": CASEMAPPING,
         "CHANLIMIT": f"{CHANNEL_TYPES}:",
-        "CHANMODES": "b,k,l,imnrst",
+        "CHANMODES": "beI,k,l,imnrst",
         "CHANNELLEN": str(MAX_CHANNEL_LENGTH),
         "CHATHISTORY": str(CHATHISTORY_MAX),
         "MSGREFTYPES": "timestamp,msgid",
         "ELIST": "MNU",
+        "EXCEPTS": "e",
+        "INVEX": "I",
         "CHANTYPES": CHANNEL_TYPES,
         "KICKLEN": str(MAX_KICK_LENGTH),
         "MODES": str(MAX_MODES_WITH_PARAMS),

@@ -64,20 +64,31 @@ def msgid_time(msgid: str) -> float | None:
         return None
 
 
-def _bans(stored: str) -> tuple[Ban, ...]:
-    """Saved bans back as ``Ban``s; an unreadable entry is skipped, never a reason not to start."""
+def _mode_lists(state: ChannelState) -> str:
+    """A channel's list modes as the one JSON text the ``bans`` column keeps: a ban is
+    ``[mask, by, at]`` (as before exceptions existed), an exception ``[mask, by, at, "e"]``
+    or ``[mask, by, at, "I"]``, so no schema change was needed and older rows read the same."""
+    entries: list[list[object]] = [[ban.mask, ban.set_by, ban.set_at] for ban in state.bans]
+    for char, kept in (("e", state.excepts), ("I", state.invexes)):
+        entries += [[entry.mask, entry.set_by, entry.set_at, char] for entry in kept]
+    return json.dumps(entries)
+
+
+def _read_mode_lists(stored: str) -> dict[str, tuple[Ban, ...]]:
+    """Saved list modes back as ``Ban``s by mode (``b``, ``e``, ``I``); an unreadable entry is
+    skipped, never a reason not to start."""
+    lists: dict[str, list[Ban]] = {"b": [], "e": [], "I": []}
     try:
         entries = json.loads(stored)
     except ValueError:
-        return ()
-    bans = []
+        entries = []
     for entry in entries if isinstance(entries, list) else ():
         try:
-            mask, set_by, set_at = entry
-            bans.append(Ban(str(mask), str(set_by), float(set_at)))
-        except (TypeError, ValueError):
+            mask, set_by, set_at, *char = entry
+            lists[char[0] if char else "b"].append(Ban(str(mask), str(set_by), float(set_at)))
+        except (TypeError, ValueError, KeyError):
             continue
-    return tuple(bans)
+    return {char: tuple(kept) for char, kept in lists.items()}
 
 
 class History:
@@ -188,7 +199,7 @@ class History:
         return found[0].time if found else None
 
     def save_channel(self, channel_key: str, state: ChannelState) -> None:
-        """Keep a permanent channel's state, bans included."""
+        """Keep a permanent channel's state, bans and exceptions included."""
         if self.store is None:
             return
         self.store.save_channel(
@@ -202,7 +213,7 @@ class History:
                 state.modes,
                 state.mode_key,
                 state.limit,
-                json.dumps([[ban.mask, ban.set_by, ban.set_at] for ban in state.bans]),
+                _mode_lists(state),
             ),
         )
 
@@ -230,8 +241,9 @@ class History:
         row = self.store.saved_channel(channel_key)
         if row is None:
             return None
-        *fields, bans = row
-        return ChannelState(*fields, bans=_bans(bans))
+        *fields, stored = row
+        lists = _read_mode_lists(stored)
+        return ChannelState(*fields, bans=lists["b"], excepts=lists["e"], invexes=lists["I"])
 
     def close(self) -> None:
         if self.store is not None:

@@ -54,7 +54,7 @@ def _join_refusal(client: Client, channel: Channel, key: str) -> tuple[str, str]
     invited = client.nick_key in channel.invited
     if channel.is_banned(client) and not invited:
         return n.ERR_BANNEDFROMCHAN, "Cannot join channel (+b)"
-    if "i" in channel.modes and not invited:
+    if "i" in channel.modes and not invited and not channel.is_invite_excepted(client):
         return n.ERR_INVITEONLYCHAN, "Cannot join channel (+i)"
     if channel.mode_key is not None and key != channel.mode_key:
         return n.ERR_BADCHANNELKEY, "Cannot join channel (+k)"

@@ -45,10 +45,24 @@ USER_MODES = frozenset("Biw")
 """What a user may set on itself: ``B`` bot (IRCv3 bot-mode), ``i`` invisible, ``w`` wallops."""
 
 
-def _send_ban_list(hub: Hub, client: Client, channel: Channel) -> None:
-    for ban in channel.bans:
-        hub.reply(client, n.RPL_BANLIST, channel.name, ban.mask, ban.set_by, str(int(ban.set_at)))
-    hub.reply(client, n.RPL_ENDOFBANLIST, channel.name, "End of channel ban list")
+LIST_REPLIES = {
+    "b": (n.RPL_BANLIST, n.RPL_ENDOFBANLIST, "End of channel ban list"),
+    "e": (n.RPL_EXCEPTLIST, n.RPL_ENDOFEXCEPTLIST, "End of channel exception list"),
+    "I": (n.RPL_INVEXLIST, n.RPL_ENDOFINVEXLIST, "End of channel invite exception list"),
+}
+"""Per list mode: its entry numeric, its end numeric and the end's text."""
+
+
+def _send_list(hub: Hub, client: Client, channel: Channel, char: str) -> None:
+    """A list mode's entries (mask, who set it, when). Bans are for anyone to see; the
+    exceptions say whom the operators trust, so only they see those (482 for others)."""
+    if char != "b" and client not in channel.operators:
+        hub.reply(client, n.ERR_CHANOPRIVSNEEDED, channel.name, "You're not channel operator")
+        return
+    entry, end, text = LIST_REPLIES[char]
+    for item in channel.mode_list(char):
+        hub.reply(client, entry, channel.name, item.mask, item.set_by, str(int(item.set_at)))
+    hub.reply(client, end, channel.name, text)
 
 
 def _changes(hub: Hub, client: Client, channel: Channel, text: str, args: list[str]) -> Iterator[ModeChange]:
@@ -68,7 +82,7 @@ def _changes(hub: Hub, client: Client, channel: Channel, text: str, args: list[s
         if takes_param(char, sign == "+"):
             if not args:
                 if char in LIST_MODES:
-                    _send_ban_list(hub, client, channel)
+                    _send_list(hub, client, channel, char)
                 else:
                     hub.reply(client, n.ERR_NEEDMOREPARAMS, "MODE", "Not enough parameters")
                 continue
@@ -87,8 +101,8 @@ def _channel_mode(hub: Hub, client: Client, channel: Channel, message: Message) 
         return
     text = message.params[1]
     args = list(message.params[2:])
-    if text.lstrip("+") == "b" and not args:
-        _send_ban_list(hub, client, channel)
+    if text.lstrip("+") in LIST_MODES and not args:
+        _send_list(hub, client, channel, text.lstrip("+"))
         return
     if client not in channel.operators:
         hub.reply(client, n.ERR_CHANOPRIVSNEEDED, channel.name, "You're not channel operator")
