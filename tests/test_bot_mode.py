@@ -18,15 +18,21 @@ def made_bot(client: IrcClient | HubClient) -> None:
     assert client.expect("MODE").params == (client.nick, "+B")
 
 
+def welcomed(harness: HubHarness, nick: str) -> tuple[HubClient, Message, list[str]]:
+    """A client registered as ``nick``, with the 004 user modes and the ISUPPORT tokens it was told."""
+    client = harness.client()
+    client.send(f"NICK {nick}")
+    client.send("USER u 0 * :Real")
+    welcome = client.until("376", "422")
+    client.nick = nick
+    myinfo = next(m for m in welcome if m.command == n.RPL_MYINFO)
+    return client, myinfo, [token for m in welcome if m.command == n.RPL_ISUPPORT for token in m.params]
+
+
 def test_the_bot_mode_is_advertised_and_only_a_user_sets_it_on_itself() -> None:
     harness = HubHarness()
-    bot = harness.client()
-    bot.send("NICK botty")
-    bot.send("USER u 0 * :Real")
-    welcome = bot.until("376", "422")
-    assert "B" in next(m for m in welcome if m.command == n.RPL_MYINFO).params[3]
-    assert "BOT=B" in [token for m in welcome if m.command == n.RPL_ISUPPORT for token in m.params]
-    bot.nick = "botty"
+    bot, myinfo, tokens = welcomed(harness, "botty")
+    assert "B" in myinfo.params[3] and "BOT=B" in tokens
     human = harness.client("human")
     human.send("MODE botty +B")
     assert human.expect(n.ERR_USERSDONTMATCH)

@@ -15,6 +15,7 @@ from chatd.protocol import numerics as n
 from tests.harness import HubClient, HubHarness
 from tests.helpers import RedisServer, wait_until
 from tests.postgres import Database
+from tests.test_bot_mode import welcomed
 from tests.test_cluster import cluster_node, expect_from, joined, linked, sees_member
 
 
@@ -29,14 +30,9 @@ def channel_with_op(harness: HubHarness, *modes: str) -> HubClient:
 
 
 def test_the_exception_modes_are_advertised() -> None:
-    harness = HubHarness()
-    client = harness.client()
-    client.send("NICK asker")
-    client.send("USER u 0 * :Real")
-    welcome = client.until("376", "422")
-    tokens = [token for m in welcome if m.command == n.RPL_ISUPPORT for token in m.params]
+    _, myinfo, tokens = welcomed(HubHarness(), "asker")
     assert {"CHANMODES=beI,k,l,imnrst", "EXCEPTS=e", "INVEX=I"} <= set(tokens)
-    assert next(m for m in welcome if m.command == n.RPL_MYINFO).params[4] == "beIiklmnorstv"
+    assert myinfo.params[4] == "beIiklmnorstv"
 
 
 def test_a_ban_exception_lets_a_banned_mask_join_and_speak() -> None:
