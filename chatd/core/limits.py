@@ -21,6 +21,9 @@ CHATHISTORY_MAX: Final = 100
 """Most messages one CHATHISTORY query returns."""
 MAX_MONITOR_TARGETS: Final = 100
 """Nicks one client may MONITOR at once (734 ERR_MONLISTFULL past it)."""
+MAX_MESSAGE_TARGETS: Final = 4
+"""Targets one PRIVMSG, NOTICE or TAGMSG takes (407 for the rest): one line cannot spam a crowd."""
+MAX_USERHOST_NICKS: Final = 5
 STATUSMSG_PREFIXES: Final = "@+"
 """ISUPPORT STATUSMSG: ``PRIVMSG @#chan`` reaches the channel's operators, ``+#chan`` its voiced
 members and operators."""
@@ -32,9 +35,11 @@ __all__ = [
     "MAX_CHANNEL_LENGTH",
     "MAX_KEY_LENGTH",
     "MAX_KICK_LENGTH",
+    "MAX_MESSAGE_TARGETS",
     "MAX_MODES_WITH_PARAMS",
     "MAX_MONITOR_TARGETS",
     "MAX_NICK_LENGTH",
     "MAX_TOPIC_LENGTH",
+    "MAX_USERHOST_NICKS",
     "STATUSMSG_PREFIXES",
 ]

@@ -17,10 +17,12 @@ from chatd.core.limits import (
     MAX_AWAY_LENGTH,
     MAX_CHANNEL_LENGTH,
     MAX_KICK_LENGTH,
+    MAX_MESSAGE_TARGETS,
     MAX_MODES_WITH_PARAMS,
     MAX_MONITOR_TARGETS,
     MAX_NICK_LENGTH,
     MAX_TOPIC_LENGTH,
+    MAX_USERHOST_NICKS,
     STATUSMSG_PREFIXES,
 )
 from chatd.protocol import numerics as n
@@ -50,7 +52,7 @@ def isupport_tokens(config: ServerConfig) -> list[str]:
         "CHANNELLEN": str(MAX_CHANNEL_LENGTH),
         "CHATHISTORY": str(CHATHISTORY_MAX),
         "MSGREFTYPES": "timestamp,msgid",
-        "ELIST": "MNU",
+        "ELIST": "CMNTU",
         "EXCEPTS": "e",
         "INVEX": "I",
         "CHANTYPES": CHANNEL_TYPES,
@@ -61,6 +63,18 @@ def isupport_tokens(config: ServerConfig) -> list[str]:
         "NICKLEN": str(MAX_NICK_LENGTH),
         "PREFIX": "(ov)@+",
         "STATUSMSG": STATUSMSG_PREFIXES,
+        "TARGMAX": ",".join(
+            f"{command}:{limit}"
+            for command, limit in (
+                ("KICK", ""),  # one channel, any number of its members
+                ("NAMES", 1),
+                ("NOTICE", MAX_MESSAGE_TARGETS),
+                ("PRIVMSG", MAX_MESSAGE_TARGETS),
+                ("TAGMSG", MAX_MESSAGE_TARGETS),
+                ("USERHOST", MAX_USERHOST_NICKS),
+                ("WHOIS", 1),
+            )
+        ),
         "TOPICLEN": str(MAX_TOPIC_LENGTH),
         "WHOX": "",
     }

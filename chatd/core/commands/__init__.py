@@ -117,7 +117,7 @@ COMMANDS: dict[str, Command] = {
     "AUTHENTICATE": Command(handle_authenticate, min_params=1, before_registration=True),
     "AWAY": Command(handle_away),
     "CAP": Command(handle_cap, min_params=1, before_registration=True),
-    "INVITE": Command(handle_invite, min_params=2),
+    "INVITE": Command(handle_invite, min_params=0),
     "ISON": Command(handle_ison, min_params=1),
     "JOIN": Command(handle_join, min_params=1),
     "KICK": Command(handle_kick, min_params=2),

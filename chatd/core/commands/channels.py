@@ -65,6 +65,15 @@ def _join_refusal(client: Client, channel: Channel, key: str) -> tuple[str, str]
 
 # INVITE <nickname> <channel>
 def handle_invite(hub: Hub, client: Client, message: Message) -> None:
+    if not message.params:  # INVITE alone: the channels one is invited to (336, 337)
+        for channel in list(hub.channels.values()):
+            if client.nick_key in channel.invited:
+                hub.reply(client, n.RPL_INVITELIST, channel.name)
+        hub.reply(client, n.RPL_ENDOFINVITELIST, "End of /INVITE list")
+        return
+    if len(message.params) < 2:
+        hub.reply(client, n.ERR_NEEDMOREPARAMS, "INVITE", "Not enough parameters")
+        return
     nick, name = message.params[0], message.params[1]
     target = hub.find_client(nick)
     if target is None or not target.registered:
@@ -151,50 +160,70 @@ def handle_names(hub: Hub, client: Client, message: Message) -> None:
             send_names(hub, client, named)
 
 
-def _list_filter(term: str) -> Callable[[Channel], bool]:
-    """One LIST condition (ELIST=MNU): ``>n``/``<n`` users, ``!mask`` negated, else a name mask."""
-    if term[:1] in "<>" and term[1:].isdigit():
-        bound = int(term[1:])
-        if term[0] == ">":
-            return lambda channel: len(channel.members) > bound
-        return lambda channel: len(channel.members) < bound
+def _list_condition(term: str, now: float) -> Callable[[Channel], bool] | None:
+    """A LIST condition (ELIST=CMNTU), or None for a name or mask: ``>n``/``<n`` users,
+    ``C>n``/``C<n`` created more/less than n minutes ago, ``T>n``/``T<n`` topic set more/less
+    than n minutes ago (as InspIRCd and Solanum read them), ``!mask`` a name that does not match."""
+    kind = term[0] if term[:1] in "CT" and term[1:2] in ("<", ">") else ""
+    sign, digits = term[len(kind) : len(kind) + 1], term[len(kind) + 1 :]
+    if sign in ("<", ">") and digits.isdigit():
+        bound = int(digits)
+        if not kind:
+            return (lambda c: len(c.members) > bound) if sign == ">" else (lambda c: len(c.members) < bound)
+        cutoff = now - bound * 60
+        if kind == "C":
+            return (lambda c: c.created < cutoff) if sign == ">" else (lambda c: c.created > cutoff)
+        return (lambda c: bool(c.topic) and c.topic_at < cutoff) if sign == ">" else (lambda c: c.topic_at > cutoff)
     if term.startswith("!"):
         return lambda channel: not mask_matches(term[1:], channel.name)
-    return lambda channel: mask_matches(term, channel.name)
+    return None
 
 
 # LIST [<channel>|<mask>|<condition>{,...}]
 def handle_list(hub: Hub, client: Client, message: Message) -> None:
+    """Channels matching any of the names and masks given (all when none is) and every condition."""
     hub.reply(client, n.RPL_LISTSTART, "Channel", "Users  Name")
-    terms = [term for term in message.param(0).split(",") if term]
-    filters = [_list_filter(term) for term in terms]
+    now = hub.wall_clock()
+    masks, conditions = [], []
+    for term in (term for term in message.param(0).split(",") if term):
+        condition = _list_condition(term, now)
+        if condition is None:
+            masks.append(term)
+        else:
+            conditions.append(condition)
     for channel in list(hub.channels.values()):
         # An empty permanent channel exists but is not listed, as ergo does for registered
         # channels nobody is in: LIST shows where people are.
-        if channel.members and channel.visible_to(client) and all(accept(channel) for accept in filters):
+        if not channel.members or not channel.visible_to(client):
+            continue
+        if masks and not any(mask_matches(mask, channel.name) for mask in masks):
+            continue
+        if all(accept(channel) for accept in conditions):
             hub.reply(client, n.RPL_LIST, channel.name, str(len(channel.members)), channel.topic)
     hub.reply(client, n.RPL_LISTEND, "End of /LIST")
 
 
-# KICK <channel> <user>{,<user>} [:<comment>]
+# KICK <channel>{,<channel>} <user>{,<user>} [:<comment>]
 def handle_kick(hub: Hub, client: Client, message: Message) -> None:
-    channel = hub.find_channel(message.params[0])
-    if channel is None:
-        hub.reply(client, n.ERR_NOSUCHCHANNEL, message.params[0], "No such channel")
-        return
-    if client not in channel.members:
-        hub.reply(client, n.ERR_NOTONCHANNEL, channel.name, "You're not on that channel")
-        return
-    if client not in channel.operators:
-        hub.reply(client, n.ERR_CHANOPRIVSNEEDED, channel.name, "You're not channel operator")
+    """One channel and any number of its members, or as many channels as users, in pairs
+    (RFC 2812 3.2.8); each kick goes out as a KICK of its own."""
+    names, nicks = message.params[0].split(","), message.params[1].split(",")
+    if len(names) != 1 and len(names) != len(nicks):
+        hub.reply(client, n.ERR_NEEDMOREPARAMS, "KICK", "Give one channel, or a channel for each user")
         return
     reason = (message.param(2) or client.nick or "")[:MAX_KICK_LENGTH]
-    for nick in message.params[1].split(","):
-        target = hub.find_client(nick)
-        if target is None or target not in channel.members:
+    for name, nick in zip(names * len(nicks) if len(names) == 1 else names, nicks, strict=True):
+        channel = hub.find_channel(name)
+        if channel is None:
+            hub.reply(client, n.ERR_NOSUCHCHANNEL, name, "No such channel")
+        elif client not in channel.members:
+            hub.reply(client, n.ERR_NOTONCHANNEL, channel.name, "You're not on that channel")
+        elif client not in channel.operators:
+            hub.reply(client, n.ERR_CHANOPRIVSNEEDED, channel.name, "You're not channel operator")
+        elif (target := hub.find_client(nick)) is None or target not in channel.members:
             hub.reply(client, n.ERR_USERNOTINCHANNEL, nick, channel.name, "They aren't on that channel")
-            continue
-        kick(hub, client, channel, target, reason)
+        else:
+            kick(hub, client, channel, target, reason)
 
 
 def send_topic(hub: Hub, client: Client, channel: Channel) -> None:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from chatd.core.channel import Channel
 from chatd.core.client import BOT_MODE, Client
 from chatd.core.kept_tagmsg import TAGMSG_KIND, tagmsg_kept
-from chatd.core.limits import STATUSMSG_PREFIXES
+from chatd.core.limits import MAX_MESSAGE_TARGETS, STATUSMSG_PREFIXES
 from chatd.core.services import find_service
 from chatd.protocol import numerics as n
 from chatd.protocol.framing import WIRE, decode_line
@@ -94,7 +94,12 @@ def _relay(hub: Hub, client: Client, message: Message, *, errors: bool, tags_onl
     plain_text = None if tags_only else _plain_rendering(message.command, client.plain_name, text)
     tags = sender_tags(client, message)
     echo = "echo-message" in client.caps
-    for target_name in message.params[0].split(","):
+    targets = message.params[0].split(",")
+    if len(targets) > MAX_MESSAGE_TARGETS:
+        if errors:
+            hub.reply(client, n.ERR_TOOMANYTARGETS, targets[MAX_MESSAGE_TARGETS], "Too many targets")
+        targets = targets[:MAX_MESSAGE_TARGETS]
+    for target_name in targets:
         status = target_name[0] if target_name[:1] in STATUSMSG_PREFIXES and target_name[1:2] == "#" else ""
         if target_name[len(status) : len(status) + 1] == "#":
             channel = hub.find_channel(target_name[len(status) :])

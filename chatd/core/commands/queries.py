@@ -8,7 +8,7 @@ from chatd import __version__
 from chatd.core.client import BOT_MODE, Client
 from chatd.core.event import server_time
 from chatd.core.help import HELP_TEXT
-from chatd.core.limits import MAX_AWAY_LENGTH
+from chatd.core.limits import MAX_AWAY_LENGTH, MAX_USERHOST_NICKS
 from chatd.core.presence import tell_watchers
 from chatd.core.services import whois_service
 from chatd.core.welcome import send_isupport, send_lusers, send_motd
@@ -107,7 +107,7 @@ def handle_version(hub: Hub, client: Client, message: Message) -> None:
 # USERHOST <nick>{ <nick>}
 def handle_userhost(hub: Hub, client: Client, message: Message) -> None:
     entries = []
-    for nick in message.params[:5]:
+    for nick in message.params[:MAX_USERHOST_NICKS]:
         target = hub.find_client(nick)
         if target is not None and target.registered:
             away = "-" if target.away is not None else "+"
