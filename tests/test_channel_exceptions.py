@@ -1,6 +1,7 @@
 """Ban exceptions (+e) and invite exceptions (+I), as modern.ircdocs.horse describes them: a ban
 exception lets a banned mask join and speak, an invite exception lets a mask join +i without an
-INVITE. The rules on the hub harness; the lists kept by a permanent channel over both databases;
+INVITE; and either list, or the bans, may name an account (``$a:<account>``, IRCv3 account-extban).
+The rules on the hub harness; the lists kept by a permanent channel over both databases;
 and a two-node network (both backends) where node b holds a joiner to node a's lists."""
 
 from __future__ import annotations
@@ -9,12 +10,14 @@ import json
 from dataclasses import replace
 
 from chatd.cluster.wire import channel_state, state_fields
+from chatd.core.accounts import log_in
 from chatd.core.channel import Ban, ChannelState
 from chatd.history import History
 from chatd.protocol import numerics as n
 from tests.harness import HubClient, HubHarness
 from tests.helpers import RedisServer, wait_until
 from tests.postgres import Database
+from tests.test_account_ircv3 import record
 from tests.test_bot_mode import welcomed
 from tests.test_cluster import cluster_node, expect_from, joined, linked, sees_member
 
@@ -139,3 +142,43 @@ def test_the_lists_travel_in_a_burst_and_a_node_of_an_earlier_version_is_read() 
     assert channel_state("#x", fields) == state
     del fields["excepts"], fields["invexes"]
     assert channel_state("#x", fields) == replace(state, excepts=(), invexes=())
+
+
+def logged_in_as(harness: HubHarness, nick: str, account: str) -> HubClient:
+    client = harness.client(nick)
+    log_in(harness.hub, client.connection, record(account))
+    client.until("900")
+    return client
+
+
+def test_an_account_extban_follows_the_account_not_the_nick() -> None:
+    harness = HubHarness()
+    _, _, tokens = welcomed(harness, "asker")
+    assert {"EXTBAN=$,a", "ACCOUNTEXTBAN=a"} <= set(tokens)
+    chanop = channel_with_op(harness, "+b $a:bob", "+b $a:spam*")
+    renamed_bob = logged_in_as(harness, "notbob", "bob")
+    renamed_bob.send("JOIN #c")
+    assert renamed_bob.expect(n.ERR_BANNEDFROMCHAN)
+    spammer = logged_in_as(harness, "innocent", "spammer7")
+    spammer.send("JOIN #c")
+    assert spammer.expect(n.ERR_BANNEDFROMCHAN)
+    anonymous_bob = harness.client("bob")  # the nick, without the account: not banned
+    anonymous_bob.send("JOIN #c")
+    anonymous_bob.until("366")
+    chanop.send("MODE #c -b $a:BOB")
+    assert chanop.expect("MODE").params == ("#c", "-b", "$a:bob")
+    renamed_bob.send("JOIN #c")
+    renamed_bob.until("366")
+    chanop.send("MODE #c +b $x:what")
+    assert chanop.expect(n.ERR_INVALIDMODEPARAM).params[1:4] == ("#c", "b", "$x:what")
+
+
+def test_account_exceptions_let_an_account_past_bans_and_invite_only() -> None:
+    harness = HubHarness()
+    channel_with_op(harness, "+bi *!*@*", "+e $a:friend", "+I $a:friend")
+    stranger = logged_in_as(harness, "stranger", "stranger")
+    stranger.send("JOIN #c")
+    assert stranger.expect(n.ERR_BANNEDFROMCHAN)
+    friend = logged_in_as(harness, "friend_away", "friend")
+    friend.send("JOIN #c")
+    friend.until("366")

@@ -48,6 +48,12 @@ MEMBER_MODES = frozenset("ov")
 REGISTERED_MODE = "r"
 """Shown by a channel registered with ChanServ; set and cleared by ChanServ only."""
 
+EXTBAN_PREFIX = "$"
+ACCOUNT_EXTBAN = "a"
+"""``$a:<account>`` in a ban or exception list matches whoever is logged in to that account
+(IRCv3 account-extban; the account may be a wildcard mask): a ban that follows the person
+through nick and host changes. No other extended ban type exists."""
+
 ModeChange = tuple[str, str, str | None]
 """``(sign, mode char, parameter)``: ``("+", "k", "sesame")``, ``("-", "l", None)``. A list of
 them is what MODE asks for, what ``apply_modes`` returns, and what travels between nodes."""
@@ -56,6 +62,23 @@ them is what MODE asks for, what ``apply_modes`` returns, and what travels betwe
 def takes_param(char: str, adding: bool) -> bool:
     """Whether a mode change consumes a parameter of the MODE line."""
     return char in LIST_MODES or char in MEMBER_MODES or char in KEY_MODES or (char in LIMIT_MODES and adding)
+
+
+def list_entry(param: str) -> str | None:
+    """The mask a list mode keeps for ``param``, completed as servers do; None for an extended
+    ban that is not ``$a:<account>``."""
+    if not param.startswith(EXTBAN_PREFIX):
+        return normalize_mask(param)
+    kind, colon, account = param[1:].partition(":")
+    return param if kind == ACCOUNT_EXTBAN and colon and account else None
+
+
+def entry_matches(mask: str, client: Client) -> bool:
+    """Whether a list entry (a hostmask, or ``$a:<account>``) names ``client``."""
+    if mask.startswith(EXTBAN_PREFIX):
+        account = client.account
+        return account is not None and mask_matches(mask[len(EXTBAN_PREFIX) + len(ACCOUNT_EXTBAN) + 1 :], account)
+    return mask_matches(mask, client.prefix)
 
 
 def mode_text(applied: Iterable[ModeChange]) -> tuple[str, list[str]]:
@@ -255,9 +278,13 @@ class Channel:
                     applied.append((sign, char, None))
             elif char in LIST_MODES:
                 entries = self.mode_list(char)
-                mask = normalize_mask(param)
-                present = next((entry for entry in entries if irc_lower(entry.mask) == irc_lower(mask)), None)
-                if adding and present is None:
+                mask = list_entry(param)
+                present = (
+                    None if mask is None else next((e for e in entries if irc_lower(e.mask) == irc_lower(mask)), None)
+                )
+                if mask is None:
+                    problem = n.ERR_INVALIDMODEPARAM
+                elif adding and present is None:
                     if len(entries) >= MAX_BANS:
                         problem = n.ERR_BANLISTFULL
                     else:
@@ -337,14 +364,13 @@ class Channel:
         """Matched by a ban and by no ban exception (+e)."""
         if not self.bans:  # the common case, asked on every message: no generator to build
             return False
-        prefix = client.prefix
-        if not any(mask_matches(ban.mask, prefix) for ban in self.bans):
+        if not any(entry_matches(ban.mask, client) for ban in self.bans):
             return False
-        return not any(mask_matches(entry.mask, prefix) for entry in self.excepts)
+        return not any(entry_matches(entry.mask, client) for entry in self.excepts)
 
     def is_invite_excepted(self, client: Client) -> bool:
         """Matched by an invite exception (+I): joins +i as if invited."""
-        return any(mask_matches(entry.mask, client.prefix) for entry in self.invexes)
+        return any(entry_matches(entry.mask, client) for entry in self.invexes)
 
     def can_speak(self, client: Client) -> bool:
         """+n keeps outsiders out, +m keeps all but voiced and operators quiet, bans silence."""
@@ -383,6 +409,8 @@ def change_modes(hub: Hub, client: Client, channel: Channel, changes: Iterable[M
             hub.reply(client, numeric, param or "", "No such nick/channel")
         elif numeric == n.ERR_USERNOTINCHANNEL:
             hub.reply(client, numeric, param or "", channel.name, "They aren't on that channel")
+        elif numeric == n.ERR_INVALIDMODEPARAM and char in LIST_MODES:
+            hub.reply(client, numeric, channel.name, char, param or "*", "Unknown extban (only $a:<account>)")
         elif numeric == n.ERR_INVALIDMODEPARAM:
             hub.reply(client, numeric, channel.name, char, "*", "Invalid channel key")
         elif numeric == n.ERR_BANLISTFULL:

@@ -10,6 +10,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from chatd import __version__
+from chatd.core.channel import ACCOUNT_EXTBAN, EXTBAN_PREFIX
 from chatd.core.client import BOT_MODE
 from chatd.core.config import ServerConfig
 from chatd.core.limits import (
@@ -44,6 +45,7 @@ CHANNEL_MODES_WITH_PARAMS = "beIklov"
 def isupport_tokens(config: ServerConfig) -> list[str]:
     """The RPL_ISUPPORT tokens, sorted; ``config.isupport_extra`` adds or overrides some."""
     tokens = {
+        "ACCOUNTEXTBAN": ACCOUNT_EXTBAN,
         "AWAYLEN": str(MAX_AWAY_LENGTH),
         "BOT": BOT_MODE,
         "CASEMAPPING": CASEMAPPING,
@@ -54,6 +56,7 @@ def isupport_tokens(config: ServerConfig) -> list[str]:
         "MSGREFTYPES": "timestamp,msgid",
         "ELIST": "CMNTU",
         "EXCEPTS": "e",
+        "EXTBAN": f"{EXTBAN_PREFIX},{ACCOUNT_EXTBAN}",
         "INVEX": "I",
         "CHANTYPES": CHANNEL_TYPES,
         "KICKLEN": str(MAX_KICK_LENGTH),
