@@ -18,7 +18,7 @@ built-in defaults. Example::
 
     [channels."#lobby"]      # a permanent channel: exists from startup, keeps topic,
     topic = "Welcome"        # modes and history while empty and across restarts
-    modes = "nt"             # letters of imnst (default "nt")
+    modes = "nt"             # letters of Cimnst (default "nt")
 
 The [server] values are returned as written (TOML types intact): the command line
 checks them with the same rules as its own values and names the key in its errors.
@@ -35,7 +35,7 @@ from typing import Any
 from chatd.core.config import PermanentChannel
 from chatd.protocol.casemap import MAX_CHANNEL_LENGTH, MAX_TOPIC_LENGTH, irc_lower, is_channel_name
 
-CHANNEL_MODES = "imnst"
+CHANNEL_MODES = "Cimnst"
 """The modes a permanent channel can be founded with (no key or limit: those need a value)."""
 CHANNEL_KEYS = ("topic", "modes")
 ADMIN_KEYS = ("location", "location2", "contact")

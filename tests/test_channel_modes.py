@@ -1,4 +1,4 @@
-"""Channel modes +i +k +l +b +m +s with INVITE, several changes per MODE line — both backends."""
+"""Channel modes +i +k +l +b +m +s +C with INVITE, several changes per MODE line — both backends."""
 
 from __future__ import annotations
 
@@ -120,6 +120,24 @@ def test_moderated_and_voice(server: RunningServer) -> None:
     assert op.expect("PRIVMSG").params == ("#m", "now I can")
     op.send("NAMES #m")
     assert [m.params[3] for m in op.until("366") if m.command == "353"] == ["@op +talker"]
+
+
+def test_no_ctcp_lets_only_actions_through(server: RunningServer) -> None:
+    op = op_and_channel(server)
+    user = server.client("user")
+    user.send("JOIN #m")
+    user.until("366")
+    op.send("MODE #m +C")
+    op.expect("MODE")
+    for text in ("\x01VERSION\x01", "\x01PING 1\x01", "\x01ACTION waves\x01", "plain words"):
+        user.send(f"PRIVMSG #m :{text}")  # the fast path's shape
+        user.send(f"@+x=1 NOTICE #m :{text}")  # the general path's
+    refused = [m for m in user.sync() if m.command == n.ERR_CANNOTSENDTOCHAN]
+    assert len(refused) == 2  # the two PRIVMSGs: a NOTICE is never answered
+    got = [(m.command, m.params[1]) for m in op.sync() if m.command in ("PRIVMSG", "NOTICE")]
+    assert got == [(c, t) for t in ("\x01ACTION waves\x01", "plain words") for c in ("PRIVMSG", "NOTICE")]
+    op.send("PRIVMSG #m :\x01VERSION\x01")  # operators are held to it too
+    assert op.expect(n.ERR_CANNOTSENDTOCHAN)
 
 
 def test_secret_channels_are_hidden_from_outsiders(server: RunningServer) -> None:

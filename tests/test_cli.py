@@ -481,7 +481,7 @@ def test_channels_tables_become_permanent_channels(tmp_path: Path) -> None:
         ('[channels."#t"]\ntopic = 5', """[channels."#t"] topic: 5 is not text"""),
         (f'[channels."#t"]\ntopic = "{"é" * 196}"', """[channels."#t"] topic: 392 bytes is too long (at most 390"""),
         ('[channels."#t"]\ntopic = "a\\nb"', """[channels."#t"] topic: a topic is one line"""),
-        ('[channels."#t"]\nmodes = "ntk"', """[channels."#t"] modes: 'ntk' has letters other than imnst"""),
+        ('[channels."#t"]\nmodes = "ntk"', """[channels."#t"] modes: 'ntk' has letters other than Cimnst"""),
         ('[channels."#t"]\nmodes = ["n"]', """[channels."#t"] modes: ['n'] is not text"""),
         ('[channels."#t"]\nowner = "me"', """[channels."#t"]: has no key 'owner' (it has topic, modes)"""),
         ('[channels."#Lobby"]\n[channels."#lobby"]',

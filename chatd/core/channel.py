@@ -36,14 +36,17 @@ if TYPE_CHECKING:
     from chatd.core.ports import ChannelRegistration
 
 
-# CHANMODES=beI,k,l,imnrst: A (list, always a parameter), B (parameter both ways),
+# CHANMODES=beI,k,l,Cimnrst: A (list, always a parameter), B (parameter both ways),
 # C (parameter only when set), D (flags). Prefix modes o and v take a nick.
 LIST_MODES = frozenset("beI")
 """``b`` bans, ``e`` ban exceptions (a match is not banned), ``I`` invite exceptions (a match
 joins +i without an INVITE): each a list of up to ``MAX_BANS`` masks."""
 KEY_MODES = frozenset("k")
 LIMIT_MODES = frozenset("l")
-FLAG_MODES = frozenset("imnst")
+FLAG_MODES = frozenset("Cimnst")
+"""``C`` no CTCP but ACTION, ``i`` invite only, ``m`` moderated, ``n`` no outside messages,
+``s`` secret, ``t`` topic by operators."""
+CTCP_ACTION = "\x01ACTION "
 MEMBER_MODES = frozenset("ov")
 REGISTERED_MODE = "r"
 """Shown by a channel registered with ChanServ; set and cleared by ChanServ only."""
@@ -355,6 +358,10 @@ class Channel:
     def visible_to(self, client: Client) -> bool:
         """Secret (+s) channels exist only for their members."""
         return "s" not in self.modes or client in self.members
+
+    def refuses_text(self, text: str) -> bool:
+        """+C: a CTCP request or reply (``\x01...``) other than ACTION is not relayed."""
+        return "C" in self.modes and text[:1] == "\x01" and not text.startswith(CTCP_ACTION)
 
     def mode_list(self, char: str) -> list[Ban]:
         """The list a list mode (``b``, ``e``, ``I``) names."""

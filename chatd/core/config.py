@@ -14,7 +14,7 @@ class PermanentChannel:
     """A channel declared in the config file (``[channels."#name"]``).
 
     It exists from startup and keeps its topic, modes and history while empty and
-    across restarts; ``topic`` and ``modes`` (flags of ``imnst``) are what it is
+    across restarts; ``topic`` and ``modes`` (flags of ``Cimnst``) are what it is
     founded with the first time, before anyone changed them.
     """
 

@@ -38,7 +38,7 @@ log = logging.getLogger("chatd")
 
 ISUPPORT_PER_LINE = 12
 USER_MODES = "Biow"
-CHANNEL_MODES = "beIiklmnorstv"
+CHANNEL_MODES = "CbeIiklmnorstv"
 CHANNEL_MODES_WITH_PARAMS = "beIklov"
 
 
@@ -50,7 +50,7 @@ def isupport_tokens(config: ServerConfig) -> list[str]:
         "BOT": BOT_MODE,
         "CASEMAPPING": CASEMAPPING,
         "CHANLIMIT": f"{CHANNEL_TYPES}:",
-        "CHANMODES": "beI,k,l,imnrst",
+        "CHANMODES": "beI,k,l,Cimnrst",
         "CHANNELLEN": str(MAX_CHANNEL_LENGTH),
         "CHATHISTORY": str(CHATHISTORY_MAX),
         "MSGREFTYPES": "timestamp,msgid",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from chatd.core.channel import Channel
+from chatd.core.channel import CTCP_ACTION, Channel
 from chatd.core.client import BOT_MODE, Client
 from chatd.core.kept_tagmsg import TAGMSG_KIND, tagmsg_kept
 from chatd.core.limits import MAX_MESSAGE_TARGETS, STATUSMSG_PREFIXES
@@ -16,12 +16,11 @@ from chatd.protocol.message import Message, format_message, format_tags
 if TYPE_CHECKING:
     from chatd.core.hub import Hub
 
-CTCP_ACTION_PREFIX = "\x01ACTION "
 
 
 def _plain_rendering(command: str, nick: str, text: str) -> str:
-    if text.startswith(CTCP_ACTION_PREFIX):
-        return f"* {nick} {text[len(CTCP_ACTION_PREFIX) :].rstrip(chr(1))}"
+    if text.startswith(CTCP_ACTION):
+        return f"* {nick} {text[len(CTCP_ACTION) :].rstrip(chr(1))}"
     if command == "NOTICE":
         return f"-{nick}- {text}"
     return f"{nick}: {text}"
@@ -110,6 +109,10 @@ def _relay(hub: Hub, client: Client, message: Message, *, errors: bool, tags_onl
             if not channel.can_speak(client):
                 if errors:
                     hub.reply(client, n.ERR_CANNOTSENDTOCHAN, status + channel.name, "Cannot send to channel")
+                continue
+            if channel.refuses_text(text):
+                if errors:
+                    hub.reply(client, n.ERR_CANNOTSENDTOCHAN, status + channel.name, "Cannot send CTCP to channel (+C)")
                 continue
             line = fit_line(_text_line(message.command, status + channel.name, params, client.prefix))
             if status:
@@ -220,7 +223,7 @@ def relay_to_channel_fast(hub: Hub, client: Client, raw: bytes) -> bool:
         return False
     text = text[1:]
     channel = hub.find_channel(target)
-    if channel is None or not channel.can_speak(client):
+    if channel is None or not channel.can_speak(client) or channel.refuses_text(text):
         return False
     _deliver_to_channel(
         hub,
