@@ -50,8 +50,13 @@ def test_oper_grants_o_and_errors(oper_server: RunningServer) -> None:
     assert client.expect(n.RPL_UMODEIS).params[1] == "+o"
     client.send("MODE wannabe +o")
     assert client.expect(n.ERR_UMODEUNKNOWNFLAG)  # +o only through OPER
+    watcher = oper_server.client("watcher")
+    watcher.send("WHOIS wannabe")
+    assert watcher.expect(n.RPL_WHOISOPERATOR).params[1:] == ("wannabe", "is an IRC operator")
     client.send("MODE wannabe -o")
     assert client.expect("MODE").params == ("wannabe", "-o")
+    watcher.send("WHOIS wannabe")
+    assert n.RPL_WHOISOPERATOR not in [m.command for m in watcher.until(n.RPL_ENDOFWHOIS)]
 
 
 def test_kill_and_wallops_need_operator(oper_server: RunningServer) -> None:

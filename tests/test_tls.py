@@ -74,6 +74,9 @@ def test_tls_and_plaintext_clients_talk(backend: str, certificate: tuple[Path, P
             client.until("366")
         secure.send("PRIVMSG #mixed :over TLS")
         assert plain.expect("PRIVMSG").params == ("#mixed", "over TLS")
+        for nick, shown in (("secure", True), ("plain", False)):
+            plain.send(f"WHOIS {nick}")
+            assert ("671" in [m.command for m in plain.until("318")]) is shown  # RPL_WHOISSECURE
         plain.send("PRIVMSG #mixed :" + "long reply " * 40)
         assert secure.expect("PRIVMSG").params[1] == "long reply " * 40
         for i in range(200):  # enough to need many records and partial writes

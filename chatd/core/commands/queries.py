@@ -39,6 +39,10 @@ def handle_whois(hub: Hub, client: Client, message: Message) -> None:
     if channels:
         hub.reply(client, n.RPL_WHOISCHANNELS, name, channels)
     hub.reply(client, n.RPL_WHOISSERVER, name, target.node or hub.config.name, "chatd")
+    if "o" in target.user_modes:
+        hub.reply(client, n.RPL_WHOISOPERATOR, name, "is an IRC operator")
+    if getattr(target.transport, "tls", None) is not None:  # a backend connection over TLS (or WSS)
+        hub.reply(client, n.RPL_WHOISSECURE, name, "is using a secure connection")
     if target.account is not None:
         hub.reply(client, n.RPL_WHOISACCOUNT, name, target.account, "is logged in as")
     if BOT_MODE in target.user_modes:
