@@ -34,8 +34,8 @@ def channel_with_op(harness: HubHarness, *modes: str) -> HubClient:
 
 def test_the_exception_modes_are_advertised() -> None:
     _, myinfo, tokens = welcomed(HubHarness(), "asker")
-    assert {"CHANMODES=beI,k,l,imnrst", "EXCEPTS=e", "INVEX=I"} <= set(tokens)
-    assert myinfo.params[4] == "beIiklmnorstv"
+    assert {"CHANMODES=beI,k,l,Cimnrst", "EXCEPTS=e", "INVEX=I"} <= set(tokens)
+    assert myinfo.params[4] == "CbeIiklmnorstv"
 
 
 def test_a_ban_exception_lets_a_banned_mask_join_and_speak() -> None:

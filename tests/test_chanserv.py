@@ -139,8 +139,8 @@ def test_users_cannot_set_or_clear_r() -> None:
         assert _modes(alice, "#reg") == ("+nrt",)
         assert _modes(alice, "#plain") == ("+nt",)
         welcome = hub.client().register("late")
-        assert any("CHANMODES=b,k,l,imnrst" in m.params for m in welcome if m.command == n.RPL_ISUPPORT)
-        assert "biklmnorstv" in next(m for m in welcome if m.command == n.RPL_MYINFO).params
+        assert any("CHANMODES=beI,k,l,Cimnrst" in m.params for m in welcome if m.command == n.RPL_ISUPPORT)
+        assert "CbeIiklmnorstv" in next(m for m in welcome if m.command == n.RPL_MYINFO).params
 
 
 def test_reforming_a_registered_channel_gives_no_op_and_the_founder_gets_it_on_join() -> None:
