@@ -58,10 +58,18 @@ def test_entries_are_read_back_newest_between_and_by_msgid(database: Database) -
             "id4",
             "id3",
         ]
-        assert store.message_time("#c", "id3", 103.0) == 103.0
-        assert store.message_time("#c", "id3", None) == 103.0
-        assert store.message_time("#c", "id3", 110.0) is None  # not at the time it names
-        assert store.message_time("#other", "id3", 103.0) is None
+        found = store.message_entry("#c", "id3", 103.0)
+        assert found is not None and found[:2] == ("id3", 103.0)
+        assert store.message_entry("#c", "id3", None) == found
+        assert store.message_entry("#c", "id3", 110.0) is None  # not at the time it names
+        assert store.message_entry("#other", "id3", 103.0) is None
+        store.delete_message("#c", "id3")
+        _committed(store)
+        assert store.message_entry("#c", "id3", None) is None
+        assert [row[0] for row in store.entries_between("#c", 100.0, 105.0, 10, newest=False, events=False)] == [
+            "id1",
+            "id4",
+        ]
     finally:
         store.close()
 
@@ -130,7 +138,7 @@ def test_bytes_that_are_not_utf8_come_back_as_they_came(database: Database, data
     store = database.store()
     try:
         assert store.newest_entries(channel, 1) == [("m1", 1.0, text, text, "message", None, None)]
-        assert store.message_time(channel, "m1", 1.0) == 1.0
+        assert store.message_entry(channel, "m1", 1.0) == ("m1", 1.0, text, text, "message", None, None)
         assert store.saved_channel(channel) == (channel, 1.0, text, text, 2.0, "nt", text, None, "[]")
     finally:
         store.close()

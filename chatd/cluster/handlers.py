@@ -18,6 +18,8 @@ from typing import Any
 from chatd.cluster.replica import RemoteNode, Replica, adopt_state
 from chatd.cluster.wire import channel_registration, channel_state, relayed_event, source_of
 from chatd.core.channel import apply_relayed_modes, kick, part, set_topic
+from chatd.core.commands.redact import REDACTION_CAP, deliver_redaction
+from chatd.core.conversations import private_keys
 from chatd.core.fanout import fanout_run
 from chatd.core.users import deliver_wallops, kill
 from chatd.protocol.casemap import irc_lower
@@ -127,6 +129,26 @@ def on_status_message(replica: Replica, node: RemoteNode, event: dict[str, Any])
     hub.generic_fanout(recipients, relayed_event(event), None)
 
 
+def on_redact(replica: Replica, node: RemoteNode, event: dict[str, Any]) -> None:
+    """A REDACT from another node: the message leaves this node's history too, and our members
+    (or the other party) with the capability are told."""
+    hub = replica.hub
+    relayed = relayed_event(event)
+    if "c" in event:
+        channel = replica.find_channel(event["c"])
+        if channel is not None:
+            deliver_redaction(hub, channel, event["m"], relayed)
+        return
+    sender, target = node.users.get(event["u"]), replica.local_by_uid(event["k"])
+    if sender is None or target is None:
+        return
+    if hub.history is not None:
+        for key in private_keys(hub, sender, target):
+            hub.history.redact(key, event["m"])
+    if REDACTION_CAP in target.caps:
+        hub.send_event(target, relayed)
+
+
 def on_pm(replica: Replica, node: RemoteNode, event: dict[str, Any]) -> None:
     target = replica.local_by_uid(event["k"])
     if target is None:
@@ -198,6 +220,7 @@ HANDLERS: dict[str, Handler] = {
     "umeta": on_umeta,
     "msg": on_msg,
     "smsg": on_status_message,
+    "redact": on_redact,
     "pm": on_pm,
     "invite": on_invite,
     "kill": on_kill,

@@ -42,6 +42,7 @@ Model:
 
 from __future__ import annotations
 
+import json
 import logging
 import secrets
 from collections.abc import Callable, Iterable
@@ -276,6 +277,16 @@ class ClusterNode:
         head = f'{message_head("smsg", "c", channel.name)},"st":"{status}"'  # status: @ or +
         self.streams.publish(self._keys_of(channel.name_key), encode_message(head, event, self.node_id))
         self.hub.stats.cluster_events_out += 1
+
+    def redacted(
+        self, client: Client, channel: Channel | None, target: Client | None, msgid: str, event: Delivery
+    ) -> None:
+        if channel is not None:  # on the channel's stream, in order with its messages
+            head = f'{message_head("redact", "c", channel.name)},"m":{json.dumps(msgid)}'
+            self.streams.publish(self._keys_of(channel.name_key), encode_message(head, event, self.node_id))
+        elif target is not None:
+            fields = {"t": "redact", "u": client.uid, "k": target.uid, "m": msgid, **event_fields(event)}
+            self._publish(fields, to=target.node)
 
     def private_message(self, client: Client, target: Client, event: Delivery) -> None:
         self._publish({"t": "pm", "u": client.uid, "k": target.uid, **event_fields(event)}, to=target.node)

@@ -19,6 +19,7 @@ BASE_CAPS = frozenset(
         "cap-notify",
         "draft/chathistory",
         "draft/event-playback",
+        "draft/message-redaction",
         "echo-message",
         "extended-monitor",
         "invite-notify",

@@ -34,29 +34,33 @@ if TYPE_CHECKING:
     from chatd.core.hub import Hub
 
 
+def private_keys(hub: Hub, sender: Client, target: Client) -> list[str]:
+    """The history keys a private message from ``sender`` to ``target`` is kept under, by the
+    policy above (none: it is not kept)."""
+    if sender.account is not None and target.account is not None:
+        return [account_conversation_key(irc_lower(sender.account), irc_lower(target.account))]
+    if Dialect.PLAIN in (sender.dialect, target.dialect):
+        return []
+    keys = [
+        account_nick_key(irc_lower(side.account), other.nick_key)
+        for side, other in ((sender, target), (target, sender))
+        if side.account is not None and other.nick_key is not None
+    ]
+    if hub.config.history_private and sender.nick_key is not None and target.nick_key is not None:
+        keys.append(conversation_key(sender.nick_key, target.nick_key))
+    return keys
+
+
 def record_private(hub: Hub, sender: Client, target: Client, event: Delivery) -> None:
     """Keep a private message for CHATHISTORY, if the policy above keeps it."""
     history = hub.history
     if history is None or (event.tags_only and not tagmsg_kept(event.client_tags)):
         return
     kind = TAGMSG_KIND if event.tags_only else "message"
+    for key in private_keys(hub, sender, target):
+        history.record(key, event, kind)
     if sender.account is not None and target.account is not None:
-        first, second = irc_lower(sender.account), irc_lower(target.account)
-        history.record(account_conversation_key(first, second), event, kind)
-        history.correspond(first, second)
-        return
-    if Dialect.PLAIN in (sender.dialect, target.dialect):
-        return
-    for side, other in ((sender, target), (target, sender)):
-        if side.account is not None and other.nick_key is not None:
-            history.record(account_nick_key(irc_lower(side.account), other.nick_key), event, kind)
-    if (
-        hub.config.history_private
-        and sender.nick_key is not None
-        and target.nick_key is not None
-        and Dialect.PLAIN not in (sender.dialect, target.dialect)
-    ):
-        history.record(conversation_key(sender.nick_key, target.nick_key), event, kind)
+        history.correspond(irc_lower(sender.account), irc_lower(target.account))
 
 
 def target_account(hub: Hub, name: str) -> str | None:

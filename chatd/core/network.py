@@ -72,6 +72,13 @@ class Network(Protocol):
         """A STATUSMSG (``PRIVMSG @#chan``): for the members of other nodes with ``status``."""
         ...
 
+    def redacted(
+        self, client: Client, channel: Channel | None, target: Client | None, msgid: str, event: Delivery
+    ) -> None:
+        """A REDACT of ``msgid`` in ``channel`` (for every node with members there), or of a private
+        message to ``target``, a user of another node."""
+        ...
+
     def private_message(self, client: Client, target: Client, event: Delivery) -> None:
         """``target`` is a user of another node."""
         ...

@@ -153,12 +153,29 @@ class History:
 
     def find_time(self, channel_key: str, msgid: str) -> float | None:
         """When the message ``msgid`` of this channel was sent, or None if it is unknown."""
+        entry = self.entry(channel_key, msgid)
+        return None if entry is None else entry.time
+
+    def entry(self, channel_key: str, msgid: str) -> HistoryEntry | None:
+        """The entry ``msgid`` of this channel (or conversation), or None if it is unknown."""
         for entry in self._entries(channel_key):
             if entry.msgid == msgid:
-                return entry.time
+                return entry
         if self.store is None:
             return None
-        return self.store.message_time(channel_key, msgid, msgid_time(msgid))
+        row = self.store.message_entry(channel_key, msgid, msgid_time(msgid))
+        return None if row is None else HistoryEntry(*row)
+
+    def redact(self, channel_key: str, msgid: str) -> None:
+        """Forget the message ``msgid`` (REDACT): CHATHISTORY and replays leave it out from now on."""
+        entries = self._recent.get(channel_key)
+        if entries is not None:
+            kept = [entry for entry in entries if entry.msgid != msgid]
+            if len(kept) < len(entries):
+                entries.clear()
+                entries.extend(kept)
+        if self.store is not None:
+            self.store.delete_message(channel_key, msgid)
 
     def between(
         self, channel_key: str, after: float, before: float, limit: int, *, newest: bool, events: bool = False

@@ -284,16 +284,23 @@ class PostgresStore:
             (_bytes(target), after, before, events, limit),
         )
 
-    def message_time(self, target: str, msgid: str, named_time: float | None) -> float | None:
-        """When ``msgid`` was stored; ``named_time``, the time the id names, lets the index find it."""
+    def message_entry(self, target: str, msgid: str, named_time: float | None) -> tuple[Any, ...] | None:
+        """The row (msgid, time, line, plain, kind, account, tags) of ``msgid``; ``named_time``, the
+        time the id names, lets the index find it."""
         if named_time is None:
-            rows = self.query("SELECT time FROM messages WHERE target = %s AND msgid = %s", (_bytes(target), msgid))
+            rows = self.query(
+                f"SELECT {ENTRY_COLUMNS} FROM messages WHERE target = %s AND msgid = %s", (_bytes(target), msgid)
+            )
         else:
             rows = self.query(
-                "SELECT time FROM messages WHERE target = %s AND time > %s AND time < %s AND msgid = %s",
+                f"SELECT {ENTRY_COLUMNS} FROM messages WHERE target = %s AND time > %s AND time < %s AND msgid = %s",
                 (_bytes(target), named_time - 0.002, named_time + 0.002, msgid),
             )
-        return rows[0][0] if rows else None
+        return rows[0] if rows else None
+
+    def delete_message(self, target: str, msgid: str) -> None:
+        """A redacted message leaves the history (REDACT), on every node at once."""
+        self.submit("DELETE FROM messages WHERE target = %s AND msgid = %s", (_bytes(target), msgid))
 
     def correspondents(self, account: str) -> list[str]:
         """The case-mapped accounts ``account`` has a stored private conversation with."""

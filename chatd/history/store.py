@@ -364,17 +364,23 @@ class SqliteStore:
             (target, after, before, events, limit),
         )
 
-    def message_time(self, target: str, msgid: str, named_time: float | None) -> float | None:
-        """When ``msgid`` was stored. ``named_time``, the time the id names, lets the
-        (target, time, msgid) index find it; ids from before schema 3 name none."""
+    def message_entry(self, target: str, msgid: str, named_time: float | None) -> tuple[Any, ...] | None:
+        """The row (msgid, time, line, plain, kind, account, tags) of ``msgid``. ``named_time``, the
+        time the id names, lets the (target, time, msgid) index find it; ids from before schema 3
+        name none."""
+        columns = "msgid, time, line, plain, kind, account, tags"
         if named_time is None:
-            rows = self.query("SELECT time FROM messages WHERE target = ? AND msgid = ?", (target, msgid))
+            rows = self.query(f"SELECT {columns} FROM messages WHERE target = ? AND msgid = ?", (target, msgid))
         else:
             rows = self.query(
-                "SELECT time FROM messages WHERE target = ? AND time > ? AND time < ? AND msgid = ?",
+                f"SELECT {columns} FROM messages WHERE target = ? AND time > ? AND time < ? AND msgid = ?",
                 (target, named_time - 0.002, named_time + 0.002, msgid),
             )
-        return rows[0][0] if rows else None
+        return rows[0] if rows else None
+
+    def delete_message(self, target: str, msgid: str) -> None:
+        """A redacted message leaves the history (REDACT)."""
+        self.submit("DELETE FROM messages WHERE target = ? AND msgid = ?", (target, msgid))
 
     def correspondents(self, account: str) -> list[str]:
         """The case-mapped accounts ``account`` has a stored private conversation with."""

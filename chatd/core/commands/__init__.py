@@ -44,6 +44,7 @@ from chatd.core.commands.queries import (
     handle_whois,
     handle_whowas,
 )
+from chatd.core.commands.redact import handle_redact
 from chatd.core.commands.registration import (
     handle_cap,
     handle_nick,
@@ -135,6 +136,7 @@ COMMANDS: dict[str, Command] = {
     "PONG": Command(handle_pong, before_registration=True),
     "PRIVMSG": Command(handle_privmsg),
     "QUIT": Command(handle_quit, before_registration=True),
+    "REDACT": Command(handle_redact, min_params=2),
     "REGISTER": Command(handle_register, min_params=3, before_registration=True),
     "SETNAME": Command(handle_setname, min_params=1),
     "TAGMSG": Command(handle_tagmsg, min_params=1),
