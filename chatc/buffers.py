@@ -17,7 +17,7 @@ Invariants:
 from __future__ import annotations
 
 from collections import OrderedDict, deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Final, assert_never
 
 from chatd.protocol.casemap import irc_lower
@@ -137,6 +137,16 @@ class LineAdded:
 
 
 @dataclass(frozen=True, slots=True)
+class LineRedacted:
+    """The line of ``msgid`` was taken back (IRCv3 message-redaction): its text becomes ``note``, in
+    its place, so the deletion stays visible; nothing if the buffer does not show it."""
+
+    key: str
+    msgid: str
+    note: str
+
+
+@dataclass(frozen=True, slots=True)
 class HistoryInserted:
     """An answer to our CHATHISTORY request (oldest first) goes in above the oldest message shown;
     ``exhausted``: the server has nothing older, which the buffer says once (at ``time``)."""
@@ -205,8 +215,9 @@ class TopicSet:
 
 
 BufferChange = (
-    BufferOpened | BufferRenamed | BufferActivated | BufferClosed | BufferCleared | LineAdded | HistoryInserted
-    | ChannelEntered | ChannelLeft | MemberAdded | MemberRemoved | MemberRenamed | PrefixSet | MembersSet | TopicSet
+    BufferOpened | BufferRenamed | BufferActivated | BufferClosed | BufferCleared | LineAdded | LineRedacted
+    | HistoryInserted | ChannelEntered | ChannelLeft | MemberAdded | MemberRemoved | MemberRenamed | PrefixSet
+    | MembersSet | TopicSet
 )  # fmt: skip
 MESSAGE_KINDS: Final = frozenset({"privmsg", "notice", "action"})
 
@@ -257,6 +268,11 @@ class BufferModel:
                 if buf.key != self.active_key and line.kind in MESSAGE_KINDS and not line.own and not line.history:
                     buf.unread += 1
                     buf.highlighted = buf.highlighted or line.highlight
+            case LineRedacted():
+                for index, line in enumerate(buf.lines):
+                    if line.msgid == change.msgid:
+                        buf.lines[index] = replace(line, kind="info", text=change.note, highlight=False)
+                        break
             case HistoryInserted():
                 self._insert_history(buf, change)
             case BufferActivated():

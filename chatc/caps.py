@@ -23,8 +23,8 @@ from chatd.protocol.message import Message, format_message
 # The IRCv3 capabilities chatc knows how to use; it asks for those the server offers.
 WANTED_CAPS: Final = frozenset(
     {
-        "account-notify", "away-notify", "batch", "cap-notify", "draft/chathistory", "echo-message", "labeled-response",
-        "message-tags", "multi-prefix", "server-time",
+        "account-notify", "away-notify", "batch", "cap-notify", "draft/chathistory", "draft/message-redaction",
+        "echo-message", "labeled-response", "message-tags", "multi-prefix", "server-time",
     }
 )  # fmt: skip
 MAX_CAP_NAMES: Final = 256

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Final
 from chatc.accounts import hide_password
 from chatc.buffers import (
     SERVER_KEY,
+    LineRedacted,
 )
 from chatc.events import (
     ErrorReply,
@@ -73,6 +74,20 @@ def handle_privmsg(state: ClientState, message: Message) -> list[Event]:
     state.add_line(buf, kind, text, sender, own=own, highlight=highlight)
     events.append(MessageReceived(buf.name, safe_text(sender), safe_text(text), kind, own, highlight))
     return events
+
+
+def handle_redact(state: ClientState, message: Message) -> list[Event]:
+    """REDACT <target> <msgid> [:reason]: the line it names, in the channel or the query it was
+    said in, shows who deleted it (and why) in its place."""
+    target, msgid, reason = message.param(0), message.param(1), message.param(2)
+    sender = nick_of(message.source)
+    if not msgid or not sender:
+        return []
+    # A channel's line is in the channel; a private message's in the query with the other party.
+    key = irc_lower(target if state.is_channel(target) or state.is_me(sender) else sender)
+    note = f"(message deleted by {safe_text(sender)}{': ' + safe_text(reason) if reason else ''})"
+    state.model.apply(LineRedacted(key, msgid, note))
+    return []
 
 
 def _ctcp_reply(sender: str, verb: str, argument: str) -> list[Event]:

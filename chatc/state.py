@@ -98,6 +98,7 @@ from chatc.messages import (
     handle_history_line,
     handle_invite,
     handle_privmsg,
+    handle_redact,
     handle_standard_reply,
 )
 from chatc.paging import (
@@ -494,6 +495,7 @@ _HANDLERS: Final[dict[str, Callable[[ClientState, Message], list[Event]]]] = {
     "ACCOUNT": handle_account,
     "REGISTER": handle_register_reply,
     "VERIFY": handle_register_reply,
+    "REDACT": handle_redact,
     "TAGMSG": ClientState._ignore,  # client-only tags (typing notifications): nothing chatc shows
 }
 

@@ -26,7 +26,8 @@ def test_cap_ls_302_multiline_then_req_of_what_chatc_uses_then_end_after_ack() -
     assert state.registration_lines()[0] == "CAP LS 302"
     assert state.feed(":srv CAP * LS * :account-notify away-notify batch sasl=PLAIN,EXTERNAL invite-notify") == []
     events = state.feed(
-        ":srv CAP * LS :draft/chathistory echo-message labeled-response message-tags multi-prefix server-time setname"
+        ":srv CAP * LS :draft/chathistory draft/message-redaction echo-message labeled-response message-tags"
+        " multi-prefix server-time setname"
     )
     assert events == [SendLine(f"CAP REQ :{USED_BY_CHATC.replace('cap-notify ', '')}")]
     assert state.cap_negotiating and not state.caps

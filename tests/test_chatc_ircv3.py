@@ -21,12 +21,12 @@ from tests.test_chatc_ui import joined, last_text, running_ui, until
 
 CHATD_CAPS = (
     "account-notify account-tag away-notify batch cap-notify draft/account-registration draft/chathistory "
-    "echo-message extended-join invite-notify labeled-response message-tags multi-prefix sasl server-time setname "
-    "userhost-in-names"
+    "draft/message-redaction echo-message extended-join invite-notify labeled-response message-tags multi-prefix "
+    "sasl server-time setname userhost-in-names"
 )
 USED_BY_CHATC = (
-    "account-notify away-notify batch cap-notify draft/chathistory echo-message labeled-response message-tags "
-    "multi-prefix server-time"
+    "account-notify away-notify batch cap-notify draft/chathistory draft/message-redaction echo-message "
+    "labeled-response message-tags multi-prefix server-time"
 )
 TEN_FORTY = datetime.datetime(2026, 11, 26, 10, 40, tzinfo=datetime.UTC).timestamp()
 
@@ -319,6 +319,25 @@ def test_server_time_and_echo_message_against_chatd(server: RunningServer) -> No
 
     asyncio.run(scenario())
     peer.close()
+
+
+def test_a_message_taken_back_shows_as_deleted_against_chatd(backend: str) -> None:
+    with running_server(backend, history=History(None)) as server:
+        peer = cap_peer(server, "zed", "message-tags echo-message draft/message-redaction")
+        peer.send("JOIN #t")
+        peer.expect("366")
+
+        async def scenario() -> None:
+            async with running_ui(server.address, channels=("#t",)) as (ui, _keys):
+                await until(lambda: joined(ui, "#t"), "join")
+                peer.send("PRIVMSG #t :I regret this")
+                echo = await asyncio.to_thread(peer.expect, "PRIVMSG")
+                await until(lambda: last_text(ui, "#t") == "I regret this", "the message")
+                peer.send(f"REDACT #t {echo.tags['msgid']} :sorry")
+                await until(lambda: last_text(ui, "#t") == "(message deleted by zed: sorry)", "the redaction")
+
+        asyncio.run(scenario())
+        peer.close()
 
 
 def test_multi_prefix_and_away_notify_against_chatd(server: RunningServer) -> None:

@@ -374,3 +374,19 @@ def test_an_invitation_shows_in_the_active_buffer() -> None:
     state.set_active("#room")
     state.feed(":alice!u@h INVITE me #secret")
     assert texts(state, "#room")[-1] == "alice invites you to #secret (/join #secret)"
+
+
+def test_a_redacted_line_says_who_deleted_it_in_its_place() -> None:
+    state = joined()
+    state.feed("@msgid=m1 :alice!u@h PRIVMSG #room :oops")
+    state.feed("@msgid=m2 :alice!u@h PRIVMSG #room :fine")
+    state.feed("@msgid=r1 :bob!u@h REDACT #room m1 :spam")
+    assert texts(state, "#room")[-2:] == ["(message deleted by bob: spam)", "fine"]
+    state.feed("@msgid=p1 :alice!u@h PRIVMSG me :psst")  # a private message, taken back by its sender
+    state.feed(":alice!u@h REDACT me p1")
+    state.feed("@msgid=p2 :me!u@h PRIVMSG alice :mine")  # our own, echoed
+    state.feed(":me!u@h REDACT alice p2")
+    assert texts(state, "alice")[-2:] == ["(message deleted by alice)", "(message deleted by me)"]
+    before = texts(state, "#room")
+    state.feed(":bob!u@h REDACT #room not-shown")
+    assert texts(state, "#room") == before
