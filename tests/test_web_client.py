@@ -147,6 +147,22 @@ def test_browsers_and_an_irc_user_talk_in_a_channel(backend: str, browsers: Call
         alice.wait_line("carola quit")
 
 
+def test_a_message_taken_back_reads_as_deleted(backend: str, browsers: Callable[..., Browser]) -> None:
+    with web_server(backend) as server:
+        alice = browsers(page_url(server))
+        alice.login("alice", "#lobby")
+        carol = irc_user(server, "carol", "#lobby")
+        carol.send("CAP REQ :message-tags echo-message")
+        carol.expect("CAP")
+        alice.wait(lambda _: alice.nicks() == ["@alice", "carol"], "carol in alice's nick list")
+        carol.send("PRIVMSG #lobby :I regret this")
+        msgid = carol.expect("PRIVMSG").tags["msgid"]
+        alice.wait_line("carol I regret this")
+        carol.send(f"REDACT #lobby {msgid} :sorry")
+        alice.wait_line("(message deleted by carol: sorry)")
+        assert not any("I regret this" in line for line in alice.lines())
+
+
 def test_private_conversations_between_browsers_and_irc(backend: str, browsers: Callable[..., Browser]) -> None:
     with web_server(backend) as server:
         alice = browsers(page_url(server))

@@ -124,12 +124,16 @@ export function mergeHistory(target, lines) {
   const fresh = lines.filter((line) => !line.msgid || !target.msgids.has(line.msgid));
   fresh.forEach((line) => line.msgid && target.msgids.add(line.msgid));
   target.lines = [...fresh, ...target.lines].sort((a, b) => a.time - b.time);
-  if (target.key !== state.active) return fresh.length;
+  if (target.key === state.active) rerender();
+  return fresh.length;
+}
+
+/** Draw the buffer in view again (its lines changed), keeping the reader's distance from the bottom. */
+export function rerender() {
   const box = $("messages");
   const fromBottom = box.scrollHeight - box.scrollTop;
   renderMessages();
   box.scrollTop = box.scrollHeight - fromBottom;
-  return fresh.length;
 }
 
 export function requestHistory(target, how) {

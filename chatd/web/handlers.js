@@ -3,10 +3,10 @@
 // and a chathistory batch is merged into its buffer by time (see chat.js).
 import { ctcpAction, isChannel, parseCaps, parsePrefix, saslPlain, stripFormatting, casefolder } from "./irc.js";
 import { $, RETRY_FIRST_MS, SERVER, addLine, buffer, client, isMe, mergeHistory, rekey, renderAll, renderHeader,
-  mentions, renderNicks, setStatus, showChat, state, switchTo } from "./chat.js";
+  mentions, renderNicks, rerender, setStatus, showChat, state, switchTo } from "./chat.js";
 
 const WANTED_CAPS = ["server-time", "message-tags", "echo-message", "batch", "draft/chathistory", "sasl",
-  "away-notify", "account-notify", "extended-join", "multi-prefix"];
+  "away-notify", "account-notify", "extended-join", "multi-prefix", "draft/message-redaction"];
 
 /** Handle one parsed server message (or hold it for the batch it belongs to). */
 export function dispatch(msg) {
@@ -135,6 +135,17 @@ const HANDLERS = {
   },
   PRIVMSG: onPrivmsg,
   NOTICE: onPrivmsg,
+  REDACT(msg) {
+    // A message taken back (IRCv3 message-redaction): its line says who deleted it, in its place.
+    const [name, msgid, reason] = msg.params;
+    const where = isChannel(name) || isMe(msg.nick) ? name : msg.nick;
+    const target = state.buffers.get(state.fold(where));
+    const line = target?.lines.find((candidate) => candidate.msgid === msgid);
+    if (!line) return;
+    Object.assign(line, { kind: "info", highlight: false,
+      text: `(message deleted by ${msg.nick}${reason ? `: ${stripFormatting(reason)}` : ""})` });
+    if (target.key === state.active) rerender();
+  },
   JOIN(msg) {
     const target = buffer(msg.params[0], "channel");
     if (isMe(msg.nick)) {
