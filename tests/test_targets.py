@@ -53,6 +53,11 @@ def test_kick_takes_one_channel_and_many_members_or_pairs() -> None:
     assert [m.params[:2] for m in chanop.sync() if m.command == "KICK"] == [("#b", "bar")]  # baz was gone
     chanop.send("KICK #a,#b baz")
     assert chanop.expect(n.ERR_NEEDMOREPARAMS)
+    carl = harness.client("carl")
+    in_channels(carl, "#a")
+    carl.sync()
+    carl.send("KICK #a chanop,baz,bar")  # not an operator there: told once, not once per nick
+    assert [m.command for m in carl.sync()] == [n.ERR_CHANOPRIVSNEEDED]
 
 
 def test_list_takes_names_and_conditions_together() -> None:

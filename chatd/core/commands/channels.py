@@ -212,14 +212,19 @@ def handle_kick(hub: Hub, client: Client, message: Message) -> None:
         hub.reply(client, n.ERR_NEEDMOREPARAMS, "KICK", "Give one channel, or a channel for each user")
         return
     reason = (message.param(2) or client.nick or "")[:MAX_KICK_LENGTH]
+    refused: set[str] = set()  # channels already answered with why not: once each, not once per nick
     for name, nick in zip(names * len(nicks) if len(names) == 1 else names, nicks, strict=True):
         channel = hub.find_channel(name)
-        if channel is None:
-            hub.reply(client, n.ERR_NOSUCHCHANNEL, name, "No such channel")
-        elif client not in channel.members:
-            hub.reply(client, n.ERR_NOTONCHANNEL, channel.name, "You're not on that channel")
-        elif client not in channel.operators:
-            hub.reply(client, n.ERR_CHANOPRIVSNEEDED, channel.name, "You're not channel operator")
+        if name in refused:
+            continue
+        if channel is None or client not in channel.members or client not in channel.operators:
+            refused.add(name)
+            if channel is None:
+                hub.reply(client, n.ERR_NOSUCHCHANNEL, name, "No such channel")
+            elif client not in channel.members:
+                hub.reply(client, n.ERR_NOTONCHANNEL, channel.name, "You're not on that channel")
+            else:
+                hub.reply(client, n.ERR_CHANOPRIVSNEEDED, channel.name, "You're not channel operator")
         elif (target := hub.find_client(nick)) is None or target not in channel.members:
             hub.reply(client, n.ERR_USERNOTINCHANNEL, nick, channel.name, "They aren't on that channel")
         else:
