@@ -154,7 +154,7 @@ def logged_in_as(harness: HubHarness, nick: str, account: str) -> HubClient:
 def test_an_account_extban_follows_the_account_not_the_nick() -> None:
     harness = HubHarness()
     _, _, tokens = welcomed(harness, "asker")
-    assert {"EXTBAN=$,a", "ACCOUNTEXTBAN=a"} <= set(tokens)
+    assert {"EXTBAN=$,am", "ACCOUNTEXTBAN=a"} <= set(tokens)
     chanop = channel_with_op(harness, "+b $a:bob", "+b $a:spam*")
     renamed_bob = logged_in_as(harness, "notbob", "bob")
     renamed_bob.send("JOIN #c")
@@ -182,3 +182,31 @@ def test_account_exceptions_let_an_account_past_bans_and_invite_only() -> None:
     friend = logged_in_as(harness, "friend_away", "friend")
     friend.send("JOIN #c")
     friend.until("366")
+
+
+def test_a_mute_lets_a_user_in_but_not_speak_unless_voiced_or_excepted() -> None:
+    harness = HubHarness()
+    chanop = channel_with_op(harness, "+b $m:bar!*@*", "+b $m:$a:spammer")
+    bar = harness.client("bar")
+    bar.send("JOIN #c")
+    bar.until("366")  # a mute is no ban
+    bar.send("PRIVMSG #c :hello?")
+    assert bar.expect(n.ERR_CANNOTSENDTOCHAN)
+    chanop.send("MODE #c +v bar")
+    chanop.expect("MODE")
+    bar.send("PRIVMSG #c :voiced now")
+    assert chanop.expect("PRIVMSG").params == ("#c", "voiced now")
+    spammer = logged_in_as(harness, "fresh_nick", "spammer")
+    spammer.send("JOIN #c")
+    spammer.until("366")
+    spammer.send("PRIVMSG #c :buy")
+    assert spammer.expect(n.ERR_CANNOTSENDTOCHAN)
+    chanop.send("MODE #c +e $a:spammer")  # an exception lifts a mute as it lifts a ban
+    chanop.expect("MODE")
+    spammer.send("PRIVMSG #c :reformed")
+    assert chanop.expect("PRIVMSG").params == ("#c", "reformed")
+    chanop.send("MODE #c +b $m:$m:x")
+    assert chanop.expect(n.ERR_INVALIDMODEPARAM).params[3] == "$m:$m:x"
+    chanop.send("MODE #c b")
+    masks = [m.params[2] for m in chanop.until(n.RPL_ENDOFBANLIST) if m.command == n.RPL_BANLIST]
+    assert masks == ["$m:bar!*@*", "$m:$a:spammer"]

@@ -55,7 +55,12 @@ EXTBAN_PREFIX = "$"
 ACCOUNT_EXTBAN = "a"
 """``$a:<account>`` in a ban or exception list matches whoever is logged in to that account
 (IRCv3 account-extban; the account may be a wildcard mask): a ban that follows the person
-through nick and host changes. No other extended ban type exists."""
+through nick and host changes."""
+MUTE_EXTBAN = "m"
+"""``$m:<mask>`` (a hostmask or ``$a:<account>``) in the ban list mutes instead of banning: the
+user may join, but not speak, unless voiced, an operator or excepted (+e). The two are the only
+extended ban types."""
+MUTE_PREFIX = f"{EXTBAN_PREFIX}{MUTE_EXTBAN}:"
 
 ModeChange = tuple[str, str, str | None]
 """``(sign, mode char, parameter)``: ``("+", "k", "sesame")``, ``("-", "l", None)``. A list of
@@ -69,18 +74,28 @@ def takes_param(char: str, adding: bool) -> bool:
 
 def list_entry(param: str) -> str | None:
     """The mask a list mode keeps for ``param``, completed as servers do; None for an extended
-    ban that is not ``$a:<account>``."""
+    ban that is neither ``$a:<account>`` nor ``$m:<mask>``."""
     if not param.startswith(EXTBAN_PREFIX):
         return normalize_mask(param)
-    kind, colon, account = param[1:].partition(":")
-    return param if kind == ACCOUNT_EXTBAN and colon and account else None
+    kind, colon, rest = param[1:].partition(":")
+    if not colon or not rest:
+        return None
+    if kind == ACCOUNT_EXTBAN:
+        return param
+    if kind == MUTE_EXTBAN and not rest.startswith(MUTE_PREFIX):
+        inner = list_entry(rest)
+        return None if inner is None else MUTE_PREFIX + inner
+    return None
 
 
 def entry_matches(mask: str, client: Client) -> bool:
-    """Whether a list entry (a hostmask, or ``$a:<account>``) names ``client``."""
+    """Whether a list entry (a hostmask, ``$a:<account>``, or a mute of either) names ``client``."""
     if mask.startswith(EXTBAN_PREFIX):
+        kind, _, rest = mask[1:].partition(":")
+        if kind == MUTE_EXTBAN:
+            return entry_matches(rest, client)
         account = client.account
-        return account is not None and mask_matches(mask[len(EXTBAN_PREFIX) + len(ACCOUNT_EXTBAN) + 1 :], account)
+        return account is not None and mask_matches(rest, account)
     return mask_matches(mask, client.prefix)
 
 
@@ -367,11 +382,13 @@ class Channel:
         """The list a list mode (``b``, ``e``, ``I``) names."""
         return self.bans if char == "b" else self.excepts if char == "e" else self.invexes
 
-    def is_banned(self, client: Client) -> bool:
-        """Matched by a ban and by no ban exception (+e)."""
+    def is_banned(self, client: Client, *, mutes: bool = False) -> bool:
+        """Matched by a ban (with ``mutes``, a mute too) and by no ban exception (+e)."""
         if not self.bans:  # the common case, asked on every message: no generator to build
             return False
-        if not any(entry_matches(ban.mask, client) for ban in self.bans):
+        if not any(
+            entry_matches(ban.mask, client) for ban in self.bans if mutes or not ban.mask.startswith(MUTE_PREFIX)
+        ):
             return False
         return not any(entry_matches(entry.mask, client) for entry in self.excepts)
 
@@ -380,12 +397,12 @@ class Channel:
         return any(entry_matches(entry.mask, client) for entry in self.invexes)
 
     def can_speak(self, client: Client) -> bool:
-        """+n keeps outsiders out, +m keeps all but voiced and operators quiet, bans silence."""
+        """+n keeps outsiders out, +m keeps all but voiced and operators quiet, bans and mutes silence."""
         if client not in self.members:
-            return "n" not in self.modes and not self.is_banned(client)
+            return "n" not in self.modes and not self.is_banned(client, mutes=True)
         if client in self.operators or client in self.voiced:
             return True
-        return "m" not in self.modes and not self.is_banned(client)
+        return "m" not in self.modes and not self.is_banned(client, mutes=True)
 
 
 # ---- changes told to the members (the hub fans them out) -------------------------------
@@ -417,7 +434,7 @@ def change_modes(hub: Hub, client: Client, channel: Channel, changes: Iterable[M
         elif numeric == n.ERR_USERNOTINCHANNEL:
             hub.reply(client, numeric, param or "", channel.name, "They aren't on that channel")
         elif numeric == n.ERR_INVALIDMODEPARAM and char in LIST_MODES:
-            hub.reply(client, numeric, channel.name, char, param or "*", "Unknown extban (only $a:<account>)")
+            hub.reply(client, numeric, channel.name, char, param or "*", "Unknown extban (only $a: and $m:)")
         elif numeric == n.ERR_INVALIDMODEPARAM:
             hub.reply(client, numeric, channel.name, char, "*", "Invalid channel key")
         elif numeric == n.ERR_BANLISTFULL:

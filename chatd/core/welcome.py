@@ -10,7 +10,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from chatd import __version__
-from chatd.core.channel import ACCOUNT_EXTBAN, EXTBAN_PREFIX
+from chatd.core.channel import ACCOUNT_EXTBAN, EXTBAN_PREFIX, MUTE_EXTBAN
 from chatd.core.client import BOT_MODE
 from chatd.core.config import ServerConfig
 from chatd.core.limits import (
@@ -56,7 +56,7 @@ def isupport_tokens(config: ServerConfig) -> list[str]:
         "MSGREFTYPES": "timestamp,msgid",
         "ELIST": "CMNTU",
         "EXCEPTS": "e",
-        "EXTBAN": f"{EXTBAN_PREFIX},{ACCOUNT_EXTBAN}",
+        "EXTBAN": f"{EXTBAN_PREFIX},{ACCOUNT_EXTBAN}{MUTE_EXTBAN}",
         "INVEX": "I",
         "CHANTYPES": CHANNEL_TYPES,
         "KICKLEN": str(MAX_KICK_LENGTH),
