@@ -18,8 +18,8 @@ from typing import Any
 from chatd.cluster.replica import RemoteNode, Replica, adopt_state
 from chatd.cluster.wire import channel_registration, channel_state, relayed_event, source_of
 from chatd.core.channel import apply_relayed_modes, kick, part, set_topic
-from chatd.core.commands.redact import REDACTION_CAP, deliver_redaction
-from chatd.core.conversations import private_keys
+from chatd.core.commands.messages import deliver_to_status
+from chatd.core.commands.redact import REDACTION_CAP, deliver_redaction, forget_private
 from chatd.core.fanout import fanout_run
 from chatd.core.users import deliver_wallops, kill
 from chatd.protocol.casemap import irc_lower
@@ -120,13 +120,9 @@ def on_messages(replica: Replica, events: list[dict[str, Any]]) -> None:
 
 def on_status_message(replica: Replica, node: RemoteNode, event: dict[str, Any]) -> None:
     """A STATUSMSG from another node: to our members with the status (never to history)."""
-    hub = replica.hub
     channel = replica.find_channel(event["c"])
-    if channel is None:
-        return
-    recipients = [member for member in channel.with_status(event["st"]) if member.node is None]
-    hub.stats.deliveries += len(recipients)
-    hub.generic_fanout(recipients, relayed_event(event), None)
+    if channel is not None:
+        deliver_to_status(replica.hub, channel, event["st"], relayed_event(event))
 
 
 def on_redact(replica: Replica, node: RemoteNode, event: dict[str, Any]) -> None:
@@ -142,9 +138,7 @@ def on_redact(replica: Replica, node: RemoteNode, event: dict[str, Any]) -> None
     sender, target = node.users.get(event["u"]), replica.local_by_uid(event["k"])
     if sender is None or target is None:
         return
-    if hub.history is not None:
-        for key in private_keys(hub, sender, target):
-            hub.history.redact(key, event["m"])
+    forget_private(hub, sender, target, event["m"])
     if REDACTION_CAP in target.caps:
         hub.send_event(target, relayed)
 

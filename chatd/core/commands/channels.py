@@ -214,9 +214,9 @@ def handle_kick(hub: Hub, client: Client, message: Message) -> None:
     reason = (message.param(2) or client.nick or "")[:MAX_KICK_LENGTH]
     refused: set[str] = set()  # channels already answered with why not: once each, not once per nick
     for name, nick in zip(names * len(nicks) if len(names) == 1 else names, nicks, strict=True):
-        channel = hub.find_channel(name)
         if name in refused:
             continue
+        channel = hub.find_channel(name)
         if channel is None or client not in channel.members or client not in channel.operators:
             refused.add(name)
             if channel is None:

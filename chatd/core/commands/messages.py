@@ -14,6 +14,7 @@ from chatd.protocol.framing import WIRE, decode_line
 from chatd.protocol.message import Message, format_message, format_tags
 
 if TYPE_CHECKING:
+    from chatd.core.event import Delivery
     from chatd.core.hub import Hub
 
 
@@ -193,13 +194,18 @@ def _deliver_to_status(
     hub.stats.messages += 1
     plain = None if plain_text is None else f"[{status}{channel.name}] {plain_text}"
     event = hub.event(line, plain, tags, tags_only=tags_only, account=client.account)
-    recipients = [member for member in channel.with_status(status) if member is not client and member.node is None]
-    hub.stats.deliveries += len(recipients)
-    hub.generic_fanout(recipients, event, None)
+    deliver_to_status(hub, channel, status, event, skip=client)
     if echo:
         hub.send_event(client, event)
     if hub.cluster is not None:
         hub.cluster.status_message(client, channel, event, status)
+
+
+def deliver_to_status(hub: Hub, channel: Channel, status: str, event: Delivery, skip: Client | None = None) -> None:
+    """A STATUSMSG to this node's members with ``status`` (for the sender's node and the others)."""
+    recipients = [member for member in channel.with_status(status) if member is not skip and member.node is None]
+    hub.stats.deliveries += len(recipients)
+    hub.generic_fanout(recipients, event, None)
 
 
 FAST_PREFIXES = (b"PRIVMSG #", b"NOTICE #")

@@ -50,14 +50,14 @@ def sent_by(entry: HistoryEntry, client: Client) -> bool:
     return entry.line.startswith(f":{client.prefix} ")
 
 
-def _found(hub: Hub, keys: list[str], msgid: str) -> tuple[str, HistoryEntry] | None:
+def _found(hub: Hub, keys: list[str], msgid: str) -> HistoryEntry | None:
     history = hub.history
     if history is None:
         return None
     for key in keys:
         entry = history.entry(key, msgid)
         if entry is not None and entry.kind in REDACTABLE_KINDS:
-            return key, entry
+            return entry
     return None
 
 
@@ -74,7 +74,7 @@ def handle_redact(hub: Hub, client: Client, message: Message) -> None:
         if found is None:
             _fail(hub, client, UNKNOWN_MSGID, channel.name, msgid)
             return
-        if not sent_by(found[1], client) and client not in channel.operators:
+        if not sent_by(found, client) and client not in channel.operators:
             _fail(hub, client, FORBIDDEN, channel.name, msgid)
             return
         redact_in_channel(hub, client, channel, msgid, reason)
@@ -87,7 +87,7 @@ def handle_redact(hub: Hub, client: Client, message: Message) -> None:
     if found is None:
         _fail(hub, client, UNKNOWN_MSGID, target.nick or "", msgid)
         return
-    if not sent_by(found[1], client):
+    if not sent_by(found, client):
         _fail(hub, client, FORBIDDEN, target.nick or "", msgid)
         return
     redact_private(hub, client, target, msgid, reason)
@@ -118,12 +118,17 @@ def deliver_redaction(hub: Hub, channel: Channel, msgid: str, event: Delivery, s
 
 def redact_private(hub: Hub, client: Client, target: Client, msgid: str, reason: str) -> None:
     event = _event(hub, client, target.nick or "", msgid, reason)
-    if hub.history is not None:
-        for key in private_keys(hub, client, target):
-            hub.history.redact(key, msgid)
+    forget_private(hub, client, target, msgid)
     if target.node is not None and hub.cluster is not None:
         hub.cluster.redacted(client, None, target, msgid, event)
     elif target is not client and REDACTION_CAP in target.caps:
         hub.send_event(target, event)
     if "echo-message" in client.caps:
         hub.send_event(client, event)
+
+
+def forget_private(hub: Hub, sender: Client, target: Client, msgid: str) -> None:
+    """A private message leaves this node's history, under every key its conversation is kept by."""
+    if hub.history is not None:
+        for key in private_keys(hub, sender, target):
+            hub.history.redact(key, msgid)
