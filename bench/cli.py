@@ -176,6 +176,8 @@ def run(
 
     The cluster scenario runs only on the chatd backends that have ``--cluster``, and only
     where redis-server is installed; the others are listed as skipped for it, with the reason.
+    ngircd runs it too, as its own network of linked servers (no "1 node": that is chatd's
+    ``--cluster`` alone); the other peers have no network of servers and get no line.
     The WebSocket scenarios run only on chatd's own backends (``--ws-port``), likewise.
     """
     raise_nofile_limit()
@@ -202,6 +204,7 @@ def run(
         for case in cases
         for contender in runnable
         if not (case.scenario in CLUSTER_SCENARIOS and contender.name in no_cluster)
+        and not (case.scenario in CLUSTER_SCENARIOS and case.nodes == 1 and not contender.is_chatd)
         and not (case.scenario == "login" and contender.name in no_login)
         and not (case.scenario in WS_SCENARIOS and contender.name in no_ws)
     ]

@@ -44,7 +44,10 @@ def redis_server_path() -> str | None:
 
 
 def cluster_missing(contender: Contender) -> str | None:
-    """Why the cluster scenario cannot run with this contender, or None when it can."""
+    """Why the cluster scenario cannot run with this contender, or None when it can. ngircd runs
+    it as a network of its own, joined by server links (``bench.linked``), not over Redis."""
+    if contender.kind == "ngircd":
+        return None
     if not contender.is_chatd or contender.history:
         return "the cluster scenario runs chatd without history only"
     if contender.backend not in CLUSTER_BACKENDS:
@@ -142,7 +145,38 @@ def _recv(sock: socket.socket) -> bytes:
     return data
 
 
-class ClusterServers:
+class ServerNodes:
+    """Several server processes that look to the scenarios like one RunningServer: ``pids``
+    are the nodes (the server's CPU and memory), and ``addresses`` lists them in order (node
+    ``i`` of a setup group)."""
+
+    nodes: list[RunningServer]
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return self.nodes[0].address
+
+    @property
+    def addresses(self) -> list[tuple[str, int]]:
+        return [node.address for node in self.nodes]
+
+    @property
+    def pid(self) -> int:
+        return self.nodes[0].pid
+
+    @property
+    def pids(self) -> list[int]:
+        return [node.pid for node in self.nodes]
+
+    def wait_ready(self) -> None:
+        """Every node accepts connections, and every node's users are visible from node 0
+        (``wait_visible``): load sent before would stay on its node and look like losses."""
+        for node in self.nodes:
+            node.wait_ready()
+        wait_visible(self.addresses)
+
+
+class ClusterServers(ServerNodes):
     """Redis and ``nodes`` chatd nodes, looking to the scenarios like one RunningServer.
 
     ``pids`` are the nodes (the server's CPU and memory); ``side_pids`` is Redis, reported
@@ -163,53 +197,12 @@ class ClusterServers:
             raise
 
     @property
-    def address(self) -> tuple[str, int]:
-        return self.nodes[0].address
-
-    @property
-    def addresses(self) -> list[tuple[str, int]]:
-        return [node.address for node in self.nodes]
-
-    @property
-    def pid(self) -> int:
-        return self.nodes[0].pid
-
-    @property
-    def pids(self) -> list[int]:
-        return [node.pid for node in self.nodes]
-
-    @property
     def side_pids(self) -> list[int]:
         return [self.redis.pid]
 
     def redis_counts(self) -> dict[str, int]:
         """Redis's command counters now (see ``RedisServer.counts``)."""
         return self.redis.counts()
-
-    def wait_ready(self) -> None:
-        """Every node accepts connections, and every node's users are visible from node 0.
-
-        A node may accept clients before its Redis link is up; load sent then would stay on
-        that node and look like losses. So a probe user registers on each node, and a probe on
-        node 0 asks WHOIS for each of them until the network answers (311) for all.
-        """
-        for node in self.nodes:
-            node.wait_ready()
-        if len(self.nodes) < 2:
-            return
-        deadline = time.monotonic() + START_TIMEOUT_S
-        probes = [_Probe(node.address, f"probe{index}", deadline) for index, node in enumerate(self.nodes)]
-        try:
-            for index in range(1, len(probes)):
-                while not probes[0].sees(f"probe{index}"):
-                    if time.monotonic() > deadline:
-                        raise RuntimeError(
-                            f"node {index}'s users not visible from node 0 within {START_TIMEOUT_S:.0f}s"
-                        )
-                    time.sleep(0.05)
-        finally:
-            for probe in probes:
-                probe.close()
 
     def alive(self) -> bool:
         return self.redis.process.poll() is None and all(node.alive() for node in self.nodes)
@@ -224,6 +217,25 @@ class ClusterServers:
         for node in self.nodes:
             node.stop()
         self.redis.stop()
+
+
+def wait_visible(addresses: list[tuple[str, int]]) -> None:
+    """Return once a user on each of these nodes is visible from the first: a probe user
+    registers on each, and a probe on the first asks WHOIS for each of them until the network
+    answers (311) for all. Raise RuntimeError past the start timeout."""
+    if len(addresses) < 2:
+        return
+    deadline = time.monotonic() + START_TIMEOUT_S
+    probes = [_Probe(address, f"probe{index}", deadline) for index, address in enumerate(addresses)]
+    try:
+        for index in range(1, len(probes)):
+            while not probes[0].sees(f"probe{index}"):
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"node {index}'s users not visible from node 0 within {START_TIMEOUT_S:.0f}s")
+                time.sleep(0.05)
+    finally:
+        for probe in probes:
+            probe.close()
 
 
 class _Probe:

@@ -31,7 +31,8 @@ def cluster_notes(row: Row) -> list[str]:
     if "cluster_us_per_message" in extra:
         notes.append(f"--cluster {extra['cluster_us_per_message']:+.1f} µs/msg")
     if "hop_p50_ms" in extra:
-        notes.append(f"Redis hop p50/p99 {extra['hop_p50_ms']:+.2f}/{extra['hop_p99_ms']:+.2f} ms")
+        over = "Redis" if extra.get("judged") else "link"
+        notes.append(f"{over} hop p50/p99 {extra['hop_p50_ms']:+.2f}/{extra['hop_p99_ms']:+.2f} ms")
     if "redis_events_per_s" in extra:
         notes.append(f"redis {extra['redis_events_per_s']:,.0f} events/s")
     if "b_share_of_a" in extra:
@@ -156,9 +157,10 @@ def cluster_section(rows: list[Row]) -> list[str]:
             parts.extend([title, "", *lines, ""])
 
     section(
-        "**Cluster: CPU per delivery against one chatd alone** — µs of CPU per delivery summed over "
+        "**Cluster: CPU per delivery against one server alone** — µs of CPU per delivery summed over "
         "the node processes (Redis apart), and in brackets the ratio to the same contender alone "
-        f"(no --cluster) in the same run; target: 2 and 4 nodes at most {RATIO_TARGET}x. Members are "
+        f"(chatd without --cluster) in the same run; target for chatd: 2 and 4 nodes at most {RATIO_TARGET}x. "
+        "ngircd's nodes are its own network, joined by server links (a star), for reference. Members are "
         "dealt in turn over the nodes; 10 senders",
         _grid(rows, _cpu_cell),
     )
@@ -171,11 +173,11 @@ def cluster_section(rows: list[Row]) -> list[str]:
         "**Through Redis** — events per second (stream entries, XADD, Redis counted in the window: "
         "INFO commandstats; one per channel message or event for one node), Redis's own CPU "
         "seconds per second and per event",
-        _grid(rows, _redis_cell, lambda r: bool(r.extra.get("nodes"))),
+        _grid(rows, _redis_cell, lambda r: bool(r.extra.get("nodes")) and bool(r.extra.get("judged"))),
     )
     section(
         "**The Redis hop** — closed loop, latency ms by whether the sender was on the receiver's node, "
-        "and cross minus same (what the hop adds), in the same run",
+        "and cross minus same (what the hop adds: Redis for chatd, server links for ngircd), in the same run",
         _hop_lines(rows),
     )
     section(

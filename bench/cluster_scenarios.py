@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from bench import procstat
 from bench.fanout import Row, run_fanout, setup
+from bench.linked import LinkedNgircd
 
 if TYPE_CHECKING:
     from bench.cluster import ClusterServers
@@ -38,7 +39,9 @@ OTHER_CHANNEL = "#elsewhere"
 SENDERS = 10
 
 
-def run_cluster(server: RunningServer | ClusterServers, generator: Generator, case: Case, plan: Plan, row: Row) -> None:
+def run_cluster(
+    server: RunningServer | ClusterServers | LinkedNgircd, generator: Generator, case: Case, plan: Plan, row: Row
+) -> None:
     """The fan-out (closed loop, or blast) with its members spread evenly over the nodes."""
     blast = case.scenario == "cluster-blast"
     _fanout_over_nodes(server, generator, case, plan, row, blast=blast, nodes=max(1, case.nodes))
@@ -49,7 +52,7 @@ def run_cluster(server: RunningServer | ClusterServers, generator: Generator, ca
         extra["hop_p99_ms"] = extra["cross_p99_ms"] - extra["same_p99_ms"]
 
 
-def run_interest(server: ClusterServers, generator: Generator, case: Case, plan: Plan, row: Row) -> None:
+def run_interest(server: ClusterServers | LinkedNgircd, generator: Generator, case: Case, plan: Plan, row: Row) -> None:
     """Node B's idle clients in their own channel, B's CPU over a quiet window, then the blast
     among members all on node A; fills B's share of the work it had no member for."""
     setup(generator, 0, [["b", plan.interest_idle, OTHER_CHANNEL, "idle", 1, 2, 0]], plan)
@@ -74,7 +77,7 @@ def run_interest(server: ClusterServers, generator: Generator, case: Case, plan:
 
 
 def _fanout_over_nodes(
-    server: RunningServer | ClusterServers, generator: Generator, case: Case, plan: Plan, row: Row, *,
+    server: RunningServer | ClusterServers | LinkedNgircd, generator: Generator, case: Case, plan: Plan, row: Row, *,
     blast: bool, nodes: int | None,
 ) -> None:  # fmt: skip
     """``run_fanout`` as both cluster scenarios run it (``nodes``: members dealt over that many
@@ -93,14 +96,23 @@ def _fanout_over_nodes(
         deliveries=plan.cluster_blast_deliveries,
     )
     row.extra["contender"] = server.contender.name
+    if server.contender.is_chatd:
+        row.extra["judged"] = True  # the issue's targets are chatd's; ngircd's rows are the reference
     _explain_losses(server, row)
 
 
-def _explain_losses(server: RunningServer | ClusterServers, row: Row) -> None:
+def _explain_losses(server: RunningServer | ClusterServers | LinkedNgircd, row: Row) -> None:
     """A row that lost messages says what Redis logged about the clients it closed meanwhile,
-    and what each node logged (warnings and worse: the bench runs them at --log-level warning)."""
+    and what each node logged (warnings and worse: the bench runs them at --log-level warning);
+    for linked ngircd, what the servers logged about the links they lost."""
+    if row.ok:
+        return
+    if isinstance(server, LinkedNgircd):
+        if said := server.warnings():
+            row.fail("ngircd logged: " + "; ".join(said))
+        return
     redis = getattr(server, "redis", None)
-    if row.ok or redis is None:
+    if redis is None:
         return
     if said := redis.warnings():
         row.fail("redis-server logged: " + "; ".join(said))
@@ -134,8 +146,9 @@ def pair_cluster(rows: list[Row]) -> None:
 def cluster_verdicts(rows: list[Row]) -> dict[str, Any]:
     """The issue's targets against this run's rows: the worst ratio of 2+ nodes to alone, the
     worst ``--cluster`` cost per message, each with whether it is within the target."""
-    ratios = [r.extra["alone_ratio"] for r in rows if r.extra.get("nodes", 0) >= 2 and "alone_ratio" in r.extra]
-    overheads = [r.extra["cluster_us_per_message"] for r in rows if "cluster_us_per_message" in r.extra]
+    judged = [r for r in rows if r.extra.get("judged")]
+    ratios = [r.extra["alone_ratio"] for r in judged if r.extra.get("nodes", 0) >= 2 and "alone_ratio" in r.extra]
+    overheads = [r.extra["cluster_us_per_message"] for r in judged if "cluster_us_per_message" in r.extra]
     verdicts: dict[str, Any] = {}
     if ratios:
         verdicts["worst_ratio"] = max(ratios)

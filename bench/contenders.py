@@ -145,7 +145,7 @@ def _ngircd_path() -> str | None:
 
 NGIRCD_CONFIG = """\
 [Global]
-Name = bench.local
+Name = {name}
 Info = chatd bench peer
 Listen = {host}
 Ports = {port}
@@ -164,7 +164,26 @@ PongTimeout = 600
 DNS = no
 Ident = no
 PAM = no
+{links}"""
+
+NGIRCD_LINK = """\
+[Server]
+Name = {name}
+Host = {host}
+{port}MyPassword = {password}
+PeerPassword = {password}
 """
+"""One server link of a linked network; ``port`` (``Port = P`` and a newline) on the side that
+connects, empty on the side that accepts."""
+
+
+@dataclass(frozen=True, slots=True)
+class NgircdNode:
+    """One ngircd of a network linked by IRC's own server protocol (``bench.linked``): its
+    server name and the ``[Server]`` blocks of its links."""
+
+    name: str
+    links: str = ""
 
 
 def checkout_environment() -> dict[str, str]:
@@ -224,8 +243,11 @@ class RunningServer(ScratchProcess):
         seed: Callable[[Path], None] | None = None,
         *,
         websocket: bool = False,
+        ngircd: NgircdNode | None = None,
     ) -> None:
+        """``ngircd``: this ngircd's name and links in a linked network (one ngircd alone without)."""
         self.contender = contender
+        self.ngircd = ngircd or NgircdNode("bench.local")
         self.port = free_port(HOST)
         self.ws_port = free_port(HOST) if websocket else None
         if websocket:
@@ -298,7 +320,12 @@ class RunningServer(ScratchProcess):
         if c.kind == "ngircd":
             identity = "ServerUID = 0\nServerGID = 0\n" if os.geteuid() == 0 else ""
             config = Path(self.tmp.name) / "ngircd.conf"
-            config.write_text(NGIRCD_CONFIG.format(host=HOST, port=port, tmp=self.tmp.name, identity=identity))
+            node = self.ngircd
+            config.write_text(
+                NGIRCD_CONFIG.format(
+                    name=node.name, host=HOST, port=port, tmp=self.tmp.name, identity=identity, links=node.links
+                )
+            )
             return [_ngircd_path() or "ngircd", "-n", "-f", str(config)]
         if c.kind == "irc":
             return [sys.executable, "-m", "irc.server", "-a", HOST, "-p", port, "-l", "ERROR"]

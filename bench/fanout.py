@@ -20,6 +20,7 @@ from bench.driver import Generator, GeneratorError
 
 if TYPE_CHECKING:
     from bench.contenders import RunningServer
+    from bench.linked import LinkedNgircd
     from bench.scenarios import Plan
 
 CHANNEL = "#bench"
@@ -94,7 +95,7 @@ def cpu(pids: list[int]) -> float:
 
 
 def run_fanout(
-    server: RunningServer | ClusterServers,
+    server: RunningServer | ClusterServers | LinkedNgircd,
     generator: Generator,
     plan: Plan,
     row: Row,

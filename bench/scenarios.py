@@ -16,6 +16,7 @@ from bench.cluster_scenarios import run_cluster, run_interest
 from bench.contenders import Contender, RunningServer
 from bench.driver import Generator
 from bench.fanout import CHANNEL, Row, cpu, fill, percentile, run_fanout, setup, split
+from bench.linked import LinkedNgircd
 from bench.login import GOAL_P99_MS, run_login, run_queue_s, seed_accounts
 
 __all__ = ["CHANNEL", "Row", "percentile", "run_fanout"]
@@ -110,7 +111,8 @@ class Case:
     clients: int
     sendq_bytes: int = DEFAULT_SENDQ_BYTES
     nodes: int = 0
-    """Cluster scenario only: chatd nodes sharing one Redis (0: a single chatd without --cluster)."""
+    """Cluster scenario only: chatd nodes sharing one Redis, or ngircd servers joined by server
+    links (0: one server alone, for chatd without --cluster)."""
     transport: str = "tcp"
     """WebSocket scenarios only: how every member connects, ``tcp`` or ``ws``."""
 
@@ -165,7 +167,10 @@ def run_case(contender: Contender, case: Case, plan: Plan) -> Row:
     settings = contender.settings(case.sendq_bytes)
     if case.scenario in CLUSTER_SCENARIOS and case.nodes:
         nodes = f"{case.nodes} node{'s' if case.nodes > 1 else ''}"
-        settings = f"{settings}, {nodes} with --cluster (redis-server --save '' --appendonly no)"
+        if contender.is_chatd:
+            settings = f"{settings}, {nodes} with --cluster (redis-server --save '' --appendonly no)"
+        else:
+            settings = f"{settings}, {nodes} joined by server links (a star: node 0 and one link to each other)"
     if case.scenario == "login":
         # The accounts live in the server's own database: a chatd keeping its store on disk.
         contender = replace(contender, history=True)
@@ -174,14 +179,16 @@ def run_case(contender: Contender, case: Case, plan: Plan) -> Row:
         over = "TCP" if case.transport == "tcp" else "WebSocket (binary.ircv3.net, one line per message)"
         settings = f"{settings}, --ws-port; every member over {over}"
     row = Row(case.scenario, server_label(contender, case), case.clients, settings)
-    server: RunningServer | ClusterServers | None = None
+    server: RunningServer | ClusterServers | LinkedNgircd | None = None
     try:
         if case.scenario == "login":
             server = RunningServer(contender, case.sendq_bytes, seed=lambda path: seed_accounts(path, case.clients))
             server.wait_ready()
             _login(server, case, plan, row)
             return row
-        if case.scenario in CLUSTER_SCENARIOS and case.nodes:
+        if case.scenario in CLUSTER_SCENARIOS and case.nodes and not contender.is_chatd:
+            server = LinkedNgircd(contender, case.sendq_bytes, case.nodes)
+        elif case.scenario in CLUSTER_SCENARIOS and case.nodes:
             server = ClusterServers(contender, case.sendq_bytes, case.nodes)
         else:
             server = RunningServer(contender, case.sendq_bytes, websocket=case.scenario in WS_SCENARIOS)
@@ -196,7 +203,7 @@ def run_case(contender: Contender, case: Case, plan: Plan) -> Row:
             elif case.scenario == "idle":
                 _idle(server, generator, case, plan, row)
             elif case.scenario == "cluster-interest":
-                assert isinstance(server, ClusterServers)
+                assert isinstance(server, ClusterServers | LinkedNgircd)
                 run_interest(server, generator, case, plan, row)
             elif case.scenario in CLUSTER_SCENARIOS:
                 run_cluster(server, generator, case, plan, row)

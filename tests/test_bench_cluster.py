@@ -1,6 +1,7 @@
 """The bench's cluster scenarios, small: Redis and one or two chatd nodes started by the bench,
 every message delivered exactly once whichever node its sender and receiver are on, in the
 closed loop and in the blast, and in the interest-routing blast that stays on one node of two.
+ngircd runs them as its own network of two servers joined by a server link, the reference.
 
 Like the quick bench, this never asserts a speed: only that every figure the issue asks for
 (ratios to one chatd alone, --cluster's cost per message, the Redis hop, Redis's events and
@@ -10,10 +11,13 @@ where redis-server is missing or this chatd has no --cluster.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from bench.cli import run
 from bench.cluster import cluster_missing
+from bench.cluster_scenarios import cluster_verdicts
 from bench.contenders import find
 from bench.report import summary, table
 from bench.scenarios import Plan
@@ -62,7 +66,35 @@ def test_cluster_scenarios_deliver_every_message_exactly_once_and_report_every_f
     assert interest.extra["redis_events"] >= interest.extra["messages"]
 
     written = summary(rows, skipped)
-    for title in ("against one chatd alone", "--cluster on one node", "Through Redis", "The Redis hop",
+    for title in ("against one server alone", "--cluster on one node", "Through Redis", "The Redis hop",
                   "Interest routing", "Targets in this run"):  # fmt: skip
         assert title in written, title
     assert "FAILED" not in table(rows, skipped)
+
+
+@pytest.mark.timeout(110)
+def test_ngircd_runs_the_cluster_scenarios_as_linked_servers_beside_chatd() -> None:
+    [ngircd, selectors] = find(["ngircd", "selectors"])
+    reason = ngircd.missing() or cluster_missing(selectors)
+    if reason:
+        pytest.skip(reason)
+    plan = replace(Plan.quick_plan(), cluster_blast_clients=())
+    rows, skipped = run(("ngircd", "selectors"), ("cluster",), plan)
+    assert not skipped
+    # No "ngircd 1 node": that row is chatd's --cluster on its own.
+    assert [row.server for row in rows] == [
+        "ngircd alone", "selectors alone", "selectors 1 node", "ngircd 2 nodes", "selectors 2 nodes",
+    ]  # fmt: skip
+    failures = [f"{row.server}: {row.problem}" for row in rows if not row.ok]
+    assert not failures, failures
+    linked = rows[3]
+    assert linked.deliveries == linked.expected > 0
+    assert "2 nodes joined by server links" in linked.settings
+    assert linked.extra["alone_ratio"] > 0 and len(linked.extra["node_cpu_s"]) == 2
+    # Messages crossed the link: some deliveries were to the other server's members.
+    assert linked.extra["cross_samples"] > 0 and "hop_p50_ms" in linked.extra
+    assert "redis_events" not in linked.extra and "redis_cpu_s" not in linked.extra
+    # The targets judge chatd's rows only.
+    judged = cluster_verdicts([linked])
+    assert judged == {}
+    assert cluster_verdicts(rows)["worst_ratio"] == rows[4].extra["alone_ratio"]
