@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import selectors
 import shutil
 import socket
 import subprocess
@@ -32,9 +33,11 @@ from bench.contenders import HOST, START_TIMEOUT_S, Contender, RunningServer, Sc
 from bench.procstat import free_port
 
 CLUSTER_BACKENDS = ("selectors", "threads")
+"""The chatd backends that have a Redis link (the issue asks for these two)."""
 PUSH_COMMANDS = ("publish", "spublish")
 """The commands that push to Redis's subscribers."""
-"""The chatd backends that have a Redis link (the issue asks for these two)."""
+ROUND_TRIPS = 2000
+"""Round trips that measure one's CPU (``RedisServer.round_trip_cpu_us``): about 60 ms here."""
 
 
 def redis_server_path() -> str | None:
@@ -106,6 +109,38 @@ class RedisServer(ScratchProcess):
             lines = self.log_path.read_text(errors="replace").splitlines()
             return [re.split(r" [*#.-] ", line, maxsplit=1)[-1] for line in lines if "closed" in line.lower()][:3]
         return []
+
+    def round_trip_cpu_us(self, count: int = ROUND_TRIPS) -> float:
+        """CPU µs this thread spends per Redis round trip, one in flight: an ``XADD`` of a
+        message-sized entry sent, the socket waited on with ``selectors`` as chatd's loop does,
+        the reply read. It is what a publish's round trip costs a Python process on this machine
+        at the least, beside ``--cluster``'s cost per message (a node publishes each turn's
+        messages in one script call: the row's ``redis_calls`` say how many). Measured before the
+        load, with the nodes idle; the scratch stream is deleted afterwards."""
+        entry = b"x" * 200
+        command = b"*5\r\n$4\r\nXADD\r\n$11\r\nbench:floor\r\n$1\r\n*\r\n$1\r\nm\r\n"
+        command += b"$%d\r\n%s\r\n" % (len(entry), entry)
+        with socket.create_connection((HOST, self.port), timeout=START_TIMEOUT_S) as sock:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.setblocking(False)
+            with selectors.DefaultSelector() as selector:
+                selector.register(sock, selectors.EVENT_READ)
+                started = time.thread_time()
+                for _ in range(count):
+                    sock.send(command)
+                    reply = b""
+                    while reply.count(b"\r\n") < 2:  # a bulk string: its length, then the entry's id
+                        if not selector.select(START_TIMEOUT_S):
+                            raise RuntimeError("redis did not answer an XADD in time")
+                        data = sock.recv(65536)
+                        if not data:
+                            raise RuntimeError("redis closed the connection during XADD")
+                        reply += data
+                spent = time.thread_time() - started
+            sock.setblocking(True)
+            sock.sendall(b"DEL bench:floor\r\n")
+            sock.recv(64)
+        return spent / count * 1e6
 
     def counts(self) -> dict[str, int]:
         """Calls so far of every command Redis has run (``publish``, ``evalsha``, …) and, as

@@ -44,6 +44,9 @@ def run_cluster(
 ) -> None:
     """The fan-out (closed loop, or blast) with its members spread evenly over the nodes."""
     blast = case.scenario == "cluster-blast"
+    redis = getattr(server, "redis", None)
+    if case.nodes == 1 and redis is not None:  # beside --cluster's cost: a bare round trip, before the load
+        row.extra["redis_round_trip_us"] = redis.round_trip_cpu_us()
     _fanout_over_nodes(server, generator, case, plan, row, blast=blast, nodes=max(1, case.nodes))
     extra = row.extra
     extra["nodes"] = case.nodes
